@@ -1,0 +1,430 @@
+package securehttp
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// Config configures a client. The zero value is usable: system roots, no
+// pins, no tokens, default retries, proxies from the environment and no logs.
+// NewClient and NewTransport never modify a Config, and clients made from the
+// same Config share no state.
+type Config struct {
+	// RootCAs are the roots that chains must lead to. Nil means the system
+	// roots. A private CA is trusted by adding it here; there is no way to
+	// turn verification off.
+	RootCAs *x509.CertPool
+
+	// Pins restricts which certificates hosts may present. Hosts without a
+	// PinSet get full validation only.
+	Pins []PinSet
+
+	// Bearer attaches tokens to requests for its hosts. Nil means no
+	// Authorization header is added.
+	Bearer *Bearer
+
+	// Retry configures retries. The zero value means the defaults.
+	Retry RetryPolicy
+
+	// Proxy selects a proxy for each request. Nil means
+	// http.ProxyFromEnvironment. An http:// proxy is allowed: the client
+	// tunnels with CONNECT, so TLS and pins hold end to end.
+	Proxy func(*http.Request) (*url.URL, error)
+
+	// Logger receives warnings (expiring certificates, pin reports, failed
+	// refreshes) and debug events (retries, refreshes). Nil means silent.
+	// No token, query string or URL userinfo is ever logged.
+	Logger *slog.Logger
+
+	// OnPinFailure, if set, is called for every pin mismatch, enforced or
+	// report-only, from the goroutine doing the handshake. It must not block.
+	OnPinFailure func(*PinError)
+
+	// RequireOCSPStaple refuses servers that do not staple a valid OCSP
+	// response. A leaf carrying the TLS Feature status_request extension
+	// (must-staple) requires one whatever this says.
+	RequireOCSPStaple bool
+
+	// ExpiryWarning is how long before a certificate of a verified chain
+	// expires that a warning is logged, once per certificate. Zero means
+	// 14 days; a negative value turns the warning off.
+	ExpiryWarning time.Duration
+
+	// DialContext dials TCP connections, to servers and to proxies. Nil
+	// means a net.Dialer with DialTimeout and a 30 s keep-alive.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// DialTimeout bounds each TCP dial. Zero means 30 s.
+	DialTimeout time.Duration
+
+	// TLSHandshakeTimeout bounds each TLS handshake. Zero means 10 s.
+	TLSHandshakeTimeout time.Duration
+
+	// ResponseHeaderTimeout bounds the wait for response headers after the
+	// request is written. Zero means no limit beyond the request's context.
+	ResponseHeaderTimeout time.Duration
+
+	// IdleConnTimeout closes connections idle this long. Zero means 90 s.
+	IdleConnTimeout time.Duration
+
+	// MaxIdleConnsPerHost is how many idle connections are kept per host.
+	// Zero means 64, enough for 64 concurrent requests to one host to
+	// reuse their connections instead of handshaking again.
+	MaxIdleConnsPerHost int
+
+	// Timeout is the returned client's http.Client.Timeout. Zero means none:
+	// bound requests with their context instead.
+	Timeout time.Duration
+}
+
+// Errors returned by the client, to be tested with errors.Is.
+var (
+	// ErrInsecureScheme refuses a request, or a redirect hop, that is not
+	// https. Nothing is sent and no connection is made.
+	ErrInsecureScheme = errors.New("securehttp: refusing a plain-HTTP request: only https is allowed")
+
+	// ErrPinMismatch is matched by every *PinError.
+	ErrPinMismatch = errors.New("securehttp: certificate pin mismatch")
+
+	// ErrWeakKey refuses a verified chain that holds an RSA key under 2048
+	// bits or an elliptic-curve key under 256 bits.
+	ErrWeakKey = errors.New("securehttp: weak key in the verified chain")
+
+	// ErrRevoked refuses a certificate whose stapled OCSP response says it is
+	// revoked.
+	ErrRevoked = errors.New("securehttp: certificate revoked (stapled OCSP response)")
+
+	// ErrOCSPStaple refuses a stapled OCSP response that does not verify, is
+	// out of date, or is missing when one is required.
+	ErrOCSPStaple = errors.New("securehttp: invalid or missing stapled OCSP response")
+
+	// ErrNoToken is returned, wrapped in a *RefreshError, when a request for
+	// a Bearer host cannot get a valid token. Nothing is sent.
+	ErrNoToken = errors.New("securehttp: no valid bearer token")
+)
+
+// ConfigError reports an invalid Config entry. NewClient and NewTransport
+// return it; the Config is left as it was.
+type ConfigError struct {
+	Field string // the offending entry, as "Pins[1].Pins[0]"
+	Value string // the entry's value, when it is not a secret
+	Err   error  // what is wrong with it
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value != "" {
+		return fmt.Sprintf("securehttp: invalid config %s (%q): %v", e.Field, e.Value, e.Err)
+	}
+	return fmt.Sprintf("securehttp: invalid config %s: %v", e.Field, e.Err)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// NewClient returns an *http.Client that uses a new Transport made from cfg.
+// It refuses plain HTTP on the first request and on every redirect hop, so a
+// redirect to http:// is an error rather than a silent downgrade. It sets no
+// cookie jar: see NewCookieJar. The caller may set CheckRedirect and Jar on
+// the returned client as with any *http.Client.
+func NewClient(cfg Config) (*http.Client, error) {
+	t, err := NewTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: t, Timeout: cfg.Timeout}, nil
+}
+
+// redactURL renders u for logs: scheme, host and path, without userinfo,
+// query or fragment, which may carry secrets.
+func redactURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
+}
+
+// RetryPolicy configures retries. The zero value means the defaults: 3
+// retries, waits between 200 ms and 5 s, and Retry-After honoured up to 30 s.
+//
+// Only requests that are safe to repeat are retried: GET, HEAD, OPTIONS,
+// TRACE, PUT and DELETE, or any method when the request carries an
+// Idempotency-Key header, and only when the body can be replayed (no body,
+// or GetBody set). They are retried after connection errors (refused, reset,
+// timeouts) and on statuses 408, 429, 500, 502, 503 and 504. Certificate,
+// pin, scheme, token and context errors are never retried.
+type RetryPolicy struct {
+	// MaxRetries is the number of retries after the first attempt. Zero
+	// means 3; a negative value means no retries.
+	MaxRetries int
+
+	// MinWait and MaxWait bound the exponential backoff with full jitter.
+	// Zero means 200 ms and 5 s.
+	MinWait, MaxWait time.Duration
+
+	// MaxRetryAfter is the longest Retry-After (on 429 and 503) honoured. A
+	// longer one ends the retries and the response is returned at once.
+	// Zero means 30 s.
+	MaxRetryAfter time.Duration
+}
+
+const (
+	defaultMaxRetries    = 3
+	defaultMinWait       = 200 * time.Millisecond
+	defaultMaxWait       = 5 * time.Second
+	defaultMaxRetryAfter = 30 * time.Second
+)
+
+// retryConfig is a RetryPolicy with its defaults filled in.
+type retryConfig struct {
+	max              int
+	minWait, maxWait time.Duration
+	maxRetryAfter    time.Duration
+}
+
+func newRetryConfig(p RetryPolicy) (retryConfig, error) {
+	c := retryConfig{
+		max:           p.MaxRetries,
+		minWait:       orDefault(p.MinWait, defaultMinWait),
+		maxWait:       orDefault(p.MaxWait, defaultMaxWait),
+		maxRetryAfter: orDefault(p.MaxRetryAfter, defaultMaxRetryAfter),
+	}
+	switch {
+	case c.max == 0:
+		c.max = defaultMaxRetries
+	case c.max < 0:
+		c.max = 0
+	}
+	switch {
+	case c.minWait < 0:
+		return c, &ConfigError{Field: "Retry.MinWait", Value: p.MinWait.String(), Err: errors.New("must not be negative")}
+	case c.maxWait < c.minWait:
+		return c, &ConfigError{Field: "Retry.MaxWait", Value: p.MaxWait.String(), Err: errors.New("must not be below MinWait")}
+	case c.maxRetryAfter < 0:
+		return c, &ConfigError{Field: "Retry.MaxRetryAfter", Value: p.MaxRetryAfter.String(), Err: errors.New("must not be negative")}
+	}
+	return c, nil
+}
+
+// idempotent lists the methods RFC 9110 section 9.2.2 defines as idempotent.
+func idempotent(method string) bool {
+	switch method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace,
+		http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// retryable reports whether req may be sent more than once.
+func (t *Transport) retryable(req *http.Request) bool {
+	return t.retry.max > 0 &&
+		(idempotent(req.Method) || req.Header.Get("Idempotency-Key") != "") &&
+		replayable(req)
+}
+
+// send performs req, retrying it through go-retryablehttp when that is safe.
+// scoped says whether req carries our bearer token, to be renewed between
+// attempts.
+func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error) {
+	if !t.retryable(req) {
+		return t.base.RoundTrip(req)
+	}
+	a := &attempt{t: t, req: req, scoped: scoped}
+	c := &a.engine
+	c.HTTPClient = t.inner
+	c.RetryMax = t.retry.max
+	c.RetryWaitMin, c.RetryWaitMax = t.retry.minWait, t.retry.maxWait
+	c.CheckRetry = a.checkRetry
+	c.Backoff = a.backoff
+	c.PrepareRetry = a.prepareRetry
+	c.ErrorHandler = honestResult
+	// Logger stays nil: the engine's own logger writes URLs with their
+	// query strings to stderr. Retries are logged by backoff instead.
+	resp, err := c.Do(&retryablehttp.Request{Request: req})
+	if uerr, ok := err.(*url.Error); ok {
+		// The engine's inner *http.Client wraps errors in a *url.Error; the
+		// caller's client adds its own.
+		err = uerr.Err
+	}
+	return resp, err
+}
+
+// honestResult returns what the last attempt got: the response with its
+// body intact when retries ran out on a status, as net/http would, or the
+// error.
+func honestResult(resp *http.Response, err error, _ int) (*http.Response, error) {
+	if err != nil {
+		if resp != nil {
+			drainAndClose(resp.Body)
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+// attempt is the state of one request across its retries.
+type attempt struct {
+	t      *Transport
+	req    *http.Request
+	scoped bool
+	reason string // why the last attempt is retried, for the log
+	engine retryablehttp.Client
+}
+
+func (a *attempt) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, nil
+	}
+	if err != nil {
+		if !retryableError(err) {
+			return false, nil
+		}
+		a.reason = errorReason(err)
+		return true, nil
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), a.t.now()); ok && d > a.t.retry.maxRetryAfter {
+			a.t.logger.Debug("securehttp: not retrying: Retry-After exceeds MaxRetryAfter",
+				"method", a.req.Method, "url", redactURL(a.req.URL), "retry_after", d, "max", a.t.retry.maxRetryAfter)
+			return false, nil
+		}
+	case http.StatusRequestTimeout, http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
+	default:
+		return false, nil
+	}
+	a.reason = resp.Status
+	return true, nil
+}
+
+func (a *attempt) backoff(minWait, maxWait time.Duration, n int, resp *http.Response) time.Duration {
+	wait := time.Duration(-1)
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), a.t.now()); ok {
+			wait = min(d, a.t.retry.maxRetryAfter)
+		}
+	}
+	if wait < 0 {
+		// Exponential growth from minWait, capped at maxWait, with full
+		// jitter between minWait and the cap.
+		ceiling := maxWait
+		if n < 32 && minWait<<n > 0 && minWait<<n < maxWait {
+			ceiling = minWait << n
+		}
+		wait = minWait
+		if spread := int64(ceiling - minWait); spread > 0 {
+			wait += time.Duration(a.t.jitter(spread + 1))
+		}
+	}
+	a.t.logger.Debug("securehttp: retrying request", "method", a.req.Method, "url", redactURL(a.req.URL),
+		"attempt", n+2, "wait", wait, "reason", a.reason)
+	return wait
+}
+
+// prepareRetry readies the next attempt: a fresh body from GetBody, and the
+// current token, which may have been refreshed since the last attempt.
+func (a *attempt) prepareRetry(req *http.Request) error {
+	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return fmt.Errorf("securehttp: replaying the request body: %w", err)
+		}
+		req.Body = body
+	}
+	if !a.scoped {
+		return nil
+	}
+	tok, err := a.t.bearer.token(req.Context())
+	if err != nil {
+		return err
+	}
+	if tok != sentToken(req) {
+		// The previous attempt's request shares this header map.
+		req.Header = req.Header.Clone()
+		req.Header["Authorization"] = []string{"Bearer " + tok}
+	}
+	return nil
+}
+
+// retryableError reports whether err is a connection failure worth another
+// attempt. Anything it does not recognise fails fast; certificate, pin,
+// scheme, token and context errors are never retried.
+func retryableError(err error) bool {
+	var (
+		certErr    *tls.CertificateVerificationError
+		recordErr  tls.RecordHeaderError
+		refreshErr *RefreshError
+		netErr     net.Error
+	)
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, ErrInsecureScheme), errors.Is(err, ErrPinMismatch), errors.Is(err, ErrWeakKey),
+		errors.Is(err, ErrRevoked), errors.Is(err, ErrOCSPStaple),
+		errors.As(err, &certErr), errors.As(err, &recordErr), errors.As(err, &refreshErr):
+		return false
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case errors.As(err, &netErr):
+		return netErr.Timeout()
+	}
+	return false
+}
+
+// errorReason names a retried error for the log without its text, which
+// may hold a URL with its query.
+func errorReason(err error) string {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE):
+		return "connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout"
+	}
+	return "error"
+}
+
+// maxRetryAfterSeconds keeps absurd Retry-After values from overflowing.
+const maxRetryAfterSeconds = 1 << 31
+
+// parseRetryAfter reads a Retry-After value (RFC 9110 section 10.2.3): a
+// number of seconds, or an HTTP date, taken relative to now.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		secs, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			if errors.Is(err, strconv.ErrRange) {
+				return maxRetryAfterSeconds * time.Second, true
+			}
+			return 0, false
+		}
+		return time.Duration(min(secs, maxRetryAfterSeconds)) * time.Second, true
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(at.Sub(now), 0), true
+}

@@ -1,0 +1,134 @@
+// Package securehttp is a hardened HTTPS client for API calls that carry
+// bearer tokens. NewClient returns an ordinary *http.Client, so code written
+// for net/http keeps working: HTTP/2, proxies from the environment, context
+// cancellation, CheckRedirect, cookie jars and CloseIdleConnections.
+//
+// Underneath, its Transport:
+//
+//   - refuses any scheme but https before a connection is made, on the first
+//     request and on every redirect hop (ErrInsecureScheme);
+//   - verifies every connection with crypto/x509 against Config.RootCAs or
+//     the system roots (trust, host name, the validity of every certificate
+//     in the chain), requires TLS 1.2 or later, and refuses RSA keys under
+//     2048 bits and EC keys under 256 bits anywhere in the verified chain
+//     (ErrWeakKey). Nothing turns this off;
+//   - checks Config.Pins against the verified chains, never against what the
+//     server merely sent, on full and resumed handshakes alike
+//     (ErrPinMismatch, *PinError);
+//   - verifies a stapled OCSP response and refuses a revoked certificate
+//     (ErrRevoked, ErrOCSPStaple);
+//   - attaches the token of Config.Bearer to the hosts it names and to no
+//     other, refreshes it ahead of expiry with a single Refresh call however
+//     many requests wait, and recovers once from a 401 (*RefreshError);
+//   - retries idempotent requests on connection errors and on 408, 429, 500,
+//     502, 503 and 504, using github.com/hashicorp/go-retryablehttp as its
+//     engine, honouring Retry-After up to a cap, and never retrying
+//     certificate, pin, scheme, token or context failures.
+//
+// # Quick start
+//
+//	client, err := securehttp.NewClient(securehttp.Config{
+//		Pins: []securehttp.PinSet{{
+//			Host: "api.example.com",
+//			Pins: []string{
+//				"sha256/r/mIkG3eEpVdm+u/ko/cwxzOMo1bk4TyHIlByibiA5E=", // current key
+//				"sha256/YLh1dUR9y6Kja30RrAn7JKnbQG/uEtLMkBgFF2Fuihg=", // backup key
+//			},
+//		}},
+//		Bearer: &securehttp.Bearer{
+//			Store:   securehttp.NewMemoryStore(""),
+//			Refresh: fetchToken, // func(context.Context) (string, error)
+//			Hosts:   []string{"api.example.com"},
+//		},
+//	})
+//	if err != nil {
+//		return err // a *ConfigError naming the bad entry
+//	}
+//	resp, err := client.Get("https://api.example.com/v1/things")
+//
+// # Pins
+//
+// A pin is "sha256/<base64>", the SHA-256 of a certificate's
+// SubjectPublicKeyInfo (RFC 7469, OkHttp's form), or the SHA-256 fingerprint
+// of a whole certificate in hex as `openssl x509 -fingerprint -sha256`
+// prints it. A connection passes when any certificate of any verified chain
+// (leaf, intermediate, or a root the server did not send) matches any pin of
+// the enforced sets whose Host matches. Pin a key you control and keep a
+// backup pin, so that a rotation does not lock clients out. PinSet.Expires
+// ends a set's enforcement; PinSet.ReportOnly reports mismatches through
+// Config.Logger and Config.OnPinFailure without refusing the connection.
+//
+// # Tokens
+//
+// Bearer.Store keeps the token (NewMemoryStore, or NewFileStore for one that
+// survives restarts and is shared between processes). The expiry of a JWT
+// is read from its exp and nbf claims without verifying its signature,
+// unless Bearer.Keyfunc is set; an opaque token is used until a server
+// answers 401. Inside the refresh window a single background refresh runs
+// while requests go on with the still-valid token; once the token is expired,
+// requests wait for that one refresh, each bounded by its own context, and
+// no request is ever sent with an expired token. Before calling Refresh the
+// store is read again, since another process may have refreshed already.
+// A 401 with no challenge, or with a Bearer challenge whose error is
+// invalid_token or absent, invalidates the token that request carried;
+// the request is replayed once with a new token when its body can be
+// replayed (no body, or GetBody set). The token goes only to https requests
+// whose host matches Bearer.Hosts; every redirect hop is judged anew. A
+// request that already has an Authorization header is left alone.
+//
+// Logs carry refresh start and success (Debug) and failure (Warn), never a
+// token. Bearer, MemoryStore and Transport print no secret with %v, %+v or
+// %#v, nor as slog values.
+//
+// # Retries
+//
+// RetryPolicy's zero value means 3 retries, backoff with full jitter between
+// 200 ms and 5 s, and Retry-After (seconds or an HTTP date, on 429 and 503)
+// honoured up to 30 s; a longer Retry-After returns the response at once.
+// Only GET, HEAD, OPTIONS, TRACE, PUT and DELETE are retried, or any method
+// carrying an Idempotency-Key header, and only when the body can be replayed
+// through GetBody: a body without GetBody is streamed, never buffered, and
+// sent once. When retries run out the last response is returned with a nil
+// error and its body intact, as net/http would return it. Each retry is
+// logged at Debug with the URL stripped of its query and userinfo.
+//
+// # Threat model
+//
+// securehttp defends against:
+//
+//   - anyone on the network path: plain HTTP is never sent, TLS 1.2 is the
+//     floor, and the chain and host name are always verified;
+//   - a mis-issued but publicly trusted certificate, when the host is pinned;
+//     pins are matched against the verified chain only, so appending a pinned
+//     certificate to a chain that verifies through another root does not
+//     pass (OkHttp's CVE-2016-2402);
+//   - a redirect to another host or to http://, which never receives the
+//     token (a downgrade is an error, not a silent follow);
+//   - secrets leaking into logs, errors and formatted values;
+//   - a revoked certificate, when the server staples an OCSP response.
+//
+// It does not defend against:
+//
+//   - a compromised client machine, process or token store: whoever can read
+//     process memory or the token file has the token;
+//   - a compromised server, or a trusted CA misissuing for a host that is
+//     not pinned;
+//   - revocation without a staple: it fetches no CRL and queries no OCSP
+//     responder;
+//   - a server that leaks the token it receives, or a token replayed by its
+//     legitimate recipient (bind tokens to their audience on the server);
+//   - traffic analysis: TLS hides content, not sizes, timing or the server
+//     name sent in SNI;
+//   - an Authorization header the caller sets itself, which net/http
+//     forwards on redirects within the same domain;
+//   - denial of service by anyone on the path.
+//
+// # Errors
+//
+// Test errors with errors.Is and errors.As: ErrInsecureScheme,
+// ErrPinMismatch (and *PinError), ErrWeakKey, ErrRevoked, ErrOCSPStaple,
+// ErrNoToken (and *RefreshError), ErrInsecureTokenFile, and *ConfigError
+// from NewClient and NewTransport. Certificate failures from crypto/tls are
+// *tls.CertificateVerificationError. Messages are lower case and start with
+// "securehttp:".
+package securehttp

@@ -1,0 +1,487 @@
+package securehttp
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	defaultExpiryWarning       = 14 * 24 * time.Hour
+	defaultDialTimeout         = 30 * time.Second
+	defaultTLSHandshakeTimeout = 10 * time.Second
+	defaultIdleConnTimeout     = 90 * time.Second
+	defaultMaxIdleConnsPerHost = 64
+	sessionCacheSize           = 256
+
+	minRSABits = 2048
+	minECBits  = 256
+)
+
+// Transport is the hardened http.RoundTripper behind NewClient. It refuses
+// plain HTTP, verifies every connection (chain, host name, key sizes, pins,
+// stapled OCSP), attaches bearer tokens to their hosts only, and retries
+// what is safe to retry.
+//
+// A Transport is safe for concurrent use. Make it with NewTransport: the zero
+// value is not usable. Like http.Transport it keeps a connection pool, so
+// make one per configuration and reuse it.
+type Transport struct {
+	base  *http.Transport
+	inner *http.Client // the retry engine's client; never follows redirects
+
+	pins          []*pinSet
+	onPinFailure  func(*PinError)
+	requireStaple bool
+	expiryWarning time.Duration
+	expiryWarned  sync.Map // [sha256.Size]byte of a certificate: warned once
+
+	bearer *tokenSource // nil without Config.Bearer
+	retry  retryConfig
+
+	logger *slog.Logger // never nil: a discarding logger when Config.Logger is nil
+	now    func() time.Time
+	jitter func(n int64) int64
+}
+
+// NewTransport returns a Transport configured by cfg. It reports an invalid
+// entry as a *ConfigError and never modifies cfg.
+func NewTransport(cfg Config) (*Transport, error) {
+	pins, err := compilePinSets(cfg.Pins)
+	if err != nil {
+		return nil, err
+	}
+	retry, err := newRetryConfig(cfg.Retry)
+	if err != nil {
+		return nil, err
+	}
+	t := &Transport{
+		pins:          pins,
+		onPinFailure:  cfg.OnPinFailure,
+		requireStaple: cfg.RequireOCSPStaple,
+		expiryWarning: orDefault(cfg.ExpiryWarning, defaultExpiryWarning),
+		retry:         retry,
+		logger:        cfg.Logger,
+		now:           time.Now,
+		jitter:        rand.Int64N,
+	}
+	if t.logger == nil {
+		t.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Bearer != nil {
+		t.bearer, err = newTokenSource(cfg.Bearer, t.logger, t.clock)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cfg.MaxIdleConnsPerHost < 0 {
+		return nil, &ConfigError{Field: "MaxIdleConnsPerHost", Err: errors.New("must not be negative")}
+	}
+
+	dial := cfg.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{
+			Timeout:   orDefault(cfg.DialTimeout, defaultDialTimeout),
+			KeepAlive: 30 * time.Second,
+		}).DialContext
+	}
+	proxy := cfg.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
+	}
+	perHost := cfg.MaxIdleConnsPerHost
+	if perHost == 0 {
+		perHost = defaultMaxIdleConnsPerHost
+	}
+	t.base = &http.Transport{
+		Proxy:       proxy,
+		DialContext: dial,
+		TLSClientConfig: &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			RootCAs:            cfg.RootCAs,
+			ClientSessionCache: tls.NewLRUClientSessionCache(sessionCacheSize),
+			// VerifyConnection runs after Go's own chain verification, on
+			// full and resumed handshakes alike.
+			VerifyConnection: t.verifyConnection,
+		},
+		// A custom TLS config turns HTTP/2 off unless it is forced back on.
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          0, // no overall limit: the per-host limit governs
+		MaxIdleConnsPerHost:   perHost,
+		IdleConnTimeout:       orDefault(cfg.IdleConnTimeout, defaultIdleConnTimeout),
+		TLSHandshakeTimeout:   orDefault(cfg.TLSHandshakeTimeout, defaultTLSHandshakeTimeout),
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+	}
+	t.inner = &http.Client{
+		Transport: hideIdle{t.base},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			// The caller's *http.Client follows redirects, so that every
+			// hop passes through RoundTrip again.
+			return http.ErrUseLastResponse
+		},
+	}
+	return t, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+func (t *Transport) clock() time.Time { return t.now() }
+
+// hideIdle hides CloseIdleConnections from the retry engine, which would
+// otherwise empty the shared pool after every failed request.
+type hideIdle struct{ rt http.RoundTripper }
+
+func (h hideIdle) RoundTrip(r *http.Request) (*http.Response, error) { return h.rt.RoundTrip(r) }
+
+// RoundTrip implements http.RoundTripper. It returns an error wrapping
+// ErrInsecureScheme, without connecting, for any scheme but https. It does not
+// modify req, and it closes req.Body on every path.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil {
+		closeBody(req)
+		return nil, errors.New("securehttp: request has no URL")
+	}
+	if !strings.EqualFold(req.URL.Scheme, "https") {
+		closeBody(req)
+		return nil, fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
+	}
+	host, err := normalizeHost(req.URL.Hostname())
+	if err != nil {
+		closeBody(req)
+		return nil, fmt.Errorf("securehttp: bad request host: %w", err)
+	}
+
+	if t.bearer == nil || req.Header.Get("Authorization") != "" || !t.bearer.covers(host) {
+		return t.send(req, false)
+	}
+	tok, err := t.bearer.token(req.Context())
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	out := withToken(req, tok)
+	resp, err := t.send(out, true)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	return t.recoverUnauthorized(out, resp)
+}
+
+// withToken returns a shallow copy of req with its own header map, carrying
+// tok. The caller's request is never modified.
+func withToken(req *http.Request, tok string) *http.Request {
+	out := new(http.Request)
+	*out = *req
+	out.Header = req.Header.Clone()
+	if out.Header == nil {
+		out.Header = make(http.Header, 1)
+	}
+	out.Header["Authorization"] = []string{"Bearer " + tok}
+	return out
+}
+
+// sentToken returns the bearer token req carries.
+func sentToken(req *http.Request) string {
+	return strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
+}
+
+// recoverUnauthorized handles a 401 to a request that carried our token: it
+// invalidates that token, refreshes it and replays the request once, when
+// its body can be replayed. Otherwise it returns resp as it is.
+func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) (*http.Response, error) {
+	if !tokenRejected(resp.Header) {
+		return resp, nil
+	}
+	sent := sentToken(req)
+	t.bearer.invalidate(sent)
+	if !replayable(req) {
+		return resp, nil
+	}
+	tok, err := t.bearer.token(req.Context())
+	if err != nil || tok == sent {
+		if err != nil {
+			t.logger.Warn("securehttp: token refresh after 401 failed", "url", redactURL(req.URL), "error", err)
+		}
+		return resp, nil
+	}
+	replay := withToken(req, tok)
+	if req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return resp, nil
+		}
+		replay.Body = body
+	}
+	drainAndClose(resp.Body)
+	t.logger.Debug("securehttp: replaying request after 401 with a refreshed token",
+		"method", req.Method, "url", redactURL(req.URL))
+	return t.send(replay, true)
+}
+
+// tokenRejected reports whether a 401 says the bearer token was refused, as
+// opposed to asking for another authentication scheme or a different
+// request. RFC 6750 section 3.1: error="invalid_token", or a Bearer challenge
+// with no error code, or no challenge at all.
+func tokenRejected(h http.Header) bool {
+	challenges := h.Values("Www-Authenticate")
+	if len(challenges) == 0 {
+		return true
+	}
+	for _, c := range challenges {
+		scheme, params, _ := strings.Cut(strings.TrimSpace(c), " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			continue
+		}
+		code := authParam(params, "error")
+		return code == "" || code == "invalid_token"
+	}
+	return false
+}
+
+// authParam returns the value of the auth-param name in params, a
+// comma-separated list of name=value or name="value".
+func authParam(params, name string) string {
+	for params != "" {
+		var part string
+		part, params = cutParam(params)
+		k, v, ok := strings.Cut(part, "=")
+		if ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			return strings.Trim(strings.TrimSpace(v), `"`)
+		}
+	}
+	return ""
+}
+
+// cutParam splits off the first comma-separated element, honouring quotes.
+func cutParam(s string) (first, rest string) {
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"':
+			quoted = !quoted
+		case '\\':
+			i++
+		case ',':
+			if !quoted {
+				return s[:i], s[i+1:]
+			}
+		}
+	}
+	return s, ""
+}
+
+// replayable reports whether req's body can be sent again.
+func replayable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// maxDrain bounds how much of a discarded response body is read so that its
+// connection can be reused.
+const maxDrain = 64 << 10
+
+func drainAndClose(body io.ReadCloser) {
+	if body == nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
+	body.Close()
+}
+
+// CloseIdleConnections closes idle connections and stops any background
+// token refresh, waiting for it to end. Requests still waiting for that
+// refresh fail with an error wrapping context.Canceled.
+func (t *Transport) CloseIdleConnections() {
+	t.base.CloseIdleConnections()
+	if t.bearer != nil {
+		t.bearer.stop()
+	}
+}
+
+// String describes the transport without any secret.
+func (t *Transport) String() string { return "securehttp.Transport" }
+
+// GoString describes the transport without any secret.
+func (t *Transport) GoString() string { return "&securehttp.Transport{}" }
+
+// verifyConnection runs after crypto/tls has verified the chain and host
+// name, for full and resumed handshakes alike. It enforces the key policy,
+// stapled OCSP and pins against the verified chains only.
+func (t *Transport) verifyConnection(cs tls.ConnectionState) error {
+	if len(cs.VerifiedChains) == 0 {
+		// Unreachable while verification is on, which it always is; kept so
+		// that a future change cannot turn pins into a no-op.
+		return errors.New("securehttp: no verified certificate chain")
+	}
+	chains, err := strongChains(cs.VerifiedChains)
+	if err != nil {
+		return err
+	}
+	if err := t.checkStaple(cs, chains); err != nil {
+		return err
+	}
+	if err := t.checkPins(cs, chains); err != nil {
+		return err
+	}
+	t.warnExpiring(chains)
+	return nil
+}
+
+// strongChains keeps the verified chains whose every key meets the minimum
+// sizes, and fails when none does.
+func strongChains(chains [][]*x509.Certificate) ([][]*x509.Certificate, error) {
+	var out [][]*x509.Certificate
+	var weak error
+	for _, chain := range chains {
+		if err := checkKeys(chain); err != nil {
+			weak = err
+			continue
+		}
+		out = append(out, chain)
+	}
+	if len(out) == 0 {
+		return nil, weak
+	}
+	return out, nil
+}
+
+func checkKeys(chain []*x509.Certificate) error {
+	for _, c := range chain {
+		switch k := c.PublicKey.(type) {
+		case *rsa.PublicKey:
+			if n := k.N.BitLen(); n < minRSABits {
+				return fmt.Errorf("%w: RSA key of %d bits in %q, want at least %d", ErrWeakKey, n, c.Subject.CommonName, minRSABits)
+			}
+		case *ecdsa.PublicKey:
+			if n := k.Curve.Params().BitSize; n < minECBits {
+				return fmt.Errorf("%w: EC key of %d bits in %q, want at least %d", ErrWeakKey, n, c.Subject.CommonName, minECBits)
+			}
+		case ed25519.PublicKey:
+		default:
+			return fmt.Errorf("%w: unsupported %T key in %q", ErrWeakKey, k, c.Subject.CommonName)
+		}
+	}
+	return nil
+}
+
+func (t *Transport) checkPins(cs tls.ConnectionState, chains [][]*x509.Certificate) error {
+	if len(t.pins) == 0 {
+		return nil
+	}
+	hosts := pinHosts(cs, chains)
+	var digests *chainDigests
+	now := t.now()
+	for _, host := range hosts {
+		var enforced []pin
+		var reportOnly []*pinSet
+		for _, s := range t.pins {
+			if !s.host.match(host) {
+				continue
+			}
+			if !s.expires.IsZero() && now.After(s.expires) {
+				if s.warned.CompareAndSwap(false, true) {
+					t.logger.Warn("securehttp: pin set expired and is no longer enforced",
+						"host", s.host.String(), "expired", s.expires)
+				}
+				continue
+			}
+			if s.reportOnly {
+				reportOnly = append(reportOnly, s)
+			} else {
+				enforced = append(enforced, s.pins...)
+			}
+		}
+		if enforced == nil && reportOnly == nil {
+			continue
+		}
+		if digests == nil {
+			d := digestChains(chains)
+			digests = &d
+		}
+		for _, s := range reportOnly {
+			if !digests.matches(s.pins) {
+				t.pinFailure(&PinError{Host: host, Pins: digests.spkiPins(), ReportOnly: true})
+			}
+		}
+		if enforced != nil && !digests.matches(enforced) {
+			err := &PinError{Host: host, Pins: digests.spkiPins()}
+			t.pinFailure(err)
+			return err
+		}
+	}
+	return nil
+}
+
+// pinHosts names the host the connection was made for. crypto/tls leaves
+// ServerName empty for an IP address, since no SNI is sent for one; the
+// verified leaf is then valid for the dialled address, and every address it
+// names is held to its pins, which fails closed.
+func pinHosts(cs tls.ConnectionState, chains [][]*x509.Certificate) []string {
+	if cs.ServerName != "" {
+		h, err := normalizeHost(cs.ServerName)
+		if err != nil {
+			h = strings.ToLower(cs.ServerName)
+		}
+		return []string{h}
+	}
+	leaf := chains[0][0]
+	hosts := make([]string, 0, len(leaf.IPAddresses))
+	for _, ip := range leaf.IPAddresses {
+		hosts = append(hosts, ip.String())
+	}
+	return hosts
+}
+
+func (t *Transport) pinFailure(err *PinError) {
+	t.logger.Warn("securehttp: certificate pin mismatch", "host", err.Host,
+		"report_only", err.ReportOnly, "chain_pins", err.Pins)
+	if t.onPinFailure != nil {
+		t.onPinFailure(err)
+	}
+}
+
+// warnExpiring logs, once per certificate, that a certificate of a verified
+// chain expires within the warning window.
+func (t *Transport) warnExpiring(chains [][]*x509.Certificate) {
+	if t.expiryWarning < 0 {
+		return
+	}
+	limit := t.now().Add(t.expiryWarning)
+	for _, chain := range chains {
+		for _, c := range chain {
+			if c.NotAfter.After(limit) {
+				continue
+			}
+			key := sha256.Sum256(c.Raw)
+			if _, loaded := t.expiryWarned.LoadOrStore(key, struct{}{}); loaded {
+				continue
+			}
+			t.logger.Warn("securehttp: certificate expires soon", "subject", c.Subject.String(),
+				"not_after", c.NotAfter, "spki_pin", SPKIPin(c))
+		}
+	}
+}
