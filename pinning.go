@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -152,12 +153,15 @@ type hostPattern struct {
 }
 
 // normalizeHost lower-cases name, drops one trailing dot and converts an
-// internationalised name to its ASCII form, so that patterns and request
-// hosts compare in the form TLS uses.
+// internationalised name to its ASCII form, as net/http does when it dials,
+// so that patterns and request hosts compare in the form TLS uses.
 func normalizeHost(name string) (string, error) {
 	name = strings.TrimSuffix(name, ".")
 	if name == "" {
 		return "", errors.New("empty host")
+	}
+	if isLowerASCII(name) {
+		return name, nil // the common case, without allocating
 	}
 	if strings.HasPrefix(name, "[") && strings.HasSuffix(name, "]") {
 		name = name[1 : len(name)-1]
@@ -165,11 +169,28 @@ func normalizeHost(name string) (string, error) {
 	if ip := net.ParseIP(name); ip != nil {
 		return ip.String(), nil
 	}
-	ascii, err := idna.Lookup.ToASCII(name)
-	if err != nil {
-		return "", fmt.Errorf("invalid host name %q: %w", name, err)
+	for i := 0; i < len(name); i++ {
+		if name[i] >= utf8.RuneSelf {
+			ascii, err := idna.Lookup.ToASCII(name)
+			if err != nil {
+				return "", fmt.Errorf("invalid host name %q: %w", name, err)
+			}
+			return strings.ToLower(ascii), nil
+		}
 	}
-	return strings.ToLower(ascii), nil
+	return strings.ToLower(name), nil
+}
+
+// isLowerASCII reports whether s holds only lower-case letters, digits,
+// dots, hyphens and underscores, and is not an IPv6 literal.
+func isLowerASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func parseHostPattern(s string) (hostPattern, error) {

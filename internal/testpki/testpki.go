@@ -601,14 +601,15 @@ type revokedInfo struct {
 // omits the field. A revoked status gives thisUpdate as the revocation time.
 // Times are truncated to whole seconds, as the encoding requires.
 func (c *Cert) OCSPResponse(status OCSPStatus, thisUpdate, nextUpdate time.Time) ([]byte, error) {
-	der, err := c.ocspResponse(status, thisUpdate, nextUpdate)
+	der, err := c.buildOCSPResponse(status, thisUpdate, nextUpdate)
 	if err != nil {
 		return nil, fmt.Errorf("testpki: OCSP response for %q: %w", c.Cert.Subject.CommonName, err)
 	}
 	return der, nil
 }
 
-func (c *Cert) ocspResponse(status OCSPStatus, thisUpdate, nextUpdate time.Time) ([]byte, error) {
+// buildOCSPResponse does the work of OCSPResponse; errors are wrapped there.
+func (c *Cert) buildOCSPResponse(status OCSPStatus, thisUpdate, nextUpdate time.Time) ([]byte, error) {
 	issuer := c.Issuer
 	if issuer == nil {
 		return nil, errors.New("certificate has no issuer")

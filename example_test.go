@@ -1,0 +1,111 @@
+package securehttp_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+
+	"golang.org/x/oauth2"
+
+	"github.com/securehttp/securehttp"
+)
+
+// A client for one API: its host is pinned to two keys (the current one and
+// a backup) and receives the bearer token, which no other host ever sees.
+func ExampleNewClient() {
+	client, err := securehttp.NewClient(securehttp.Config{
+		Pins: []securehttp.PinSet{{
+			Host: "api.example.com",
+			Pins: []string{
+				"sha256/r/mIkG3eEpVdm+u/ko/cwxzOMo1bk4TyHIlByibiA5E=",
+				"sha256/YLh1dUR9y6Kja30RrAn7JKnbQG/uEtLMkBgFF2Fuihg=",
+			},
+		}},
+		Bearer: &securehttp.Bearer{
+			Store: securehttp.NewMemoryStore(""),
+			Refresh: func(ctx context.Context) (string, error) {
+				return "token-from-your-identity-provider", nil
+			},
+			Hosts: []string{"api.example.com"},
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// Plain HTTP is refused before any connection is made.
+	_, err = client.Get("http://api.example.com/v1/things")
+	fmt.Println(errors.Is(err, securehttp.ErrInsecureScheme))
+	// Output: true
+}
+
+// A malformed pin is a *ConfigError that names the entry; nothing panics.
+func ExampleConfigError() {
+	_, err := securehttp.NewClient(securehttp.Config{
+		Pins: []securehttp.PinSet{{Host: "api.example.com", Pins: []string{"sha1/AAAA"}}},
+	})
+	var ce *securehttp.ConfigError
+	if errors.As(err, &ce) {
+		fmt.Println(ce.Field)
+	}
+	// Output: Pins[0].Pins[0]
+}
+
+// A pin that matches no certificate of the verified chain refuses the
+// connection; the *PinError lists the pins the chain does have.
+func ExamplePinError() {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate()) // trust the test server's CA, never skip verification
+
+	client, err := securehttp.NewClient(securehttp.Config{
+		RootCAs: roots,
+		Pins: []securehttp.PinSet{{
+			Host: "127.0.0.1",
+			Pins: []string{"sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="},
+		}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.CloseIdleConnections()
+	_, err = client.Get(srv.URL)
+	var pe *securehttp.PinError
+	if errors.As(err, &pe) {
+		fmt.Println(pe.Host, errors.Is(err, securehttp.ErrPinMismatch))
+		fmt.Println(pe.Pins[0] == securehttp.SPKIPin(srv.Certificate()))
+	}
+	// Output:
+	// 127.0.0.1 true
+	// true
+}
+
+// Tokens from a golang.org/x/oauth2 flow, such as client credentials.
+func ExampleOAuth2Refresh() {
+	src := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "abc", TokenType: "Bearer"})
+	refresh := securehttp.OAuth2Refresh(src)
+	tok, err := refresh(context.Background())
+	fmt.Println(tok, err)
+	_, err = securehttp.NewClient(securehttp.Config{
+		Bearer: &securehttp.Bearer{Refresh: refresh, Hosts: []string{"api.example.com"}},
+	})
+	fmt.Println(err)
+	// Output:
+	// abc <nil>
+	// <nil>
+}
+
+// Printing a Bearer or a store never shows the token.
+func ExampleMemoryStore() {
+	store := securehttp.NewMemoryStore("s3cr3t")
+	b := &securehttp.Bearer{Store: store, Hosts: []string{"api.example.com"}}
+	fmt.Printf("%v\n%#v\n", store, b)
+	// Output:
+	// securehttp.MemoryStore{token: [redacted]}
+	// securehttp.Bearer{Hosts: ["api.example.com"]}
+}
