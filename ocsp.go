@@ -32,7 +32,7 @@ func mustStaple(leaf *x509.Certificate) bool {
 			continue
 		}
 		var features []int
-		if _, err := asn1.Unmarshal(ext.Value, &features); err != nil {
+		if rest, err := asn1.Unmarshal(ext.Value, &features); err != nil || len(rest) != 0 {
 			return true // an unreadable feature list is treated as the strictest one
 		}
 		if slices.Contains(features, featureStatusRequest) {

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/securehttp/securehttp/internal/testpki"
+)
+
+// The token the tests keep in token files. It must never be printed.
+const secretToken = "s3cr3t-t0ken-value"
+
+// getServer serves /ok, /big, /secret (which wants secretToken) and 404s
+// otherwise.
+func getServer(t *testing.T, cert tls.Certificate) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ok", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("hello\n"))
+	})
+	mux.HandleFunc("GET /big", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write(bytes.Repeat([]byte("x"), 1<<20))
+	})
+	mux.HandleFunc("GET /secret", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+secretToken {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte("secret ok\n"))
+	})
+	return startTLS(t, cert, mux)
+}
+
+func TestGetExitCodes(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	srv := getServer(t, testpki.TLSCertificate(p.leaf, p.inter))
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
+	otherPEM := writeFile(t, "other.pem", testpki.Must(testpki.NewRoot("another root", testpki.Options{})).CertPEM(), 0o644)
+	strangerPin := wantSPKI(testpki.Must(testpki.NewRoot("stranger", testpki.Options{})))
+
+	weakLeaf := testpki.Must(p.inter.NewLeaf("127.0.0.1", testpki.Options{
+		KeyType: testpki.RSA1024,
+		IPs:     []net.IP{net.IPv4(127, 0, 0, 1)},
+	}))
+	weak := getServer(t, testpki.TLSCertificate(weakLeaf, p.inter))
+
+	var plainHits atomic.Int64
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		plainHits.Add(1)
+	}))
+	t.Cleanup(plain.Close)
+	plainAsHTTPS := "https://" + plain.Listener.Addr().String() + "/ok"
+
+	insecureTokenFile := writeFile(t, "token", []byte(secretToken), 0o644)
+
+	tests := []struct {
+		name       string
+		args       []string
+		want       int
+		wantStdout string // checked when not empty
+	}{
+		{"success", []string{"--cacert", rootPEM, srv.URL + "/ok"}, exitOK, "hello\n"},
+		{"success, flags after the URL", []string{srv.URL + "/ok", "--cacert", rootPEM}, exitOK, "hello\n"},
+		{"right pin and a backup", []string{"--cacert", rootPEM, "--pin", wantSPKI(p.leaf), "--pin", strangerPin, srv.URL + "/ok"}, exitOK, "hello\n"},
+		{"right fingerprint pin", []string{"--cacert", rootPEM, "--pin", wantFingerprint(p.inter), srv.URL + "/ok"}, exitOK, "hello\n"},
+		{"plain http URL", []string{plain.URL + "/ok"}, exitInsecure, ""},
+		{"untrusted: system roots", []string{srv.URL + "/ok"}, exitTLS, ""},
+		{"untrusted: another root", []string{"--cacert", otherPEM, srv.URL + "/ok"}, exitTLS, ""},
+		{"weak key", []string{"--cacert", rootPEM, weak.URL + "/ok"}, exitTLS, ""},
+		{"server speaks plain HTTP", []string{plainAsHTTPS}, exitTLS, ""},
+		{"wrong pin", []string{"--cacert", rootPEM, "--pin", strangerPin, srv.URL + "/ok"}, exitPin, ""},
+		{"404", []string{"--cacert", rootPEM, srv.URL + "/missing"}, exitHTTP, ""},
+		{"401 without a token", []string{"--cacert", rootPEM, srv.URL + "/secret"}, exitHTTP, ""},
+		{"no URL", nil, exitUsage, ""},
+		{"two URLs", []string{srv.URL, srv.URL}, exitUsage, ""},
+		{"URL without scheme", []string{"127.0.0.1:443"}, exitUsage, ""},
+		{"malformed pin", []string{"--pin", "sha256/nope", srv.URL + "/ok"}, exitUsage, ""},
+		{"missing --cacert file", []string{"--cacert", filepath.Join(t.TempDir(), "none.pem"), srv.URL + "/ok"}, exitUsage, ""},
+		{"--cacert without PEM", []string{"--cacert", insecureTokenFile, srv.URL + "/ok"}, exitUsage, ""},
+		{"token file readable by others", []string{"--cacert", rootPEM, "--token-file", insecureTokenFile, srv.URL + "/secret"}, exitError, ""},
+		{"missing token file", []string{"--cacert", rootPEM, "--token-file", filepath.Join(t.TempDir(), "none"), srv.URL + "/secret"}, exitError, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := runCmd(t, append([]string{"get"}, tt.args...)...)
+			if code != tt.want {
+				t.Errorf("exit code = %d, want %d; stderr: %s", code, tt.want, errOut)
+			}
+			if tt.wantStdout != "" && out != tt.wantStdout {
+				t.Errorf("stdout = %q, want %q", out, tt.wantStdout)
+			}
+			if tt.want != exitOK && (out != "" || errOut == "") {
+				t.Errorf("got stdout %q and stderr %q, want only an error on stderr", out, errOut)
+			}
+			if strings.Contains(out+errOut, secretToken) {
+				t.Errorf("the output contains the token:\n%s%s", out, errOut)
+			}
+		})
+	}
+	if n := plainHits.Load(); n != 0 {
+		t.Errorf("the plain-HTTP server got %d requests, want none", n)
+	}
+}
+
+func TestGetToken(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	srv := getServer(t, testpki.TLSCertificate(p.leaf, p.inter))
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
+
+	tests := []struct {
+		name     string
+		token    string
+		want     int
+		wantBody string
+	}{
+		{"accepted", secretToken, exitOK, "secret ok\n"},
+		{"refused", secretToken + "-revoked", exitHTTP, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tokenFile := writeFile(t, "token", []byte(tt.token+"\n"), 0o600)
+			// -v logs the client's debug events: they must not hold the token either.
+			code, out, errOut := runCmd(t, "get", "-v", "--cacert", rootPEM, "--token-file", tokenFile, srv.URL+"/secret")
+			if code != tt.want || out != tt.wantBody {
+				t.Errorf("got exit code %d and stdout %q, want %d and %q; stderr:\n%s", code, out, tt.want, tt.wantBody, errOut)
+			}
+			if strings.Contains(out+errOut, secretToken) {
+				t.Errorf("the output contains the token:\n%s%s", out, errOut)
+			}
+		})
+	}
+}
+
+func TestGetOutputFile(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	srv := getServer(t, testpki.TLSCertificate(p.leaf, p.inter))
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
+
+	t.Run("written", func(t *testing.T) {
+		t.Parallel()
+		dst := filepath.Join(t.TempDir(), "big.bin")
+		code, out, errOut := runCmd(t, "get", "--cacert", rootPEM, srv.URL+"/big", "-o", dst)
+		if code != exitOK {
+			t.Fatalf("exit code = %d, want %d; stderr: %s", code, exitOK, errOut)
+		}
+		got, err := os.ReadFile(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := bytes.Repeat([]byte("x"), 1<<20); !bytes.Equal(got, want) {
+			t.Errorf("file has %d bytes, want the %d bytes served", len(got), len(want))
+		}
+		// stderr is no terminal here: no progress bar.
+		if out != "" || errOut != "" {
+			t.Errorf("got stdout %q and stderr %q, want both empty", out, errOut)
+		}
+		entries, _ := os.ReadDir(filepath.Dir(dst))
+		if len(entries) != 1 {
+			t.Errorf("the directory holds %d entries, want only the download", len(entries))
+		}
+	})
+
+	t.Run("kept on HTTP error", func(t *testing.T) {
+		t.Parallel()
+		dst := writeFile(t, "keep.txt", []byte("previous"), 0o644)
+		if code, _, errOut := runCmd(t, "get", "--cacert", rootPEM, "-o", dst, srv.URL+"/missing"); code != exitHTTP {
+			t.Errorf("exit code = %d, want %d; stderr: %s", code, exitHTTP, errOut)
+		}
+		if got, _ := os.ReadFile(dst); string(got) != "previous" {
+			t.Errorf("the existing file now holds %q, want it untouched", got)
+		}
+	})
+}
+
+func TestRenderProgress(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		done, total int64
+		elapsed     time.Duration
+		want        string
+	}{
+		{0, 100, 0, "[>" + strings.Repeat(" ", 29) + "]   0%  0 B / 100 B"},
+		{50, 100, time.Second, "[" + strings.Repeat("=", 15) + ">" + strings.Repeat(" ", 14) + "]  50%  50 B / 100 B  50 B/s"},
+		{3 << 20, 3 << 20, 2 * time.Second, "[" + strings.Repeat("=", 30) + "] 100%  3.0 MiB / 3.0 MiB  1.5 MiB/s"},
+		{1536, -1, time.Second, "1.5 KiB  1.5 KiB/s"},
+	}
+	for _, tt := range tests {
+		if got := renderProgress(tt.done, tt.total, tt.elapsed); got != tt.want {
+			t.Errorf("renderProgress(%d, %d, %v)\ngot  %q\nwant %q", tt.done, tt.total, tt.elapsed, got, tt.want)
+		}
+	}
+}
+
+func TestProgressBarRedraws(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(1_700_000_000, 0)
+	now := start
+	var out bytes.Buffer
+	bar := newProgressBar(&out, 1000, func() time.Time { return now })
+	// 10 writes 50 ms apart, from 0 to 450 ms: draws at 100, 200, 300 and
+	// 400 ms, then one by finish.
+	for range 10 {
+		bar.Write(make([]byte, 100))
+		now = now.Add(50 * time.Millisecond)
+	}
+	bar.finish()
+	if got, want := strings.Count(out.String(), "\r"), 5; got != want {
+		t.Errorf("got %d redraws, want %d", got, want)
+	}
+	if !strings.HasSuffix(out.String(), "100%  1000 B / 1000 B  2.0 KiB/s\x1b[K\n") {
+		t.Errorf("final line %q, want a full bar ending the line", out.String())
+	}
+}
+
+func TestIsTerminal(t *testing.T) {
+	t.Parallel()
+	f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for name, out := range map[string]io.Writer{"buffer": &bytes.Buffer{}, "regular file": f, "pipe": w} {
+		if isTerminal(out) {
+			t.Errorf("isTerminal(%s) = true, want false", name)
+		}
+	}
+}

@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/securehttp/securehttp"
+)
+
+// pinsTimeout bounds the whole connection: dial, handshake and response.
+const pinsTimeout = 30 * time.Second
+
+func runPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("pins", "pins [--cacert FILE] https://host[:port]/", stderr)
+	cacert := fs.String("cacert", "", "trust the roots in this PEM `file` instead of the system roots")
+	positional, err := parseInterspersed(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(positional) != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	u, err := parseAbsoluteURL(positional[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "securehttp pins: %v\n", err)
+		return exitUsage
+	}
+	roots, err := loadRoots(*cacert)
+	if err != nil {
+		fmt.Fprintf(stderr, "securehttp pins: %v\n", err)
+		return exitUsage
+	}
+
+	cs, err := verifiedState(ctx, u, roots)
+	if err != nil {
+		code := exitCode(err)
+		what := "cannot connect"
+		if code == exitTLS {
+			what = "the certificate chain does not validate"
+		}
+		fmt.Fprintf(stderr, "securehttp pins: %s: %s: %s\n", u.Host, what, errText(err))
+		return code
+	}
+	printChains(stdout, u.Hostname(), cs, roots == nil, time.Now())
+	return exitOK
+}
+
+// verifiedState connects to u the way a securehttp client does and returns
+// the state of the verified TLS connection.
+//
+// It goes through securehttp.NewTransport rather than tls.Dial with our own
+// checks: the pins printed then come from the very chains the library
+// verifies and matches pins against, under its whole policy (TLS 1.2 floor,
+// key sizes, stapled OCSP) and with the same roots and proxy settings as the
+// clients that will enforce them. The price is one HEAD request, whose
+// status does not matter. RoundTrip is called directly, not through an
+// http.Client, so that a redirect is not followed: the pins are those of the
+// host named.
+func verifiedState(ctx context.Context, u *url.URL, roots *x509.CertPool) (*tls.ConnectionState, error) {
+	tr, err := securehttp.NewTransport(securehttp.Config{
+		RootCAs:       roots,
+		Retry:         securehttp.RetryPolicy{MaxRetries: -1}, // a diagnostic tool answers at once
+		ExpiryWarning: -1,                                     // days left are printed instead
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer tr.CloseIdleConnections()
+
+	ctx, cancel := context.WithTimeout(ctx, pinsTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	if resp.TLS == nil || len(resp.TLS.VerifiedChains) == 0 {
+		// Unreachable: the Transport only speaks verified TLS.
+		return nil, errors.New("securehttp pins: no verified TLS connection")
+	}
+	return resp.TLS, nil
+}
+
+// printChains writes every certificate of the verified chains, then the
+// recommended PinSet in Go and in JSON.
+func printChains(w io.Writer, host string, cs *tls.ConnectionState, systemRoots bool, now time.Time) {
+	trust := "the --cacert roots"
+	if systemRoots {
+		trust = "the system roots"
+	}
+	chains := cs.VerifiedChains
+	fmt.Fprintf(w, "%s: %s, verified against %s; the server sent %d certificate(s).\n",
+		host, tls.VersionName(cs.Version), trust, len(cs.PeerCertificates))
+	for i, chain := range chains {
+		if len(chains) > 1 {
+			fmt.Fprintf(w, "\nVerified chain %d of %d:\n", i+1, len(chains))
+		}
+		for j, c := range chain {
+			fmt.Fprintln(w)
+			printCert(w, j, chain, sentBy(cs, c), now)
+		}
+	}
+	if extra := outsideChains(cs); len(extra) > 0 {
+		fmt.Fprintf(w, "\nThe server also sent %d certificate(s) outside every verified chain; pins are never matched against them:\n", len(extra))
+		for _, c := range extra {
+			fmt.Fprintf(w, "    %s\n", printable(c.Subject.String()))
+		}
+	}
+	fmt.Fprintln(w)
+	printRecommendation(w, host, chains[0])
+}
+
+func printCert(w io.Writer, i int, chain []*x509.Certificate, sent bool, now time.Time) {
+	c := chain[i]
+	role := "intermediate"
+	switch {
+	case len(chain) == 1:
+		role = "leaf, trusted directly"
+	case i == 0:
+		role = "leaf"
+	case i == len(chain)-1:
+		role = "root"
+	}
+	origin := "not sent by the server (from the trust store)"
+	if sent {
+		origin = "sent by the server"
+	}
+	fmt.Fprintf(w, "[%d] %s, %s\n", i, role, origin)
+	fmt.Fprintf(w, "    subject      %s\n", printable(c.Subject.String()))
+	fmt.Fprintf(w, "    issuer       %s\n", printable(c.Issuer.String()))
+	fmt.Fprintf(w, "    not after    %s (%s)\n", c.NotAfter.UTC().Format("2006-01-02 15:04:05 MST"), timeLeft(c.NotAfter.Sub(now)))
+	fmt.Fprintf(w, "    SPKI pin     %s\n", securehttp.SPKIPin(c))
+	fmt.Fprintf(w, "    fingerprint  %s\n", securehttp.Fingerprint(c))
+}
+
+// sentBy reports whether the server sent c itself, as opposed to the
+// verifier finding it in the trust store.
+func sentBy(cs *tls.ConnectionState, c *x509.Certificate) bool {
+	for _, p := range cs.PeerCertificates {
+		if bytes.Equal(p.Raw, c.Raw) {
+			return true
+		}
+	}
+	return false
+}
+
+// outsideChains returns the certificates the server sent that belong to no
+// verified chain: junk, or a cross-sign the verifier did not need.
+func outsideChains(cs *tls.ConnectionState) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, p := range cs.PeerCertificates {
+		found := false
+		for _, chain := range cs.VerifiedChains {
+			for _, c := range chain {
+				found = found || bytes.Equal(p.Raw, c.Raw)
+			}
+		}
+		if !found {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func timeLeft(d time.Duration) string {
+	days := int(d.Hours() / 24)
+	switch {
+	case d < 0:
+		return "expired"
+	case days == 1:
+		return "1 day left"
+	case days == 0:
+		return fmt.Sprintf("less than a day left: %dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days left", days)
+}
+
+// printable keeps a certificate's text, which the server chose, from
+// writing control characters to the terminal.
+func printable(s string) string {
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
+}
+
+// pinChoice is a recommended pin and why.
+type pinChoice struct {
+	cert *x509.Certificate
+	role string
+	why  string
+}
+
+// recommend picks a primary and a backup pin from a verified chain. Pins
+// are alternatives, so the pair is meant to survive the changes that happen
+// often (a renewed leaf with a new key) while leaving out the rest of the
+// public PKI.
+func recommend(chain []*x509.Certificate) (primary pinChoice, backup *pinChoice) {
+	switch n := len(chain); {
+	case n >= 3:
+		return pinChoice{chain[1], "intermediate",
+				"the key of the CA that issued the leaf: it survives certificate renewals and new leaf keys " +
+					"(certbot makes a new key at every renewal) as long as the site stays with this CA."},
+			&pinChoice{chain[n-1], "root",
+				"the root's key: it keeps clients working when the CA moves the site to another intermediate."}
+	case n == 2:
+		return pinChoice{chain[0], "leaf",
+				"the leaf's key: only this server's key passes, so a renewal must keep the key."},
+			&pinChoice{chain[1], "root",
+				"the root's key: it keeps clients working when the leaf is renewed with a new key."}
+	default:
+		return pinChoice{chain[0], "leaf", "the key of the certificate you trust directly."}, nil
+	}
+}
+
+const spareKeyHowTo = `  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout spare.key -subj /CN=spare -out spare.csr
+  openssl pkey -in spare.key -pubout -outform der | openssl dgst -sha256 -binary | base64
+`
+
+func printRecommendation(w io.Writer, host string, chain []*x509.Certificate) {
+	primary, backup := recommend(chain)
+	fmt.Fprintf(w, "Recommended pins for %s:\n", host)
+	fmt.Fprintf(w, "  primary: %s\n", primary.why)
+	if backup != nil {
+		fmt.Fprintf(w, "  backup:  %s\n", backup.why)
+	} else {
+		fmt.Fprintf(w, "  backup:  none in this chain: add the pin of a spare key you keep offline:\n%s", spareKeyHowTo)
+	}
+	fmt.Fprint(w, `Keep at least two pins: TrustKit refuses a pin set with a single pin, because a
+key rotation or a lost key would then lock every client out until it is updated.
+Pins are alternatives (any match passes), so a set is only as strict as its
+broadest pin. For a stricter set, pin the leaf key and, as the backup, a spare
+key you keep offline:
+`+spareKeyHowTo)
+
+	picks := []pinChoice{primary}
+	if backup != nil {
+		picks = append(picks, *backup)
+	}
+	fmt.Fprint(w, "\nGo:\n\nsecurehttp.PinSet{\n")
+	fmt.Fprintf(w, "\tHost: %q,\n\tPins: []string{\n", host)
+	labels := []string{"primary", "backup"}
+	for i, p := range picks {
+		fmt.Fprintf(w, "\t\t%q, // %s: %s %s, until %s\n", securehttp.SPKIPin(p.cert), labels[i], p.role,
+			printable(p.cert.Subject.String()), p.cert.NotAfter.UTC().Format(time.DateOnly))
+	}
+	if backup == nil {
+		fmt.Fprint(w, "\t\t// backup: the pin of a spare key you keep offline\n")
+	}
+	fmt.Fprint(w, "\t},\n}\n")
+
+	// The exported field names of PinSet, so that this unmarshals into
+	// []securehttp.PinSet with encoding/json.
+	type jsonPinSet struct {
+		Host string
+		Pins []string
+	}
+	set := jsonPinSet{Host: host}
+	for _, p := range picks {
+		set.Pins = append(set.Pins, securehttp.SPKIPin(p.cert))
+	}
+	out, err := json.MarshalIndent([]jsonPinSet{set}, "", "  ")
+	if err != nil {
+		panic(err) // strings only: cannot fail
+	}
+	fmt.Fprintf(w, "\nJSON, for []securehttp.PinSet:\n\n%s\n", strings.TrimSpace(string(out)))
+}
