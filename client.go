@@ -171,7 +171,8 @@ type RetryPolicy struct {
 	MaxRetries int
 
 	// MinWait and MaxWait bound the exponential backoff with full jitter.
-	// Zero means 200 ms and 5 s.
+	// Zero means 200 ms and 5 s; a zero MaxWait below MinWait means
+	// MinWait. A Retry-After shorter than MinWait waits MinWait.
 	MinWait, MaxWait time.Duration
 
 	// MaxRetryAfter is the longest Retry-After (on 429 and 503) honoured. A
@@ -206,6 +207,11 @@ func newRetryConfig(p RetryPolicy) (retryConfig, error) {
 		c.max = defaultMaxRetries
 	case c.max < 0:
 		c.max = 0
+	}
+	if p.MaxWait == 0 && c.minWait > c.maxWait {
+		// A MinWait above the default MaxWait alone is not an error: the
+		// wait is then fixed at MinWait.
+		c.maxWait = c.minWait
 	}
 	switch {
 	case c.minWait < 0:
@@ -242,7 +248,7 @@ func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error)
 	if !t.retryable(req) {
 		return t.base.RoundTrip(req)
 	}
-	a := &attempt{t: t, req: req, scoped: scoped}
+	a := &attempt{t: t, req: markBodyErrors(req), scoped: scoped}
 	c := &a.engine
 	c.HTTPClient = t.inner
 	c.RetryMax = t.retry.max
@@ -253,7 +259,7 @@ func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error)
 	c.ErrorHandler = honestResult
 	// Logger stays nil: the engine's own logger writes URLs with their
 	// query strings to stderr. Retries are logged by backoff instead.
-	resp, err := c.Do(&retryablehttp.Request{Request: req})
+	resp, err := c.Do(&retryablehttp.Request{Request: a.req})
 	if uerr, ok := err.(*url.Error); ok {
 		// The engine's inner *http.Client wraps errors in a *url.Error; the
 		// caller's client adds its own.
@@ -261,6 +267,51 @@ func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error)
 	}
 	return resp, err
 }
+
+// markBodyErrors returns req, or a shallow copy of it whose body, and the
+// bodies GetBody makes, mark their read errors as *bodyError. net/http returns
+// such an error as it is, and it may look like a connection failure
+// (io.ErrUnexpectedEOF, a reset from a body read off the network), which must
+// not be retried. The caller's request is not modified.
+func markBodyErrors(req *http.Request) *http.Request {
+	if req.Body == nil || req.Body == http.NoBody {
+		return req
+	}
+	out := new(http.Request)
+	*out = *req
+	out.Body = errBody{req.Body}
+	if getBody := req.GetBody; getBody != nil {
+		out.GetBody = func() (io.ReadCloser, error) {
+			b, err := getBody()
+			if err != nil || b == nil || b == http.NoBody {
+				return b, err
+			}
+			return errBody{b}, nil
+		}
+	}
+	return out
+}
+
+// errBody marks the errors of a request body's reads.
+type errBody struct{ rc io.ReadCloser }
+
+func (b errBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyError{err}
+	}
+	return n, err
+}
+
+func (b errBody) Close() error { return b.rc.Close() }
+
+// bodyError is an error from reading the request body: the caller's reader
+// failed, not the connection.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return "securehttp: reading the request body: " + e.err.Error() }
+
+func (e *bodyError) Unwrap() error { return e.err }
 
 // honestResult returns what the last attempt got: the response with its
 // body intact when retries ran out on a status, as net/http would, or the
@@ -286,6 +337,7 @@ type attempt struct {
 
 func (a *attempt) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
+		// Cancelled, or past its deadline: never retried, whatever err is.
 		return false, nil
 	}
 	if err != nil {
@@ -314,15 +366,19 @@ func (a *attempt) backoff(minWait, maxWait time.Duration, n int, resp *http.Resp
 	wait := time.Duration(-1)
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), a.t.now()); ok {
-			wait = min(d, a.t.retry.maxRetryAfter)
+			// checkRetry refused anything above maxRetryAfter. A server
+			// asking for no wait at all still gets minWait, so that a
+			// "Retry-After: 0" cannot make the retries a burst.
+			wait = max(min(d, a.t.retry.maxRetryAfter), minWait)
 		}
 	}
 	if wait < 0 {
-		// Exponential growth from minWait, capped at maxWait, with full
-		// jitter between minWait and the cap.
+		// Exponential growth, minWait*2^(n+1) for the n-th retry (n from
+		// 0), capped at maxWait, with full jitter between minWait and that
+		// ceiling: even the first retry is spread out.
 		ceiling := maxWait
-		if n < 32 && minWait<<n > 0 && minWait<<n < maxWait {
-			ceiling = minWait << n
+		if shift := max(n, 0) + 1; shift < 63 && minWait <= maxWait>>shift {
+			ceiling = minWait << shift
 		}
 		wait = minWait
 		if spread := int64(ceiling - minWait); spread > 0 {
@@ -334,9 +390,21 @@ func (a *attempt) backoff(minWait, maxWait time.Duration, n int, resp *http.Resp
 	return wait
 }
 
-// prepareRetry readies the next attempt: a fresh body from GetBody, and the
-// current token, which may have been refreshed since the last attempt.
+// prepareRetry readies the next attempt: the current token, which may have
+// been refreshed since the last attempt, and a fresh body from GetBody. The
+// token comes first so that a failed refresh leaves no new body unclosed.
 func (a *attempt) prepareRetry(req *http.Request) error {
+	if a.scoped {
+		tok, err := a.t.bearer.token(req.Context())
+		if err != nil {
+			return err
+		}
+		if tok != sentToken(req) {
+			// The previous attempt's request shares this header map.
+			req.Header = req.Header.Clone()
+			req.Header["Authorization"] = []string{"Bearer " + tok}
+		}
+	}
 	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
 		body, err := req.GetBody()
 		if err != nil {
@@ -344,36 +412,30 @@ func (a *attempt) prepareRetry(req *http.Request) error {
 		}
 		req.Body = body
 	}
-	if !a.scoped {
-		return nil
-	}
-	tok, err := a.t.bearer.token(req.Context())
-	if err != nil {
-		return err
-	}
-	if tok != sentToken(req) {
-		// The previous attempt's request shares this header map.
-		req.Header = req.Header.Clone()
-		req.Header["Authorization"] = []string{"Bearer " + tok}
-	}
 	return nil
 }
 
 // retryableError reports whether err is a connection failure worth another
 // attempt. Anything it does not recognise fails fast; certificate, pin,
-// scheme, token and context errors are never retried.
+// scheme, token, request body and cancellation errors are never retried.
+//
+// The request's own deadline is checked by checkRetry before this: it cannot
+// be told from err, since net/http's and net's timeouts (dial, response
+// headers) also match context.DeadlineExceeded, and those are retried.
 func retryableError(err error) bool {
 	var (
 		certErr    *tls.CertificateVerificationError
 		recordErr  tls.RecordHeaderError
 		refreshErr *RefreshError
+		bodyErr    *bodyError
 		netErr     net.Error
 	)
 	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+	case errors.Is(err, context.Canceled),
 		errors.Is(err, ErrInsecureScheme), errors.Is(err, ErrPinMismatch), errors.Is(err, ErrWeakKey),
 		errors.Is(err, ErrRevoked), errors.Is(err, ErrOCSPStaple),
-		errors.As(err, &certErr), errors.As(err, &recordErr), errors.As(err, &refreshErr):
+		errors.As(err, &certErr), errors.As(err, &recordErr), errors.As(err, &refreshErr),
+		errors.As(err, &bodyErr):
 		return false
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),

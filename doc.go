@@ -63,8 +63,8 @@
 // Bearer.Store keeps the token (NewMemoryStore, or NewFileStore for one that
 // survives restarts and is shared between processes). The expiry of a JWT
 // is read from its exp and nbf claims without verifying its signature,
-// unless Bearer.Keyfunc is set; an opaque token is used until a server
-// answers 401. Inside the refresh window a single background refresh runs
+// unless Bearer.Keyfunc is set, in which case only a JWT that verifies is
+// accepted; an opaque token is used until a server answers 401. Inside the refresh window a single background refresh runs
 // while requests go on with the still-valid token; once the token is expired,
 // requests wait for that one refresh, each bounded by its own context, and
 // no request is ever sent with an expired token. Before calling Refresh the

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -63,9 +64,10 @@ type Bearer struct {
 	// RefreshTimeout bounds each refresh. Zero means 30 s.
 	RefreshTimeout time.Duration
 
-	// Keyfunc, if set, verifies each JWT's signature (see jwt.Keyfunc); a
-	// token that fails is refused. Nil means the token is only decoded,
-	// which is enough to read its expiry.
+	// Keyfunc, if set, verifies each token's signature (see jwt.Keyfunc);
+	// a token that fails, or is not a JWT and so cannot be verified, is
+	// refused. Nil means a JWT is only decoded, which is enough to read its
+	// expiry.
 	Keyfunc jwt.Keyfunc
 }
 
@@ -85,14 +87,23 @@ func (b *Bearer) LogValue() slog.Value { return slog.StringValue(b.String()) }
 
 // RefreshError reports that no valid token could be had for a request. The
 // request was not sent. Err is the cause: the Refresh error, a context
-// error, or ErrNoToken. RefreshError never contains the token.
+// error, or ErrNoToken. Every RefreshError matches ErrNoToken with errors.Is.
+// RefreshError never contains the token.
 type RefreshError struct {
 	Err error
 }
 
-func (e *RefreshError) Error() string { return "securehttp: bearer token unavailable: " + e.Err.Error() }
+func (e *RefreshError) Error() string {
+	if e.Err == nil {
+		return "securehttp: bearer token unavailable"
+	}
+	return "securehttp: bearer token unavailable: " + e.Err.Error()
+}
 
 func (e *RefreshError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrNoToken.
+func (e *RefreshError) Is(target error) bool { return target == ErrNoToken }
 
 const (
 	maxTokenLen           = 16 << 10
@@ -140,7 +151,7 @@ type tokenSource struct {
 	rejected string    // the last token a server refused with 401
 	flight   *flight   // the refresh in progress, if any
 	retryAt  time.Time // no background refresh before this
-	failures int       // consecutive background refresh failures
+	misses   int       // consecutive refreshes that failed or gave a token already due
 }
 
 // flight is one refresh, shared by every request that waits for it.
@@ -158,8 +169,11 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 	if b.Store == nil && b.Refresh == nil {
 		return nil, &ConfigError{Field: "Bearer", Err: errors.New("needs a Store, a Refresh function, or both")}
 	}
-	if b.RefreshWindow < 0 || b.RefreshTimeout < 0 {
-		return nil, &ConfigError{Field: "Bearer.RefreshWindow", Err: errors.New("durations must not be negative")}
+	if b.RefreshWindow < 0 {
+		return nil, &ConfigError{Field: "Bearer.RefreshWindow", Value: b.RefreshWindow.String(), Err: errors.New("must not be negative")}
+	}
+	if b.RefreshTimeout < 0 {
+		return nil, &ConfigError{Field: "Bearer.RefreshTimeout", Value: b.RefreshTimeout.String(), Err: errors.New("must not be negative")}
 	}
 	ts := &tokenSource{
 		store:   b.Store,
@@ -263,28 +277,32 @@ func (ts *tokenSource) run(ctx context.Context, f *flight, prev *token) {
 	ts.flight = nil
 	f.tok, f.err = tok, err
 	now := ts.now()
-	if err != nil {
-		ts.failures++
-		ts.retryAt = now.Add(refreshBackoff(ts.failures))
+	switch {
+	case err != nil:
+		ts.misses++
+		ts.retryAt = now.Add(refreshBackoff(ts.misses))
 		ts.logger.Warn("securehttp: bearer token refresh failed", "error", err,
 			"current_token_usable", ts.cur.usable(now), "next_background_try", ts.retryAt)
-	} else {
+	case ts.due(tok, now):
+		// The new token is already inside its window (a caching token
+		// source, or a window longer than the lifetime): wait longer each
+		// time before asking again, as after a failure, rather than
+		// calling Refresh every second until it expires.
 		ts.cur = tok
-		ts.failures = 0
+		ts.misses++
+		ts.retryAt = now.Add(refreshBackoff(ts.misses))
+	default:
+		ts.cur = tok
+		ts.misses = 0
 		ts.retryAt = time.Time{}
-		if ts.due(tok, now) {
-			// The new token is already inside its window (a caching token
-			// source, say): wait before asking again.
-			ts.retryAt = now.Add(minRefreshBackoff)
-		}
 	}
 	close(f.done)
 }
 
 // refreshBackoff doubles from a second up to a minute.
-func refreshBackoff(failures int) time.Duration {
+func refreshBackoff(misses int) time.Duration {
 	d := minRefreshBackoff
-	for i := 1; i < failures && d < maxRefreshBackoff; i++ {
+	for i := 1; i < misses && d < maxRefreshBackoff; i++ {
 		d *= 2
 	}
 	return min(d, maxRefreshBackoff)
@@ -292,12 +310,23 @@ func refreshBackoff(failures int) time.Duration {
 
 // obtain re-reads the store, where another process may already have saved a
 // fresh token, and calls Refresh only if that does not give a usable one.
+// callRefresh calls Refresh, turning a panic into an error: it runs on a
+// background goroutine, where a panic would end the whole process.
+func (ts *tokenSource) callRefresh(ctx context.Context) (raw string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("the Refresh function panicked (%T)", p)
+		}
+	}()
+	return ts.refresh(ctx)
+}
+
 func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) {
 	now := ts.now()
-	stored, err := ts.store.Load(ctx)
+	stored, loadErr := ts.store.Load(ctx)
 	switch {
-	case err != nil:
-		ts.logger.Warn("securehttp: loading the bearer token from the store failed", "error", err)
+	case loadErr != nil:
+		ts.logger.Warn("securehttp: loading the bearer token from the store failed", "error", loadErr)
 	case stored != "" && stored != ts.rejectedToken():
 		// Take a token another process saved, unless it is the one being
 		// replaced or is itself due for a refresh. On the first load any
@@ -309,10 +338,14 @@ func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) 
 		}
 	}
 	if ts.refresh == nil {
+		if loadErr != nil {
+			// Keep the cause, such as ErrInsecureTokenFile, for errors.Is.
+			return nil, fmt.Errorf("%w: no Refresh function is set and loading the store failed: %w", ErrNoToken, loadErr)
+		}
 		return nil, fmt.Errorf("%w: the store holds none and no Refresh function is set", ErrNoToken)
 	}
 	ts.logger.Debug("securehttp: refreshing bearer token")
-	raw, err := ts.refresh(ctx)
+	raw, err := ts.callRefresh(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("refresh: %w", err)
 	}
@@ -373,6 +406,9 @@ func (ts *tokenSource) parse(raw string, now time.Time) (*token, error) {
 	}
 	tok := &token{raw: raw}
 	if strings.Count(raw, ".") != 2 {
+		if ts.keyfunc != nil {
+			return nil, errors.New("token is not a JWT, so Keyfunc cannot verify it")
+		}
 		return tok, nil // opaque: used until a server answers 401
 	}
 	var claims jwt.RegisteredClaims
@@ -424,28 +460,33 @@ func isToken68(s string) bool {
 	return true
 }
 
-// MemoryStore is a TokenStore in memory. It is safe for concurrent use and
-// prints no secret.
+// MemoryStore is a TokenStore in memory. Its zero value holds no token. It
+// is safe for concurrent use and prints no secret.
 type MemoryStore struct {
-	mu    sync.RWMutex
-	token string
+	// A pointer, not a string: fmt prints a pointer in a field as an
+	// address, so even a MemoryStore held by value in another struct
+	// prints no token.
+	token atomic.Pointer[string]
 }
 
 // NewMemoryStore returns a MemoryStore holding token, which may be "".
-func NewMemoryStore(token string) *MemoryStore { return &MemoryStore{token: token} }
+func NewMemoryStore(token string) *MemoryStore {
+	m := new(MemoryStore)
+	m.token.Store(&token)
+	return m
+}
 
 // Load returns the token.
 func (m *MemoryStore) Load(context.Context) (string, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.token, nil
+	if p := m.token.Load(); p != nil {
+		return *p, nil
+	}
+	return "", nil
 }
 
 // Save replaces the token.
 func (m *MemoryStore) Save(_ context.Context, token string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.token = token
+	m.token.Store(&token)
 	return nil
 }
 
@@ -504,12 +545,15 @@ func (s *FileStore) Load(context.Context) (string, error) {
 	if perm := info.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
 		return "", fmt.Errorf("%w: %s has mode %04o, want 0600 (chmod 600 it)", ErrInsecureTokenFile, s.path, perm)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxTokenLen+2))
+	// Room for a token at the limit and a line ending; anything longer is
+	// refused rather than cut short.
+	const limit = maxTokenLen + 2
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return "", fmt.Errorf("securehttp: reading token file: %w", err)
 	}
 	tok := strings.TrimSpace(string(data))
-	if len(tok) > maxTokenLen {
+	if len(data) > limit || len(tok) > maxTokenLen {
 		return "", fmt.Errorf("securehttp: token file %s exceeds %d bytes", s.path, maxTokenLen)
 	}
 	return tok, nil

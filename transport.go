@@ -180,10 +180,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	out := withToken(req, tok)
 	resp, err := t.send(out, true)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		return resp, err
+	if err == nil && resp.StatusCode == http.StatusUnauthorized {
+		resp, err = t.recoverUnauthorized(out, resp)
 	}
-	return t.recoverUnauthorized(out, resp)
+	if resp != nil {
+		// Our copy carries the token; the caller gets its own request back,
+		// as from any RoundTripper, so that logging resp.Request leaks nothing.
+		resp.Request = req
+	}
+	return resp, err
 }
 
 // withToken returns a shallow copy of req with its own header map, carrying
@@ -242,19 +247,56 @@ func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) 
 // request. RFC 6750 section 3.1: error="invalid_token", or a Bearer challenge
 // with no error code, or no challenge at all.
 func tokenRejected(h http.Header) bool {
-	challenges := h.Values("Www-Authenticate")
-	if len(challenges) == 0 {
+	fields := h.Values("Www-Authenticate")
+	if len(fields) == 0 {
 		return true
 	}
-	for _, c := range challenges {
-		scheme, params, _ := strings.Cut(strings.TrimSpace(c), " ")
-		if !strings.EqualFold(scheme, "Bearer") {
-			continue
+	for _, field := range fields {
+		for _, c := range splitChallenges(field) {
+			scheme, params := cutScheme(c)
+			if !strings.EqualFold(scheme, "Bearer") {
+				continue
+			}
+			code := authParam(params, "error")
+			return code == "" || code == "invalid_token"
 		}
-		code := authParam(params, "error")
-		return code == "" || code == "invalid_token"
 	}
 	return false
+}
+
+// splitChallenges splits a WWW-Authenticate field value into its
+// challenges. One value may hold several, comma-separated like their
+// parameters (RFC 9110 section 11.6.1), and an intermediary may join
+// separate header lines into one: an element starts a new challenge when it
+// begins with an auth-scheme rather than with name=value.
+func splitChallenges(field string) []string {
+	var out []string
+	for rest := field; rest != ""; {
+		var elem string
+		elem, rest = cutParam(rest)
+		elem = strings.TrimSpace(elem)
+		if elem == "" {
+			continue
+		}
+		word, after := cutScheme(elem)
+		isParam := strings.Contains(word, "=") || strings.HasPrefix(after, "=")
+		if isParam && len(out) > 0 {
+			out[len(out)-1] += ", " + elem
+			continue
+		}
+		out = append(out, elem)
+	}
+	return out
+}
+
+// cutScheme splits a challenge into its auth-scheme and the rest.
+func cutScheme(c string) (scheme, rest string) {
+	c = strings.TrimSpace(c)
+	i := strings.IndexAny(c, " \t")
+	if i < 0 {
+		return c, ""
+	}
+	return c[:i], strings.TrimSpace(c[i+1:])
 }
 
 // authParam returns the value of the auth-param name in params, a

@@ -1,0 +1,1826 @@
+package securehttp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// tokKey is the HS256 key of the test JWTs. The client never needs it
+// unless a test sets Bearer.Keyfunc.
+func tokKey() []byte { return []byte("securehttp token tests: HS256 key of 32+ bytes") }
+
+// tokClock is a fake clock for Transport.now, safe for concurrent use.
+type tokClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func tokNewClock() *tokClock { return &tokClock{now: time.Now().Truncate(time.Second)} }
+
+func (c *tokClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *tokClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// tokJWT signs claims with HS256 and key. Every token gets a unique ID, so
+// that no two tokens are equal.
+func tokJWT(t testing.TB, key []byte, c jwt.RegisteredClaims) string {
+	t.Helper()
+	if c.ID == "" {
+		c.ID = rand.Text()
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(key)
+	if err != nil {
+		// Errorf, not Fatalf: fake Refresh functions call this from
+		// goroutines of their own.
+		t.Errorf("signing a test JWT: %v", err)
+	}
+	return s
+}
+
+// tokFresh returns a JWT issued at now that expires after lifetime.
+func tokFresh(t testing.TB, now time.Time, lifetime time.Duration) string {
+	t.Helper()
+	return tokJWT(t, tokKey(), jwt.RegisteredClaims{
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(lifetime)),
+	})
+}
+
+// tokOpaque returns a unique opaque token.
+func tokOpaque(prefix string) string { return prefix + "-" + rand.Text() }
+
+// tokCounted counts the calls to fn.
+func tokCounted(fn func(context.Context) (string, error)) (func(context.Context) (string, error), *atomic.Int64) {
+	n := new(atomic.Int64)
+	return func(ctx context.Context) (string, error) {
+		n.Add(1)
+		return fn(ctx)
+	}, n
+}
+
+// tokStatic is a Refresh that always returns tok.
+func tokStatic(tok string) func(context.Context) (string, error) {
+	return func(context.Context) (string, error) { return tok, nil }
+}
+
+// tokHit is one request as the test server saw it.
+type tokHit struct {
+	host, path, method, auth, body string
+	proto                          int
+}
+
+// tokRecorder records what the test server receives.
+type tokRecorder struct {
+	mu   sync.Mutex
+	hits []tokHit
+}
+
+func (r *tokRecorder) record(req *http.Request) tokHit {
+	body, _ := io.ReadAll(req.Body)
+	host, _, err := net.SplitHostPort(req.Host)
+	if err != nil {
+		host = req.Host
+	}
+	h := tokHit{host: host, path: req.URL.Path, method: req.Method,
+		auth: req.Header.Get("Authorization"), body: string(body), proto: req.ProtoMajor}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hits = append(r.hits, h)
+	return h
+}
+
+func (r *tokRecorder) all() []tokHit {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.hits)
+}
+
+// auths returns the Authorization header of every request, in order.
+func (r *tokRecorder) auths() []string {
+	var out []string
+	for _, h := range r.all() {
+		out = append(out, h.auth)
+	}
+	return out
+}
+
+func (r *tokRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.hits)
+}
+
+// tokEnv is a test server that records requests, and a Transport with a
+// bearer, a fake clock and a Debug logger.
+type tokEnv struct {
+	srv    *httptest.Server
+	tr     *Transport
+	client *http.Client
+	clk    *tokClock
+	rec    *tokRecorder
+	logs   *logBuffer
+}
+
+// tokStartServer is startServer with room for 2000 concurrent HTTP/2
+// streams. With the default 250, a burst of 1000 requests makes net/http
+// dial a new TLS connection for nearly every request beyond the limit.
+func tokStartServer(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{sharedPKI(t).serverCert()}}
+	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 2000}
+	srv.Config.ErrorLog = quietLog()
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// tokSetup starts the server, which answers with h after recording the
+// request (nil h: 200 "ok"), and a Transport for b using clk.
+func tokSetup(t *testing.T, clk *tokClock, b *Bearer, h func(http.ResponseWriter, *http.Request, tokHit)) *tokEnv {
+	t.Helper()
+	e := &tokEnv{clk: clk, rec: &tokRecorder{}}
+	e.srv = tokStartServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hit := e.rec.record(r)
+		if h != nil {
+			h(w, r, hit)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	cfg := testConfig(t)
+	cfg.Bearer = b
+	cfg.Logger, e.logs = newLogger()
+	cfg.ExpiryWarning = -1 // only token events are logged
+	e.tr = newTestTransport(t, cfg)
+	e.tr.now = clk.Now
+	e.client = &http.Client{Transport: e.tr}
+	return e
+}
+
+func (e *tokEnv) url(host, path string) string { return hostURL(e.srv, host, path) }
+
+// get sends a GET for path to api.test.
+func (e *tokEnv) get(path string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, e.url(hostAPI, path), nil)
+	if err != nil {
+		return 0, "", err
+	}
+	return tokDo(e.client, req)
+}
+
+// tokDo sends req and returns the status and body of the response.
+func tokDo(c *http.Client, req *http.Request) (int, string, error) {
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+// tokMustGet fails the test unless a GET to api.test answers 200, and
+// returns the Authorization header the server received for it.
+func (e *tokEnv) tokMustGet(t *testing.T) string {
+	t.Helper()
+	before := e.rec.count()
+	status, _, err := e.get("/")
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("GET: got status %d and error %v, want 200 and no error", status, err)
+	}
+	hits := e.rec.all()[before:]
+	if len(hits) != 1 {
+		t.Fatalf("server got %d requests, want 1", len(hits))
+	}
+	return hits[0].auth
+}
+
+// tokPatience bounds every wait in these tests. It is generous, since a
+// loaded machine running -race is slow; a passing run waits far less.
+const tokPatience = 15 * time.Second
+
+// tokWaitIdle waits, for at most tokPatience, until no refresh is in flight.
+func tokWaitIdle(t *testing.T, tr *Transport) {
+	t.Helper()
+	deadline := time.Now().Add(tokPatience)
+	for {
+		tr.bearer.mu.Lock()
+		idle := tr.bearer.flight == nil
+		tr.bearer.mu.Unlock()
+		if idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a refresh is still in flight after %v, want none", tokPatience)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// tokWait waits for ch to be closed or to deliver, for at most tokPatience.
+func tokWait[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(tokPatience):
+		t.Fatalf("%s: still waiting after %v", what, tokPatience)
+		panic("unreachable")
+	}
+}
+
+func tokBearer(tok string) string { return "Bearer " + tok }
+
+// tokPlainListener is a plain-HTTP server on 127.0.0.1 that counts the
+// connections it accepts.
+func tokPlainListener(t *testing.T) (*countingListener, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &countingListener{Listener: ln}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "plain")
+	}), ErrorLog: quietLog()}
+	go srv.Serve(cl)
+	t.Cleanup(func() { srv.Close() })
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return cl, port
+}
+
+// tokCloseTracker is a request body that records whether it was closed.
+type tokCloseTracker struct {
+	io.Reader
+	closed atomic.Bool
+}
+
+func (c *tokCloseTracker) Close() error { c.closed.Store(true); return nil }
+
+func TestBearerScope(t *testing.T) {
+	t.Parallel()
+	all := []string{hostAPI, hostSub, hostOther, "127.0.0.1"}
+	for _, tt := range []struct {
+		name  string
+		hosts []string
+		want  []string // the hosts that must receive the token
+	}{
+		{"exact", []string{hostAPI}, []string{hostAPI}},
+		{"exact, other case and trailing dot", []string{"API.Test."}, []string{hostAPI}},
+		{"one label", []string{"*.api.test"}, []string{hostSub}},
+		{"any depth", []string{"**.api.test"}, []string{hostAPI, hostSub}},
+		{"IP address", []string{"127.0.0.1"}, []string{"127.0.0.1"}},
+		{"two hosts", []string{hostOther, hostSub}, []string{hostOther, hostSub}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tok := tokOpaque("scope")
+			e := tokSetup(t, tokNewClock(), &Bearer{Store: NewMemoryStore(tok), Hosts: tt.hosts}, nil)
+			for _, host := range all {
+				url := e.url(host, "/")
+				if host == "127.0.0.1" {
+					url = e.srv.URL + "/"
+				}
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				if status, _, err := tokDo(e.client, req); err != nil || status != http.StatusOK {
+					t.Fatalf("GET %s: got status %d and error %v, want 200", host, status, err)
+				}
+			}
+			got := map[string]string{}
+			for _, h := range e.rec.all() {
+				got[h.host] = h.auth
+			}
+			for _, host := range all {
+				want := ""
+				if slices.Contains(tt.want, host) {
+					want = tokBearer(tok)
+				}
+				if got[host] != want {
+					t.Errorf("%s received Authorization %q, want %q", host, got[host], want)
+				}
+			}
+		})
+	}
+}
+
+func TestBearerRedirects(t *testing.T) {
+	t.Parallel()
+	tok := tokOpaque("redirect")
+	var e *tokEnv
+	e = tokSetup(t, tokNewClock(), &Bearer{Store: NewMemoryStore(tok), Hosts: []string{hostAPI}},
+		func(w http.ResponseWriter, r *http.Request, _ tokHit) {
+			to := map[string]struct {
+				host, path string
+				code       int
+			}{
+				"/a-b":      {hostOther, "/end", http.StatusFound},
+				"/a-b-a":    {hostOther, "/b-a", http.StatusFound},
+				"/b-a":      {hostAPI, "/end", http.StatusFound},
+				"/307":      {hostOther, "/end", http.StatusTemporaryRedirect},
+				"/308":      {hostOther, "/end", http.StatusPermanentRedirect},
+				"/307-same": {hostAPI, "/end", http.StatusTemporaryRedirect},
+			}
+			if next, ok := to[r.URL.Path]; ok {
+				http.Redirect(w, r, e.url(next.host, next.path), next.code)
+				return
+			}
+			io.WriteString(w, "end")
+		})
+
+	type hop struct {
+		host, path string
+		token      bool
+		body       string
+	}
+	for _, tt := range []struct {
+		name, method, path, body string
+		want                     []hop
+	}{
+		{"a to b", http.MethodGet, "/a-b", "", []hop{
+			{hostAPI, "/a-b", true, ""}, {hostOther, "/end", false, ""}}},
+		{"a to b to a", http.MethodGet, "/a-b-a", "", []hop{
+			{hostAPI, "/a-b-a", true, ""}, {hostOther, "/b-a", false, ""}, {hostAPI, "/end", true, ""}}},
+		{"307 with a body to b", http.MethodPost, "/307", "body-307", []hop{
+			{hostAPI, "/307", true, "body-307"}, {hostOther, "/end", false, "body-307"}}},
+		{"308 with a body to b", http.MethodPut, "/308", "body-308", []hop{
+			{hostAPI, "/308", true, "body-308"}, {hostOther, "/end", false, "body-308"}}},
+		{"307 with a body to a", http.MethodPost, "/307-same", "body-same", []hop{
+			{hostAPI, "/307-same", true, "body-same"}, {hostAPI, "/end", true, "body-same"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// Not parallel: the subtests share the recorder.
+			before := e.rec.count()
+			var body io.Reader
+			if tt.body != "" {
+				body = strings.NewReader(tt.body) // sets GetBody
+			}
+			req, _ := http.NewRequest(tt.method, e.url(hostAPI, tt.path), body)
+			status, _, err := tokDo(e.client, req)
+			if err != nil || status != http.StatusOK {
+				t.Fatalf("got status %d and error %v, want 200", status, err)
+			}
+			hits := e.rec.all()[before:]
+			if len(hits) != len(tt.want) {
+				t.Fatalf("server got %d hops, want %d: %+v", len(hits), len(tt.want), hits)
+			}
+			for i, w := range tt.want {
+				h := hits[i]
+				wantAuth := ""
+				if w.token {
+					wantAuth = tokBearer(tok)
+				}
+				if h.host != w.host || h.path != w.path || h.auth != wantAuth || h.body != w.body {
+					t.Errorf("hop %d: got %s%s with Authorization %q and body %q, want %s%s with %q and %q",
+						i, h.host, h.path, h.auth, h.body, w.host, w.path, wantAuth, w.body)
+				}
+			}
+		})
+	}
+}
+
+func TestBearerDowngradeRedirect(t *testing.T) {
+	t.Parallel()
+	plain, port := tokPlainListener(t)
+	tok := tokOpaque("downgrade")
+	refresh, calls := tokCounted(tokStatic(tok))
+	e := tokSetup(t, tokNewClock(), &Bearer{Refresh: refresh, Hosts: []string{hostAPI}},
+		func(w http.ResponseWriter, r *http.Request, _ tokHit) {
+			http.Redirect(w, r, "http://"+net.JoinHostPort(hostAPI, port)+"/stolen", http.StatusTemporaryRedirect)
+		})
+
+	// A plain request to a bearer host never gets a token, nor a connection.
+	resp, err := e.client.Get("http://" + net.JoinHostPort(hostAPI, port) + "/")
+	if resp != nil {
+		resp.Body.Close()
+	}
+	if !errors.Is(err, ErrInsecureScheme) {
+		t.Fatalf("plain GET: got error %v, want ErrInsecureScheme", err)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("plain GET: Refresh called %d times, want 0", n)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, e.url(hostAPI, "/start"), strings.NewReader("body"))
+	resp, err = e.client.Do(req)
+	if resp != nil {
+		resp.Body.Close()
+		t.Fatalf("downgrade: got a response with status %d, want none", resp.StatusCode)
+	}
+	if !errors.Is(err, ErrInsecureScheme) {
+		t.Fatalf("downgrade: got error %v, want ErrInsecureScheme", err)
+	}
+	if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(tok)}) {
+		t.Fatalf("https server got Authorization %q, want only the first hop with the token", got)
+	}
+	if n := plain.n.Load(); n != 0 {
+		t.Fatalf("the plain listener accepted %d connections, want 0", n)
+	}
+}
+
+func TestBearerConfigErrors(t *testing.T) {
+	t.Parallel()
+	store := NewMemoryStore("t")
+	for _, tt := range []struct {
+		name      string
+		bearer    Bearer
+		wantField string // "" for a valid Bearer
+	}{
+		{"no hosts", Bearer{Store: store}, "Bearer.Hosts"},
+		{"empty hosts", Bearer{Store: store, Hosts: []string{}}, "Bearer.Hosts"},
+		{"wildcard over a public suffix", Bearer{Store: store, Hosts: []string{"*.com"}}, "Bearer.Hosts[0]"},
+		{"deep wildcard over a public suffix", Bearer{Store: store, Hosts: []string{hostAPI, "**.co.uk"}}, "Bearer.Hosts[1]"},
+		{"deep wildcard over a TLD", Bearer{Store: store, Hosts: []string{"**.uk"}}, "Bearer.Hosts[0]"},
+		{"bare wildcard", Bearer{Store: store, Hosts: []string{"*"}}, "Bearer.Hosts[0]"},
+		{"wildcard inside a label", Bearer{Store: store, Hosts: []string{"api*.example.com"}}, "Bearer.Hosts[0]"},
+		{"host with a port", Bearer{Store: store, Hosts: []string{"api.example.com:443"}}, "Bearer.Hosts[0]"},
+		{"URL", Bearer{Store: store, Hosts: []string{"https://api.example.com"}}, "Bearer.Hosts[0]"},
+		{"empty host", Bearer{Store: store, Hosts: []string{""}}, "Bearer.Hosts[0]"},
+		{"wildcard over an IP", Bearer{Store: store, Hosts: []string{"*.127.0.0.1"}}, "Bearer.Hosts[0]"},
+		{"neither store nor refresh", Bearer{Hosts: []string{hostAPI}}, "Bearer"},
+		{"negative window", Bearer{Store: store, Hosts: []string{hostAPI}, RefreshWindow: -time.Second}, "Bearer.RefreshWindow"},
+		{"negative timeout", Bearer{Store: store, Hosts: []string{hostAPI}, RefreshTimeout: -time.Second}, "Bearer.RefreshTimeout"},
+		{"wildcard below a public suffix", Bearer{Store: store, Hosts: []string{"*.example.co.uk", "**.api.test"}}, ""},
+		{"refresh only", Bearer{Refresh: tokStatic("t"), Hosts: []string{hostAPI}}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig(t)
+			b := tt.bearer
+			cfg.Bearer = &b
+			client, err := NewClient(cfg)
+			if tt.wantField == "" {
+				if err != nil {
+					t.Fatalf("got error %v, want none", err)
+				}
+				client.CloseIdleConnections()
+				return
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("got error %v, want a *ConfigError", err)
+			}
+			if ce.Field != tt.wantField {
+				t.Fatalf("got Field %q, want %q", ce.Field, tt.wantField)
+			}
+			if client != nil {
+				t.Fatalf("got a client and an error, want only the error")
+			}
+		})
+	}
+}
+
+func TestBearerCallerAuthorization(t *testing.T) {
+	t.Parallel()
+	tok := tokOpaque("mine")
+	refresh, calls := tokCounted(tokStatic(tok))
+	e := tokSetup(t, tokNewClock(), &Bearer{Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+
+	req, _ := http.NewRequest(http.MethodGet, e.url(hostAPI, "/"), nil)
+	req.Header.Set("Authorization", "Basic dXNlcjpwdw==")
+	if status, _, err := tokDo(e.client, req); err != nil || status != http.StatusOK {
+		t.Fatalf("got status %d and error %v, want 200", status, err)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("Refresh called %d times for a request with its own Authorization, want 0", n)
+	}
+
+	// A request without one gets the token on a copy: the caller's request
+	// is not modified.
+	req, _ = http.NewRequest(http.MethodGet, e.url(hostAPI, "/"), nil)
+	if status, _, err := tokDo(e.client, req); err != nil || status != http.StatusOK {
+		t.Fatalf("got status %d and error %v, want 200", status, err)
+	}
+	if got := req.Header.Get("Authorization"); got != "" {
+		t.Fatalf("the caller's request now has Authorization %q, want none", got)
+	}
+	want := []string{"Basic dXNlcjpwdw==", tokBearer(tok)}
+	if got := e.rec.auths(); !slices.Equal(got, want) {
+		t.Fatalf("server got Authorization %q, want %q", got, want)
+	}
+}
+
+func TestTokenExpiry(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		stored     func(t *testing.T, now time.Time) string
+		wantStored bool // the stored token is used without a refresh
+		forever    bool // and still used a century later
+	}{
+		{"fresh JWT", func(t *testing.T, now time.Time) string {
+			return tokFresh(t, now, time.Hour)
+		}, true, false},
+		{"expired JWT", func(t *testing.T, now time.Time) string {
+			return tokJWT(t, tokKey(), jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(now.Add(-time.Minute))})
+		}, false, false},
+		{"JWT expiring within the skew margin", func(t *testing.T, now time.Time) string {
+			return tokJWT(t, tokKey(), jwt.RegisteredClaims{
+				IssuedAt: jwt.NewNumericDate(now.Add(-time.Hour)), ExpiresAt: jwt.NewNumericDate(now.Add(2 * time.Second))})
+		}, false, false},
+		{"JWT not yet valid", func(t *testing.T, now time.Time) string {
+			return tokJWT(t, tokKey(), jwt.RegisteredClaims{
+				NotBefore: jwt.NewNumericDate(now.Add(time.Hour)), ExpiresAt: jwt.NewNumericDate(now.Add(2 * time.Hour))})
+		}, false, false},
+		{"JWT valid within the skew margin of nbf", func(t *testing.T, now time.Time) string {
+			return tokJWT(t, tokKey(), jwt.RegisteredClaims{IssuedAt: jwt.NewNumericDate(now),
+				NotBefore: jwt.NewNumericDate(now.Add(2 * time.Second)), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))})
+		}, true, false},
+		{"JWT without exp", func(t *testing.T, now time.Time) string {
+			return tokJWT(t, tokKey(), jwt.RegisteredClaims{Subject: "no-exp"})
+		}, true, true},
+		{"opaque token", func(*testing.T, time.Time) string { return tokOpaque("opaque") }, true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := tokNewClock()
+			stored := tt.stored(t, clk.Now())
+			fresh := tokFresh(t, clk.Now(), 100*365*24*time.Hour)
+			refresh, calls := tokCounted(tokStatic(fresh))
+			store := NewMemoryStore(stored)
+			e := tokSetup(t, clk, &Bearer{Store: store, Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+
+			want, wantCalls := tokBearer(stored), int64(0)
+			if !tt.wantStored {
+				want, wantCalls = tokBearer(fresh), 1
+			}
+			if got := e.tokMustGet(t); got != want {
+				t.Fatalf("server got %q, want %q", got, want)
+			}
+			if n := calls.Load(); n != wantCalls {
+				t.Fatalf("Refresh called %d times, want %d", n, wantCalls)
+			}
+			if saved, _ := store.Load(context.Background()); saved != strings.TrimPrefix(want, "Bearer ") {
+				t.Fatalf("store holds %q, want the token in use %q", saved, want)
+			}
+			if tt.forever {
+				clk.Add(100 * 365 * 24 * time.Hour)
+				if got := e.tokMustGet(t); got != want {
+					t.Fatalf("a century later: server got %q, want %q", got, want)
+				}
+				if n := calls.Load(); n != 0 {
+					t.Fatalf("a century later: Refresh called %d times, want 0", n)
+				}
+			}
+		})
+	}
+}
+
+// An opaque token, or a JWT without exp, is used until a server refuses it.
+func TestTokenOpaqueUntil401(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		old  func(t *testing.T) string
+	}{
+		{"opaque", func(*testing.T) string { return tokOpaque("old") }},
+		{"JWT without exp", func(t *testing.T) string { return tokJWT(t, tokKey(), jwt.RegisteredClaims{Subject: "s"}) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			old, fresh := tt.old(t), tokOpaque("new")
+			refresh, calls := tokCounted(tokStatic(fresh))
+			var refuse atomic.Bool
+			e := tokSetup(t, tokNewClock(), &Bearer{Store: NewMemoryStore(old), Refresh: refresh, Hosts: []string{hostAPI}},
+				func(w http.ResponseWriter, r *http.Request, hit tokHit) {
+					if refuse.Load() && hit.auth == tokBearer(old) {
+						w.WriteHeader(http.StatusUnauthorized)
+						return
+					}
+					io.WriteString(w, "ok")
+				})
+			e.clk.Add(100 * 365 * 24 * time.Hour)
+			if got := e.tokMustGet(t); got != tokBearer(old) {
+				t.Fatalf("server got %q, want the old token", got)
+			}
+			refuse.Store(true)
+			status, _, err := e.get("/")
+			if err != nil || status != http.StatusOK {
+				t.Fatalf("got status %d and error %v, want 200 after a refresh", status, err)
+			}
+			want := []string{tokBearer(old), tokBearer(old), tokBearer(fresh)}
+			if got := e.rec.auths(); !slices.Equal(got, want) {
+				t.Fatalf("server got %q, want %q", got, want)
+			}
+			if n := calls.Load(); n != 1 {
+				t.Fatalf("Refresh called %d times, want 1", n)
+			}
+		})
+	}
+}
+
+func TestTokenLengthCap(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	bigJWT := tokJWT(t, tokKey(), jwt.RegisteredClaims{Subject: strings.Repeat("s", 17<<10),
+		ExpiresAt: jwt.NewNumericDate(now.Add(100 * 365 * 24 * time.Hour))})
+	for _, tt := range []struct {
+		name   string
+		tok    string
+		wantOK bool
+	}{
+		{"16 KiB opaque", strings.Repeat("a", 16<<10), true},
+		{"16 KiB + 1 opaque", strings.Repeat("a", 16<<10+1), false},
+		{"JWT over 16 KiB", bigJWT, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := tokSetup(t, tokNewClock(), &Bearer{Refresh: tokStatic(tt.tok), Hosts: []string{hostAPI}}, nil)
+			status, _, err := e.get("/")
+			if tt.wantOK {
+				if err != nil || status != http.StatusOK {
+					t.Fatalf("got status %d and error %v, want 200", status, err)
+				}
+				if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(tt.tok)}) {
+					t.Fatalf("server got %d tokens, want the 16 KiB one", len(got))
+				}
+				return
+			}
+			var re *RefreshError
+			if !errors.As(err, &re) {
+				t.Fatalf("got error %v, want a *RefreshError", err)
+			}
+			if n := e.rec.count(); n != 0 {
+				t.Fatalf("server got %d requests, want 0", n)
+			}
+		})
+	}
+}
+
+func TestTokenKeyfunc(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	claims := jwt.RegisteredClaims{IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}
+	good := tokJWT(t, tokKey(), claims)
+	otherKey := tokJWT(t, []byte("another key entirely, also 32 bytes long"), claims)
+	parts := strings.Split(good, ".")
+	later := claims
+	later.ExpiresAt = jwt.NewNumericDate(now.Add(1000 * time.Hour))
+	laterParts := strings.Split(tokJWT(t, tokKey(), later), ".")
+	tampered := parts[0] + "." + laterParts[1] + "." + parts[2] // good signature, other claims
+	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, claims).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyfunc := func(tok *jwt.Token) (any, error) {
+		if _, ok := tok.Method.(*jwt.SigningMethodHMAC); !ok {
+			return nil, fmt.Errorf("unexpected signing method %v", tok.Header["alg"])
+		}
+		return tokKey(), nil
+	}
+	for _, tt := range []struct {
+		name    string
+		keyfunc jwt.Keyfunc
+		tok     string
+		wantOK  bool
+	}{
+		{"valid signature", keyfunc, good, true},
+		{"signed with another key", keyfunc, otherKey, false},
+		{"claims changed after signing", keyfunc, tampered, false},
+		{"alg none", keyfunc, none, false},
+		{"opaque token cannot be verified", keyfunc, tokOpaque("opaque"), false},
+		{"no Keyfunc: decoded only", nil, otherKey, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := tokNewClock()
+			clk.now = now.Truncate(time.Second)
+			e := tokSetup(t, clk, &Bearer{Refresh: tokStatic(tt.tok), Hosts: []string{hostAPI}, Keyfunc: tt.keyfunc}, nil)
+			status, _, err := e.get("/")
+			if tt.wantOK {
+				if err != nil || status != http.StatusOK {
+					t.Fatalf("got status %d and error %v, want 200", status, err)
+				}
+				return
+			}
+			var re *RefreshError
+			if !errors.As(err, &re) {
+				t.Fatalf("got error %v, want a *RefreshError", err)
+			}
+			if n := e.rec.count(); n != 0 {
+				t.Fatalf("server got %d requests, want 0", n)
+			}
+		})
+	}
+}
+
+// Inside the refresh window one background refresh starts; it does not
+// delay requests, which go on with the still-valid token.
+func TestRefreshAheadDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	old := tokFresh(t, clk.Now(), 10*time.Minute) // default window: 1 min
+	fresh := tokFresh(t, clk.Now(), time.Hour)
+	called, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	refresh, calls := tokCounted(func(ctx context.Context) (string, error) {
+		once.Do(func() { close(called) })
+		select {
+		case <-release:
+			return fresh, nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	})
+	store := NewMemoryStore(old)
+	e := tokSetup(t, clk, &Bearer{Store: store, Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+
+	if got := e.tokMustGet(t); got != tokBearer(old) {
+		t.Fatalf("server got %q, want the stored token", got)
+	}
+	clk.Add(10*time.Minute - 30*time.Second)
+	if got := e.tokMustGet(t); got != tokBearer(old) {
+		t.Fatalf("in the window: server got %q, want the old token", got)
+	}
+	tokWait(t, called, "background refresh")
+
+	ctx, cancel := context.WithTimeout(context.Background(), tokPatience)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url(hostAPI, "/"), nil)
+			if status, _, err := tokDo(e.client, req); err != nil || status != http.StatusOK {
+				errs <- fmt.Errorf("got status %d and error %w, want 200", status, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("while Refresh blocks: %v", err)
+	}
+	for i, auth := range e.rec.auths() {
+		if auth != tokBearer(old) {
+			t.Fatalf("request %d carried %q, want the old token", i, auth)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("Refresh called %d times, want 1", n)
+	}
+
+	close(release)
+	tokWaitIdle(t, e.tr)
+	if got := e.tokMustGet(t); got != tokBearer(fresh) {
+		t.Fatalf("after the refresh: server got %q, want the new token", got)
+	}
+	if saved, _ := store.Load(context.Background()); saved != fresh {
+		t.Fatalf("the store holds %q, want the refreshed token", saved)
+	}
+}
+
+func TestRefreshWindow(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name            string
+		window          time.Duration // Bearer.RefreshWindow
+		lifetime        time.Duration
+		outside, inside time.Duration // times before expiry: no refresh, then a refresh
+	}{
+		{"default, 10% of 10 min", 0, 10 * time.Minute, 2 * time.Minute, 50 * time.Second},
+		{"default, capped at 5 min", 0, 2 * time.Hour, 6 * time.Minute, 4 * time.Minute},
+		{"default, at least 30 s", 0, 2 * time.Minute, 40 * time.Second, 20 * time.Second},
+		{"default, at most half the lifetime", 0, 40 * time.Second, 25 * time.Second, 15 * time.Second},
+		{"configured", 2 * time.Minute, 10 * time.Minute, 3 * time.Minute, 90 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := tokNewClock()
+			old := tokFresh(t, clk.Now(), tt.lifetime)
+			fresh := tokFresh(t, clk.Now(), 10*tt.lifetime)
+			refresh, calls := tokCounted(tokStatic(fresh))
+			e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(old), Refresh: refresh, Hosts: []string{hostAPI},
+				RefreshWindow: tt.window}, nil)
+
+			clk.Add(tt.lifetime - tt.outside)
+			if got := e.tokMustGet(t); got != tokBearer(old) {
+				t.Fatalf("before the window: server got %q, want the old token", got)
+			}
+			tokWaitIdle(t, e.tr)
+			if n := calls.Load(); n != 0 {
+				t.Fatalf("before the window: Refresh called %d times, want 0", n)
+			}
+			clk.Add(tt.outside - tt.inside)
+			if got := e.tokMustGet(t); got != tokBearer(old) {
+				t.Fatalf("in the window: server got %q, want the old token", got)
+			}
+			tokWaitIdle(t, e.tr)
+			if n := calls.Load(); n != 1 {
+				t.Fatalf("in the window: Refresh called %d times, want 1", n)
+			}
+			if got := e.tokMustGet(t); got != tokBearer(fresh) {
+				t.Fatalf("after the refresh: server got %q, want the new token", got)
+			}
+		})
+	}
+}
+
+// 1000 concurrent requests across an expiry cause exactly one Refresh, and
+// every one of them carries the new token.
+func TestRefreshSingleFlight1000(t *testing.T) {
+	t.Parallel()
+	const n = 1000
+	clk := tokNewClock()
+	old := tokFresh(t, clk.Now(), time.Minute)
+	fresh := tokFresh(t, clk.Now(), time.Hour)
+	var entered atomic.Int64
+	refresh, calls := tokCounted(func(ctx context.Context) (string, error) {
+		// Hold the refresh until every request has been sent off, so that
+		// they overlap it; bounded, since the test must end by itself.
+		deadline := time.Now().Add(3 * time.Second)
+		for entered.Load() < n && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		return fresh, nil
+	})
+	e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(old), Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+	if got := e.tokMustGet(t); got != tokBearer(old) {
+		t.Fatalf("server got %q, want the old token", got)
+	}
+	clk.Add(2 * time.Minute)
+	before := e.rec.count()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*tokPatience)
+	defer cancel()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	for range n {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url(hostAPI, "/"), nil)
+			entered.Add(1)
+			if status, _, err := tokDo(e.client, req); err != nil || status != http.StatusOK {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d, error %v", status, err))
+			}
+		})
+	}
+	wg.Wait()
+	if f := failed.Load(); f != 0 {
+		t.Fatalf("%d of %d requests failed (first: %v), want none", f, n, firstErr.Load())
+	}
+	if c := calls.Load(); c != 1 {
+		t.Fatalf("Refresh called %d times, want 1", c)
+	}
+	hits := e.rec.all()[before:]
+	if len(hits) != n {
+		t.Fatalf("server got %d requests, want %d", len(hits), n)
+	}
+	for i, h := range hits {
+		if h.auth != tokBearer(fresh) {
+			t.Fatalf("request %d carried %q, want the new token", i, h.auth)
+		}
+		if h.proto != 2 {
+			t.Fatalf("request %d used HTTP/%d, want HTTP/2", i, h.proto)
+		}
+	}
+}
+
+// The server checks every token it receives against the test's clock:
+// across several lifetimes, with background and blocking refreshes, none is
+// expired.
+func TestRefreshNeverSendsExpired(t *testing.T) {
+	t.Parallel()
+	const (
+		lifetime = time.Minute
+		step     = 8 * time.Second
+		phases   = 30
+		perPhase = 12
+	)
+	clk := tokNewClock()
+	refresh, calls := tokCounted(func(context.Context) (string, error) {
+		return tokFresh(t, clk.Now(), lifetime), nil
+	})
+	var expired atomic.Int64
+	var seen sync.Map
+	e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(tokFresh(t, clk.Now(), lifetime)), Refresh: refresh,
+		Hosts: []string{hostAPI}}, func(w http.ResponseWriter, r *http.Request, hit tokHit) {
+		var c jwt.RegisteredClaims
+		_, _, err := jwt.NewParser().ParseUnverified(strings.TrimPrefix(hit.auth, "Bearer "), &c)
+		now := clk.Now()
+		if err != nil || c.ExpiresAt == nil || !now.Before(c.ExpiresAt.Time) || (c.IssuedAt != nil && now.Before(c.IssuedAt.Time)) {
+			expired.Add(1)
+		}
+		seen.Store(hit.auth, true)
+		io.WriteString(w, "ok")
+	})
+	for phase := range phases {
+		var wg sync.WaitGroup
+		errs := make(chan error, perPhase)
+		for range perPhase {
+			wg.Go(func() {
+				if status, _, err := e.get("/"); err != nil || status != http.StatusOK {
+					errs <- fmt.Errorf("got status %d and error %w, want 200", status, err)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("phase %d: %v", phase, err)
+		}
+		// A refresh started in this phase ends before the clock moves on,
+		// so that it mints its token at this phase's time.
+		tokWaitIdle(t, e.tr)
+		clk.Add(step)
+	}
+	if n := expired.Load(); n != 0 {
+		t.Fatalf("server got %d expired or invalid tokens, want 0", n)
+	}
+	distinct := 0
+	seen.Range(func(any, any) bool { distinct++; return true })
+	if c := calls.Load(); c < phases*int64(step)/int64(lifetime) || distinct < 4 {
+		t.Fatalf("got %d refreshes and %d distinct tokens over %v of %v tokens, want at least %d and 4",
+			c, distinct, phases*step, lifetime, phases*int64(step)/int64(lifetime))
+	}
+}
+
+// A failed refresh while the token is still valid: the request succeeds
+// with the old token, a warning is logged, and the next attempt waits.
+func TestRefreshFailureWithValidToken(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	old := tokFresh(t, clk.Now(), 10*time.Minute)
+	fresh := tokFresh(t, clk.Now(), time.Hour)
+	errBoom := errors.New("identity provider down")
+	var failing atomic.Bool
+	failing.Store(true)
+	refresh, calls := tokCounted(func(context.Context) (string, error) {
+		if failing.Load() {
+			return "", errBoom
+		}
+		return fresh, nil
+	})
+	e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(old), Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+	if got := e.tokMustGet(t); got != tokBearer(old) {
+		t.Fatalf("server got %q, want the old token", got)
+	}
+	clk.Add(10*time.Minute - 40*time.Second) // in the window, 35 s of validity left
+
+	// expect sends a request, waits for any refresh it started, and checks
+	// the token sent and the number of Refresh calls so far.
+	expect := func(step string, wantTok string, wantCalls int64) {
+		t.Helper()
+		if got := e.tokMustGet(t); got != tokBearer(wantTok) {
+			t.Fatalf("%s: server got %q, want %q", step, got, tokBearer(wantTok))
+		}
+		tokWaitIdle(t, e.tr)
+		if n := calls.Load(); n != wantCalls {
+			t.Fatalf("%s: Refresh called %d times, want %d", step, n, wantCalls)
+		}
+	}
+	expect("first try", old, 1)
+	if n := strings.Count(e.logs.String(), "level=WARN"); n != 1 {
+		t.Fatalf("got %d warnings after a failed refresh, want 1; log:\n%s", n, e.logs.String())
+	}
+	expect("at once after the failure", old, 1)
+	clk.Add(time.Second)
+	expect("1 s later", old, 2)
+	clk.Add(time.Second)
+	expect("1 s after the second failure", old, 2) // the wait has doubled
+	clk.Add(time.Second)
+	expect("2 s after the second failure", old, 3)
+	failing.Store(false)
+	clk.Add(4 * time.Second)
+	expect("4 s after the third failure", old, 4)
+	expect("after a successful refresh", fresh, 4)
+}
+
+// A refresh that gives a token already inside its window (here, a window
+// longer than the lifetime) is asked again after a growing wait, not on
+// every request.
+func TestRefreshBackoffWhenStillDue(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	refresh, calls := tokCounted(func(context.Context) (string, error) {
+		return tokFresh(t, clk.Now(), 5*time.Minute), nil
+	})
+	e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(tokFresh(t, clk.Now(), 5*time.Minute)), Refresh: refresh,
+		Hosts: []string{hostAPI}, RefreshWindow: 10 * time.Minute}, nil)
+	// The first request takes the stored token, already due: the first
+	// wait is 1 s, then 2 s, then 4 s.
+	for i, step := range []struct {
+		advance   time.Duration
+		wantCalls int64
+	}{
+		{0, 0}, {0, 0}, {time.Second, 1}, {time.Second, 1}, {time.Second, 2},
+		{3 * time.Second, 2}, {time.Second, 3}, {time.Second, 3},
+	} {
+		clk.Add(step.advance)
+		e.tokMustGet(t)
+		tokWaitIdle(t, e.tr)
+		if n := calls.Load(); n != step.wantCalls {
+			t.Fatalf("step %d: Refresh called %d times, want %d", i, n, step.wantCalls)
+		}
+	}
+}
+
+func TestRefreshFailureWithoutValidToken(t *testing.T) {
+	t.Parallel()
+	now := time.Now().Truncate(time.Second)
+	errBoom := errors.New("identity provider down")
+	for _, tt := range []struct {
+		name    string
+		result  func(t *testing.T) (string, error)
+		wantErr error // besides ErrNoToken, which every case matches
+	}{
+		{"Refresh error", func(*testing.T) (string, error) { return "", errBoom }, errBoom},
+		{"empty token", func(*testing.T) (string, error) { return "", nil }, nil},
+		{"expired JWT", func(t *testing.T) (string, error) {
+			return tokJWT(t, tokKey(), jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(now.Add(-time.Second))}), nil
+		}, nil},
+		{"JWT not yet valid", func(t *testing.T) (string, error) {
+			return tokJWT(t, tokKey(), jwt.RegisteredClaims{NotBefore: jwt.NewNumericDate(now.Add(time.Hour))}), nil
+		}, nil},
+		{"header injection", func(*testing.T) (string, error) { return "a b\r\nX: y", nil }, nil},
+		{"scheme included", func(*testing.T) (string, error) { return "Bearer abc", nil }, nil},
+		{"malformed JWT", func(*testing.T) (string, error) { return "a.b.c", nil }, nil},
+		{"JWT without alg", func(*testing.T) (string, error) { return "e30.e30.c2ln", nil }, nil},
+		{"JWT with bad JSON", func(*testing.T) (string, error) { return "e30.bm90IGpzb24.c2ln", nil }, nil},
+		{"padding only", func(*testing.T) (string, error) { return "===", nil }, nil},
+		{"NUL byte", func(*testing.T) (string, error) { return "abc\x00def", nil }, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := tokNewClock()
+			clk.now = now
+			refresh, calls := tokCounted(func(context.Context) (string, error) { return tt.result(t) })
+			e := tokSetup(t, clk, &Bearer{Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+			body := &tokCloseTracker{Reader: strings.NewReader("body")}
+			req, _ := http.NewRequest(http.MethodPost, e.url(hostAPI, "/"), body)
+			_, _, err := tokDo(e.client, req)
+			var re *RefreshError
+			if !errors.As(err, &re) {
+				t.Fatalf("got error %v, want a *RefreshError", err)
+			}
+			if !errors.Is(err, ErrNoToken) {
+				t.Fatalf("got error %v, want it to match ErrNoToken", err)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got error %v, want it to wrap %v", err, tt.wantErr)
+			}
+			if n := e.rec.count(); n != 0 {
+				t.Fatalf("server got %d requests, want 0", n)
+			}
+			if !body.closed.Load() {
+				t.Fatal("the request body was not closed")
+			}
+			if n := calls.Load(); n != 1 {
+				t.Fatalf("Refresh called %d times, want 1", n)
+			}
+		})
+	}
+}
+
+// A caller that gives up does not fail the others waiting for the same
+// refresh, which runs under its own bounded context.
+func TestRefreshCancelledCaller(t *testing.T) {
+	t.Parallel()
+	fresh := tokOpaque("fresh")
+	called, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	type ctxState struct {
+		err         error
+		hasDeadline bool
+	}
+	refreshCtx := make(chan ctxState, 1)
+	refresh, calls := tokCounted(func(ctx context.Context) (string, error) {
+		once.Do(func() { close(called) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		_, ok := ctx.Deadline()
+		refreshCtx <- ctxState{ctx.Err(), ok}
+		return fresh, nil
+	})
+	e := tokSetup(t, tokNewClock(), &Bearer{Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+
+	ctxA, cancelA := context.WithCancel(context.Background())
+	errA := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctxA, http.MethodGet, e.url(hostAPI, "/a"), nil)
+		_, _, err := tokDo(e.client, req)
+		errA <- err
+	}()
+	tokWait(t, called, "Refresh")
+	errB := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), tokPatience)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url(hostAPI, "/b"), nil)
+		status, _, err := tokDo(e.client, req)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("status %d", status)
+		}
+		errB <- err
+	}()
+	cancelA()
+	if err := tokWait(t, errA, "cancelled request"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled request: got error %v, want context.Canceled", err)
+	}
+	close(release)
+	if err := tokWait(t, errB, "other request"); err != nil {
+		t.Fatalf("other request: got error %v, want none", err)
+	}
+	if st := tokWait(t, refreshCtx, "Refresh's context"); st.err != nil || !st.hasDeadline {
+		t.Fatalf("Refresh's context: got error %v and deadline %v, want no error and a deadline", st.err, st.hasDeadline)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("Refresh called %d times, want 1", n)
+	}
+	if got := e.rec.all(); len(got) != 1 || got[0].path != "/b" || got[0].auth != tokBearer(fresh) {
+		t.Fatalf("server got %+v, want only /b with the new token", got)
+	}
+}
+
+func TestRefreshTimeout(t *testing.T) {
+	t.Parallel()
+	refresh := func(ctx context.Context) (string, error) {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(tokPatience):
+			return "late", nil
+		}
+	}
+	e := tokSetup(t, tokNewClock(), &Bearer{Refresh: refresh, Hosts: []string{hostAPI}, RefreshTimeout: 20 * time.Millisecond}, nil)
+	_, _, err := e.get("/")
+	var re *RefreshError
+	if !errors.As(err, &re) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got error %v, want a *RefreshError wrapping context.DeadlineExceeded", err)
+	}
+	if n := e.rec.count(); n != 0 {
+		t.Fatalf("server got %d requests, want 0", n)
+	}
+}
+
+// Before calling Refresh, the store is read again: another process sharing
+// the token file may have refreshed already.
+func TestRefreshRereadsFileStore(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		advance time.Duration // from the old token's issue
+		inline  bool          // the request waits for the new token
+	}{
+		{"expired", 11 * time.Minute, true},
+		{"in the window", 10*time.Minute - 30*time.Second, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := t.TempDir() + "/token"
+			mine, err := NewFileStore(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			theirs, err := NewFileStore(path) // another process
+			if err != nil {
+				t.Fatal(err)
+			}
+			clk := tokNewClock()
+			ctx := context.Background()
+			old := tokFresh(t, clk.Now(), 10*time.Minute)
+			if err := theirs.Save(ctx, old); err != nil {
+				t.Fatal(err)
+			}
+			var next atomic.Value
+			refresh, calls := tokCounted(func(context.Context) (string, error) { return next.Load().(string), nil })
+			e := tokSetup(t, clk, &Bearer{Store: mine, Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+			if got := e.tokMustGet(t); got != tokBearer(old) {
+				t.Fatalf("server got %q, want the stored token", got)
+			}
+
+			clk.Add(tt.advance)
+			theirsFresh := tokFresh(t, clk.Now(), time.Hour)
+			if err := theirs.Save(ctx, theirsFresh); err != nil {
+				t.Fatal(err)
+			}
+			want := theirsFresh
+			if !tt.inline {
+				want = old
+			}
+			if got := e.tokMustGet(t); got != tokBearer(want) {
+				t.Fatalf("server got %q, want %q", got, tokBearer(want))
+			}
+			tokWaitIdle(t, e.tr)
+			if got := e.tokMustGet(t); got != tokBearer(theirsFresh) {
+				t.Fatalf("server got %q, want the other process's token", got)
+			}
+			if n := calls.Load(); n != 0 {
+				t.Fatalf("Refresh called %d times, want 0", n)
+			}
+
+			// Once that one expires too, Refresh runs and its token is saved
+			// where the other process sees it.
+			clk.Add(2 * time.Hour)
+			ours := tokFresh(t, clk.Now(), time.Hour)
+			next.Store(ours)
+			if got := e.tokMustGet(t); got != tokBearer(ours) {
+				t.Fatalf("server got %q, want the refreshed token", got)
+			}
+			if n := calls.Load(); n != 1 {
+				t.Fatalf("Refresh called %d times, want 1", n)
+			}
+			if got, err := theirs.Load(ctx); err != nil || got != ours {
+				t.Fatalf("the other process loads %q and error %v, want the refreshed token", got, err)
+			}
+		})
+	}
+}
+
+// tokStoreFunc is a TokenStore whose methods tests supply.
+type tokStoreFunc struct {
+	load func(context.Context) (string, error)
+	save func(context.Context, string) error
+}
+
+func (s tokStoreFunc) Load(ctx context.Context) (string, error) { return s.load(ctx) }
+func (s tokStoreFunc) Save(ctx context.Context, tok string) error {
+	return s.save(ctx, tok)
+}
+
+func TestRefreshStoreFailures(t *testing.T) {
+	t.Parallel()
+	errLoad, errSave := errors.New("load failed"), errors.New("save failed")
+	fresh := tokOpaque("fresh")
+	for _, tt := range []struct {
+		name    string
+		store   tokStoreFunc
+		refresh bool
+		wantErr error // nil: the request succeeds with fresh
+	}{
+		{"load fails, refresh works", tokStoreFunc{
+			load: func(context.Context) (string, error) { return "", errLoad },
+			save: func(context.Context, string) error { return nil }}, true, nil},
+		{"save fails", tokStoreFunc{
+			load: func(context.Context) (string, error) { return "", nil },
+			save: func(context.Context, string) error { return errSave }}, true, nil},
+		{"load fails, no refresh", tokStoreFunc{
+			load: func(context.Context) (string, error) { return "", errLoad },
+			save: func(context.Context, string) error { return nil }}, false, errLoad},
+		{"empty store, no refresh", tokStoreFunc{
+			load: func(context.Context) (string, error) { return "", nil },
+			save: func(context.Context, string) error { return nil }}, false, ErrNoToken},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := &Bearer{Store: tt.store, Hosts: []string{hostAPI}}
+			if tt.refresh {
+				b.Refresh = tokStatic(fresh)
+			}
+			e := tokSetup(t, tokNewClock(), b, nil)
+			status, _, err := e.get("/")
+			if tt.wantErr == nil {
+				if err != nil || status != http.StatusOK {
+					t.Fatalf("got status %d and error %v, want 200", status, err)
+				}
+				if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(fresh)}) {
+					t.Fatalf("server got %q, want the refreshed token", got)
+				}
+			} else {
+				var re *RefreshError
+				if !errors.As(err, &re) || !errors.Is(err, tt.wantErr) {
+					t.Fatalf("got error %v, want a *RefreshError wrapping %v", err, tt.wantErr)
+				}
+				if n := e.rec.count(); n != 0 {
+					t.Fatalf("server got %d requests, want 0", n)
+				}
+			}
+			// Each of these failures is worth a warning.
+			if !strings.Contains(e.logs.String(), "level=WARN") {
+				t.Fatalf("got no warning, want one; log:\n%s", e.logs.String())
+			}
+		})
+	}
+}
+
+func TestBearer401Recovery(t *testing.T) {
+	t.Parallel()
+	const (
+		invalidToken = `Bearer error="invalid_token"`
+		payload      = "payload: replay me"
+	)
+	type bodyKind int
+	const (
+		noBody bodyKind = iota
+		withGetBody
+		withoutGetBody
+	)
+	for _, tt := range []struct {
+		name       string
+		method     string
+		body       bodyKind
+		challenge  string // WWW-Authenticate on the 401
+		acceptNew  bool   // the server accepts the refreshed token
+		wantStatus int
+		wantNew    bool  // the request is replayed with the new token
+		wantCalls  int64 // Refresh calls
+		nextNew    bool  // a later GET carries the new token first
+	}{
+		{"GET, invalid_token", http.MethodGet, noBody, invalidToken, true, 200, true, 1, true},
+		{"GET, invalid_token with other params", http.MethodGet, noBody,
+			`Bearer realm="api", error="invalid_token", error_description="expired, sorry"`, true, 200, true, 1, true},
+		{"GET, Bearer challenge without error", http.MethodGet, noBody, `Bearer realm="api"`, true, 200, true, 1, true},
+		{"GET, bare Bearer challenge", http.MethodGet, noBody, `Bearer`, true, 200, true, 1, true},
+		{"GET, no challenge", http.MethodGet, noBody, "", true, 200, true, 1, true},
+		{"GET, insufficient_scope", http.MethodGet, noBody, `Bearer error="insufficient_scope", scope="admin"`, true, 401, false, 0, false},
+		{"GET, invalid_request", http.MethodGet, noBody, `Bearer error="invalid_request"`, true, 401, false, 0, false},
+		{"GET, Basic challenge", http.MethodGet, noBody, `Basic realm="api"`, true, 401, false, 0, false},
+		// One header line may hold several challenges (RFC 9110 section
+		// 11.6.1), and proxies join separate lines into one.
+		{"GET, Basic then Bearer invalid_token in one line", http.MethodGet, noBody,
+			`Basic realm="api", Bearer error="invalid_token"`, true, 200, true, 1, true},
+		{"GET, Basic then Bearer insufficient_scope in one line", http.MethodGet, noBody,
+			`Basic realm="api", Bearer error="insufficient_scope"`, true, 401, false, 0, false},
+		{"POST with GetBody", http.MethodPost, withGetBody, invalidToken, true, 200, true, 1, true},
+		{"PUT with GetBody", http.MethodPut, withGetBody, invalidToken, true, 200, true, 1, true},
+		{"POST without GetBody", http.MethodPost, withoutGetBody, invalidToken, true, 401, false, 0, true},
+		{"second 401 returned as is", http.MethodPost, withGetBody, invalidToken, false, 401, true, 1, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			old, fresh := tokOpaque("old"), tokOpaque("fresh")
+			refresh, calls := tokCounted(tokStatic(fresh))
+			e := tokSetup(t, tokNewClock(), &Bearer{Store: NewMemoryStore(old), Refresh: refresh, Hosts: []string{hostAPI}},
+				func(w http.ResponseWriter, r *http.Request, hit tokHit) {
+					if tt.acceptNew && hit.auth == tokBearer(fresh) {
+						io.WriteString(w, "ok")
+						return
+					}
+					if tt.challenge != "" {
+						w.Header().Set("WWW-Authenticate", tt.challenge)
+					}
+					w.WriteHeader(http.StatusUnauthorized)
+					io.WriteString(w, "denied")
+				})
+			var body io.Reader
+			switch tt.body {
+			case withGetBody:
+				body = strings.NewReader(payload)
+			case withoutGetBody:
+				body = io.NopCloser(strings.NewReader(payload))
+			}
+			req, _ := http.NewRequest(tt.method, e.url(hostAPI, "/"), body)
+			if (req.GetBody != nil) != (tt.body == withGetBody) {
+				t.Fatalf("got GetBody %v, want it set only for withGetBody", req.GetBody != nil)
+			}
+			status, respBody, err := tokDo(e.client, req)
+			if err != nil || status != tt.wantStatus {
+				t.Fatalf("got status %d and error %v, want %d", status, err, tt.wantStatus)
+			}
+			if status == http.StatusUnauthorized && respBody != "denied" {
+				t.Fatalf("got the 401 body %q, want the server's %q", respBody, "denied")
+			}
+			wantAuth := []string{tokBearer(old)}
+			if tt.wantNew {
+				wantAuth = append(wantAuth, tokBearer(fresh))
+			}
+			hits := e.rec.all()
+			if got := e.rec.auths(); !slices.Equal(got, wantAuth) {
+				t.Fatalf("server got %q, want %q", got, wantAuth)
+			}
+			if tt.body != noBody {
+				for i, h := range hits {
+					if h.body != payload {
+						t.Fatalf("request %d: server got body %q, want %q", i, h.body, payload)
+					}
+				}
+			}
+			if n := calls.Load(); n != tt.wantCalls {
+				t.Fatalf("Refresh called %d times, want %d", n, tt.wantCalls)
+			}
+
+			// A token refused as invalid is not sent again; one refused
+			// for another reason is kept.
+			before := len(hits)
+			e.get("/")
+			next := e.rec.all()[before]
+			want := tokBearer(old)
+			if tt.nextNew {
+				want = tokBearer(fresh)
+			}
+			if next.auth != want {
+				t.Fatalf("a later GET carried %q first, want %q", next.auth, want)
+			}
+		})
+	}
+}
+
+// Concurrent 401s to the same token cause one refresh between them.
+func TestBearer401ConcurrentOneRefresh(t *testing.T) {
+	t.Parallel()
+	const n = 16
+	old, fresh := tokOpaque("old"), tokOpaque("fresh")
+	refresh, calls := tokCounted(tokStatic(fresh))
+	var refused atomic.Int64
+	allRefused := make(chan struct{})
+	e := tokSetup(t, tokNewClock(), &Bearer{Store: NewMemoryStore(old), Refresh: refresh, Hosts: []string{hostAPI}},
+		func(w http.ResponseWriter, r *http.Request, hit tokHit) {
+			if hit.auth == tokBearer(fresh) {
+				io.WriteString(w, "ok")
+				return
+			}
+			// Hold every 401 until all n requests carry the old token, so
+			// that the 401s overlap.
+			if refused.Add(1) == n {
+				close(allRefused)
+			}
+			select {
+			case <-allRefused:
+			case <-time.After(tokPatience):
+			case <-r.Context().Done():
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		})
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			if status, _, err := e.get("/"); err != nil || status != http.StatusOK {
+				errs <- fmt.Errorf("got status %d and error %w, want 200", status, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if c := calls.Load(); c != 1 {
+		t.Fatalf("Refresh called %d times for %d concurrent 401s, want 1", c, n)
+	}
+	if r := refused.Load(); r != n {
+		t.Fatalf("server refused %d requests, want %d", r, n)
+	}
+}
+
+// CloseIdleConnections cancels a refresh stuck in Refresh and waits for it,
+// so that no goroutine outlives it (TestMain checks with goleak).
+func TestRefreshStoppedByCloseIdleConnections(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		background bool // a valid token in its window, or none
+	}{
+		{"background refresh", true},
+		{"refresh with a waiting request", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := tokNewClock()
+			called, returned := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			refresh := func(ctx context.Context) (string, error) {
+				defer close(returned)
+				once.Do(func() { close(called) })
+				<-ctx.Done() // stuck until cancelled
+				return "", ctx.Err()
+			}
+			store := NewMemoryStore("")
+			old := tokFresh(t, clk.Now(), 10*time.Minute)
+			if tt.background {
+				store = NewMemoryStore(old)
+			}
+			e := tokSetup(t, clk, &Bearer{Store: store, Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+			errc := make(chan error, 1)
+			if tt.background {
+				if got := e.tokMustGet(t); got != tokBearer(old) {
+					t.Fatalf("server got %q, want the stored token", got)
+				}
+				clk.Add(10*time.Minute - 30*time.Second)
+				if got := e.tokMustGet(t); got != tokBearer(old) {
+					t.Fatalf("in the window: server got %q, want the stored token", got)
+				}
+			} else {
+				go func() {
+					_, _, err := e.get("/")
+					errc <- err
+				}()
+			}
+			tokWait(t, called, "Refresh")
+			e.tr.CloseIdleConnections()
+			select {
+			case <-returned:
+			default:
+				t.Fatal("CloseIdleConnections returned while Refresh still runs")
+			}
+			if tt.background {
+				return
+			}
+			if err := tokWait(t, errc, "waiting request"); !errors.Is(err, context.Canceled) {
+				t.Fatalf("waiting request: got error %v, want context.Canceled", err)
+			}
+			if n := e.rec.count(); n != 0 {
+				t.Fatalf("server got %d requests, want 0", n)
+			}
+		})
+	}
+}
+
+// No token appears in a log line or an error, whatever happens.
+func TestTokenSecretsNotLogged(t *testing.T) {
+	t.Parallel()
+	logger, logs := newLogger()
+	clk := tokNewClock()
+	var secrets, queries []string
+	secret := func(tok string) string { secrets = append(secrets, tok); return tok }
+	var errs []error
+	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.Header.Get("Authorization"), "refused") {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	// run makes a Transport for b and sends a POST to api.test with a
+	// query string that must not be logged either.
+	run := func(b *Bearer) *Transport {
+		t.Helper()
+		cfg := testConfig(t)
+		cfg.Logger = logger
+		cfg.ExpiryWarning = -1 // only token events are logged
+		cfg.Bearer = b
+		tr := newTestTransport(t, cfg)
+		tr.now = clk.Now
+		// net/http's *url.Error carries the caller's URL whole, so the
+		// query is checked against the log only.
+		query := tokOpaque("query")
+		queries = append(queries, query)
+		req, _ := http.NewRequest(http.MethodPost, hostURL(srv, hostAPI, "/p?access_token="+query), strings.NewReader("body"))
+		if _, _, err := tokDo(&http.Client{Transport: tr}, req); err != nil {
+			errs = append(errs, err)
+		}
+		return tr
+	}
+	// sequence is a Refresh returning each result in turn, then the last.
+	sequence := func(results ...func() (string, error)) func(context.Context) (string, error) {
+		var i atomic.Int64
+		return func(context.Context) (string, error) {
+			n := min(int(i.Add(1))-1, len(results)-1)
+			return results[n]()
+		}
+	}
+	ok := func(tok string) func() (string, error) { return func() (string, error) { return tok, nil } }
+	fail := func() (string, error) { return "", errors.New("provider down") }
+
+	// Refresh, 401 recovery, then a failed background refresh.
+	refused := secret("refused-" + tokOpaque("x"))
+	jwt1 := secret(tokFresh(t, clk.Now(), 10*time.Minute))
+	tr := run(&Bearer{Store: NewMemoryStore(refused), Refresh: sequence(ok(jwt1), fail), Hosts: []string{hostAPI}})
+	clk.Add(10*time.Minute - 30*time.Second)
+	req, _ := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+	if _, _, err := tokDo(&http.Client{Transport: tr}, req); err != nil {
+		errs = append(errs, err)
+	}
+	tokWaitIdle(t, tr)
+
+	// Refresh results that are refused.
+	now := clk.Now()
+	for _, bad := range []string{
+		secret(tokJWT(t, tokKey(), jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(now.Add(-time.Hour))})),
+		secret("garbage-" + tokOpaque("g") + " tok\r\nX: y"),
+		secret("big-" + tokOpaque("b") + "-" + strings.Repeat("a", 17<<10)),
+		secret(tokOpaque("p1") + "." + tokOpaque("p2") + "." + tokOpaque("p3")),
+	} {
+		run(&Bearer{Refresh: tokStatic(bad), Hosts: []string{hostAPI}})
+	}
+	wrongKey := secret(tokJWT(t, []byte("wrong key, wrong key, wrong key!!"), jwt.RegisteredClaims{
+		ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}))
+	run(&Bearer{Refresh: tokStatic(wrongKey), Hosts: []string{hostAPI},
+		Keyfunc: func(*jwt.Token) (any, error) { return tokKey(), nil }})
+
+	// A token file others may read.
+	path := t.TempDir() + "/token"
+	fileStore, err := NewFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fileStore.Save(context.Background(), secret(tokOpaque("file"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fileStore.Load(context.Background()); err != nil {
+		errs = append(errs, err)
+	}
+	run(&Bearer{Store: fileStore, Hosts: []string{hostAPI}})
+	run(&Bearer{Store: fileStore, Refresh: tokStatic(secret(tokOpaque("after-file"))), Hosts: []string{hostAPI}})
+
+	// A store that cannot save.
+	run(&Bearer{Store: tokStoreFunc{
+		load: func(context.Context) (string, error) { return "", nil },
+		save: func(context.Context, string) error { return errors.New("disk full") },
+	}, Refresh: tokStatic(secret(tokOpaque("unsaved"))), Hosts: []string{hostAPI}})
+
+	out := logs.String()
+	for _, level := range []string{"level=DEBUG", "level=WARN"} {
+		if !strings.Contains(out, level) {
+			t.Fatalf("the log has no %s line, want refresh events logged; log:\n%s", level, out)
+		}
+	}
+	if len(errs) < 7 {
+		t.Fatalf("got %d errors, want at least 7", len(errs))
+	}
+	for _, s := range secrets {
+		if len(tokSecretParts(s)) == 0 {
+			t.Fatalf("secret %q has no part to look for, want one", s)
+		}
+	}
+	var texts []string
+	for _, err := range errs {
+		texts = append(texts, err.Error(), fmt.Sprintf("%v %+v %#v", err, err, err))
+	}
+	for _, q := range queries {
+		if strings.Contains(out, q) {
+			t.Errorf("got the URL query %q in the log, want URLs logged without it", q)
+		}
+	}
+	for _, s := range secrets {
+		for _, part := range tokSecretParts(s) {
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, part) {
+					t.Errorf("got a secret in the log line %q, want none", line)
+				}
+			}
+			for _, text := range texts {
+				if strings.Contains(text, part) {
+					t.Errorf("got a secret in the error %q, want none", text)
+				}
+			}
+		}
+	}
+}
+
+// tokSecretParts returns what must not leak of tok: every run of at least
+// 16 letters and digits, so that a token found quoted, escaped or cut short
+// is caught too. Of a JWT, only the claims and signature count: its header
+// is the same in every token.
+func tokSecretParts(tok string) []string {
+	if segs := strings.Split(tok, "."); len(segs) == 3 {
+		tok = segs[1] + "." + segs[2]
+	}
+	var parts []string
+	for _, f := range strings.FieldsFunc(tok, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+	}) {
+		if len(f) >= 16 {
+			parts = append(parts, f)
+		}
+	}
+	return parts
+}
+
+// Types that hold tokens print no secret with %v, %+v, %#v or through slog.
+func TestTokenSecretsNotFormatted(t *testing.T) {
+	t.Parallel()
+	tok := tokFresh(t, time.Now(), time.Hour)
+	store := NewMemoryStore(tok)
+	b := &Bearer{Store: store, Refresh: tokStatic(tok), Hosts: []string{hostAPI}}
+	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	cfg := testConfig(t)
+	cfg.Bearer = b
+	client, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.CloseIdleConnections)
+	// Use the client, so that its Transport holds the token too.
+	if _, _, err := tokDo(client, func() *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+		return req
+	}()); err != nil {
+		t.Fatal(err)
+	}
+	tr := client.Transport.(*Transport)
+	tr.bearer.mu.Lock()
+	holds := tr.bearer.cur != nil && tr.bearer.cur.raw == tok
+	tr.bearer.mu.Unlock()
+	if !holds {
+		t.Fatal("the transport does not hold the token, want it to after a request")
+	}
+
+	// A user's struct may hold a store or a Bearer by value.
+	holder := &struct {
+		Store  MemoryStore
+		store  MemoryStore
+		Bearer Bearer
+	}{Bearer: *b}
+	holder.Store.Save(context.Background(), tok)
+	holder.store.Save(context.Background(), tok)
+
+	for _, tt := range []struct {
+		name  string
+		value any
+	}{
+		{"struct holding values", holder},
+		{"Bearer", *b},
+		{"*Bearer", b},
+		{"*MemoryStore", store},
+		{"TokenStore", TokenStore(store)},
+		{"*Transport", tr},
+		{"Config", cfg},
+		{"*Config", &cfg},
+		{"*http.Client", client},
+		{"http.Client", *client},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var outputs []string
+			outputs = append(outputs, fmt.Sprintf("%v|%+v|%#v|%s", tt.value, tt.value, tt.value, tt.value))
+			for _, h := range []func(io.Writer) slog.Handler{
+				func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, nil) },
+				func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) },
+			} {
+				var buf strings.Builder
+				slog.New(h(&buf)).Info("value", "v", tt.value, slog.Any("any", tt.value), slog.Group("g", "v", tt.value))
+				outputs = append(outputs, buf.String())
+			}
+			for _, out := range outputs {
+				for _, part := range tokSecretParts(tok) {
+					if strings.Contains(out, part) {
+						t.Fatalf("got the token in %q, want it redacted", out)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestRefreshErrorMatches(t *testing.T) {
+	t.Parallel()
+	cause := errors.New("cause")
+	for _, tt := range []struct {
+		name   string
+		err    error
+		target error
+		want   bool
+	}{
+		{"ErrNoToken", &RefreshError{Err: cause}, ErrNoToken, true},
+		{"its cause", &RefreshError{Err: cause}, cause, true},
+		{"a context error", &RefreshError{Err: context.Canceled}, context.Canceled, true},
+		{"another sentinel", &RefreshError{Err: cause}, ErrInsecureScheme, false},
+		{"no cause", &RefreshError{}, ErrNoToken, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := errors.Is(tt.err, tt.target); got != tt.want {
+				t.Fatalf("errors.Is(%v, %v): got %v, want %v", tt.err, tt.target, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRefreshPanicIsAnError shows that a panicking Refresh, which runs on a
+// background goroutine, fails the waiting request instead of the process.
+func TestRefreshPanicIsAnError(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	var hits atomic.Int64
+	srv := startServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	cfg := testConfig(t)
+	cfg.Bearer = &Bearer{
+		Refresh: func(context.Context) (string, error) { panic("identity provider client bug") },
+		Hosts:   []string{hostAPI},
+	}
+	_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
+	var re *RefreshError
+	if !errors.As(err, &re) {
+		t.Fatalf("got %v, want a *RefreshError", err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("server got %d requests, want 0", n)
+	}
+}
