@@ -248,9 +248,21 @@ func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error)
 	if !t.retryable(req) {
 		return t.base.RoundTrip(req)
 	}
-	a := &attempt{t: t, req: markBodyErrors(req), scoped: scoped}
+	req = markBodyErrors(req)
+	// The first attempt goes straight to the pool, so that the requests
+	// that succeed, nearly all of them, cost what they cost with net/http.
+	// Only a request that will be retried is handed to the engine, which
+	// starts by replaying this first outcome through its own loop.
+	resp, err := t.base.RoundTrip(req)
+	if retry, _ := t.shouldRetry(req, resp, err); !retry {
+		return resp, err
+	}
+	a := &attempt{t: t, req: req, scoped: scoped}
 	c := &a.engine
-	c.HTTPClient = t.inner
+	c.HTTPClient = &http.Client{
+		Transport:     &replayFirst{resp: resp, err: err, rt: t.base},
+		CheckRedirect: useLastResponse,
+	}
 	c.RetryMax = t.retry.max
 	c.RetryWaitMin, c.RetryWaitMax = t.retry.minWait, t.retry.maxWait
 	c.CheckRetry = a.checkRetry
@@ -259,13 +271,36 @@ func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error)
 	c.ErrorHandler = honestResult
 	// Logger stays nil: the engine's own logger writes URLs with their
 	// query strings to stderr. Retries are logged by backoff instead.
-	resp, err := c.Do(&retryablehttp.Request{Request: a.req})
+	resp, err = c.Do(&retryablehttp.Request{Request: req})
 	if uerr, ok := err.(*url.Error); ok {
 		// The engine's inner *http.Client wraps errors in a *url.Error; the
 		// caller's client adds its own.
 		err = uerr.Err
 	}
 	return resp, err
+}
+
+// useLastResponse keeps the engine's inner client from following
+// redirects: the caller's *http.Client follows them, so that every hop
+// passes through RoundTrip again.
+func useLastResponse(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// replayFirst hands the engine the outcome of the attempt already made, then
+// sends the retries. Having no CloseIdleConnections method, it also keeps the
+// engine from emptying the shared pool after a failed request.
+type replayFirst struct {
+	resp *http.Response
+	err  error
+	used bool
+	rt   http.RoundTripper
+}
+
+func (r *replayFirst) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !r.used {
+		r.used = true
+		return r.resp, r.err
+	}
+	return r.rt.RoundTrip(req)
 }
 
 // markBodyErrors returns req, or a shallow copy of it whose body, and the
@@ -335,31 +370,39 @@ type attempt struct {
 	engine retryablehttp.Client
 }
 
-func (a *attempt) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	if ctx.Err() != nil {
+func (a *attempt) checkRetry(_ context.Context, resp *http.Response, err error) (bool, error) {
+	retry, reason := a.t.shouldRetry(a.req, resp, err)
+	if retry {
+		a.reason = reason
+	}
+	return retry, nil
+}
+
+// shouldRetry reports whether an attempt's outcome is worth another attempt,
+// and why, for the log.
+func (t *Transport) shouldRetry(req *http.Request, resp *http.Response, err error) (bool, string) {
+	if req.Context().Err() != nil {
 		// Cancelled, or past its deadline: never retried, whatever err is.
-		return false, nil
+		return false, ""
 	}
 	if err != nil {
 		if !retryableError(err) {
-			return false, nil
+			return false, ""
 		}
-		a.reason = errorReason(err)
-		return true, nil
+		return true, errorReason(err)
 	}
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), a.t.now()); ok && d > a.t.retry.maxRetryAfter {
-			a.t.logger.Debug("securehttp: not retrying: Retry-After exceeds MaxRetryAfter",
-				"method", a.req.Method, "url", redactURL(a.req.URL), "retry_after", d, "max", a.t.retry.maxRetryAfter)
-			return false, nil
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), t.now()); ok && d > t.retry.maxRetryAfter {
+			t.logger.Debug("securehttp: not retrying: Retry-After exceeds MaxRetryAfter",
+				"method", req.Method, "url", redactURL(req.URL), "retry_after", d, "max", t.retry.maxRetryAfter)
+			return false, ""
 		}
 	case http.StatusRequestTimeout, http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
 	default:
-		return false, nil
+		return false, ""
 	}
-	a.reason = resp.Status
-	return true, nil
+	return true, resp.Status
 }
 
 func (a *attempt) backoff(minWait, maxWait time.Duration, n int, resp *http.Response) time.Duration {
@@ -399,10 +442,10 @@ func (a *attempt) prepareRetry(req *http.Request) error {
 		if err != nil {
 			return err
 		}
-		if tok != sentToken(req) {
+		if tok.raw != sentToken(req) {
 			// The previous attempt's request shares this header map.
 			req.Header = req.Header.Clone()
-			req.Header["Authorization"] = []string{"Bearer " + tok}
+			req.Header["Authorization"] = tok.header
 		}
 	}
 	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {

@@ -118,6 +118,7 @@ const (
 // token is a parsed bearer token.
 type token struct {
 	raw      string
+	header   []string  // the Authorization value, made once and never modified
 	exp, nbf time.Time // zero when unknown
 	lifetime time.Duration
 }
@@ -216,7 +217,7 @@ func (ts *tokenSource) covers(host string) bool {
 // token returns a token to send now. A usable token is returned at once,
 // starting a background refresh when it is inside its refresh window. Without
 // one, the caller waits for the single refresh in flight, bounded by ctx.
-func (ts *tokenSource) token(ctx context.Context) (string, error) {
+func (ts *tokenSource) token(ctx context.Context) (*token, error) {
 	ts.mu.Lock()
 	now := ts.now()
 	if cur := ts.cur; cur.usable(now) {
@@ -224,7 +225,7 @@ func (ts *tokenSource) token(ctx context.Context) (string, error) {
 			ts.start()
 		}
 		ts.mu.Unlock()
-		return cur.raw, nil
+		return cur, nil
 	}
 	f := ts.flight
 	if f == nil {
@@ -235,15 +236,15 @@ func (ts *tokenSource) token(ctx context.Context) (string, error) {
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		return "", &RefreshError{Err: ctx.Err()}
+		return nil, &RefreshError{Err: ctx.Err()}
 	}
 	if f.err != nil {
-		return "", &RefreshError{Err: f.err}
+		return nil, &RefreshError{Err: f.err}
 	}
 	if !f.tok.usable(ts.now()) {
-		return "", &RefreshError{Err: fmt.Errorf("%w: the refreshed token is already expired", ErrNoToken)}
+		return nil, &RefreshError{Err: fmt.Errorf("%w: the refreshed token is already expired", ErrNoToken)}
 	}
-	return f.tok.raw, nil
+	return f.tok, nil
 }
 
 // due reports whether tok is inside its refresh window.
@@ -404,7 +405,7 @@ func (ts *tokenSource) parse(raw string, now time.Time) (*token, error) {
 	if !isToken68(raw) {
 		return nil, errors.New("token has characters not allowed in a bearer token (RFC 6750 b64token)")
 	}
-	tok := &token{raw: raw}
+	tok := &token{raw: raw, header: []string{"Bearer " + raw}}
 	if strings.Count(raw, ".") != 2 {
 		if ts.keyfunc != nil {
 			return nil, errors.New("token is not a JWT, so Keyfunc cannot verify it")

@@ -40,8 +40,7 @@ const (
 // value is not usable. Like http.Transport it keeps a connection pool, so
 // make one per configuration and reuse it.
 type Transport struct {
-	base  *http.Transport
-	inner *http.Client // the retry engine's client; never follows redirects
+	base *http.Transport
 
 	pins          []*pinSet
 	onPinFailure  func(*PinError)
@@ -126,14 +125,6 @@ func NewTransport(cfg Config) (*Transport, error) {
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 	}
-	t.inner = &http.Client{
-		Transport: hideIdle{t.base},
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			// The caller's *http.Client follows redirects, so that every
-			// hop passes through RoundTrip again.
-			return http.ErrUseLastResponse
-		},
-	}
 	return t, nil
 }
 
@@ -145,12 +136,6 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 func (t *Transport) clock() time.Time { return t.now() }
-
-// hideIdle hides CloseIdleConnections from the retry engine, which would
-// otherwise empty the shared pool after every failed request.
-type hideIdle struct{ rt http.RoundTripper }
-
-func (h hideIdle) RoundTrip(r *http.Request) (*http.Response, error) { return h.rt.RoundTrip(r) }
 
 // RoundTrip implements http.RoundTripper. It returns an error wrapping
 // ErrInsecureScheme, without connecting, for any scheme but https. It does not
@@ -192,15 +177,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // withToken returns a shallow copy of req with its own header map, carrying
-// tok. The caller's request is never modified.
-func withToken(req *http.Request, tok string) *http.Request {
+// tok. The caller's request is never modified. The value slices are shared
+// with the caller's header, as a RoundTripper only reads them.
+func withToken(req *http.Request, tok *token) *http.Request {
 	out := new(http.Request)
 	*out = *req
-	out.Header = req.Header.Clone()
-	if out.Header == nil {
-		out.Header = make(http.Header, 1)
+	out.Header = make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		out.Header[k] = v
 	}
-	out.Header["Authorization"] = []string{"Bearer " + tok}
+	out.Header["Authorization"] = tok.header
 	return out
 }
 
@@ -222,7 +208,7 @@ func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) 
 		return resp, nil
 	}
 	tok, err := t.bearer.token(req.Context())
-	if err != nil || tok == sent {
+	if err != nil || tok.raw == sent {
 		if err != nil {
 			t.logger.Warn("securehttp: token refresh after 401 failed", "url", redactURL(req.URL), "error", err)
 		}
