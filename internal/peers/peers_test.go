@@ -26,7 +26,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // testPKI is a root -> intermediate -> leaf hierarchy; the leaf is valid for
 // IP 127.0.0.1 and DNS localhost.

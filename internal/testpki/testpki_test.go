@@ -26,7 +26,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // must is Must that fails the test instead of panicking, so that a
 // generation failure is reported against the test that caused it. It is
