@@ -118,8 +118,9 @@ const (
 // token is a parsed bearer token.
 type token struct {
 	raw      string
-	header   []string  // the Authorization value, made once and never modified
-	exp, nbf time.Time // zero when unknown
+	header   []string    // the Authorization value, made once and never modified
+	headers  http.Header // a header holding only header, never modified
+	exp, nbf time.Time   // zero when unknown
 	lifetime time.Duration
 }
 
@@ -406,6 +407,7 @@ func (ts *tokenSource) parse(raw string, now time.Time) (*token, error) {
 		return nil, errors.New("token has characters not allowed in a bearer token (RFC 6750 b64token)")
 	}
 	tok := &token{raw: raw, header: []string{"Bearer " + raw}}
+	tok.headers = http.Header{"Authorization": tok.header}
 	if strings.Count(raw, ".") != 2 {
 		if ts.keyfunc != nil {
 			return nil, errors.New("token is not a JWT, so Keyfunc cannot verify it")

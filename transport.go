@@ -178,10 +178,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // withToken returns a shallow copy of req with its own header map, carrying
 // tok. The caller's request is never modified. The value slices are shared
-// with the caller's header, as a RoundTripper only reads them.
+// with the caller's header, as a RoundTripper only reads them; a request
+// with no header of its own shares the token's ready-made, read-only map.
+// Code below this point that must change a header clones it first.
 func withToken(req *http.Request, tok *token) *http.Request {
 	out := new(http.Request)
 	*out = *req
+	if len(req.Header) == 0 {
+		out.Header = tok.headers
+		return out
+	}
 	out.Header = make(http.Header, len(req.Header)+1)
 	for k, v := range req.Header {
 		out.Header[k] = v
