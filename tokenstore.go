@@ -310,8 +310,6 @@ func refreshBackoff(misses int) time.Duration {
 	return min(d, maxRefreshBackoff)
 }
 
-// obtain re-reads the store, where another process may already have saved a
-// fresh token, and calls Refresh only if that does not give a usable one.
 // callRefresh calls Refresh, turning a panic into an error: it runs on a
 // background goroutine, where a panic would end the whole process.
 func (ts *tokenSource) callRefresh(ctx context.Context) (raw string, err error) {
@@ -323,6 +321,8 @@ func (ts *tokenSource) callRefresh(ctx context.Context) (raw string, err error) 
 	return ts.refresh(ctx)
 }
 
+// obtain re-reads the store, where another process may already have saved a
+// fresh token, and calls Refresh only if that does not give a usable one.
 func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) {
 	now := ts.now()
 	stored, loadErr := ts.store.Load(ctx)
