@@ -1,11 +1,14 @@
 package securehttp
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"time"
 
@@ -72,17 +75,35 @@ func (t *Transport) checkStaple(cs tls.ConnectionState, chains [][]*x509.Certifi
 }
 
 func (t *Transport) verifyStaple(der []byte, leaf, issuer *x509.Certificate) error {
-	resp, err := ocsp.ParseResponseForCert(der, leaf, issuer)
+	// The parser is given no issuer: with one, it takes any certificate sent
+	// with the response for a delegated responder, and so refuses a response
+	// the issuer signed and sent its own certificate with, as openssl ocsp
+	// writes them by default (golang/go#59641). The signer is checked here.
+	resp, err := ocsp.ParseResponseForCert(der, leaf, nil)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrOCSPStaple, err)
 	}
-	if resp.Certificate != nil {
-		// A delegated responder must be authorised for OCSP signing.
-		if !slices.Contains(resp.Certificate.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) {
+	now := t.now()
+	if r := resp.Certificate; r == nil || r.Equal(issuer) {
+		if err := resp.CheckSignatureFrom(issuer); err != nil {
+			return fmt.Errorf("%w: %v", ErrOCSPStaple, err)
+		}
+	} else {
+		// A delegated responder, whose signature the parser checked, must be
+		// certified by the issuer for OCSP signing, and be valid now.
+		if err := r.CheckSignatureFrom(issuer); err != nil {
+			return fmt.Errorf("%w: the responder certificate is not from the issuer: %v", ErrOCSPStaple, err)
+		}
+		if !slices.Contains(r.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) {
 			return fmt.Errorf("%w: the responder certificate is not authorised for OCSP signing", ErrOCSPStaple)
 		}
+		if now.Before(r.NotBefore) || now.After(r.NotAfter) {
+			return fmt.Errorf("%w: the responder certificate is not valid at %s", ErrOCSPStaple, now.Format(time.RFC3339))
+		}
 	}
-	now := t.now()
+	if err := checkCertID(resp, leaf, issuer); err != nil {
+		return err
+	}
 	if resp.ThisUpdate.After(now.Add(stapleSkew)) {
 		return fmt.Errorf("%w: response is not valid until %s", ErrOCSPStaple, resp.ThisUpdate.Format(time.RFC3339))
 	}
@@ -102,4 +123,58 @@ func (t *Transport) verifyStaple(der []byte, leaf, issuer *x509.Certificate) err
 	default:
 		return fmt.Errorf("%w: the responder does not know the certificate", ErrOCSPStaple)
 	}
+}
+
+// ocspResponseData is the start of RFC 6960 ResponseData, down to the
+// CertIDs, which x/crypto/ocsp reads but does not return (golang/go#81396).
+// encoding/asn1 ignores the fields left out.
+type ocspResponseData struct {
+	Version     int `asn1:"optional,explicit,default:0,tag:0"`
+	ResponderID asn1.RawValue
+	ProducedAt  time.Time `asn1:"generalized"`
+	Responses   []struct{ CertID ocspCertID }
+}
+
+type ocspCertID struct {
+	HashAlgorithm pkix.AlgorithmIdentifier
+	NameHash      []byte
+	KeyHash       []byte
+	Serial        *big.Int
+}
+
+// checkCertID checks that the single response resp was read from names the
+// leaf's issuer as well as its serial number: a serial is unique only within
+// one issuer, and ParseResponseForCert matches the serial alone.
+func checkCertID(resp *ocsp.Response, leaf, issuer *x509.Certificate) error {
+	var data ocspResponseData
+	if _, err := asn1.Unmarshal(resp.TBSResponseData, &data); err != nil {
+		return fmt.Errorf("%w: %v", ErrOCSPStaple, err)
+	}
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(issuer.RawSubjectPublicKeyInfo, &spki); err != nil {
+		return fmt.Errorf("%w: issuer key: %v", ErrOCSPStaple, err)
+	}
+	if !resp.IssuerHash.Available() {
+		return fmt.Errorf("%w: unsupported CertID hash %v", ErrOCSPStaple, resp.IssuerHash)
+	}
+	h := resp.IssuerHash.New()
+	h.Write(issuer.RawSubject)
+	nameHash := h.Sum(nil)
+	h.Reset()
+	h.Write(spki.PublicKey.RightAlign())
+	keyHash := h.Sum(nil)
+	for _, r := range data.Responses {
+		// The parser read the first response for the leaf's serial.
+		if r.CertID.Serial == nil || r.CertID.Serial.Cmp(leaf.SerialNumber) != 0 {
+			continue
+		}
+		if !bytes.Equal(r.CertID.NameHash, nameHash) || !bytes.Equal(r.CertID.KeyHash, keyHash) {
+			return fmt.Errorf("%w: the response is for the serial number under another issuer", ErrOCSPStaple)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: no response for the certificate", ErrOCSPStaple)
 }
