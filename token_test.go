@@ -129,6 +129,24 @@ func (r *tokRecorder) auths() []string {
 	return out
 }
 
+// tokWantRefused checks that a request failed with a *RefreshError wrapping
+// each of causes, and that the server received nothing.
+func tokWantRefused(t *testing.T, err error, received int, causes ...error) {
+	t.Helper()
+	var re *RefreshError
+	if !errors.As(err, &re) {
+		t.Fatalf("got error %v, want a *RefreshError", err)
+	}
+	for _, c := range causes {
+		if !errors.Is(err, c) {
+			t.Fatalf("got error %v, want it to wrap %v", err, c)
+		}
+	}
+	if received != 0 {
+		t.Fatalf("server got %d requests, want 0", received)
+	}
+}
+
 func (r *tokRecorder) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -662,13 +680,7 @@ func TestTokenLengthCap(t *testing.T) {
 				}
 				return
 			}
-			var re *RefreshError
-			if !errors.As(err, &re) {
-				t.Fatalf("got error %v, want a *RefreshError", err)
-			}
-			if n := e.rec.count(); n != 0 {
-				t.Fatalf("server got %d requests, want 0", n)
-			}
+			tokWantRefused(t, err, e.rec.count())
 		})
 	}
 }
@@ -719,13 +731,7 @@ func TestTokenKeyfunc(t *testing.T) {
 				}
 				return
 			}
-			var re *RefreshError
-			if !errors.As(err, &re) {
-				t.Fatalf("got error %v, want a *RefreshError", err)
-			}
-			if n := e.rec.count(); n != 0 {
-				t.Fatalf("server got %d requests, want 0", n)
-			}
+			tokWantRefused(t, err, e.rec.count())
 		})
 	}
 }
@@ -1173,13 +1179,7 @@ func TestRefreshTimeout(t *testing.T) {
 	}
 	e := tokSetup(t, tokNewClock(), &Bearer{Refresh: refresh, Hosts: []string{hostAPI}, RefreshTimeout: 20 * time.Millisecond}, nil)
 	_, _, err := e.get("/")
-	var re *RefreshError
-	if !errors.As(err, &re) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("got error %v, want a *RefreshError wrapping context.DeadlineExceeded", err)
-	}
-	if n := e.rec.count(); n != 0 {
-		t.Fatalf("server got %d requests, want 0", n)
-	}
+	tokWantRefused(t, err, e.rec.count(), context.DeadlineExceeded)
 }
 
 // Before calling Refresh, the store is read again: another process sharing
@@ -1306,13 +1306,7 @@ func TestRefreshStoreFailures(t *testing.T) {
 					t.Fatalf("server got %q, want the refreshed token", got)
 				}
 			} else {
-				var re *RefreshError
-				if !errors.As(err, &re) || !errors.Is(err, tt.wantErr) {
-					t.Fatalf("got error %v, want a *RefreshError wrapping %v", err, tt.wantErr)
-				}
-				if n := e.rec.count(); n != 0 {
-					t.Fatalf("server got %d requests, want 0", n)
-				}
+				tokWantRefused(t, err, e.rec.count(), tt.wantErr)
 			}
 			// Each of these failures is worth a warning.
 			if !strings.Contains(e.logs.String(), "level=WARN") {
@@ -1816,11 +1810,5 @@ func TestRefreshPanicIsAnError(t *testing.T) {
 		Hosts:   []string{hostAPI},
 	}
 	_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
-	var re *RefreshError
-	if !errors.As(err, &re) {
-		t.Fatalf("got %v, want a *RefreshError", err)
-	}
-	if n := hits.Load(); n != 0 {
-		t.Fatalf("server got %d requests, want 0", n)
-	}
+	tokWantRefused(t, err, int(hits.Load()))
 }

@@ -135,6 +135,8 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
+// clock reads t.now at each call, so that a test replacing t.now after
+// NewTransport moves the token source's clock as well.
 func (t *Transport) clock() time.Time { return t.now() }
 
 // RoundTrip implements http.RoundTripper. It returns an error wrapping
