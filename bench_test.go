@@ -108,7 +108,7 @@ func BenchmarkKeepAliveGET(b *testing.B) {
 	b.Cleanup(bare.CloseIdleConnections)
 	cfg := testConfig(b)
 	cfg.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.inter.SPKIPin()}}}
-	cfg.Bearer = &Bearer{Store: NewMemoryStore("opaque-benchmark-token"), Hosts: []string{hostAPI}}
+	cfg.Bearer = &Bearer{Store: NewMemoryStore(Token{Value: "opaque-benchmark-token"}), Hosts: []string{hostAPI}}
 	hardened := newTestTransport(b, cfg)
 	for _, tt := range []struct {
 		name string

@@ -433,7 +433,7 @@ func TestConfigErrors(t *testing.T) {
 		{"empty pin", "Pins[0].Pins[0]", Config{Pins: []PinSet{{Host: "a.test", Pins: []string{""}}}}},
 		{"negative MinWait", "Retry.MinWait", Config{Retry: RetryPolicy{MinWait: -time.Second}}},
 		{"MaxWait below MinWait", "Retry.MaxWait", Config{Retry: RetryPolicy{MinWait: time.Second, MaxWait: time.Millisecond}}},
-		{"bearer without hosts", "Bearer.Hosts", Config{Bearer: &Bearer{Store: NewMemoryStore("t")}}},
+		{"bearer without hosts", "Bearer.Hosts", Config{Bearer: &Bearer{Store: NewMemoryStore(Token{Value: "t"})}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -639,7 +639,7 @@ func TestRoundTripperContract(t *testing.T) {
 	}))
 	cfg := testConfig(t)
 	cfg.Pins = []PinSet{{Host: "**.test", Pins: []string{p.root.SPKIPin()}}}
-	cfg.Bearer = &Bearer{Store: NewMemoryStore("opaque-token"), Hosts: []string{hostAPI}}
+	cfg.Bearer = &Bearer{Store: NewMemoryStore(Token{Value: "opaque-token"}), Hosts: []string{hostAPI}}
 	before := fmt.Sprintf("%+v %v", cfg.Pins, cfg.Bearer.Hosts)
 	tr := newTestTransport(t, cfg)
 

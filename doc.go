@@ -36,8 +36,7 @@
 //			},
 //		}},
 //		Bearer: &securehttp.Bearer{
-//			Store:   securehttp.NewMemoryStore(""),
-//			Refresh: fetchToken, // func(context.Context) (string, error)
+//			Refresh: fetchToken, // func(context.Context) (securehttp.Token, error)
 //			Hosts:   []string{"api.example.com"},
 //		},
 //	})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -25,9 +26,9 @@ func ExampleNewClient() {
 			},
 		}},
 		Bearer: &securehttp.Bearer{
-			Store: securehttp.NewMemoryStore(""),
-			Refresh: func(ctx context.Context) (string, error) {
-				return "token-from-your-identity-provider", nil
+			Store: securehttp.NewMemoryStore(securehttp.Token{}),
+			Refresh: func(ctx context.Context) (securehttp.Token, error) {
+				return securehttp.Token{Value: "token-from-your-identity-provider", Expiry: time.Now().Add(time.Hour)}, nil
 			},
 			Hosts: []string{"api.example.com"},
 		},
@@ -90,7 +91,7 @@ func ExampleOAuth2Refresh() {
 	src := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "abc", TokenType: "Bearer"})
 	refresh := securehttp.OAuth2Refresh(src)
 	tok, err := refresh(context.Background())
-	fmt.Println(tok, err)
+	fmt.Println(tok.Value, err)
 	_, err = securehttp.NewClient(securehttp.Config{
 		Bearer: &securehttp.Bearer{Refresh: refresh, Hosts: []string{"api.example.com"}},
 	})
@@ -102,7 +103,7 @@ func ExampleOAuth2Refresh() {
 
 // Printing a Bearer or a store never shows the token.
 func ExampleMemoryStore() {
-	store := securehttp.NewMemoryStore("s3cr3t")
+	store := securehttp.NewMemoryStore(securehttp.Token{Value: "s3cr3t"})
 	b := &securehttp.Bearer{Store: store, Hosts: []string{"api.example.com"}}
 	fmt.Printf("%v\n%#v\n", store, b)
 	// Output:

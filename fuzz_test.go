@@ -245,14 +245,14 @@ func FuzzTokenParse(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	ts, err := newTokenSource(&Bearer{Store: NewMemoryStore(""), Hosts: []string{"a.test"}},
+	ts, err := newTokenSource(&Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{"a.test"}},
 		slog.New(slog.DiscardHandler), time.Now)
 	if err != nil {
 		f.Fatalf("newTokenSource: %v", err)
 	}
 	now := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, raw string) {
-		tok, err := ts.parse(raw, now)
+		tok, err := ts.parse(Token{Value: raw}, now)
 		if i, ok := known[raw]; ok {
 			want := fzTokens[i]
 			switch {
@@ -290,14 +290,14 @@ func FuzzTokenParse(f *testing.F) {
 // equals part of a fixed message ("characters not allowed ...") does not
 // count as an echo.
 func fzEchoes(ts *tokenSource, raw string, now time.Time) bool {
-	if _, err := ts.parse(raw, now); err == nil || !strings.Contains(err.Error(), raw) {
+	if _, err := ts.parse(Token{Value: raw}, now); err == nil || !strings.Contains(err.Error(), raw) {
 		return false
 	}
 	alt := "a" + raw[1:]
 	if raw[0] == 'a' {
 		alt = "b" + raw[1:]
 	}
-	_, err := ts.parse(alt, now)
+	_, err := ts.parse(Token{Value: alt}, now)
 	return err != nil && strings.Contains(err.Error(), alt)
 }
 

@@ -1121,13 +1121,13 @@ func TestRetryTokenPerAttempt(t *testing.T) {
 				rtStep{status: 200})
 			cfg := testConfig(t)
 			cfg.Bearer = &Bearer{
-				Store: NewMemoryStore(tok1),
-				Refresh: func(context.Context) (string, error) {
+				Store: NewMemoryStore(Token{Value: tok1}),
+				Refresh: func(context.Context) (Token, error) {
 					refreshes.Add(1)
 					if tt.refreshErr != nil {
-						return "", tt.refreshErr
+						return Token{}, tt.refreshErr
 					}
-					return tok2, nil
+					return Token{Value: tok2}, nil
 				},
 				Hosts: []string{hostAPI},
 			}

@@ -62,7 +62,7 @@ func TestFileStoreModes(t *testing.T) {
 	root := t.TempDir()
 	path := filepath.Join(root, "a", "b", "token")
 	s := tokNewFileStore(t, path)
-	if err := s.Save(ctx, "tok-1"); err != nil {
+	if err := s.Save(ctx, Token{Value: "tok-1"}); err != nil {
 		t.Fatalf("Save: %v", err)
 	}
 	if got := tokPerm(t, path); got != 0o600 {
@@ -73,7 +73,7 @@ func TestFileStoreModes(t *testing.T) {
 			t.Fatalf("created directory %s has mode %04o, want 0700", dir, got)
 		}
 	}
-	if got, err := s.Load(ctx); err != nil || got != "tok-1" {
+	if got, err := s.Load(ctx); err != nil || got.Value != "tok-1" {
 		t.Fatalf("Load: got %q and error %v, want %q", got, err, "tok-1")
 	}
 
@@ -81,7 +81,7 @@ func TestFileStoreModes(t *testing.T) {
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Save(ctx, "tok-2"); err != nil {
+	if err := s.Save(ctx, Token{Value: "tok-2"}); err != nil {
 		t.Fatalf("Save: %v", err)
 	}
 	if got := tokPerm(t, path); got != 0o600 {
@@ -119,7 +119,7 @@ func TestFileStoreRefusesLooseModes(t *testing.T) {
 			}
 			got, err := tokNewFileStore(t, path).Load(context.Background())
 			if tt.wantOK {
-				if err != nil || got != tok {
+				if err != nil || got.Value != tok {
 					t.Fatalf("got %q and error %v, want %q", got, err, tok)
 				}
 				return
@@ -127,7 +127,7 @@ func TestFileStoreRefusesLooseModes(t *testing.T) {
 			if !errors.Is(err, ErrInsecureTokenFile) {
 				t.Fatalf("got error %v, want ErrInsecureTokenFile", err)
 			}
-			if got != "" || strings.Contains(err.Error(), tok) {
+			if got.Value != "" || strings.Contains(err.Error(), tok) {
 				t.Fatalf("got token %q and error %q, want neither to hold the token", got, err)
 			}
 		})
@@ -163,12 +163,12 @@ func TestFileStoreLoad(t *testing.T) {
 				tt.setup(t, path)
 			}
 			got, err := tokNewFileStore(t, path).Load(ctx)
-			if (err != nil) != tt.wantErr || got != tt.want {
-				t.Fatalf("got %d bytes and error %v, want %d bytes and an error %v", len(got), err, len(tt.want), tt.wantErr)
+			if (err != nil) != tt.wantErr || got.Value != tt.want {
+				t.Fatalf("got %d bytes and error %v, want %d bytes and an error %v", len(got.Value), err, len(tt.want), tt.wantErr)
 			}
 		})
 	}
-	if got, err := tokNewFileStore(t, filepath.Join(t.TempDir(), "no", "such", "token")).Load(ctx); got != "" || err != nil {
+	if got, err := tokNewFileStore(t, filepath.Join(t.TempDir(), "no", "such", "token")).Load(ctx); got.Value != "" || err != nil {
 		t.Fatalf("missing directory: got %q and %v, want \"\" and nil", got, err)
 	}
 	if _, err := NewFileStore(""); err == nil {
@@ -191,7 +191,7 @@ func TestFileStoreAtomic(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "token")
-	if err := tokNewFileStore(t, path).Save(ctx, "initial"); err != nil {
+	if err := tokNewFileStore(t, path).Save(ctx, Token{Value: "initial"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := tokDirNames(t, dir); !slices.Equal(got, []string{"token"}) {
@@ -215,7 +215,7 @@ func TestFileStoreAtomic(t *testing.T) {
 		// that starves the tests running in parallel.
 		for i := 0; i < 300 && !done.Load(); i++ {
 			v, err := reader.Load(ctx)
-			if err != nil || !whole(v) {
+			if err != nil || !whole(v.Value) {
 				torn.Add(1)
 			}
 		}
@@ -225,7 +225,7 @@ func TestFileStoreAtomic(t *testing.T) {
 		writerWG.Go(func() {
 			v := strings.Repeat(string(rune('a'+w)), size)
 			for range saves {
-				if err := stores[w%2].Save(ctx, v); err != nil {
+				if err := stores[w%2].Save(ctx, Token{Value: v}); err != nil {
 					errs <- err
 				}
 			}
@@ -242,8 +242,8 @@ func TestFileStoreAtomic(t *testing.T) {
 		t.Fatalf("%d reads saw a torn value or failed, want 0", n)
 	}
 	final, err := reader.Load(ctx)
-	if err != nil || !whole(final) || final == "initial" {
-		t.Fatalf("final value: got %d bytes and error %v, want one writer's %d bytes whole", len(final), err, size)
+	if err != nil || !whole(final.Value) || final.Value == "initial" {
+		t.Fatalf("final value: got %d bytes and error %v, want one writer's %d bytes whole", len(final.Value), err, size)
 	}
 	if got := tokDirNames(t, dir); !slices.Equal(got, []string{"token"}) {
 		t.Fatalf("after concurrent saves the directory holds %q, want only the token", got)
@@ -258,7 +258,7 @@ func TestFileStoreSaveFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The parent is a regular file: no directory can be made there.
-	err := tokNewFileStore(t, filepath.Join(parent, "token")).Save(context.Background(), "tok-unsaved")
+	err := tokNewFileStore(t, filepath.Join(parent, "token")).Save(context.Background(), Token{Value: "tok-unsaved"})
 	if err == nil || strings.Contains(err.Error(), "tok-unsaved") {
 		t.Fatalf("got error %v, want one without the token", err)
 	}
@@ -267,18 +267,18 @@ func TestFileStoreSaveFails(t *testing.T) {
 func TestMemoryStore(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	if got, err := NewMemoryStore("").Load(ctx); got != "" || err != nil {
+	if got, err := NewMemoryStore(Token{}).Load(ctx); got.Value != "" || err != nil {
 		t.Fatalf("empty store: got %q and %v, want \"\" and nil", got, err)
 	}
 	var zero MemoryStore
-	if got, err := zero.Load(ctx); got != "" || err != nil {
+	if got, err := zero.Load(ctx); got.Value != "" || err != nil {
 		t.Fatalf("zero value: got %q and %v, want \"\" and nil", got, err)
 	}
-	s := NewMemoryStore("one")
+	s := NewMemoryStore(Token{Value: "one"})
 	var wg sync.WaitGroup
 	for _, v := range []string{"two", "three", "four"} {
 		wg.Go(func() {
-			if err := s.Save(ctx, v); err != nil {
+			if err := s.Save(ctx, Token{Value: v}); err != nil {
 				t.Errorf("Save: %v", err)
 			}
 			if _, err := s.Load(ctx); err != nil {
@@ -287,10 +287,10 @@ func TestMemoryStore(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if err := s.Save(ctx, "five"); err != nil {
+	if err := s.Save(ctx, Token{Value: "five"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Load(ctx); got != "five" || err != nil {
+	if got, err := s.Load(ctx); got.Value != "five" || err != nil {
 		t.Fatalf("got %q and %v, want %q and nil", got, err, "five")
 	}
 }
@@ -412,7 +412,7 @@ func TestOAuth2Refresh(t *testing.T) {
 			case !errors.Is(err, tt.wantErr):
 				t.Fatalf("got error %v, want %v", err, tt.wantErr)
 			}
-			if got != tt.want {
+			if got.Value != tt.want {
 				t.Fatalf("got token %q, want %q", got, tt.want)
 			}
 			if err != nil && strings.Contains(err.Error(), "at-") {

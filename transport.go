@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -80,12 +81,6 @@ func NewTransport(cfg Config) (*Transport, error) {
 	if t.logger == nil {
 		t.logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Bearer != nil {
-		t.bearer, err = newTokenSource(cfg.Bearer, t.logger, t.clock)
-		if err != nil {
-			return nil, err
-		}
-	}
 	if cfg.MaxIdleConnsPerHost < 0 {
 		return nil, &ConfigError{Field: "MaxIdleConnsPerHost", Err: errors.New("must not be negative")}
 	}
@@ -124,6 +119,18 @@ func NewTransport(cfg Config) (*Transport, error) {
 		TLSHandshakeTimeout:   orDefault(cfg.TLSHandshakeTimeout, defaultTLSHandshakeTimeout),
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
+	}
+	if cfg.Bearer != nil {
+		if t.bearer, err = newTokenSource(cfg.Bearer, t.logger, t.clock); err != nil {
+			return nil, err
+		}
+		if cc := cfg.Bearer.ClientCredentials; cc != nil {
+			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, false)
+			if err != nil {
+				return nil, err
+			}
+			t.bearer.refresh = tc.fetch
+		}
 	}
 	return t, nil
 }
@@ -178,6 +185,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// direct sends a request of the client's own, such as a token request,
+// through every stage that guards where and how it connects, and through
+// none that adds a credential.
+func (t *Transport) direct(req *http.Request) (*http.Response, error) {
+	if !strings.EqualFold(req.URL.Scheme, "https") {
+		closeBody(req)
+		return nil, fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
+	}
+	return t.send(req, false)
+}
+
 // withToken returns a shallow copy of req with its own header map, carrying
 // tok. The caller's request is never modified. The value slices are shared
 // with the caller's header, as a RoundTripper only reads them; a request
@@ -211,8 +229,7 @@ func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) 
 		return resp, nil
 	}
 	sent := sentToken(req)
-	t.bearer.invalidate(sent)
-	if !replayable(req) {
+	if !t.bearer.invalidate(sent) || !replayable(req) {
 		return resp, nil
 	}
 	tok, err := t.bearer.token(req.Context())
@@ -236,95 +253,6 @@ func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) 
 	return t.send(replay, true)
 }
 
-// tokenRejected reports whether a 401 says the bearer token was refused, as
-// opposed to asking for another authentication scheme or a different
-// request. RFC 6750 section 3.1: error="invalid_token", or a Bearer challenge
-// with no error code, or no challenge at all.
-func tokenRejected(h http.Header) bool {
-	fields := h.Values("Www-Authenticate")
-	if len(fields) == 0 {
-		return true
-	}
-	for _, field := range fields {
-		for _, c := range splitChallenges(field) {
-			scheme, params := cutScheme(c)
-			if !strings.EqualFold(scheme, "Bearer") {
-				continue
-			}
-			code := authParam(params, "error")
-			return code == "" || code == "invalid_token"
-		}
-	}
-	return false
-}
-
-// splitChallenges splits a WWW-Authenticate field value into its
-// challenges. One value may hold several, comma-separated like their
-// parameters (RFC 9110 section 11.6.1), and an intermediary may join
-// separate header lines into one: an element starts a new challenge when it
-// begins with an auth-scheme rather than with name=value.
-func splitChallenges(field string) []string {
-	var out []string
-	for rest := field; rest != ""; {
-		var elem string
-		elem, rest = cutParam(rest)
-		elem = strings.TrimSpace(elem)
-		if elem == "" {
-			continue
-		}
-		word, after := cutScheme(elem)
-		isParam := strings.Contains(word, "=") || strings.HasPrefix(after, "=")
-		if isParam && len(out) > 0 {
-			out[len(out)-1] += ", " + elem
-			continue
-		}
-		out = append(out, elem)
-	}
-	return out
-}
-
-// cutScheme splits a challenge into its auth-scheme and the rest.
-func cutScheme(c string) (scheme, rest string) {
-	c = strings.TrimSpace(c)
-	i := strings.IndexAny(c, " \t")
-	if i < 0 {
-		return c, ""
-	}
-	return c[:i], strings.TrimSpace(c[i+1:])
-}
-
-// authParam returns the value of the auth-param name in params, a
-// comma-separated list of name=value or name="value".
-func authParam(params, name string) string {
-	for params != "" {
-		var part string
-		part, params = cutParam(params)
-		k, v, ok := strings.Cut(part, "=")
-		if ok && strings.EqualFold(strings.TrimSpace(k), name) {
-			return strings.Trim(strings.TrimSpace(v), `"`)
-		}
-	}
-	return ""
-}
-
-// cutParam splits off the first comma-separated element, honouring quotes.
-func cutParam(s string) (first, rest string) {
-	quoted := false
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '"':
-			quoted = !quoted
-		case '\\':
-			i++
-		case ',':
-			if !quoted {
-				return s[:i], s[i+1:]
-			}
-		}
-	}
-	return s, ""
-}
-
 // replayable reports whether req's body can be sent again.
 func replayable(req *http.Request) bool {
 	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
@@ -346,6 +274,15 @@ func drainAndClose(body io.ReadCloser) {
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
 	body.Close()
+}
+
+// redactURL renders u for logs: scheme, host and path, without userinfo,
+// query or fragment, which may carry secrets.
+func redactURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
 // CloseIdleConnections closes idle connections and stops any background

@@ -137,8 +137,8 @@ func (f *fixture) secureClient(b *testing.B, o secureOptions) *http.Client {
 	cfg := securehttp.Config{
 		RootCAs: f.roots,
 		Bearer: &securehttp.Bearer{
-			Store:         securehttp.NewMemoryStore(o.token),
-			Refresh:       o.refresh,
+			Store:         securehttp.NewMemoryStore(securehttp.Token{Value: o.token}),
+			Refresh:       valueRefresh(o.refresh),
 			Hosts:         []string{hostH1, hostH2, hostFull},
 			RefreshWindow: o.window,
 		},
@@ -261,3 +261,15 @@ func mintJWT(iat, exp time.Time) string {
 // longJWT is a token valid for a day from now: far outside any refresh
 // window for the length of a benchmark.
 func longJWT(now time.Time) string { return mintJWT(now, now.Add(24*time.Hour)) }
+
+// valueRefresh adapts a refresh that returns only the token's value, whose
+// expiry the JWT itself carries.
+func valueRefresh(fn func(context.Context) (string, error)) func(context.Context) (securehttp.Token, error) {
+	if fn == nil {
+		return nil
+	}
+	return func(ctx context.Context) (securehttp.Token, error) {
+		v, err := fn(ctx)
+		return securehttp.Token{Value: v}, err
+	}
+}

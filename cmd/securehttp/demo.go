@@ -191,7 +191,7 @@ func startDemo() (_ *demo, err error) {
 	wrong.Pins = []securehttp.PinSet{{Host: hostAPI, Pins: []string{securehttp.SPKIPin(stranger.Cert)}}}
 	withToken := right
 	withToken.Bearer = &securehttp.Bearer{
-		Store:   securehttp.NewMemoryStore(""),
+		Store:   securehttp.NewMemoryStore(securehttp.Token{}),
 		Refresh: d.refresh,
 		Hosts:   []string{hostAPI},
 		// A window shorter than the client's clock skew allowance (a tenth
@@ -445,27 +445,27 @@ func sparePin() (string, error) {
 	return "sha256/" + base64.StdEncoding.EncodeToString(sum[:]), nil
 }
 
-func (d *demo) refresh(ctx context.Context) (string, error) {
+func (d *demo) refresh(ctx context.Context) (securehttp.Token, error) {
 	d.refreshes.Add(1)
 	form := url.Values{"grant_type": {"client_credentials"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, issuerURL+"/token", strings.NewReader(form.Encode()))
 	if err != nil {
-		return "", err
+		return securehttp.Token{}, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := d.idp.Do(req)
 	if err != nil {
-		return "", err
+		return securehttp.Token{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("token endpoint answered %s", resp.Status)
+		return securehttp.Token{}, fmt.Errorf("token endpoint answered %s", resp.Status)
 	}
 	var body struct {
 		AccessToken string `json:"access_token"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return "", fmt.Errorf("token endpoint: %w", err)
+		return securehttp.Token{}, fmt.Errorf("token endpoint: %w", err)
 	}
-	return body.AccessToken, nil
+	return securehttp.Token{Value: body.AccessToken}, nil
 }

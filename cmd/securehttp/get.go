@@ -73,7 +73,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(exitError, "--token-file: %v", err)
 		}
-		if tok == "" {
+		if tok.Value == "" {
 			return fail(exitError, "--token-file: %s holds no token", *tokenFile)
 		}
 		cfg.Bearer = &securehttp.Bearer{Store: store, Hosts: []string{u.Hostname()}}

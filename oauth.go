@@ -1,0 +1,565 @@
+package securehttp
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// ClientCredentials obtains access tokens with the OAuth 2.0 client
+// credentials grant (RFC 6749 section 4.4), for a service that calls an API
+// with its own identity.
+//
+// The client authenticates with private_key_jwt (RFC 7523) when Key is set,
+// with client_secret_basic when ClientSecret is set, and with tls_client_auth
+// (RFC 8705) when neither is set and Config.GetClientCertificate provides a
+// certificate. Token requests go through the same hardened transport as
+// every other request (roots, pins, client certificate, egress policy),
+// never carry an access token, and are bounded by Bearer.RefreshTimeout.
+//
+// A ClientCredentials is configuration, copied by NewTransport. It prints no
+// secret with fmt or slog.
+type ClientCredentials struct {
+	// Issuer is the authorization server's issuer identifier, an https
+	// URL. Its metadata is discovered from it (RFC 8414, then OpenID
+	// Connect Discovery), and the metadata's issuer must equal it exactly,
+	// or no token request is sent. It is also the audience of the client
+	// assertion.
+	Issuer string
+
+	// TokenURL, if set, is the token endpoint, and discovery is skipped.
+	TokenURL string
+
+	// ClientID is the client's identifier at the authorization server.
+	ClientID string
+
+	// Key, if set, signs client assertions (private_key_jwt): ES256,
+	// ES384 or ES512 for ECDSA keys, EdDSA for Ed25519, PS256 for RSA keys
+	// of at least 2048 bits. Any crypto.Signer works, such as a key held
+	// in a KMS.
+	Key crypto.Signer
+
+	// KeyID is the "kid" of Key, put in the assertion's header. Empty
+	// means none.
+	KeyID string
+
+	// ClientSecret authenticates with client_secret_basic when Key is nil.
+	ClientSecret string
+
+	// Scopes are requested with the "scope" parameter. Empty means none.
+	Scopes []string
+
+	// Resource lists resource indicators (RFC 8707), the APIs the token is
+	// for.
+	Resource []string
+}
+
+// String describes c without its secret.
+func (c *ClientCredentials) String() string {
+	if c == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("securehttp.ClientCredentials{Issuer: %q, ClientID: %q, Auth: %s}", c.Issuer, c.ClientID, c.authMethod())
+}
+
+// GoString is String.
+func (c *ClientCredentials) GoString() string { return c.String() }
+
+// LogValue keeps the secret out of structured logs.
+func (c *ClientCredentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+func (c *ClientCredentials) authMethod() string {
+	switch {
+	case c.Key != nil:
+		return "private_key_jwt"
+	case c.ClientSecret != "":
+		return "client_secret_basic"
+	default:
+		return "tls_client_auth"
+	}
+}
+
+// ErrIssuerMismatch refuses authorization server metadata whose issuer is
+// not exactly ClientCredentials.Issuer (a mix-up defence, RFC 8414 section
+// 3.3). No token request is sent.
+var ErrIssuerMismatch = errors.New("securehttp: authorization server metadata names another issuer")
+
+// OAuthError is an error response from the token endpoint (RFC 6749
+// section 5.2). It never contains the client secret, the assertion or a
+// token.
+type OAuthError struct {
+	StatusCode  int    // the HTTP status
+	Code        string // the "error" value, such as "invalid_client"
+	Description string // "error_description", cleaned of control characters and cut short
+	URI         string // "error_uri"
+}
+
+func (e *OAuthError) Error() string {
+	msg := fmt.Sprintf("securehttp: token endpoint answered %d %s", e.StatusCode, e.Code)
+	if e.Description != "" {
+		msg += ": " + e.Description
+	}
+	return msg
+}
+
+const (
+	assertionLifetime     = 60 * time.Second
+	maxTokenResponse      = 64 << 10
+	maxMetadata           = 256 << 10
+	maxExpiresIn          = 10 * 365 * 24 * 3600 // seconds; anything larger is a lie
+	maxDescription        = 256
+	tokenRequestAttempts  = 3
+	tokenRequestMinWait   = 200 * time.Millisecond
+	minDiscoveryBackoff   = time.Second
+	maxDiscoveryBackoff   = time.Minute
+	assertionTypeJWTBearr = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+)
+
+// tokenClient performs client credentials requests for one Transport.
+type tokenClient struct {
+	cfg    ClientCredentials
+	method *signerMethod // private_key_jwt only
+	rt     func(*http.Request) (*http.Response, error)
+	now    func() time.Time
+	logger *slog.Logger
+
+	mu        sync.Mutex
+	endpoint  string    // discovered or configured token endpoint
+	discFails int       // consecutive discovery failures
+	discAt    time.Time // no discovery before this
+	discErr   error     // the last discovery failure
+}
+
+// newTokenClient validates c. rt sends a request through the hardened
+// transport, without any bearer token.
+func newTokenClient(c *ClientCredentials, rt func(*http.Request) (*http.Response, error), now func() time.Time, logger *slog.Logger, haveClientCert bool) (*tokenClient, error) {
+	field := func(name string) string { return "Bearer.ClientCredentials." + name }
+	tc := &tokenClient{cfg: *c, rt: rt, now: now, logger: logger}
+	tc.cfg.Scopes = append([]string(nil), c.Scopes...)
+	tc.cfg.Resource = append([]string(nil), c.Resource...)
+	if c.ClientID == "" {
+		return nil, &ConfigError{Field: field("ClientID"), Err: errors.New("required")}
+	}
+	if c.Issuer == "" && c.TokenURL == "" {
+		return nil, &ConfigError{Field: field("Issuer"), Err: errors.New("set Issuer, TokenURL or both")}
+	}
+	if c.Issuer != "" {
+		if err := checkIssuer(c.Issuer); err != nil {
+			return nil, &ConfigError{Field: field("Issuer"), Value: c.Issuer, Err: err}
+		}
+	}
+	if c.TokenURL != "" {
+		if err := checkHTTPSURL(c.TokenURL); err != nil {
+			return nil, &ConfigError{Field: field("TokenURL"), Value: c.TokenURL, Err: err}
+		}
+		tc.endpoint = c.TokenURL
+	}
+	switch {
+	case c.Key != nil:
+		m, err := signingMethodFor(c.Key)
+		if err != nil {
+			return nil, &ConfigError{Field: field("Key"), Err: err}
+		}
+		tc.method = m
+	case c.ClientSecret != "":
+	case !haveClientCert:
+		return nil, &ConfigError{Field: "Bearer.ClientCredentials", Err: errors.New(
+			"no client authentication: set Key (private_key_jwt), ClientSecret (client_secret_basic), " +
+				"or Config.GetClientCertificate (tls_client_auth)")}
+	}
+	for i, s := range c.Scopes {
+		if s == "" || strings.ContainsAny(s, " \"\\") || !isPrintableASCII(s) {
+			return nil, &ConfigError{Field: fmt.Sprintf("%s[%d]", field("Scopes"), i), Value: s, Err: errors.New("not a valid scope token")}
+		}
+	}
+	for i, r := range c.Resource {
+		u, err := url.Parse(r)
+		if err != nil || !u.IsAbs() || u.Fragment != "" {
+			return nil, &ConfigError{Field: fmt.Sprintf("%s[%d]", field("Resource"), i), Value: r, Err: errors.New("must be an absolute URI without a fragment (RFC 8707)")}
+		}
+	}
+	return tc, nil
+}
+
+// checkIssuer enforces RFC 8414 section 2: an https URL with no query or
+// fragment.
+func checkIssuer(s string) error {
+	if err := checkHTTPSURL(s); err != nil {
+		return err
+	}
+	u, _ := url.Parse(s)
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return errors.New("an issuer has no query or fragment")
+	}
+	return nil
+}
+
+func checkHTTPSURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Scheme != "https" {
+		return fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, u.Scheme)
+	}
+	if u.Host == "" || u.User != nil {
+		return errors.New("needs a host and no userinfo")
+	}
+	if _, err := normalizeHost(u.Hostname()); err != nil {
+		return err
+	}
+	return nil
+}
+
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// fetch obtains a new token: Bearer.Refresh for ClientCredentials.
+func (tc *tokenClient) fetch(ctx context.Context) (Token, error) {
+	endpoint, err := tc.tokenEndpoint(ctx)
+	if err != nil {
+		return Token{}, err
+	}
+	var last error
+	for attempt := 0; attempt < tokenRequestAttempts; attempt++ {
+		if attempt > 0 {
+			if err := sleepCtx(ctx, tokenRequestMinWait<<(attempt-1)); err != nil {
+				return Token{}, last
+			}
+		}
+		tok, retry, err := tc.request(ctx, endpoint)
+		if err == nil {
+			return tok, nil
+		}
+		last = err
+		if !retry {
+			break
+		}
+	}
+	if tc.cfg.TokenURL == "" {
+		// The endpoint may have moved: discover it again next time.
+		tc.forget(endpoint)
+	}
+	return Token{}, last
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// request makes one token request. retry says whether another attempt may
+// succeed: connection failures and 5xx, never an OAuth error.
+func (tc *tokenClient) request(ctx context.Context, endpoint string) (tok Token, retry bool, err error) {
+	form := url.Values{"grant_type": {"client_credentials"}}
+	if len(tc.cfg.Scopes) > 0 {
+		form.Set("scope", strings.Join(tc.cfg.Scopes, " "))
+	}
+	for _, r := range tc.cfg.Resource {
+		form.Add("resource", r)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
+	if err != nil {
+		return Token{}, false, fmt.Errorf("token endpoint: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	switch {
+	case tc.method != nil:
+		assertion, err := tc.assertion()
+		if err != nil {
+			return Token{}, false, err
+		}
+		form.Set("client_id", tc.cfg.ClientID)
+		form.Set("client_assertion_type", assertionTypeJWTBearr)
+		form.Set("client_assertion", assertion)
+	case tc.cfg.ClientSecret != "":
+		// RFC 6749 section 2.3.1: both parts form-encoded before Basic.
+		creds := url.QueryEscape(tc.cfg.ClientID) + ":" + url.QueryEscape(tc.cfg.ClientSecret)
+		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))
+	default:
+		form.Set("client_id", tc.cfg.ClientID)
+	}
+	body := form.Encode()
+	req.Body = io.NopCloser(strings.NewReader(body))
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
+
+	start := tc.now()
+	resp, err := tc.rt(req)
+	if err != nil {
+		tc.logger.Debug("securehttp: token request failed", "url", redactURL(req.URL), "error_class", errorReason(err))
+		return Token{}, retryableError(err), wrap("token request", err)
+	}
+	defer resp.Body.Close()
+	tc.logger.Debug("securehttp: token request", "url", redactURL(req.URL), "status", resp.StatusCode,
+		"duration", tc.now().Sub(start))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse+1))
+	if err != nil {
+		return Token{}, true, wrap("reading the token response", err)
+	}
+	if len(data) > maxTokenResponse {
+		return Token{}, false, fmt.Errorf("token response exceeds %d bytes", maxTokenResponse)
+	}
+	if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode >= 500 {
+			return Token{}, true, fmt.Errorf("token endpoint answered %d", resp.StatusCode)
+		}
+		return Token{}, false, parseOAuthError(resp.StatusCode, data)
+	}
+	tok, err = parseTokenResponse(data, start, "Bearer")
+	return tok, false, err
+}
+
+// assertion makes a client assertion (RFC 7523 section 3) with a fresh jti.
+func (tc *tokenClient) assertion() (string, error) {
+	now := tc.now()
+	aud := tc.cfg.Issuer
+	if aud == "" {
+		aud = tc.cfg.TokenURL
+	}
+	claims := jwt.MapClaims{
+		"iss": tc.cfg.ClientID,
+		"sub": tc.cfg.ClientID,
+		"aud": aud, // a string, not an array: rfc7523bis and FAPI 2.0
+		"iat": now.Unix(),
+		"exp": now.Add(assertionLifetime).Unix(),
+		"jti": randomID(),
+	}
+	t := jwt.NewWithClaims(tc.method, claims)
+	if tc.cfg.KeyID != "" {
+		t.Header["kid"] = tc.cfg.KeyID
+	}
+	s, err := t.SignedString(tc.cfg.Key)
+	if err != nil {
+		return "", wrap("signing the client assertion", err)
+	}
+	return s, nil
+}
+
+// randomID returns 128 random bits, base64url-encoded.
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// tokenResponse is the successful token response of RFC 6749 section 5.1.
+type tokenResponse struct {
+	AccessToken *string          `json:"access_token"`
+	TokenType   *string          `json:"token_type"`
+	ExpiresIn   *json.RawMessage `json:"expires_in"`
+}
+
+// parseTokenResponse reads a token response strictly: one JSON object with
+// a string access_token and token_type; expires_in a whole number of
+// seconds. received is when the request was sent, so that the expiry errs
+// early.
+func parseTokenResponse(data []byte, received time.Time, wantType string) (Token, error) {
+	var r tokenResponse
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&r); err != nil || dec.More() {
+		return Token{}, errors.New("token response is not a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Token{}, errors.New("token response has data after its JSON object")
+	}
+	if r.AccessToken == nil || *r.AccessToken == "" {
+		return Token{}, errors.New("token response has no access_token")
+	}
+	if r.TokenType == nil {
+		return Token{}, errors.New("token response has no token_type")
+	}
+	if !strings.EqualFold(*r.TokenType, wantType) {
+		return Token{}, fmt.Errorf("token response has token_type %q, want %s", clean(*r.TokenType, 32), wantType)
+	}
+	tok := Token{Value: *r.AccessToken}
+	if r.ExpiresIn != nil {
+		secs, err := parseExpiresIn(*r.ExpiresIn)
+		if err != nil {
+			return Token{}, err
+		}
+		tok.Expiry = received.Add(time.Duration(secs) * time.Second)
+	}
+	return tok, nil
+}
+
+// parseExpiresIn accepts a JSON number of seconds, or a string of digits as
+// some servers send it.
+func parseExpiresIn(raw json.RawMessage) (int64, error) {
+	s := string(raw)
+	if unq, err := strconv.Unquote(s); err == nil {
+		s = unq
+	}
+	secs, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || secs <= 0 || secs > maxExpiresIn {
+		return 0, errors.New("token response has an invalid expires_in")
+	}
+	return secs, nil
+}
+
+// parseOAuthError reads an RFC 6749 section 5.2 error response.
+func parseOAuthError(status int, data []byte) error {
+	var r struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+		URI         string `json:"error_uri"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil || r.Error == "" {
+		return &OAuthError{StatusCode: status, Code: "(no OAuth error in the response)"}
+	}
+	return &OAuthError{StatusCode: status, Code: clean(r.Error, 64), Description: clean(r.Description, maxDescription), URI: clean(r.URI, maxDescription)}
+}
+
+// clean keeps server text safe to log: printable characters only, at most n
+// bytes.
+func clean(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return -1
+	}, s)
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+// tokenEndpoint returns the configured or discovered token endpoint.
+func (tc *tokenClient) tokenEndpoint(ctx context.Context) (string, error) {
+	tc.mu.Lock()
+	if tc.endpoint != "" {
+		defer tc.mu.Unlock()
+		return tc.endpoint, nil
+	}
+	if tc.discErr != nil && tc.now().Before(tc.discAt) {
+		defer tc.mu.Unlock()
+		return "", tc.discErr
+	}
+	tc.mu.Unlock()
+
+	endpoint, err := tc.discover(ctx)
+
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if err != nil {
+		tc.discFails++
+		tc.discErr = err
+		tc.discAt = tc.now().Add(min(minDiscoveryBackoff<<min(tc.discFails-1, 6), maxDiscoveryBackoff))
+		return "", err
+	}
+	tc.discFails, tc.discErr = 0, nil
+	tc.endpoint = endpoint
+	return endpoint, nil
+}
+
+// forget drops a discovered endpoint after a failure.
+func (tc *tokenClient) forget(endpoint string) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if tc.endpoint == endpoint {
+		tc.endpoint = ""
+	}
+}
+
+// discover reads the issuer's metadata: RFC 8414 first, then OpenID Connect
+// Discovery. A document whose issuer differs from the configured one is
+// refused at once, without trying the other: it is an attack or a
+// misconfiguration, and no token request may follow.
+func (tc *tokenClient) discover(ctx context.Context) (string, error) {
+	u, _ := url.Parse(tc.cfg.Issuer) // checked by newTokenClient
+	path := strings.TrimSuffix(u.EscapedPath(), "/")
+	base := u.Scheme + "://" + u.Host
+	candidates := []string{
+		base + "/.well-known/oauth-authorization-server" + path, // RFC 8414 section 3.1
+		base + path + "/.well-known/openid-configuration",       // OpenID Connect Discovery 1.0
+	}
+	var errs []error
+	for _, c := range candidates {
+		endpoint, err := tc.metadata(ctx, c)
+		if err == nil {
+			return endpoint, nil
+		}
+		if errors.Is(err, ErrIssuerMismatch) || ctx.Err() != nil {
+			return "", err
+		}
+		errs = append(errs, err)
+	}
+	return "", wrap("discovering the token endpoint", errors.Join(errs...))
+}
+
+// metadata fetches one metadata document and returns its token_endpoint.
+func (tc *tokenClient) metadata(ctx context.Context, docURL string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, docURL, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := tc.rt(req)
+	if err != nil {
+		return "", wrap(redactURL(req.URL), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		drainAndClose(resp.Body)
+		return "", fmt.Errorf("%s answered %d", redactURL(req.URL), resp.StatusCode)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadata+1))
+	if err != nil {
+		return "", wrap(redactURL(req.URL), err)
+	}
+	if len(data) > maxMetadata {
+		return "", fmt.Errorf("%s: metadata exceeds %d bytes", redactURL(req.URL), maxMetadata)
+	}
+	var md struct {
+		Issuer        *string `json:"issuer"`
+		TokenEndpoint *string `json:"token_endpoint"`
+	}
+	if err := json.Unmarshal(data, &md); err != nil {
+		return "", fmt.Errorf("%s: metadata is not a JSON object", redactURL(req.URL))
+	}
+	if md.Issuer == nil || *md.Issuer != tc.cfg.Issuer {
+		got := "(none)"
+		if md.Issuer != nil {
+			got = strconv.Quote(clean(*md.Issuer, maxDescription))
+		}
+		return "", fmt.Errorf("%w: %s names %s, want %q", ErrIssuerMismatch, redactURL(req.URL), got, tc.cfg.Issuer)
+	}
+	if md.TokenEndpoint == nil {
+		return "", fmt.Errorf("%s: metadata has no token_endpoint", redactURL(req.URL))
+	}
+	if err := checkHTTPSURL(*md.TokenEndpoint); err != nil {
+		return "", fmt.Errorf("%s: token_endpoint: %w", redactURL(req.URL), err)
+	}
+	return *md.TokenEndpoint, nil
+}

@@ -1,0 +1,396 @@
+package securehttp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// RetryPolicy configures retries. The zero value means the defaults: 3
+// retries, waits between 200 ms and 5 s, and Retry-After honoured up to 30 s.
+//
+// Only requests that are safe to repeat are retried: GET, HEAD, OPTIONS,
+// TRACE, PUT and DELETE, or any method when the request carries an
+// Idempotency-Key header, and only when the body can be replayed (no body,
+// or GetBody set). They are retried after connection errors (refused, reset,
+// timeouts) and on statuses 408, 429, 500, 502, 503 and 504. Certificate,
+// pin, scheme, token and context errors are never retried.
+type RetryPolicy struct {
+	// MaxRetries is the number of retries after the first attempt. Zero
+	// means 3; a negative value means no retries.
+	MaxRetries int
+
+	// MinWait and MaxWait bound the exponential backoff with full jitter.
+	// Zero means 200 ms and 5 s; a zero MaxWait below MinWait means
+	// MinWait. A Retry-After shorter than MinWait waits MinWait.
+	MinWait, MaxWait time.Duration
+
+	// MaxRetryAfter is the longest Retry-After (on 429 and 503) honoured. A
+	// longer one ends the retries and the response is returned at once.
+	// Zero means 30 s.
+	MaxRetryAfter time.Duration
+}
+
+const (
+	defaultMaxRetries    = 3
+	defaultMinWait       = 200 * time.Millisecond
+	defaultMaxWait       = 5 * time.Second
+	defaultMaxRetryAfter = 30 * time.Second
+)
+
+// retryConfig is a RetryPolicy with its defaults filled in.
+type retryConfig struct {
+	max              int
+	minWait, maxWait time.Duration
+	maxRetryAfter    time.Duration
+}
+
+func newRetryConfig(p RetryPolicy) (retryConfig, error) {
+	c := retryConfig{
+		max:           p.MaxRetries,
+		minWait:       orDefault(p.MinWait, defaultMinWait),
+		maxWait:       orDefault(p.MaxWait, defaultMaxWait),
+		maxRetryAfter: orDefault(p.MaxRetryAfter, defaultMaxRetryAfter),
+	}
+	switch {
+	case c.max == 0:
+		c.max = defaultMaxRetries
+	case c.max < 0:
+		c.max = 0
+	}
+	if p.MaxWait == 0 && c.minWait > c.maxWait {
+		// A MinWait above the default MaxWait alone is not an error: the
+		// wait is then fixed at MinWait.
+		c.maxWait = c.minWait
+	}
+	switch {
+	case c.minWait < 0:
+		return c, &ConfigError{Field: "Retry.MinWait", Value: p.MinWait.String(), Err: errors.New("must not be negative")}
+	case c.maxWait < c.minWait:
+		return c, &ConfigError{Field: "Retry.MaxWait", Value: p.MaxWait.String(), Err: errors.New("must not be below MinWait")}
+	case c.maxRetryAfter < 0:
+		return c, &ConfigError{Field: "Retry.MaxRetryAfter", Value: p.MaxRetryAfter.String(), Err: errors.New("must not be negative")}
+	}
+	return c, nil
+}
+
+// idempotent lists the methods RFC 9110 section 9.2.2 defines as idempotent.
+func idempotent(method string) bool {
+	switch method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace,
+		http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// retryable reports whether req may be sent more than once.
+func (t *Transport) retryable(req *http.Request) bool {
+	return t.retry.max > 0 &&
+		(idempotent(req.Method) || req.Header.Get("Idempotency-Key") != "") &&
+		replayable(req)
+}
+
+// send performs req, retrying it through go-retryablehttp when that is safe.
+// scoped says whether req carries our bearer token, to be renewed between
+// attempts.
+func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error) {
+	if !t.retryable(req) {
+		return t.base.RoundTrip(req)
+	}
+	req = markBodyErrors(req)
+	// The first attempt goes straight to the pool, so that the requests
+	// that succeed, nearly all of them, cost what they cost with net/http.
+	// Only a request that will be retried is handed to the engine, which
+	// starts by replaying this first outcome through its own loop.
+	resp, err := t.base.RoundTrip(req)
+	if retry, _ := t.shouldRetry(req, resp, err); !retry {
+		return resp, err
+	}
+	a := &attempt{t: t, req: req, scoped: scoped}
+	c := &a.engine
+	c.HTTPClient = &http.Client{
+		Transport:     &replayFirst{resp: resp, err: err, rt: t.base},
+		CheckRedirect: useLastResponse,
+	}
+	c.RetryMax = t.retry.max
+	c.RetryWaitMin, c.RetryWaitMax = t.retry.minWait, t.retry.maxWait
+	c.CheckRetry = a.checkRetry
+	c.Backoff = a.backoff
+	c.PrepareRetry = a.prepareRetry
+	c.ErrorHandler = honestResult
+	// Logger stays nil: the engine's own logger writes URLs with their
+	// query strings to stderr. Retries are logged by backoff instead.
+	resp, err = c.Do(&retryablehttp.Request{Request: req})
+	if uerr, ok := err.(*url.Error); ok {
+		// The engine's inner *http.Client wraps errors in a *url.Error; the
+		// caller's client adds its own.
+		err = uerr.Err
+	}
+	return resp, err
+}
+
+// useLastResponse keeps the engine's inner client from following
+// redirects: the caller's *http.Client follows them, so that every hop
+// passes through RoundTrip again.
+func useLastResponse(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// replayFirst hands the engine the outcome of the attempt already made, then
+// sends the retries. Having no CloseIdleConnections method, it also keeps the
+// engine from emptying the shared pool after a failed request.
+type replayFirst struct {
+	resp *http.Response
+	err  error
+	used bool
+	rt   http.RoundTripper
+}
+
+func (r *replayFirst) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !r.used {
+		r.used = true
+		return r.resp, r.err
+	}
+	return r.rt.RoundTrip(req)
+}
+
+// markBodyErrors returns req, or a shallow copy of it whose body, and the
+// bodies GetBody makes, mark their read errors as *bodyError. net/http returns
+// such an error as it is, and it may look like a connection failure
+// (io.ErrUnexpectedEOF, a reset from a body read off the network), which must
+// not be retried. The caller's request is not modified.
+func markBodyErrors(req *http.Request) *http.Request {
+	if req.Body == nil || req.Body == http.NoBody {
+		return req
+	}
+	out := new(http.Request)
+	*out = *req
+	out.Body = errBody{req.Body}
+	if getBody := req.GetBody; getBody != nil {
+		out.GetBody = func() (io.ReadCloser, error) {
+			b, err := getBody()
+			if err != nil || b == nil || b == http.NoBody {
+				return b, err
+			}
+			return errBody{b}, nil
+		}
+	}
+	return out
+}
+
+// errBody marks the errors of a request body's reads.
+type errBody struct{ rc io.ReadCloser }
+
+func (b errBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyError{err}
+	}
+	return n, err
+}
+
+func (b errBody) Close() error { return b.rc.Close() }
+
+// bodyError is an error from reading the request body: the caller's reader
+// failed, not the connection.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return "securehttp: reading the request body: " + e.err.Error() }
+
+func (e *bodyError) Unwrap() error { return e.err }
+
+// honestResult returns what the last attempt got: the response with its
+// body intact when retries ran out on a status, as net/http would, or the
+// error.
+func honestResult(resp *http.Response, err error, _ int) (*http.Response, error) {
+	if err != nil {
+		if resp != nil {
+			drainAndClose(resp.Body)
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+// attempt is the state of one request across its retries.
+type attempt struct {
+	t      *Transport
+	req    *http.Request
+	scoped bool
+	reason string // why the last attempt is retried, for the log
+	engine retryablehttp.Client
+}
+
+func (a *attempt) checkRetry(_ context.Context, resp *http.Response, err error) (bool, error) {
+	retry, reason := a.t.shouldRetry(a.req, resp, err)
+	if retry {
+		a.reason = reason
+	}
+	return retry, nil
+}
+
+// shouldRetry reports whether an attempt's outcome is worth another attempt,
+// and why, for the log.
+func (t *Transport) shouldRetry(req *http.Request, resp *http.Response, err error) (bool, string) {
+	if req.Context().Err() != nil {
+		// Cancelled, or past its deadline: never retried, whatever err is.
+		return false, ""
+	}
+	if err != nil {
+		if !retryableError(err) {
+			return false, ""
+		}
+		return true, errorReason(err)
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), t.now()); ok && d > t.retry.maxRetryAfter {
+			t.logger.Debug("securehttp: not retrying: Retry-After exceeds MaxRetryAfter",
+				"method", req.Method, "url", redactURL(req.URL), "retry_after", d, "max", t.retry.maxRetryAfter)
+			return false, ""
+		}
+	case http.StatusRequestTimeout, http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
+	default:
+		return false, ""
+	}
+	return true, resp.Status
+}
+
+func (a *attempt) backoff(minWait, maxWait time.Duration, n int, resp *http.Response) time.Duration {
+	wait := time.Duration(-1)
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), a.t.now()); ok {
+			// checkRetry refused anything above maxRetryAfter. A server
+			// asking for no wait at all still gets minWait, so that a
+			// "Retry-After: 0" cannot make the retries a burst.
+			wait = max(min(d, a.t.retry.maxRetryAfter), minWait)
+		}
+	}
+	if wait < 0 {
+		// Exponential growth, minWait*2^(n+1) for the n-th retry (n from
+		// 0), capped at maxWait, with full jitter between minWait and that
+		// ceiling: even the first retry is spread out.
+		ceiling := maxWait
+		if shift := max(n, 0) + 1; shift < 63 && minWait <= maxWait>>shift {
+			ceiling = minWait << shift
+		}
+		wait = minWait
+		if spread := int64(ceiling - minWait); spread > 0 {
+			wait += time.Duration(a.t.jitter(spread + 1))
+		}
+	}
+	a.t.logger.Debug("securehttp: retrying request", "method", a.req.Method, "url", redactURL(a.req.URL),
+		"attempt", n+2, "wait", wait, "reason", a.reason)
+	return wait
+}
+
+// prepareRetry readies the next attempt: the current token, which may have
+// been refreshed since the last attempt, and a fresh body from GetBody. The
+// token comes first so that a failed refresh leaves no new body unclosed.
+func (a *attempt) prepareRetry(req *http.Request) error {
+	if a.scoped {
+		tok, err := a.t.bearer.token(req.Context())
+		if err != nil {
+			return err
+		}
+		if tok.raw != sentToken(req) {
+			// The previous attempt's request shares this header map.
+			req.Header = req.Header.Clone()
+			req.Header["Authorization"] = tok.header
+		}
+	}
+	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return fmt.Errorf("securehttp: replaying the request body: %w", err)
+		}
+		req.Body = body
+	}
+	return nil
+}
+
+// retryableError reports whether err is a connection failure worth another
+// attempt. Anything it does not recognise fails fast; certificate, pin,
+// scheme, token, request body and cancellation errors are never retried.
+//
+// The request's own deadline is checked by checkRetry before this: it cannot
+// be told from err, since net/http's and net's timeouts (dial, response
+// headers) also match context.DeadlineExceeded, and those are retried.
+func retryableError(err error) bool {
+	var (
+		certErr    *tls.CertificateVerificationError
+		recordErr  tls.RecordHeaderError
+		refreshErr *RefreshError
+		bodyErr    *bodyError
+		netErr     net.Error
+	)
+	switch {
+	case errors.Is(err, context.Canceled),
+		errors.Is(err, ErrInsecureScheme), errors.Is(err, ErrPinMismatch), errors.Is(err, ErrWeakKey),
+		errors.Is(err, ErrRevoked), errors.Is(err, ErrOCSPStaple),
+		errors.As(err, &certErr), errors.As(err, &recordErr), errors.As(err, &refreshErr),
+		errors.As(err, &bodyErr):
+		return false
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case errors.As(err, &netErr):
+		return netErr.Timeout()
+	}
+	return false
+}
+
+// errorReason names a retried error for the log without its text, which
+// may hold a URL with its query.
+func errorReason(err error) string {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE):
+		return "connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout"
+	}
+	return "error"
+}
+
+// maxRetryAfterSeconds keeps absurd Retry-After values from overflowing.
+const maxRetryAfterSeconds = 1 << 31
+
+// parseRetryAfter reads a Retry-After value (RFC 9110 section 10.2.3): a
+// number of seconds, or an HTTP date, taken relative to now.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		secs, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			if errors.Is(err, strconv.ErrRange) {
+				return maxRetryAfterSeconds * time.Second, true
+			}
+			return 0, false
+		}
+		return time.Duration(min(secs, maxRetryAfterSeconds)) * time.Second, true
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(at.Sub(now), 0), true
+}

@@ -1,0 +1,665 @@
+package securehttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/net/publicsuffix"
+)
+
+// Bearer attaches "Authorization: Bearer <token>" to https requests for its
+// hosts, and to no other host. It knows each token's expiry (Token.Expiry,
+// or a JWT's exp), refreshes it ahead of expiry with one call however many
+// requests wait, and recovers once from a 401.
+//
+// A request that already carries an Authorization header is left alone. A
+// Bearer is configuration: NewTransport copies what it needs and never
+// modifies it.
+type Bearer struct {
+	// Store holds the token. Nil means an empty in-memory store.
+	Store TokenStore
+
+	// Refresh obtains a new token: a JWT, or an opaque token with its
+	// Expiry when known. It runs under its own context, bounded by
+	// RefreshTimeout, not under any request's; a Refresh that ignores its
+	// context still cannot make a request wait past that bound. Nil means
+	// tokens come only from Store, which is re-read when the token expires,
+	// or from ClientCredentials.
+	Refresh func(ctx context.Context) (Token, error)
+
+	// ClientCredentials obtains tokens from an OAuth 2.0 authorization
+	// server with the client credentials grant. At most one of Refresh and
+	// ClientCredentials may be set.
+	ClientCredentials *ClientCredentials
+
+	// Hosts lists the hosts that receive the token, as patterns like
+	// PinSet.Host. It is required: there is no "all hosts" default, and a
+	// wildcard may not cover a public suffix such as "*.com".
+	Hosts []string
+
+	// RefreshWindow is how long before expiry a background refresh starts
+	// while requests go on with the current token. Zero means 10% of the
+	// token's lifetime, at least 30 s and at most 5 min, and never more than
+	// half the lifetime.
+	RefreshWindow time.Duration
+
+	// RefreshTimeout bounds each refresh. Zero means 30 s.
+	RefreshTimeout time.Duration
+
+	// Keyfunc, if set, verifies each token's signature (see jwt.Keyfunc);
+	// a token that fails, or is not a JWT and so cannot be verified, is
+	// refused. Nil means a JWT is only decoded, which is enough to read its
+	// expiry, and a token that does not decode as a JWT is opaque.
+	Keyfunc jwt.Keyfunc
+
+	// ValidMethods lists the JWT algorithms Keyfunc's keys may verify, such
+	// as "RS256" or "ES256". Nil means the algorithm must fit the key that
+	// Keyfunc returns (an RSA, ECDSA or Ed25519 public key); an HMAC key
+	// ([]byte) is accepted only for algorithms listed here, so that a
+	// public key can never be used as an HMAC secret. "none" is always
+	// refused.
+	ValidMethods []string
+}
+
+// String reports the configured hosts, never a token.
+func (b *Bearer) String() string {
+	if b == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("securehttp.Bearer{Hosts: %q}", b.Hosts)
+}
+
+// GoString is String: a Bearer prints no secret even with %#v.
+func (b *Bearer) GoString() string { return b.String() }
+
+// LogValue keeps tokens out of structured logs.
+func (b *Bearer) LogValue() slog.Value { return slog.StringValue(b.String()) }
+
+// RefreshError reports that no valid token could be had for a request. The
+// request was not sent. Err is the cause: the Refresh error, a context
+// error, or ErrNoToken. Every RefreshError matches ErrNoToken with errors.Is.
+// RefreshError never contains the token.
+type RefreshError struct {
+	Err error
+}
+
+func (e *RefreshError) Error() string {
+	if e.Err == nil {
+		return "securehttp: bearer token unavailable"
+	}
+	return "securehttp: bearer token unavailable: " + causeText(e.Err)
+}
+
+func (e *RefreshError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrNoToken.
+func (e *RefreshError) Is(target error) bool { return target == ErrNoToken }
+
+// causeText is err's message without a leading "securehttp: ", for use
+// inside a message that already starts with it.
+func causeText(err error) string { return strings.TrimPrefix(err.Error(), "securehttp: ") }
+
+// wrapError prefixes msg to an error's text without repeating the package
+// prefix, and keeps the error for errors.Is and errors.As.
+type wrapError struct {
+	msg string
+	err error
+}
+
+func wrap(msg string, err error) error { return &wrapError{msg, err} }
+
+func (e *wrapError) Error() string { return e.msg + ": " + causeText(e.err) }
+func (e *wrapError) Unwrap() error { return e.err }
+
+const (
+	maxTokenLen           = 16 << 10
+	defaultRefreshTimeout = 30 * time.Second
+	minRefreshWindow      = 30 * time.Second
+	maxRefreshWindow      = 5 * time.Minute
+	// maxSkew is the most of a token's life given up to clock differences
+	// at its end: a token is not sent in its last min(lifetime/10, 5 s).
+	maxSkew = 5 * time.Second
+	// nbfLeeway is how far in the future a token's nbf may be: the client's
+	// clock may lag its issuer's, and the server judges nbf anyway.
+	nbfLeeway         = 60 * time.Second
+	minRefreshBackoff = time.Second
+	maxRefreshBackoff = time.Minute
+	// stopWait bounds how long CloseIdleConnections waits for a refresh
+	// that ignores its cancelled context.
+	stopWait = time.Second
+)
+
+// token is a parsed token, ready to send.
+type token struct {
+	raw      string
+	header   []string    // the Authorization value, made once and never modified
+	headers  http.Header // a header holding only header, never modified
+	exp, nbf time.Time   // zero when unknown
+	lifetime time.Duration
+}
+
+// usable reports whether t may be sent at now: not expired or about to be,
+// and already valid, give or take nbfLeeway.
+func (t *token) usable(now time.Time) bool {
+	if t == nil {
+		return false
+	}
+	skew := min(t.lifetime/10, maxSkew)
+	if !t.exp.IsZero() && !now.Before(t.exp.Add(-skew)) {
+		return false
+	}
+	return t.nbf.IsZero() || !t.nbf.After(now.Add(nbfLeeway))
+}
+
+// tokenSource is the runtime state behind a Bearer: the one owner of the
+// current token.
+type tokenSource struct {
+	store   TokenStore
+	refresh func(ctx context.Context) (Token, error)
+	hosts   []hostPattern
+	window  time.Duration
+	timeout time.Duration
+	keyfunc jwt.Keyfunc
+	methods []string
+	logger  *slog.Logger
+	now     func() time.Time
+
+	mu          sync.Mutex
+	cur         *token
+	rejected    string    // the last token a server refused with 401
+	flight      *flight   // the refresh in progress, if any
+	retryAt     time.Time // no refresh before this, in the background or on demand
+	misses      int       // consecutive refreshes that failed or gave a token already due
+	lastErr     error     // the last refresh failure, returned until retryAt
+	warnedReuse bool      // the "Refresh returned the refused token" warning was logged
+}
+
+// flight is one refresh, shared by every request that waits for it.
+type flight struct {
+	done   chan struct{}
+	ctx    context.Context // the refresh's own, bounded by RefreshTimeout
+	cancel context.CancelFunc
+	tok    *token
+	err    error
+}
+
+func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*tokenSource, error) {
+	if len(b.Hosts) == 0 {
+		return nil, &ConfigError{Field: "Bearer.Hosts", Err: errors.New("no hosts: list the hosts that may receive the token")}
+	}
+	if b.Refresh != nil && b.ClientCredentials != nil {
+		return nil, &ConfigError{Field: "Bearer", Err: errors.New("set Refresh or ClientCredentials, not both")}
+	}
+	if b.Store == nil && b.Refresh == nil && b.ClientCredentials == nil {
+		return nil, &ConfigError{Field: "Bearer", Err: errors.New("needs a Store, a Refresh function or ClientCredentials")}
+	}
+	if b.RefreshWindow < 0 {
+		return nil, &ConfigError{Field: "Bearer.RefreshWindow", Value: b.RefreshWindow.String(), Err: errors.New("must not be negative")}
+	}
+	if b.RefreshTimeout < 0 {
+		return nil, &ConfigError{Field: "Bearer.RefreshTimeout", Value: b.RefreshTimeout.String(), Err: errors.New("must not be negative")}
+	}
+	for i, m := range b.ValidMethods {
+		if jwt.GetSigningMethod(m) == nil || strings.EqualFold(m, "none") {
+			return nil, &ConfigError{Field: fmt.Sprintf("Bearer.ValidMethods[%d]", i), Value: m,
+				Err: errors.New("not a JWT signing algorithm this client verifies")}
+		}
+	}
+	if len(b.ValidMethods) > 0 && b.Keyfunc == nil {
+		return nil, &ConfigError{Field: "Bearer.ValidMethods", Err: errors.New("set only with Keyfunc")}
+	}
+	ts := &tokenSource{
+		store:   b.Store,
+		refresh: b.Refresh,
+		window:  b.RefreshWindow,
+		timeout: orDefault(b.RefreshTimeout, defaultRefreshTimeout),
+		keyfunc: b.Keyfunc,
+		methods: b.ValidMethods,
+		logger:  logger,
+		now:     now,
+	}
+	if ts.store == nil {
+		ts.store = NewMemoryStore(Token{})
+	}
+	for i, h := range b.Hosts {
+		p, err := parseHostPattern(h)
+		if err != nil {
+			return nil, &ConfigError{Field: fmt.Sprintf("Bearer.Hosts[%d]", i), Value: h, Err: err}
+		}
+		if p.wild != 0 {
+			if suffix, _ := publicsuffix.PublicSuffix(p.base); suffix == p.base {
+				return nil, &ConfigError{Field: fmt.Sprintf("Bearer.Hosts[%d]", i), Value: h,
+					Err: errors.New("a wildcard must not cover a public suffix")}
+			}
+		}
+		ts.hosts = append(ts.hosts, p)
+	}
+	return ts, nil
+}
+
+// covers reports whether host, already normalised, may receive the token.
+func (ts *tokenSource) covers(host string) bool {
+	for _, p := range ts.hosts {
+		if p.match(host) {
+			return true
+		}
+	}
+	return false
+}
+
+// token returns a token to send now. A usable token is returned at once,
+// starting a background refresh when it is inside its refresh window.
+// Without one, the caller waits for the single refresh in flight, bounded by
+// ctx and by the refresh's own deadline. After a failed refresh, callers
+// get its error at once until the backoff has passed.
+func (ts *tokenSource) token(ctx context.Context) (*token, error) {
+	ts.mu.Lock()
+	now := ts.now()
+	if cur := ts.cur; cur.usable(now) {
+		if ts.flight == nil && ts.due(cur, now) && !now.Before(ts.retryAt) {
+			ts.start()
+		}
+		ts.mu.Unlock()
+		return cur, nil
+	}
+	f := ts.flight
+	if f != nil && f.ctx.Err() != nil {
+		// A refresh that outlived its own deadline is abandoned: it
+		// ignored its context, and nobody waits for it any more.
+		ts.abandon(f, now)
+		f = nil
+	}
+	if f == nil {
+		if ts.lastErr != nil && now.Before(ts.retryAt) {
+			err := ts.lastErr
+			ts.mu.Unlock()
+			return nil, &RefreshError{Err: err}
+		}
+		f = ts.start()
+	}
+	ts.mu.Unlock()
+
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return nil, &RefreshError{Err: ctx.Err()}
+	case <-f.ctx.Done():
+		// The refresh's deadline passed or it was stopped. It may have
+		// finished at the same moment: prefer its result.
+		select {
+		case <-f.done:
+		default:
+			return nil, &RefreshError{Err: fmt.Errorf("refresh did not finish within RefreshTimeout: %w", f.ctx.Err())}
+		}
+	}
+	if f.err != nil {
+		return nil, &RefreshError{Err: f.err}
+	}
+	if !f.tok.usable(ts.now()) {
+		return nil, &RefreshError{Err: errors.New("the refreshed token has already expired")}
+	}
+	return f.tok, nil
+}
+
+// abandon gives up on f, which outlived its deadline, as on a failed
+// refresh. ts.mu must be held.
+func (ts *tokenSource) abandon(f *flight, now time.Time) {
+	ts.flight = nil
+	ts.fail(errors.New("refresh did not finish within RefreshTimeout"), now)
+}
+
+// fail records a failed refresh and backs off. ts.mu must be held.
+func (ts *tokenSource) fail(err error, now time.Time) {
+	ts.misses++
+	ts.lastErr = err
+	ts.retryAt = now.Add(refreshBackoff(ts.misses))
+	ts.logger.Warn("securehttp: bearer token refresh failed", "error", err,
+		"current_token_usable", ts.cur.usable(now), "next_try", ts.retryAt)
+}
+
+// due reports whether tok is inside its refresh window.
+func (ts *tokenSource) due(tok *token, now time.Time) bool {
+	if tok.exp.IsZero() {
+		return false
+	}
+	window := ts.window
+	if window == 0 {
+		window = min(max(tok.lifetime/10, minRefreshWindow), maxRefreshWindow, tok.lifetime/2)
+	}
+	return !now.Before(tok.exp.Add(-window))
+}
+
+// start begins a refresh. ts.mu must be held.
+func (ts *tokenSource) start() *flight {
+	ctx, cancel := context.WithTimeout(context.Background(), ts.timeout)
+	f := &flight{done: make(chan struct{}), ctx: ctx, cancel: cancel}
+	ts.flight = f
+	prev := ts.cur
+	go ts.run(ctx, f, prev)
+	return f
+}
+
+func (ts *tokenSource) run(ctx context.Context, f *flight, prev *token) {
+	defer f.cancel()
+	tok, err := ts.obtain(ctx, prev)
+
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	defer close(f.done)
+	f.tok, f.err = tok, err
+	if ts.flight != f {
+		// Abandoned after its deadline: its result comes too late to be
+		// trusted as the current state.
+		return
+	}
+	ts.flight = nil
+	now := ts.now()
+	switch {
+	case err != nil:
+		ts.fail(err, now)
+	case ts.due(tok, now):
+		// The new token is already inside its window (a caching token
+		// source, or a window longer than the lifetime): wait longer each
+		// time before asking again, as after a failure, rather than
+		// calling Refresh every second until it expires.
+		ts.cur = tok
+		ts.misses++
+		ts.lastErr = nil
+		ts.retryAt = now.Add(refreshBackoff(ts.misses))
+	default:
+		ts.cur = tok
+		ts.misses = 0
+		ts.lastErr = nil
+		ts.retryAt = time.Time{}
+	}
+}
+
+// refreshBackoff doubles from a second up to a minute.
+func refreshBackoff(misses int) time.Duration {
+	d := minRefreshBackoff
+	for i := 1; i < misses && d < maxRefreshBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxRefreshBackoff)
+}
+
+// callRefresh calls Refresh, turning a panic into an error: it runs on a
+// background goroutine, where a panic would end the whole process.
+func (ts *tokenSource) callRefresh(ctx context.Context) (tok Token, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("the Refresh function panicked (%T)", p)
+		}
+	}()
+	return ts.refresh(ctx)
+}
+
+// obtain re-reads the store, where another process may already have saved a
+// fresh token, and calls Refresh only if that does not give a usable one.
+func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) {
+	now := ts.now()
+	stored, loadErr := ts.store.Load(ctx)
+	rejected := ts.rejectedToken()
+	var storedExpired bool
+	switch {
+	case loadErr != nil:
+		ts.logger.Warn("securehttp: loading the bearer token from the store failed", "error", loadErr)
+	case stored.Value != "" && stored.Value != rejected:
+		// Take a token another process saved, unless it is the one being
+		// replaced or is itself due for a refresh. On the first load any
+		// usable token will do.
+		tok, perr := ts.parse(stored, now)
+		if perr == nil && tok.usable(now) && (prev == nil || (stored.Value != prev.raw && !ts.due(tok, now))) {
+			ts.logger.Debug("securehttp: bearer token taken from the store", "expires", tok.exp)
+			return tok, nil
+		}
+		storedExpired = perr == nil && !tok.usable(now)
+	}
+	if ts.refresh == nil {
+		switch {
+		case loadErr != nil:
+			// Keep the cause, such as ErrInsecureTokenFile, for errors.Is.
+			return nil, wrap("no Refresh function is set and loading the store failed", loadErr)
+		case storedExpired:
+			return nil, errors.New("the stored token has expired and no Refresh function is set")
+		case stored.Value != "" && stored.Value == rejected:
+			return nil, errors.New("the server refused the stored token and no Refresh function is set")
+		case stored.Value != "":
+			return nil, errors.New("the stored token is unusable and no Refresh function is set")
+		}
+		return nil, errors.New("the store holds no token and no Refresh function is set")
+	}
+	ts.logger.Debug("securehttp: refreshing bearer token")
+	got, err := ts.callRefresh(ctx)
+	if err != nil {
+		return nil, wrap("refresh", err)
+	}
+	if got.Value != "" && got.Value == rejected {
+		ts.warnReuse()
+	}
+	tok, err := ts.parse(got, ts.now())
+	if err != nil {
+		return nil, wrap("refresh returned an unusable token", err)
+	}
+	if !tok.usable(ts.now()) {
+		return nil, errors.New("refresh returned an expired or not yet valid token")
+	}
+	if err := ts.store.Save(ctx, got); err != nil {
+		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
+	}
+	ts.logger.Debug("securehttp: bearer token refreshed", "expires", tok.exp)
+	return tok, nil
+}
+
+// warnReuse says, once, that Refresh handed back the token a server had
+// just refused: typically a caching source such as oauth2.ReuseTokenSource.
+func (ts *tokenSource) warnReuse() {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.warnedReuse {
+		return
+	}
+	ts.warnedReuse = true
+	ts.logger.Warn("securehttp: Refresh returned the token the server just refused; " +
+		"it is probably a caching token source (such as oauth2.ReuseTokenSource): " +
+		"pass a source that fetches a new token on each call, or use Bearer.ClientCredentials")
+}
+
+func (ts *tokenSource) rejectedToken() string {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.rejected
+}
+
+// invalidate marks sent as refused by a server, if it is still the current
+// token, so that concurrent 401s cause one refresh between them. It reports
+// whether a refresh may follow: after a refresh that a 401 caused, the next
+// one waits for the refresh backoff, so that a server refusing every token
+// cannot make each request cost a refresh.
+func (ts *tokenSource) invalidate(sent string) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.cur == nil || ts.cur.raw != sent {
+		return true
+	}
+	now := ts.now()
+	if ts.rejected != "" && now.Before(ts.retryAt) {
+		// The token that replaced the last refused one is refused too:
+		// keep it, and let the refresh wait for the backoff.
+		return false
+	}
+	ts.rejected = sent
+	ts.cur = nil
+	ts.misses++
+	ts.retryAt = now.Add(refreshBackoff(ts.misses))
+	ts.logger.Debug("securehttp: bearer token refused by the server; it will be refreshed")
+	return true
+}
+
+// stop cancels the refresh in flight, if any, and waits for it to end, for
+// at most stopWait: a Refresh that ignores its context is left behind.
+func (ts *tokenSource) stop() {
+	ts.mu.Lock()
+	f := ts.flight
+	ts.mu.Unlock()
+	if f == nil {
+		return
+	}
+	f.cancel()
+	t := time.NewTimer(stopWait)
+	defer t.Stop()
+	select {
+	case <-f.done:
+	case <-t.C:
+		ts.logger.Warn("securehttp: a token refresh ignored its cancelled context; no longer waiting for it")
+	}
+}
+
+// parse checks tok's syntax and reads its expiry: the earlier of tok.Expiry
+// and a JWT's exp. Errors never contain the token or its claims.
+func (ts *tokenSource) parse(in Token, now time.Time) (*token, error) {
+	raw := in.Value
+	if raw == "" {
+		return nil, errors.New("empty token")
+	}
+	if len(raw) > maxTokenLen {
+		return nil, fmt.Errorf("token of %d bytes exceeds the %d-byte limit", len(raw), maxTokenLen)
+	}
+	if !isToken68(raw) {
+		return nil, errors.New("token has characters not allowed in a bearer token (RFC 6750 b64token)")
+	}
+	tok := &token{raw: raw, header: []string{"Bearer " + raw}}
+	tok.headers = http.Header{"Authorization": tok.header}
+	claims, err := ts.claims(raw)
+	switch {
+	case err != nil && ts.keyfunc != nil:
+		return nil, err
+	case err != nil:
+		claims = nil // not a JWT: opaque
+	}
+	tok.exp = in.Expiry
+	var iat time.Time
+	if claims != nil {
+		if claims.ExpiresAt != nil && (tok.exp.IsZero() || claims.ExpiresAt.Before(tok.exp)) {
+			tok.exp = claims.ExpiresAt.Time
+		}
+		if claims.NotBefore != nil {
+			tok.nbf = claims.NotBefore.Time
+		}
+		if claims.IssuedAt != nil {
+			iat = claims.IssuedAt.Time
+		}
+	}
+	if !tok.exp.IsZero() {
+		start := now
+		if !iat.IsZero() && iat.Before(tok.exp) {
+			start = iat
+		}
+		tok.lifetime = max(tok.exp.Sub(start), 0)
+	}
+	return tok, nil
+}
+
+// claims decodes raw as a JWT, verifying it when a Keyfunc is set. The
+// error names what is wrong without quoting the token.
+func (ts *tokenSource) claims(raw string) (*jwt.RegisteredClaims, error) {
+	if strings.Count(raw, ".") != 2 {
+		if ts.keyfunc != nil {
+			return nil, errors.New("token is not a JWT, so Keyfunc cannot verify it")
+		}
+		return nil, errors.New("not a JWT")
+	}
+	var claims jwt.RegisteredClaims
+	opts := []jwt.ParserOption{jwt.WithoutClaimsValidation()}
+	if len(ts.methods) > 0 {
+		opts = append(opts, jwt.WithValidMethods(ts.methods))
+	}
+	parser := jwt.NewParser(opts...)
+	var err error
+	if ts.keyfunc != nil {
+		_, err = parser.ParseWithClaims(raw, &claims, ts.checkedKeyfunc)
+	} else {
+		_, _, err = parser.ParseUnverified(raw, &claims)
+	}
+	if err != nil {
+		return nil, jwtErrorKind(err)
+	}
+	return &claims, nil
+}
+
+// checkedKeyfunc calls Keyfunc and refuses an algorithm that does not fit
+// the key it returns, so that a public key is never used as an HMAC secret
+// (algorithm confusion) and "none" never passes.
+func (ts *tokenSource) checkedKeyfunc(t *jwt.Token) (any, error) {
+	alg := t.Method.Alg()
+	if strings.EqualFold(alg, "none") {
+		return nil, errors.New(`the "none" algorithm is refused`)
+	}
+	key, err := ts.keyfunc(t)
+	if err != nil || len(ts.methods) > 0 {
+		return key, err
+	}
+	if !keyFitsAlg(key, alg) {
+		return nil, fmt.Errorf("algorithm %s does not fit the key Keyfunc returned (%T); list it in Bearer.ValidMethods", alg, key)
+	}
+	return key, nil
+}
+
+// jwtErrorKind maps a jwt/v5 error to a message of our own: theirs may
+// quote claim values or bytes of the token.
+func jwtErrorKind(err error) error {
+	kinds := []struct {
+		target error
+		msg    string
+	}{
+		{jwt.ErrTokenMalformed, "malformed JWT"},
+		{jwt.ErrTokenUnverifiable, "JWT cannot be verified"},
+		{jwt.ErrTokenSignatureInvalid, "JWT signature is invalid"},
+		{jwt.ErrTokenInvalidClaims, "JWT claims are invalid"},
+	}
+	for _, k := range kinds {
+		if errors.Is(err, k.target) {
+			return &jwtError{msg: k.msg, kind: k.target}
+		}
+	}
+	return &jwtError{msg: "JWT refused", kind: jwt.ErrTokenUnverifiable}
+}
+
+// jwtError is a JWT failure that matches jwt/v5's error kinds with
+// errors.Is, without carrying their text.
+type jwtError struct {
+	msg  string
+	kind error
+}
+
+func (e *jwtError) Error() string { return e.msg }
+func (e *jwtError) Unwrap() error { return e.kind }
+
+// isToken68 reports whether s is a b64token (RFC 6750 section 2.1), so it can
+// go into a header without injecting anything.
+func isToken68(s string) bool {
+	end := len(s)
+	for end > 0 && s[end-1] == '=' {
+		end--
+	}
+	if end == 0 {
+		return false
+	}
+	for i := 0; i < end; i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
