@@ -108,6 +108,8 @@ type OAuthError struct {
 	Code        string // the "error" value, such as "invalid_client"
 	Description string // "error_description", cleaned of control characters and cut short
 	URI         string // "error_uri"
+
+	nonceRequested bool // a DPoP use_dpop_nonce error that brought a nonce
 }
 
 func (e *OAuthError) Error() string {
@@ -138,6 +140,9 @@ type tokenClient struct {
 	rt     func(*http.Request) (*http.Response, error)
 	now    func() time.Time
 	logger *slog.Logger
+	dpop   *dpopKey // nil without Bearer.DPoP: token requests carry no proof
+	// mayResend is Transport.resendAllowed, asked before a nonce retry.
+	mayResend func(req *http.Request, reason string) bool
 
 	mu        sync.Mutex
 	endpoint  string    // discovered or configured token endpoint
@@ -278,8 +283,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // request makes one token request. retry says whether another attempt may
-// succeed: connection failures and 5xx, never an OAuth error.
-func (tc *tokenClient) request(ctx context.Context, endpoint string) (tok Token, retry bool, err error) {
+// succeed: connection failures and 5xx, never an OAuth error. With DPoP, a
+// 400 use_dpop_nonce that brings a nonce is answered once more at once, with
+// a new proof and a new client assertion, since the server has seen the
+// assertion's jti (RFC 9449 section 8).
+func (tc *tokenClient) request(ctx context.Context, endpoint string) (Token, bool, error) {
+	tok, retry, err := tc.requestOnce(ctx, endpoint)
+	var oe *OAuthError
+	if tc.dpop != nil && errors.As(err, &oe) && oe.nonceRequested {
+		req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
+		if rerr == nil && tc.mayResend(req, "use_dpop_nonce") {
+			tc.logger.Debug("securehttp: token request again with the server's DPoP nonce", "url", redactURL(req.URL))
+			return tc.requestOnce(ctx, endpoint)
+		}
+	}
+	return tok, retry, err
+}
+
+// requestOnce sends one token request.
+func (tc *tokenClient) requestOnce(ctx context.Context, endpoint string) (tok Token, retry bool, err error) {
 	form := url.Values{"grant_type": {"client_credentials"}}
 	if len(tc.cfg.Scopes) > 0 {
 		form.Set("scope", strings.Join(tc.cfg.Scopes, " "))
@@ -313,6 +335,15 @@ func (tc *tokenClient) request(ctx context.Context, endpoint string) (tok Token,
 	req.Body = io.NopCloser(strings.NewReader(body))
 	req.ContentLength = int64(len(body))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
+	wantType := "Bearer"
+	if tc.dpop != nil {
+		proof, err := tc.dpop.proof(http.MethodPost, req.URL, "")
+		if err != nil {
+			return Token{}, false, err
+		}
+		req.Header["Dpop"] = []string{proof}
+		wantType = "DPoP" // a bearer token instead is a downgrade, refused
+	}
 
 	start := tc.now()
 	resp, err := tc.rt(req)
@@ -334,9 +365,12 @@ func (tc *tokenClient) request(ctx context.Context, endpoint string) (tok Token,
 		if resp.StatusCode >= 500 {
 			return Token{}, true, fmt.Errorf("token endpoint answered %d", resp.StatusCode)
 		}
-		return Token{}, false, parseOAuthError(resp.StatusCode, data)
+		oerr := parseOAuthError(resp.StatusCode, data)
+		oerr.nonceRequested = resp.StatusCode == http.StatusBadRequest && oerr.Code == "use_dpop_nonce" &&
+			len(resp.Header["Dpop-Nonce"]) > 0
+		return Token{}, false, oerr
 	}
-	tok, err = parseTokenResponse(data, start, "Bearer")
+	tok, err = parseTokenResponse(data, start, wantType)
 	return tok, false, err
 }
 
@@ -428,7 +462,7 @@ func parseExpiresIn(raw json.RawMessage) (int64, error) {
 }
 
 // parseOAuthError reads an RFC 6749 section 5.2 error response.
-func parseOAuthError(status int, data []byte) error {
+func parseOAuthError(status int, data []byte) *OAuthError {
 	var r struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description"`

@@ -107,21 +107,21 @@ func (t *Transport) retryable(req *http.Request) bool {
 // attempts.
 func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error) {
 	if !t.retryable(req) {
-		return t.base.RoundTrip(req)
+		return t.roundTrip(req)
 	}
 	req = markBodyErrors(req)
 	// The first attempt goes straight to the pool, so that the requests
 	// that succeed, nearly all of them, cost what they cost with net/http.
 	// Only a request that will be retried is handed to the engine, which
 	// starts by replaying this first outcome through its own loop.
-	resp, err := t.base.RoundTrip(req)
+	resp, err := t.roundTrip(req)
 	if retry, _ := t.shouldRetry(req, resp, err); !retry {
 		return resp, err
 	}
 	a := &attempt{t: t, req: req, scoped: scoped}
 	c := &a.engine
 	c.HTTPClient = &http.Client{
-		Transport:     &replayFirst{resp: resp, err: err, rt: t.base},
+		Transport:     &replayFirst{resp: resp, err: err, rt: t.roundTrip},
 		CheckRedirect: useLastResponse,
 	}
 	c.RetryMax = t.retry.max
@@ -153,7 +153,7 @@ type replayFirst struct {
 	resp *http.Response
 	err  error
 	used bool
-	rt   http.RoundTripper
+	rt   func(*http.Request) (*http.Response, error)
 }
 
 func (r *replayFirst) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -161,7 +161,17 @@ func (r *replayFirst) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.used = true
 		return r.resp, r.err
 	}
-	return r.rt.RoundTrip(req)
+	return r.rt(req)
+}
+
+// roundTrip is one attempt on the wire. It learns the DPoP nonce that any
+// response may carry.
+func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err == nil && t.dpop != nil {
+		t.dpop.observe(req.URL, resp.Header)
+	}
+	return resp, err
 }
 
 // markBodyErrors returns req, or a shallow copy of it whose body, and the
@@ -303,7 +313,17 @@ func (a *attempt) prepareRetry(req *http.Request) error {
 		if err != nil {
 			return err
 		}
-		if tok.raw != sentToken(req) {
+		if a.t.dpop != nil {
+			// Every attempt has its own proof: a new jti and iat, and the
+			// nonce the last response may have brought.
+			proof, err := a.t.dpop.proof(req.Method, req.URL, tok.ath)
+			if err != nil {
+				return err
+			}
+			req.Header = req.Header.Clone()
+			req.Header["Authorization"] = tok.header
+			req.Header["Dpop"] = []string{proof}
+		} else if tok.raw != sentToken(req) {
 			// The previous attempt's request shares this header map.
 			req.Header = req.Header.Clone()
 			req.Header["Authorization"] = tok.header

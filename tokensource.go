@@ -39,6 +39,13 @@ type Bearer struct {
 	// ClientCredentials may be set.
 	ClientCredentials *ClientCredentials
 
+	// DPoP, if set, binds the tokens to a key (RFC 9449): they are sent as
+	// "Authorization: DPoP <token>" with a fresh proof on every attempt,
+	// never as bearer tokens. Without ClientCredentials, DPoP.Key must be
+	// set, since Refresh must obtain tokens bound to it. Nil means plain
+	// bearer tokens.
+	DPoP *DPoP
+
 	// Hosts lists the hosts that receive the token, as patterns like
 	// PinSet.Host. It is required: there is no "all hosts" default, and a
 	// wildcard may not cover a public suffix such as "*.com".
@@ -140,6 +147,7 @@ const (
 type token struct {
 	raw      string
 	header   []string    // the Authorization value, made once and never modified
+	ath      string      // DPoP only: the proofs' hash of the token
 	headers  http.Header // a header holding only header, never modified
 	exp, nbf time.Time   // zero when unknown
 	lifetime time.Duration
@@ -168,6 +176,7 @@ type tokenSource struct {
 	timeout time.Duration
 	keyfunc jwt.Keyfunc
 	methods []string
+	scheme  string // "Bearer", or "DPoP": a token's binding is part of it
 	logger  *slog.Logger
 	now     func() time.Time
 
@@ -222,8 +231,12 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 		timeout: orDefault(b.RefreshTimeout, defaultRefreshTimeout),
 		keyfunc: b.Keyfunc,
 		methods: b.ValidMethods,
+		scheme:  "Bearer",
 		logger:  logger,
 		now:     now,
+	}
+	if b.DPoP != nil {
+		ts.scheme = "DPoP"
 	}
 	if ts.store == nil {
 		ts.store = NewMemoryStore(Token{})
@@ -535,8 +548,11 @@ func (ts *tokenSource) parse(in Token, now time.Time) (*token, error) {
 	if !isToken68(raw) {
 		return nil, errors.New("token has characters not allowed in a bearer token (RFC 6750 b64token)")
 	}
-	tok := &token{raw: raw, header: []string{"Bearer " + raw}}
+	tok := &token{raw: raw, header: []string{ts.scheme + " " + raw}}
 	tok.headers = http.Header{"Authorization": tok.header}
+	if ts.scheme == "DPoP" {
+		tok.ath = tokenHash(raw)
+	}
 	claims, err := ts.claims(raw)
 	switch {
 	case err != nil && ts.keyfunc != nil:

@@ -50,6 +50,7 @@ type Transport struct {
 	expiryWarned  sync.Map // [sha256.Size]byte of a certificate: warned once
 
 	bearer *tokenSource // nil without Config.Bearer
+	dpop   *dpopKey     // nil without Bearer.DPoP
 	retry  retryConfig
 
 	logger *slog.Logger // never nil: a discarding logger when Config.Logger is nil
@@ -124,11 +125,22 @@ func NewTransport(cfg Config) (*Transport, error) {
 		if t.bearer, err = newTokenSource(cfg.Bearer, t.logger, t.clock); err != nil {
 			return nil, err
 		}
+		if d := cfg.Bearer.DPoP; d != nil {
+			if d.Key == nil && cfg.Bearer.ClientCredentials == nil {
+				return nil, &ConfigError{Field: "Bearer.DPoP.Key", Err: errors.New(
+					"required unless ClientCredentials obtains the tokens: they must be bound to a key your Refresh knows")}
+			}
+			if t.dpop, err = newDPoPKey(d, t.clock); err != nil {
+				return nil, err
+			}
+		}
 		if cc := cfg.Bearer.ClientCredentials; cc != nil {
 			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, false)
 			if err != nil {
 				return nil, err
 			}
+			tc.dpop = t.dpop
+			tc.mayResend = t.resendAllowed
 			t.bearer.refresh = tc.fetch
 		}
 	}
@@ -172,8 +184,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	out := withToken(req, tok)
+	out, err := t.withToken(req, tok)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
 	resp, err := t.send(out, true)
+	if err == nil {
+		resp, err = t.retryNonce(out, tok, resp)
+	}
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		resp, err = t.recoverUnauthorized(out, resp)
 	}
@@ -197,35 +216,63 @@ func (t *Transport) direct(req *http.Request) (*http.Response, error) {
 }
 
 // withToken returns a shallow copy of req with its own header map, carrying
-// tok. The caller's request is never modified. The value slices are shared
-// with the caller's header, as a RoundTripper only reads them; a request
-// with no header of its own shares the token's ready-made, read-only map.
-// Code below this point that must change a header clones it first.
-func withToken(req *http.Request, tok *token) *http.Request {
+// tok and, with DPoP, a new proof for this attempt. The caller's request is
+// never modified. The value slices are shared with the caller's header, as a
+// RoundTripper only reads them; a request with no header of its own shares
+// the token's ready-made, read-only map when no proof is needed. Code below
+// this point that must change a header clones it first.
+func (t *Transport) withToken(req *http.Request, tok *token) (*http.Request, error) {
 	out := new(http.Request)
 	*out = *req
-	if len(req.Header) == 0 {
+	extra := 1
+	var proof string
+	if t.dpop != nil {
+		var err error
+		if proof, err = t.dpop.proof(req.Method, req.URL, tok.ath); err != nil {
+			return nil, err
+		}
+		extra = 2
+	} else if len(req.Header) == 0 {
 		out.Header = tok.headers
-		return out
+		return out, nil
 	}
-	out.Header = make(http.Header, len(req.Header)+1)
+	out.Header = make(http.Header, len(req.Header)+extra)
 	for k, v := range req.Header {
 		out.Header[k] = v
 	}
 	out.Header["Authorization"] = tok.header
-	return out
+	if proof != "" {
+		out.Header["Dpop"] = []string{proof}
+	}
+	return out, nil
 }
 
-// sentToken returns the bearer token req carries.
+// sentToken returns the token req carries, after its scheme (Bearer or
+// DPoP).
 func sentToken(req *http.Request) string {
-	return strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
+	_, tok, _ := strings.Cut(req.Header.Get("Authorization"), " ")
+	return tok
+}
+
+// resendAllowed says whether req may be sent again for a reason other than
+// a retry: a 401 replay with a refreshed token, or a DPoP nonce retry. Each
+// of these is already bounded to one per request.
+//
+// RETRY BUDGET: this is the one place where such resends are paid for;
+// the per-host retry budget is spent here when it exists.
+func (t *Transport) resendAllowed(req *http.Request, reason string) bool {
+	return true
 }
 
 // recoverUnauthorized handles a 401 to a request that carried our token: it
 // invalidates that token, refreshes it and replays the request once, when
 // its body can be replayed. Otherwise it returns resp as it is.
 func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) (*http.Response, error) {
-	if !tokenRejected(resp.Header) {
+	rejected := tokenRejected
+	if t.dpop != nil {
+		rejected = dpopTokenRejected
+	}
+	if !rejected(resp.Header) {
 		return resp, nil
 	}
 	sent := sentToken(req)
@@ -239,7 +286,14 @@ func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) 
 		}
 		return resp, nil
 	}
-	replay := withToken(req, tok)
+	if !t.resendAllowed(req, "401") {
+		return resp, nil
+	}
+	replay, err := t.withToken(req, tok)
+	if err != nil {
+		t.logger.Warn("securehttp: no DPoP proof for the replay after 401", "url", redactURL(req.URL), "error", err)
+		return resp, nil
+	}
 	if req.Body != nil && req.Body != http.NoBody {
 		body, err := req.GetBody()
 		if err != nil {
@@ -250,7 +304,14 @@ func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) 
 	drainAndClose(resp.Body)
 	t.logger.Debug("securehttp: replaying request after 401 with a refreshed token",
 		"method", req.Method, "url", redactURL(req.URL))
-	return t.send(replay, true)
+	resp, err = t.send(replay, true)
+	if err != nil {
+		return nil, err
+	}
+	// The replay's own nonce request is answered once too. A retryNonce
+	// already spent on the first attempt does not carry over: the refreshed
+	// token is a new request's worth of attempts, still bounded.
+	return t.retryNonce(replay, tok, resp)
 }
 
 // replayable reports whether req's body can be sent again.
