@@ -3,6 +3,7 @@ module github.com/securehttp/securehttp
 go 1.26.0
 
 require (
+	github.com/go-jose/go-jose/v4 v4.1.9
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	go.uber.org/goleak v1.3.0
