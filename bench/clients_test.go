@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
@@ -128,6 +129,7 @@ type secureOptions struct {
 	token   string // the token in the MemoryStore at the start
 	refresh func(context.Context) (string, error)
 	window  time.Duration // Bearer.RefreshWindow
+	dpop    crypto.Signer // Bearer.DPoP.Key; nil: no DPoP
 }
 
 // secureClient returns securehttp with bearer tokens and retries (the
@@ -146,6 +148,9 @@ func (f *fixture) secureClient(b *testing.B, o secureOptions) *http.Client {
 		Proxy:               noProxy,
 		DialContext:         f.dial,
 		MaxIdleConnsPerHost: poolSize,
+	}
+	if o.dpop != nil {
+		cfg.Bearer.DPoP = &securehttp.DPoP{Key: o.dpop}
 	}
 	if o.pins {
 		backup := sha256.Sum256([]byte("a backup key kept offline"))

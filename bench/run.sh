@@ -56,6 +56,7 @@ if [ "$measure" = 1 ]; then
     "$bin -test.run '^\$' -test.bench '^BenchmarkHandshakePaired\$' -test.benchtime $hs_time"
     "$bin -test.run '^\$' -test.bench '^BenchmarkUpload\$' -test.benchtime $upload_time"
     "$bin -test.run '^\$' -test.bench '^BenchmarkRefreshStampede\$' -test.benchtime $stampede_time"
+    "$bin -test.run '^\$' -test.bench '^BenchmarkDPoP\$' -test.benchtime $get_time"
   )
   load_start=$(loadavg)
   started=$(date +%s)
