@@ -813,3 +813,62 @@ func BenchmarkECDSASign(b *testing.B) {
 		}
 	}
 }
+
+// TestDPoPForeignBoundToken: a token bound (cnf.jkt) to another key, as
+// another process with its own key may leave in a shared store, is never
+// sent: the store's token is passed over for a Refresh, and a Refresh that
+// returns one fails without sending anything.
+func TestDPoPForeignBoundToken(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ours, _ := (&DPoP{Key: key}).Thumbprint()
+	theirs, _ := (&DPoP{Key: otherKey}).Thumbprint()
+	bound := func(jkt string) string {
+		at, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"exp": time.Now().Add(time.Hour).Unix(), "jti": rand.Text(), "cnf": map[string]string{"jkt": jkt},
+		}).SignedString(tokKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	for _, tt := range []struct {
+		name      string
+		refreshed string
+		wantOK    bool
+	}{
+		{"stored token of another key is replaced", ours, true},
+		{"refresh returning another key's token fails", theirs, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newDPoPServer(t)
+			var refreshes atomic.Int64
+			cfg := testConfig(t)
+			cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, DPoP: &DPoP{Key: key},
+				Store: NewMemoryStore(Token{Value: bound(theirs)}),
+				Refresh: func(context.Context) (Token, error) {
+					refreshes.Add(1)
+					return Token{Value: bound(tt.refreshed)}, nil
+				}}
+			c := &http.Client{Transport: newTestTransport(t, cfg)}
+			resp, err := c.Get(s.url("/v1"))
+			if !tt.wantOK {
+				tokWantRefused(t, err, int(s.apiReqs.Load()))
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("got status %d, want 200", resp.StatusCode)
+			}
+			s.checkNoProblems(t)
+			if got := refreshes.Load(); got != 1 {
+				t.Fatalf("got %d refreshes, want 1", got)
+			}
+		})
+	}
+}

@@ -177,6 +177,7 @@ type tokenSource struct {
 	keyfunc jwt.Keyfunc
 	methods []string
 	scheme  string // "Bearer", or "DPoP": a token's binding is part of it
+	jkt     string // with DPoP, our key's thumbprint: a JWT bound to another key is unusable
 	logger  *slog.Logger
 	now     func() time.Time
 
@@ -562,6 +563,12 @@ func (ts *tokenSource) parse(in Token, now time.Time) (*token, error) {
 	}
 	tok.exp = in.Expiry
 	var iat time.Time
+	if claims != nil && ts.jkt != "" && claims.Cnf != nil && claims.Cnf.JKT != ts.jkt {
+		// Bound to another key: typically saved in a shared store by
+		// another process, whose DPoP key differs. Sent with our proofs
+		// it can only be refused.
+		return nil, errors.New("token is bound (cnf.jkt) to another DPoP key")
+	}
 	if claims != nil {
 		if claims.ExpiresAt != nil && (tok.exp.IsZero() || claims.ExpiresAt.Before(tok.exp)) {
 			tok.exp = claims.ExpiresAt.Time
@@ -585,14 +592,14 @@ func (ts *tokenSource) parse(in Token, now time.Time) (*token, error) {
 
 // claims decodes raw as a JWT, verifying it when a Keyfunc is set. The
 // error names what is wrong without quoting the token.
-func (ts *tokenSource) claims(raw string) (*jwt.RegisteredClaims, error) {
+func (ts *tokenSource) claims(raw string) (*tokenClaims, error) {
 	if strings.Count(raw, ".") != 2 {
 		if ts.keyfunc != nil {
 			return nil, errors.New("token is not a JWT, so Keyfunc cannot verify it")
 		}
 		return nil, errors.New("not a JWT")
 	}
-	var claims jwt.RegisteredClaims
+	var claims tokenClaims
 	opts := []jwt.ParserOption{jwt.WithoutClaimsValidation()}
 	if len(ts.methods) > 0 {
 		opts = append(opts, jwt.WithValidMethods(ts.methods))
@@ -608,6 +615,16 @@ func (ts *tokenSource) claims(raw string) (*jwt.RegisteredClaims, error) {
 		return nil, jwtErrorKind(err)
 	}
 	return &claims, nil
+}
+
+// tokenClaims are the claims a token source reads: the registered ones for
+// the token's lifetime, and the confirmation of a sender-constrained token
+// (RFC 7800), whose DPoP key thumbprint must be ours.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	Cnf *struct {
+		JKT string `json:"jkt"`
+	} `json:"cnf,omitempty"`
 }
 
 // checkedKeyfunc calls Keyfunc and refuses an algorithm that does not fit

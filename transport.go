@@ -133,6 +133,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 			if t.dpop, err = newDPoPKey(d, t.clock); err != nil {
 				return nil, err
 			}
+			t.bearer.jkt = t.dpop.jkt
 		}
 		if cc := cfg.Bearer.ClientCredentials; cc != nil {
 			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, false)
