@@ -20,6 +20,8 @@
 //   - attaches the token of Config.Bearer to the hosts it names and to no
 //     other, refreshes it ahead of expiry with a single Refresh call however
 //     many requests wait, and recovers once from a 401 (*RefreshError);
+//     with Bearer.DPoP, binds the token to a key and signs a fresh proof for
+//     every attempt (RFC 9449), answering a server's nonce request once;
 //   - retries idempotent requests on connection errors and on 408, 429, 500,
 //     502, 503 and 504, using github.com/hashicorp/go-retryablehttp as its
 //     engine, honouring Retry-After up to a cap, and never retrying
@@ -120,7 +122,11 @@
 //   - a redirect to another host or to http://, which never receives the
 //     token (a downgrade is an error, not a silent follow);
 //   - secrets leaking into logs, errors and formatted values;
-//   - a revoked certificate, when the server staples an OCSP response.
+//   - a revoked certificate, when the server staples an OCSP response;
+//   - a token that leaks after it arrives (a log, a proxy, a compromised
+//     server), when Bearer.DPoP binds it to a key that never leaves the
+//     process (RFC 9449): without a fresh proof signed by that key, for that
+//     method and URL, the token is refused.
 //
 // It does not defend against:
 //
@@ -131,7 +137,10 @@
 //   - revocation without a staple: it fetches no CRL and queries no OCSP
 //     responder;
 //   - a server that leaks the token it receives, or a token replayed by its
-//     legitimate recipient (bind tokens to their audience on the server);
+//     legitimate recipient (bind tokens to their audience on the server), unless
+//     Bearer.DPoP binds the token; even then, a proof lives about a minute
+//     (iat) and a server that does not track jti or demand nonces accepts
+//     a captured proof again for the same method and URL;
 //   - traffic analysis: TLS hides content, not sizes, timing or the server
 //     name sent in SNI;
 //   - an Authorization header the caller sets itself, which net/http

@@ -2,12 +2,18 @@ package securehttp_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -163,4 +169,79 @@ func ExampleClientCredentials() {
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Print(string(body))
 	// Output: authorized: true
+}
+
+// Sender-constrained tokens: with Bearer.DPoP set, the client credentials
+// token is bound to a key that never leaves the process, and every request
+// proves possession of it. A token stolen from a log or a proxy is useless
+// without the key. Here one local test server plays both the authorization
+// server, which asks for a nonce first as RFC 9449 servers may, and the API.
+func ExampleDPoP() {
+	mux := http.NewServeMux()
+	srv := httptest.NewTLSServer(mux)
+	defer srv.Close()
+	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
+		// A real server verifies the proof's signature and claims; this one
+		// only reads its nonce.
+		var claims struct{ Nonce string }
+		if parts := strings.Split(r.Header.Get("DPoP"), "."); len(parts) == 3 {
+			payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+			json.Unmarshal(payload, &claims)
+		}
+		if claims.Nonce != "server-nonce-1" {
+			w.Header().Set("DPoP-Nonce", "server-nonce-1")
+			http.Error(w, `{"error":"use_dpop_nonce"}`, http.StatusBadRequest)
+			return
+		}
+		fmt.Fprint(w, `{"access_token":"bound-access-token","token_type":"DPoP","expires_in":3600}`)
+	})
+	mux.HandleFunc("/v1/reports", func(w http.ResponseWriter, r *http.Request) {
+		scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		fmt.Fprintf(w, "scheme %s, proof sent: %t\n", scheme, r.Header.Get("DPoP") != "")
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+
+	client, err := securehttp.NewClient(securehttp.Config{
+		RootCAs: roots,
+		Bearer: &securehttp.Bearer{
+			ClientCredentials: &securehttp.ClientCredentials{
+				TokenURL:     srv.URL + "/token",
+				ClientID:     "reporting-service",
+				ClientSecret: "s3cr3t",
+			},
+			Hosts: []string{"127.0.0.1"},
+			DPoP:  &securehttp.DPoP{}, // a fresh P-256 key, generated for this client
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(srv.URL + "/v1/reports")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Print(string(body))
+	// Output: scheme DPoP, proof sent: true
+}
+
+// A Refresh of your own that obtains bound tokens signs its token requests
+// with your DPoP key, and may need the key's RFC 7638 thumbprint, the jkt
+// that bound tokens carry in their cnf claim (and the dpop_jkt parameter of
+// an authorization request). Set DPoP.Key to know it in advance.
+func ExampleDPoP_Thumbprint() {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	d := &securehttp.DPoP{Key: key}
+	jkt, err := d.Thumbprint()
+	fmt.Println(len(jkt), err)
+	// Output: 43 <nil>
 }
