@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -34,6 +35,10 @@ import (
 // proof with each token request and refuses a token that is not DPoP-bound.
 // A server's nonce (DPoP-Nonce) is remembered per origin and a request it
 // refused for want of one is sent again once, with a new proof.
+//
+// NewTransport signs once with Key and verifies the signature with its
+// public key, so a key that cannot sign, or whose public half does not match,
+// is a *ConfigError before any request.
 //
 // A DPoP is configuration: NewTransport copies what it needs. It prints no
 // key material with fmt or slog.
@@ -238,6 +243,10 @@ func (k *dpopKey) proof(method string, u *url.URL, ath string) (string, error) {
 	if method == "" {
 		method = http.MethodGet
 	}
+	if !isHTTPToken(method) || !utf8.ValidString(host) {
+		// net/http would refuse to send such a request anyway.
+		return "", errors.New("securehttp: no DPoP proof for an invalid method or host")
+	}
 
 	var jti [16]byte // 128 random bits
 	_, _ = rand.Read(jti[:])
@@ -272,7 +281,7 @@ func (k *dpopKey) proof(method string, u *url.URL, ath string) (string, error) {
 	sig, err := k.method.Sign(string(out), k.key)
 	if err != nil {
 		// The signer's error is kept for errors.Is; it never holds the proof.
-		return "", wrap("signing the DPoP proof", err)
+		return "", wrap("securehttp: signing the DPoP proof", err)
 	}
 	out = append(out, '.')
 	out = enc.AppendEncode(out, sig)
@@ -301,6 +310,23 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	dst = append(dst, s...)
 	return append(dst, '"')
+}
+
+// isHTTPToken reports whether s is an RFC 9110 token, as a method is.
+func isHTTPToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // nonce returns the last nonce the origin gave, or "".

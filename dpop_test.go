@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
@@ -56,7 +57,7 @@ func verifyDPoPProof(r *http.Request, accessToken string, now time.Time) (*dpopP
 		return nil, fmt.Errorf("got %d DPoP headers, want 1", len(values))
 	}
 	raw := values[0]
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.PS256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.PS256})
 	if err != nil {
 		return nil, fmt.Errorf("parsing the proof: %v", err)
 	}
@@ -717,7 +718,7 @@ func TestDPoPProofClaims(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.ES256})
+		jws, err := jose.ParseSignedCompact(proof, []jose.SignatureAlgorithm{jose.ES256})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -768,15 +769,22 @@ func TestDPoPNotFormatted(t *testing.T) {
 	t.Parallel()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	d := &DPoP{Key: key}
-	secret := key.D.String()
+	raw, err := key.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{base64.RawURLEncoding.EncodeToString(raw), fmt.Sprint(raw), fmt.Sprintf("%x", raw), new(big.Int).SetBytes(raw).String()}
 	k, err := newDPoPKey(d, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range []any{d, &Bearer{DPoP: d, Hosts: []string{hostAPI}}, k} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
-			if out := fmt.Sprintf(verb, v); strings.Contains(out, secret) {
-				t.Fatalf("%s of %T shows the private key", verb, v)
+			out := fmt.Sprintf(verb, v)
+			for _, secret := range secrets {
+				if strings.Contains(out, secret) {
+					t.Fatalf("%s of %T shows the private key", verb, v)
+				}
 			}
 		}
 	}
@@ -871,4 +879,64 @@ func TestDPoPForeignBoundToken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzDPoPProof: whatever the method, host, path and nonce, the proof's
+// claims are one JSON object whose htm, htu and nonce say exactly what was
+// asked, or the nonce is ignored when it is not an RFC 9449 nonce.
+func FuzzDPoPProof(f *testing.F) {
+	for _, s := range [][4]string{
+		{"GET", "api.test", "/v1/things", "n-1"},
+		{"POST", "API.test:443", "", "eyJ7S_zG.eyJH0-Z.HX4w-7v"},
+		{"PATCH", "[::1]:8443", "/a%22b/%E2%82%AC", `quote"nonce`},
+		{"M\"\\\x00", "h", "/\u2028", "back\\slash"},
+		{"", "h:", "/x", ""},
+	} {
+		f.Add(s[0], s[1], s[2], s[3])
+	}
+	k, err := newDPoPKey(&DPoP{}, time.Now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, method, host, path, nonce string) {
+		u := &url.URL{Scheme: "https", Host: host, Path: path}
+		k := &dpopKey{key: k.key, method: k.method, head: k.head, jkt: k.jkt, now: k.now, nonces: map[string]string{}}
+		k.observe(u, http.Header{"Dpop-Nonce": {nonce}})
+		proof, err := k.proof(method, u, "")
+		if err != nil {
+			if isHTTPToken(method) && method != "" && utf8.ValidString(originHost(u)) {
+				t.Fatalf("no proof for a valid method and host: %v", err)
+			}
+			return
+		}
+		parts := strings.Split(proof, ".")
+		if len(parts) != 3 {
+			t.Fatalf("got %d parts, want 3", len(parts))
+		}
+		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c map[string]any
+		if err := json.Unmarshal(payload, &c); err != nil {
+			t.Fatalf("claims are not JSON: %v", err)
+		}
+		wantMethod := method
+		if wantMethod == "" {
+			wantMethod = http.MethodGet
+		}
+		if c["htm"] != wantMethod {
+			t.Fatalf("got htm %q, want %q", c["htm"], wantMethod)
+		}
+		wantPath := u.EscapedPath()
+		if wantPath == "" {
+			wantPath = "/"
+		}
+		if want := "https://" + originHost(u) + wantPath; c["htu"] != want {
+			t.Fatalf("got htu %q, want %q", c["htu"], want)
+		}
+		if got, ok := c["nonce"]; validNonce(nonce) != ok || (ok && got != nonce) {
+			t.Fatalf("got nonce %q (present %t) for %q, valid %t", got, ok, nonce, validNonce(nonce))
+		}
+	})
 }
