@@ -825,7 +825,8 @@ func BenchmarkECDSASign(b *testing.B) {
 // TestDPoPForeignBoundToken: a token bound (cnf.jkt) to another key, as
 // another process with its own key may leave in a shared store, is never
 // sent: the store's token is passed over for a Refresh, and a Refresh that
-// returns one fails without sending anything.
+// returns one fails without sending anything. A bound token is never sent
+// as a bearer token either.
 func TestDPoPForeignBoundToken(t *testing.T) {
 	t.Parallel()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -844,17 +845,19 @@ func TestDPoPForeignBoundToken(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		refreshed string
+		dpop      *DPoP
 		wantOK    bool
 	}{
-		{"stored token of another key is replaced", ours, true},
-		{"refresh returning another key's token fails", theirs, false},
+		{"stored token of another key is replaced", ours, &DPoP{Key: key}, true},
+		{"refresh returning another key's token fails", theirs, &DPoP{Key: key}, false},
+		{"a bound token is never sent as a bearer token", ours, nil, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := newDPoPServer(t)
 			var refreshes atomic.Int64
 			cfg := testConfig(t)
-			cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, DPoP: &DPoP{Key: key},
+			cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, DPoP: tt.dpop,
 				Store: NewMemoryStore(Token{Value: bound(theirs)}),
 				Refresh: func(context.Context) (Token, error) {
 					refreshes.Add(1)

@@ -563,10 +563,14 @@ func (ts *tokenSource) parse(in Token, now time.Time) (*token, error) {
 	}
 	tok.exp = in.Expiry
 	var iat time.Time
-	if claims != nil && ts.jkt != "" && claims.Cnf != nil && claims.Cnf.JKT != ts.jkt {
-		// Bound to another key: typically saved in a shared store by
-		// another process, whose DPoP key differs. Sent with our proofs
-		// it can only be refused.
+	if claims != nil && claims.Cnf != nil && claims.Cnf.JKT != "" && claims.Cnf.JKT != ts.jkt {
+		// Binding is part of a token's identity. A token bound to another
+		// key (saved in a shared store by a process with its own key, say)
+		// can only be refused with our proofs, and a DPoP-bound token sent
+		// as a bearer token must be refused (RFC 9449 section 7.2).
+		if ts.jkt == "" {
+			return nil, errors.New("token is bound to a DPoP key (cnf.jkt): set Bearer.DPoP to send it")
+		}
 		return nil, errors.New("token is bound (cnf.jkt) to another DPoP key")
 	}
 	if claims != nil {
@@ -623,7 +627,7 @@ func (ts *tokenSource) claims(raw string) (*tokenClaims, error) {
 type tokenClaims struct {
 	jwt.RegisteredClaims
 	Cnf *struct {
-		JKT string `json:"jkt"`
+		JKT string `json:"jkt"` // empty for other bindings, such as mTLS (x5t#S256)
 	} `json:"cnf,omitempty"`
 }
 
