@@ -14,8 +14,9 @@ import (
 	"golang.org/x/net/publicsuffix"
 )
 
-// Bearer attaches "Authorization: Bearer <token>" to https requests for its
-// hosts, and to no other host. It knows each token's expiry (Token.Expiry,
+// Bearer attaches "Authorization: Bearer <token>" (or "DPoP <token>" with a
+// proof, when DPoP is set) to https requests for its hosts, and to no other
+// host. It knows each token's expiry (Token.Expiry,
 // or a JWT's exp), refreshes it ahead of expiry with one call however many
 // requests wait, and recovers once from a 401.
 //
