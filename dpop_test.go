@@ -943,3 +943,49 @@ func FuzzDPoPProof(f *testing.F) {
 		}
 	})
 }
+
+// TestDPoPConcurrent: 32 goroutines share one Transport from a cold start
+// (no token, no nonce): every request succeeds, one token is obtained, and
+// every proof is fresh. Rotation is left to TestDPoPEndToEnd: here a
+// rotation between a request's nonce error and its retry would rightly end
+// in a second nonce error, returned as it is.
+func TestDPoPConcurrent(t *testing.T) {
+	t.Parallel()
+	s := newDPoPServer(t)
+	c := &http.Client{Transport: newTestTransport(t, s.config(t, &DPoP{})), Timeout: 20 * time.Second}
+	const workers, each = 32, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				resp, err := c.Get(s.url(fmt.Sprintf("/v1/%d/%d", w, i)))
+				if err != nil {
+					errs <- err
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errs <- fmt.Errorf("got status %d, want 200", resp.StatusCode)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	s.checkNoProblems(t)
+	if got := s.apiOK.Load(); got != workers*each {
+		t.Fatalf("got %d accepted requests, want %d", got, workers*each)
+	}
+	if got := s.tokenReqs.Load(); got != 2 {
+		t.Fatalf("got %d token requests, want 2 (use_dpop_nonce, then one token for all)", got)
+	}
+	// Each refused request was answered by exactly one nonce retry.
+	if all, nonce := s.apiReqs.Load(), s.apiNonceErrs.Load(); all != workers*each+nonce {
+		t.Fatalf("got %d requests with %d nonce errors, want %d + nonce errors", all, nonce, workers*each)
+	}
+}
