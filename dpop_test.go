@@ -636,7 +636,7 @@ func TestDPoPKeyPolicy(t *testing.T) {
 		{"P-384", Bearer{Refresh: refresh, DPoP: &DPoP{Key: p384}}, true},
 		{"signer that fails", Bearer{Refresh: refresh, DPoP: &DPoP{Key: failingSigner{Signer: p256}}}, true},
 		{"signer that signs with another key", Bearer{Refresh: refresh, DPoP: &DPoP{Key: failingSigner{Signer: p256, other: other}}}, true},
-		{"nil key with Refresh", Bearer{Refresh: refresh, DPoP: &DPoP{}}, true},
+		{"nil key with Refresh", Bearer{Refresh: refresh, DPoP: &DPoP{}}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -987,5 +987,54 @@ func TestDPoPConcurrent(t *testing.T) {
 	// Each refused request was answered by exactly one nonce retry.
 	if all, nonce := s.apiReqs.Load(), s.apiNonceErrs.Load(); all != workers*each+nonce {
 		t.Fatalf("got %d requests with %d nonce errors, want %d + nonce errors", all, nonce, workers*each)
+	}
+}
+
+// TestDPoPKeyPerTransport: a nil DPoP.Key is a fresh P-256 key for each
+// Transport, the same for all of that Transport's requests; a set Key is
+// used as it is.
+func TestDPoPKeyPerTransport(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var jkts []string
+	var algs []string
+	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := verifyDPoPProof(r, "static-token", time.Now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		jws, _ := jose.ParseSignedCompact(r.Header.Get("DPoP"), []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.PS256})
+		mu.Lock()
+		jkts = append(jkts, p.jkt)
+		algs = append(algs, jws.Signatures[0].Protected.Algorithm)
+		mu.Unlock()
+	}))
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	d := &DPoP{Key: ed}
+	want, _ := d.Thumbprint()
+	for _, dp := range []*DPoP{{}, {}, d} {
+		cfg := testConfig(t)
+		cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, DPoP: dp, Refresh: tokStaticT("static-token")}
+		c := &http.Client{Transport: newTestTransport(t, cfg)}
+		for range 2 {
+			if status, body := dpopDo(t, c, http.MethodGet, hostURL(srv, hostAPI, "/"), nil); status != http.StatusOK {
+				t.Fatalf("got status %d (%s), want 200", status, body)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(jkts) != 6 {
+		t.Fatalf("got %d proofs, want 6", len(jkts))
+	}
+	if jkts[0] != jkts[1] || jkts[2] != jkts[3] || jkts[0] == jkts[2] {
+		t.Fatalf("got thumbprints %q, want one key per Transport and two Transports' keys apart", jkts[:4])
+	}
+	if algs[0] != "ES256" || algs[2] != "ES256" || algs[4] != "EdDSA" {
+		t.Fatalf("got algs %q, want ES256 for generated keys and EdDSA for the Ed25519 key", algs)
+	}
+	if jkts[4] != want || jkts[5] != want {
+		t.Fatalf("got thumbprints %q for the set key, want %s", jkts[4:], want)
 	}
 }

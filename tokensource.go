@@ -42,9 +42,11 @@ type Bearer struct {
 
 	// DPoP, if set, binds the tokens to a key (RFC 9449): they are sent as
 	// "Authorization: DPoP <token>" with a fresh proof on every attempt,
-	// never as bearer tokens. Without ClientCredentials, DPoP.Key must be
-	// set, since Refresh must obtain tokens bound to it. Nil means plain
-	// bearer tokens.
+	// never as bearer tokens. With ClientCredentials the tokens are bound
+	// to DPoP.Key with no code of yours. A Refresh of your own must obtain
+	// tokens bound to the same key, so set DPoP.Key (see DPoP.Thumbprint):
+	// a nil Key is generated inside the Transport, where Refresh cannot
+	// use it. Nil means plain bearer tokens.
 	DPoP *DPoP
 
 	// Hosts lists the hosts that receive the token, as patterns like

@@ -126,10 +126,6 @@ func NewTransport(cfg Config) (*Transport, error) {
 			return nil, err
 		}
 		if d := cfg.Bearer.DPoP; d != nil {
-			if d.Key == nil && cfg.Bearer.ClientCredentials == nil {
-				return nil, &ConfigError{Field: "Bearer.DPoP.Key", Err: errors.New(
-					"required unless ClientCredentials obtains the tokens: they must be bound to a key your Refresh knows")}
-			}
 			if t.dpop, err = newDPoPKey(d, t.clock); err != nil {
 				return nil, err
 			}
