@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -28,7 +29,12 @@ type egress struct {
 	// those, so their addresses are not checked.
 	proxies  sync.Map
 	nproxies atomic.Int32
+	// lastProxy is the proxy noted last, so that the usual single proxy
+	// costs each request two string comparisons.
+	lastProxy atomic.Pointer[proxyKey]
 }
+
+type proxyKey struct{ scheme, host string }
 
 // maxProxies bounds the proxy addresses remembered. A Proxy func that
 // names more distinct proxies than this gets the others checked like any
@@ -206,9 +212,14 @@ func (e *egress) proxyFunc(proxy func(*http.Request) (*url.URL, error)) func(*ht
 // noteProxy remembers u's address in the form http.Transport dials it
 // (its canonicalAddr: host in ASCII, port defaulting by scheme).
 func (e *egress) noteProxy(u *url.URL) {
+	if last := e.lastProxy.Load(); last != nil && last.scheme == u.Scheme && last.host == u.Host {
+		return
+	}
 	host := u.Hostname()
-	if ascii, err := idna.Lookup.ToASCII(host); err == nil {
-		host = ascii
+	if !isASCII(host) {
+		if ascii, err := idna.Lookup.ToASCII(host); err == nil {
+			host = ascii
+		}
 	}
 	port := u.Port()
 	if port == "" {
@@ -222,12 +233,24 @@ func (e *egress) noteProxy(u *url.URL) {
 		}
 	}
 	key := strings.ToLower(net.JoinHostPort(host, port))
-	if _, ok := e.proxies.Load(key); ok || e.nproxies.Load() >= maxProxies {
-		return
+	if _, ok := e.proxies.Load(key); !ok {
+		if e.nproxies.Load() >= maxProxies {
+			return
+		}
+		if _, loaded := e.proxies.LoadOrStore(key, struct{}{}); !loaded {
+			e.nproxies.Add(1)
+		}
 	}
-	if _, loaded := e.proxies.LoadOrStore(key, struct{}{}); !loaded {
-		e.nproxies.Add(1)
+	e.lastProxy.Store(&proxyKey{u.Scheme, u.Host})
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
 	}
+	return true
 }
 
 func (e *egress) isProxy(addr string) bool {

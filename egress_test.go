@@ -753,6 +753,20 @@ func TestNoteProxyKeys(t *testing.T) {
 	if e.isProxy("proxy.example:8080") {
 		t.Fatalf("another port of a proxy's host was recognised as the proxy")
 	}
+	// Past maxProxies, new proxies are not remembered: their dials are
+	// checked like any other, which fails closed.
+	for i := 0; i < maxProxies; i++ {
+		e.noteProxy(&url.URL{Scheme: "http", Host: fmt.Sprintf("p%d.example:3128", i)})
+	}
+	if n := e.nproxies.Load(); n != maxProxies {
+		t.Fatalf("remembered %d proxies, want the cap %d", n, maxProxies)
+	}
+	if e.isProxy(fmt.Sprintf("p%d.example:3128", maxProxies-1)) {
+		t.Fatalf("a proxy past the cap was remembered")
+	}
+	if !e.isProxy("proxy.example:3128") {
+		t.Fatalf("a proxy remembered before the cap was forgotten")
+	}
 }
 
 // FuzzEgressAddr checks the address classifier against properties that do
