@@ -493,11 +493,15 @@ func TestBlockPrivateAfterResolution(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.DialContext = nil
 			cfg.BlockPrivateNetworks = tt.block
-			cfg.Retry.MaxRetries = -1
 			tr := newTestTransport(t, cfg)
 			// The same dial function NewTransport made, with a dialer
 			// that resolves through the test's DNS server.
-			tr.base.DialContext = tr.egress.dialFunc(nil, &net.Dialer{Timeout: 5 * time.Second, Resolver: res})
+			dial := tr.egress.dialFunc(nil, &net.Dialer{Timeout: 5 * time.Second, Resolver: res})
+			var dials atomic.Int64
+			tr.base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				return dial(ctx, network, addr)
+			}
 			before := tt.conns.n.Load()
 			req, err := http.NewRequest(http.MethodGet, "https://"+net.JoinHostPort(hostAPI, port(tt.srv))+"/?secret=q3", nil)
 			if err != nil {
@@ -516,6 +520,9 @@ func TestBlockPrivateAfterResolution(t *testing.T) {
 			}
 			if resp != nil || !errors.Is(err, ErrBlockedAddress) {
 				t.Fatalf("got (%v, %v), want ErrBlockedAddress", resp, err)
+			}
+			if n := dials.Load(); n != 1 {
+				t.Fatalf("dialled %d times, want 1: a blocked address is not retried", n)
 			}
 			msg := err.Error()
 			if !strings.Contains(msg, hostAPI) || !strings.Contains(msg, tt.blocked) || strings.Contains(msg, "q3") {
