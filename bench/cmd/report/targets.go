@@ -58,7 +58,7 @@ func checks(d *results) []check {
 	// Keep-alive GET time: the paired ratio decides, since separate runs
 	// of each client are minutes apart on a shared machine.
 	timeTarget := fmt.Sprintf("keep-alive GET time/op ≤ %.2f × bare (paired)", targetTimeRatio)
-	for _, cas := range d.cases[benchGet] {
+	for _, cas := range pairedRows(d, benchPaired, "base="+limit) {
 		pcas := "base=" + limit + "/" + cas
 		iv, ok := d.interval(benchPaired, pcas, "", "ratio")
 		if !ok {
