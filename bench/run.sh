@@ -126,11 +126,11 @@ if [ "$measure" = 1 ]; then
     echo
     if [ "$full" = 0 ]; then
       echo "**A short check run ($count passes; run lengths $get_time, $hs_time, $upload_time, $stampede_time), not a"
-      echo "measurement: too short for stable figures or confidence intervals. Do not quote it; run \\`./run.sh\\`.**"
+      echo "measurement: too short for stable figures or confidence intervals. Do not quote it; run \`./run.sh\`.**"
       echo
     fi
     echo "Written by \`bench/run.sh\`; do not edit by hand. Absolute times depend on the machine:"
-    echo "the ratios to bare net/http, measured in the same run, are the figures to quote."
+    echo "the paired ratios, with their confidence intervals, are the figures to quote."
     echo
     echo "## Machine"
     echo

@@ -98,7 +98,7 @@ const (
 	plotX0     = 270 // the axis
 	plotX1     = 770
 	valueX     = 782 // left edge of the figures
-	titleH     = 64
+	titleH     = 84
 	headH      = 50 // a panel's title and target
 	rowLabelH  = 20
 	subRowH    = 17
@@ -182,11 +182,11 @@ func drawChart(w io.Writer, d *results, about string) error {
 	runs := max(d.runs(benchPaired), d.runs(benchHSPaired))
 	e(`<text x="%d" y="26" font-size="17" font-weight="bold">%s</text>`+"\n", labelX,
 		esc(fmt.Sprintf("securehttp paired with another client: median of %d runs, bar = %.0f%% confidence interval", runs, confidence*100)))
-	sub := "1.00: as fast as the client it is paired with; 1.03: 3% slower."
+	e(`<text x="%d" y="48" fill="#444">%s</text>`+"\n", labelX,
+		esc("1.00: as fast as the client it is paired with; 1.03: 3% slower; lower is faster."))
 	if about != "" {
-		sub = "Measured " + about + ". " + sub
+		e(`<text x="%d" y="68" font-size="12" fill="#444">%s</text>`+"\n", labelX, esc("Measured "+about+"."))
 	}
-	e(`<text x="%d" y="48" fill="#444">%s</text>`+"\n", labelX, esc(sub))
 	if len(panels) == 0 {
 		e(`<text x="%d" y="%d">No paired benchmark in the data.</text>`+"\n", labelX, titleH+20)
 	}
@@ -225,7 +225,7 @@ func drawChart(w io.Writer, d *results, about string) error {
 			}
 		}
 		e(`<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>`+"\n", plotX0, bottom+4, plotX1, bottom+4)
-		e(`<text x="%d" y="%d" font-size="12" fill="#444" text-anchor="middle">ratio to the paired client (lower is faster)</text>`+"\n",
+		e(`<text x="%d" y="%d" font-size="12" fill="#444" text-anchor="middle">ratio to the paired client</text>`+"\n",
 			(plotX0+plotX1)/2, bottom+36)
 
 		ry := top
