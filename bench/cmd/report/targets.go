@@ -15,6 +15,17 @@ const (
 	targetUploadMiB   = 1.0  // allocated per 128 MiB upload
 )
 
+// The targets as the tables name them.
+var (
+	timeTarget       = fmt.Sprintf("keep-alive GET time/op ≤ %.2f × bare (paired)", targetTimeRatio)
+	allocTarget      = fmt.Sprintf("keep-alive GET allocs/op ≤ bare + %d", targetExtraAllocs)
+	pinsTarget       = fmt.Sprintf("handshake with pins within ±%.0f%% of without (paired)", targetPinsApart*100)
+	uploadTarget     = fmt.Sprintf("128 MiB upload allocates < %g MiB", targetUploadMiB)
+	oneRefreshTarget = "refresh stampede: 1 refresh"
+	noDelayTarget    = "refresh stampede: 0 requests delayed inside the refresh window"
+	allTargets       = []string{timeTarget, allocTarget, pinsTarget, uploadTarget, oneRefreshTarget, noDelayTarget}
+)
+
 // check is one target judged on one case.
 type check struct {
 	target   string // what is promised
@@ -57,7 +68,6 @@ func checks(d *results) []check {
 	var out []check
 	// Keep-alive GET time: the paired ratio decides, since separate runs
 	// of each client are minutes apart on a shared machine.
-	timeTarget := fmt.Sprintf("keep-alive GET time/op ≤ %.2f × bare (paired)", targetTimeRatio)
 	for _, cas := range pairedRows(d, benchPaired, "base="+limit) {
 		pcas := "base=" + limit + "/" + cas
 		iv, ok := d.interval(benchPaired, pcas, "", "ratio")
@@ -75,7 +85,6 @@ func checks(d *results) []check {
 		out = append(out, check{timeTarget, getCaseLabel(cas), measured, met, unsettled})
 	}
 	// Allocations are counted, not timed: the same in every run.
-	allocTarget := fmt.Sprintf("keep-alive GET allocs/op ≤ bare + %d", targetExtraAllocs)
 	for _, cas := range d.cases[benchGet] {
 		a, ok1 := d.median(benchGet, cas, secure, "allocs/op")
 		b, ok2 := d.median(benchGet, cas, limit, "allocs/op")
@@ -84,7 +93,6 @@ func checks(d *results) []check {
 				fmt.Sprintf("%.0f vs %.0f (%+.0f)", a, b, a-b), a-b <= targetExtraAllocs, false})
 		}
 	}
-	pinsTarget := fmt.Sprintf("handshake with pins within ±%.0f%% of without (paired)", targetPinsApart*100)
 	for _, cas := range d.cases[benchHSPaired] {
 		hs, ok := strings.CutPrefix(cas, "base=nopins/")
 		if !ok {
@@ -102,7 +110,6 @@ func checks(d *results) []check {
 		out = append(out, check{pinsTarget, strings.TrimPrefix(hs, "handshake="), measured, met, unsettled})
 	}
 	// Every run must stay under the line, not only the median.
-	uploadTarget := fmt.Sprintf("128 MiB upload allocates < %g MiB", targetUploadMiB)
 	for _, cas := range d.cases[benchUpload] {
 		vals := d.get(benchUpload, cas, secure, "B/op")
 		if len(vals) == 0 {
@@ -120,11 +127,11 @@ func checks(d *results) []check {
 		if len(ref) == 0 {
 			continue
 		}
-		out = append(out, check{"refresh stampede: 1 refresh", stampedeLabel(cas),
+		out = append(out, check{oneRefreshTarget, stampedeLabel(cas),
 			fmt.Sprintf("%s in %d runs", rangeLabel(ref), len(ref)),
 			slices.Min(ref) == 1 && slices.Max(ref) == 1, false})
 		if del := d.get(benchStampede, cas, "", "delayed"); cas == "at=window" && len(del) > 0 {
-			out = append(out, check{"refresh stampede: 0 requests delayed inside the refresh window", stampedeLabel(cas),
+			out = append(out, check{noDelayTarget, stampedeLabel(cas),
 				fmt.Sprintf("%s in %d runs", rangeLabel(del), len(del)), slices.Max(del) == 0, false})
 		}
 	}
@@ -134,8 +141,18 @@ func checks(d *results) []check {
 // summary is one paragraph that says which targets were met and which
 // missed, with the deciding figures of those missed or not settled.
 func summary(cs []check) string {
+	var unjudged []string
+	for _, t := range allTargets {
+		if !slices.ContainsFunc(cs, func(c check) bool { return c.target == t }) {
+			unjudged = append(unjudged, t)
+		}
+	}
+	notMeasured := ""
+	if len(unjudged) > 0 {
+		notMeasured = "\n\nNot judged, for want of the benchmark that measures it in this run: " + strings.Join(unjudged, "; ") + "."
+	}
 	if len(cs) == 0 {
-		return "No target could be judged: the run measured none of the cases they are about."
+		return "No target could be judged: the run measured none of the cases they are about." + notMeasured
 	}
 	met := 0
 	var missed, unsettled []string
@@ -169,7 +186,7 @@ func summary(cs []check) string {
 			fmt.Fprintf(&b, "- %s\n", u)
 		}
 	}
-	return strings.TrimRight(b.String(), "\n")
+	return strings.TrimRight(b.String(), "\n") + notMeasured
 }
 
 // targetsTable is the table of every check.

@@ -11,10 +11,13 @@ const uploadIntro = "PUT over HTTP/1.1 of a generated 128 MiB body, never held i
 	"*replayable body*: every client gets a body it can make again for a retry (GetBody; go-retryablehttp's " +
 	"ReaderFunc), and streams it."
 
-// uploadWhyNot says why a client has no replayable-body case.
-var uploadWhyNot = map[string]string{
-	"resty": "resty v2 reads any io.Reader body into memory to give the request a GetBody, " +
-		"whatever its settings: it has no way to stream a body",
+// uploadWhyNot says why a client has no replayable-body case, or "".
+func uploadWhyNot(client string) string {
+	if client == "resty" {
+		return "resty v2 reads any io.Reader body into memory to give the request a GetBody, " +
+			"whatever its settings: it has no way to stream a body"
+	}
+	return ""
 }
 
 func uploadCaseLabel(cas string) string {
@@ -46,7 +49,7 @@ func uploadTable(p func(string, ...any), d *results) {
 	for _, cas := range d.cases[benchUpload] {
 		for _, cl := range d.clients[benchUpload] {
 			if _, ok := d.median(benchUpload, cas, cl, "B/op"); !ok {
-				why := uploadWhyNot[cl]
+				why := uploadWhyNot(cl)
 				if why == "" {
 					why = "not measured"
 				}
@@ -66,7 +69,7 @@ func uploadTable(p func(string, ...any), d *results) {
 func uploadAllocs(d *results, cas, cl string) string {
 	b, ok := d.median(benchUpload, cas, cl, "B/op")
 	switch {
-	case !ok && uploadWhyNot[cl] != "":
+	case !ok && uploadWhyNot(cl) != "":
 		return "cannot stream"
 	case !ok:
 		return missing
