@@ -37,7 +37,7 @@ func writeMarkdown(w io.Writer, d *results) error {
 		p("A small JSON reply over a warm connection pool. Medians of %d runs. "+
 			"With 64 goroutines, time/op is wall time ÷ requests (the inverse of throughput). "+
 			"CPU/op is the CPU time of the client process (the server is another process). "+
-			"The *× bare* columns divide medians of separate runs of each client, taken minutes apart on a shared machine: "+
+			"The *× bare* columns divide medians of separate runs of each client, one after another on a shared machine: "+
 			"they can put a client that does more work than bare net/http below 1.000, and are not the figures to quote. "+
 			"The paired table below is: it alternates the two clients every few milliseconds. "+
 			"B/op and allocs/op are counted, not timed, and load does not disturb them.\n\n", d.runs(benchGet))

@@ -52,7 +52,7 @@ func readmeSection(about, chart string, d *results) string {
 	p("The chart and the time figures are *paired*: securehttp and the other client take turns in blocks of a few "+
 		"milliseconds, in one process, so that load from elsewhere on the machine falls on both alike. Each point "+
 		"is the median of %d runs and its bar the %.0f%% confidence interval of that median. Ratios of separate runs, "+
-		"minutes apart, can put securehttp below 1.00 (faster than bare net/http, while it does more work): "+
+		"one client after the other, can put securehttp below 1.00 (faster than bare net/http, while it does more work): "+
 		"they are in RESULTS.md, labelled, and are not quoted here.\n\n", max(d.runs(benchPaired), d.runs(benchHSPaired)), confidence*100)
 	targetsTable(p, cs)
 

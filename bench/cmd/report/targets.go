@@ -67,7 +67,7 @@ func within(iv interval, lo, hi float64) (met, unsettled bool) {
 func checks(d *results) []check {
 	var out []check
 	// Keep-alive GET time: the paired ratio decides, since separate runs
-	// of each client are minutes apart on a shared machine.
+	// of each client, one after the other, meet different loads.
 	for _, cas := range pairedRows(d, benchPaired, "base="+limit) {
 		pcas := "base=" + limit + "/" + cas
 		iv, ok := d.interval(benchPaired, pcas, "", "ratio")
