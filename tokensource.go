@@ -16,9 +16,9 @@ import (
 
 // Bearer attaches "Authorization: Bearer <token>" (or "DPoP <token>" with a
 // proof, when DPoP is set) to https requests for its hosts, and to no other
-// host. It knows each token's expiry (Token.Expiry,
-// or a JWT's exp), refreshes it ahead of expiry with one call however many
-// requests wait, and recovers once from a 401.
+// host. It knows each token's expiry (Token.Expiry, or a JWT's exp),
+// refreshes it ahead of expiry with one call however many requests wait,
+// and recovers once from a 401.
 //
 // A request that already carries an Authorization header is left alone. A
 // Bearer is configuration: NewTransport copies what it needs and never
