@@ -1038,3 +1038,86 @@ func TestDPoPKeyPerTransport(t *testing.T) {
 		t.Fatalf("got thumbprints %q for the set key, want %s", jkts[4:], want)
 	}
 }
+
+// BenchmarkDPoPProofDIY builds the same proof as BenchmarkDPoPProof the way
+// a user of jwt/v5 would write it: MapClaims, a JWK map in the header, and
+// jwt/v5's own ES256.
+func BenchmarkDPoPProofDIY(b *testing.B) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pub, _ := key.PublicKey.ECDH()
+	pt := pub.Bytes()
+	enc := base64.RawURLEncoding.EncodeToString
+	jwk := map[string]any{"kty": "EC", "crv": "P-256", "x": enc(pt[1:33]), "y": enc(pt[33:])}
+	ath := tokenHash("an access token of a realistic length, say a JWT of a few hundred bytes")
+	u, _ := url.Parse("https://api.example.com/v1/things?page=2")
+	b.ReportAllocs()
+	for b.Loop() {
+		tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+			"jti": rand.Text(), "htm": http.MethodGet, "htu": u.Scheme + "://" + u.Host + u.Path,
+			"iat": time.Now().Unix(), "ath": ath, "nonce": "eyJ7S_zG.eyJH0-Z.HX4w-7v",
+		})
+		tok.Header["typ"] = "dpop+jwt"
+		tok.Header["jwk"] = jwk
+		if _, err := tok.SignedString(key); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDPoPProofPaired alternates, in blocks of 32, the library's proof,
+// one bare P-256 signature and the jwt/v5 proof of BenchmarkDPoPProofDIY,
+// so that load from elsewhere falls on all three alike, and reports each
+// one's time and the ratios proof ÷ sign and proof ÷ DIY.
+func BenchmarkDPoPProofPaired(b *testing.B) {
+	k, err := newDPoPKey(&DPoP{}, time.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := k.key.(*ecdsa.PrivateKey)
+	u, _ := url.Parse("https://api.example.com/v1/things?page=2")
+	k.observe(u, http.Header{"Dpop-Nonce": {"eyJ7S_zG.eyJH0-Z.HX4w-7v"}})
+	ath := tokenHash("an access token of a realistic length, say a JWT of a few hundred bytes")
+	pub, _ := key.PublicKey.ECDH()
+	pt := pub.Bytes()
+	enc := base64.RawURLEncoding.EncodeToString
+	jwk := map[string]any{"kty": "EC", "crv": "P-256", "x": enc(pt[1:33]), "y": enc(pt[33:])}
+	digest := sha256.Sum256([]byte("proof"))
+	ops := [3]func() error{
+		func() error { _, err := k.proof(http.MethodGet, u, ath); return err },
+		func() error { _, err := ecdsa.SignASN1(rand.Reader, key, digest[:]); return err },
+		func() error {
+			tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+				"jti": rand.Text(), "htm": http.MethodGet, "htu": u.Scheme + "://" + u.Host + u.Path,
+				"iat": time.Now().Unix(), "ath": ath, "nonce": "eyJ7S_zG.eyJH0-Z.HX4w-7v",
+			})
+			tok.Header["typ"] = "dpop+jwt"
+			tok.Header["jwk"] = jwk
+			_, err := tok.SignedString(key)
+			return err
+		},
+	}
+	var wall [3]time.Duration
+	b.ResetTimer()
+	for done, round := 0, 0; done < b.N; round++ {
+		n := min(32, b.N-done)
+		for j := range ops {
+			i := (j + round) % len(ops)
+			start := time.Now()
+			for range n {
+				if err := ops[i](); err != nil {
+					b.Fatal(err)
+				}
+			}
+			wall[i] += time.Since(start)
+		}
+		done += n
+	}
+	b.StopTimer()
+	per := func(d time.Duration) float64 { return float64(d) / float64(b.N) }
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(per(wall[0]), "proof-ns/op")
+	b.ReportMetric(per(wall[1]), "sign-ns/op")
+	b.ReportMetric(per(wall[2]), "diy-ns/op")
+	b.ReportMetric(float64(wall[0])/float64(wall[1]), "proof-÷-sign")
+	b.ReportMetric(float64(wall[0])/float64(wall[2]), "proof-÷-diy")
+}
