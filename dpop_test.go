@@ -1121,3 +1121,34 @@ func BenchmarkDPoPProofPaired(b *testing.B) {
 	b.ReportMetric(float64(wall[0])/float64(wall[1]), "proof-÷-sign")
 	b.ReportMetric(float64(wall[0])/float64(wall[2]), "proof-÷-diy")
 }
+
+// TestDPoPNonceFromAnyResponse: a nonce that arrives on a 503 is used by the
+// retry that follows, so the server never has to ask for it.
+func TestDPoPNonceFromAnyResponse(t *testing.T) {
+	t.Parallel()
+	s := newDPoPServer(t)
+	var rotated atomic.Bool
+	s.api = func(w http.ResponseWriter, r *http.Request, _ int64) bool {
+		if r.URL.Path != "/busy" || !rotated.CompareAndSwap(false, true) {
+			return false
+		}
+		s.mu.Lock()
+		s.rsNonce = "rs-" + rand.Text()
+		w.Header().Set("DPoP-Nonce", s.rsNonce)
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return true
+	}
+	c := &http.Client{Transport: newTestTransport(t, s.config(t, &DPoP{}))}
+	for _, path := range []string{"/first", "/busy"} {
+		if status, _ := dpopDo(t, c, http.MethodGet, s.url(path), nil); status != http.StatusOK {
+			t.Fatalf("GET %s: got status %d, want 200", path, status)
+		}
+	}
+	s.checkNoProblems(t)
+	// /first: use_dpop_nonce, then 200; /busy: 503 with a new nonce, then
+	// 200 with it.
+	if all, nerr := s.apiReqs.Load(), s.apiNonceErrs.Load(); all != 4 || nerr != 1 {
+		t.Fatalf("got %d requests with %d nonce errors, want 4 with 1", all, nerr)
+	}
+}
