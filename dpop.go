@@ -116,7 +116,7 @@ func newDPoPKey(d *DPoP, now func() time.Time) (*dpopKey, error) {
 	if key == nil {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
-			return nil, wrap("generating the DPoP key", err)
+			return nil, wrap("securehttp: generating the DPoP key", err)
 		}
 		key = k
 	}
@@ -137,7 +137,7 @@ func newDPoPKey(d *DPoP, now func() time.Time) (*dpopKey, error) {
 		JWK json.RawMessage `json:"jwk"`
 	}{dpopType, method.Alg(), jwk})
 	if err != nil {
-		return nil, err
+		return nil, wrap("securehttp: the DPoP proof header", err)
 	}
 	return &dpopKey{
 		key:    key,
