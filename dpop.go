@@ -257,7 +257,14 @@ func (k *dpopKey) proof(method string, u *url.URL, ath string) (string, error) {
 	claims = append(claims, `","htm":`...)
 	claims = appendJSONString(claims, method)
 	claims = append(claims, `,"htu":`...)
-	claims = appendJSONString(claims, "https://"+host+path)
+	if jsonSafe(host) && jsonSafe(path) {
+		claims = append(claims, `"https://`...)
+		claims = append(claims, host...)
+		claims = append(claims, path...)
+		claims = append(claims, '"')
+	} else {
+		claims = appendJSONString(claims, "https://"+host+path)
+	}
 	claims = append(claims, `,"iat":`...)
 	claims = strconv.AppendInt(claims, k.now().Unix(), 10)
 	if ath != "" {
@@ -301,15 +308,24 @@ func originHost(u *url.URL) string {
 // paths are printable ASCII without quotes in practice; anything else goes
 // through encoding/json.
 func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(dst, b...)
-		}
+	if !jsonSafe(s) {
+		b, _ := json.Marshal(s) // a string always marshals
+		return append(dst, b...)
 	}
 	dst = append(dst, '"')
 	dst = append(dst, s...)
 	return append(dst, '"')
+}
+
+// jsonSafe reports whether s goes into a JSON string as it is: printable
+// ASCII without a quote or a backslash.
+func jsonSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // isHTTPToken reports whether s is an RFC 9110 token, as a method is.

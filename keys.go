@@ -7,13 +7,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/asn1"
 	"errors"
 	"fmt"
-	"math/big"
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // signerMethod is a jwt/v5 signing method backed by any crypto.Signer, so
@@ -64,14 +64,19 @@ func (m *signerMethod) Sign(signingString string, key any) ([]byte, error) {
 		return sig, nil
 	}
 	// crypto.Signer gives ECDSA signatures in ASN.1; JWS wants r and s
-	// as fixed-length big-endian integers.
-	var rs struct{ R, S *big.Int }
-	if rest, err := asn1.Unmarshal(sig, &rs); err != nil || len(rest) != 0 {
+	// as fixed-length big-endian integers. cryptobyte reads them in place,
+	// without the allocations of encoding/asn1 and big.Int.
+	var r, s []byte
+	var inner cryptobyte.String
+	input := cryptobyte.String(sig)
+	if !input.ReadASN1(&inner, cbasn1.SEQUENCE) || !input.Empty() ||
+		!inner.ReadASN1Integer(&r) || !inner.ReadASN1Integer(&s) || !inner.Empty() ||
+		len(r) > m.ec || len(s) > m.ec {
 		return nil, errors.New("signing: the signer returned a malformed ECDSA signature")
 	}
 	out := make([]byte, 2*m.ec)
-	rs.R.FillBytes(out[:m.ec])
-	rs.S.FillBytes(out[m.ec:])
+	copy(out[m.ec-len(r):m.ec], r)
+	copy(out[2*m.ec-len(s):], s)
 	return out, nil
 }
 
