@@ -46,7 +46,7 @@ func writeMarkdown(w io.Writer, d *results) error {
 		p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, cas := range d.cases[benchGet] {
 			for _, cl := range d.clients[benchGet] {
-				p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", getCaseLabel(cas), clientLabel(cl),
+				p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", getCaseLabel(cas), clientLabel(cl),
 					dur(d, benchGet, cas, cl, "ns/op"), ratio(d, benchGet, cas, cl, limit, "ns/op"),
 					dur(d, benchGet, cas, cl, "cpu-ns/op"), ratio(d, benchGet, cas, cl, limit, "cpu-ns/op"),
 					num(d, benchGet, cas, cl, "B/op", "%.0f"), num(d, benchGet, cas, cl, "allocs/op", "%.0f"),
