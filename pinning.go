@@ -38,9 +38,13 @@ type PinSet struct {
 	// "sha256/<base64>", the standard base64 of the SHA-256 digest of a
 	// SubjectPublicKeyInfo (RFC 7469, as OkHttp writes it), or the SHA-256
 	// fingerprint of a whole certificate in hex, colons optional, as
-	// `openssl x509 -fingerprint -sha256` prints it. At least one is required;
-	// configure a backup pin too, so that a key rotation does not lock
-	// clients out.
+	// `openssl x509 -fingerprint -sha256` prints it. The same pins pasted
+	// from elsewhere are accepted too: curl's "sha256//<base64>",
+	// "SHA256/<base64>", HPKP's `pin-sha256="<base64>"` and openssl's whole
+	// "sha256 Fingerprint=AA:BB:…" line. A pin given twice counts once. At
+	// least one is required; configure a backup pin too, so that a key
+	// rotation does not lock clients out: a set with a single pin is
+	// logged as a warning when the Transport is made.
 	Pins []string
 
 	// Expires ends enforcement: after it the set is ignored and a warning is
