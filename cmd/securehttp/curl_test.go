@@ -60,6 +60,7 @@ func TestGetCurlFlags(t *testing.T) {
 		{"--max-time not a number", []string{"--max-time", "soon", "/echo"}, "", exitUsage, nil, nil, []string{"--max-time"}},
 		{"--pin in curl's form", []string{"--pin", "sha256//" + b64, "/echo"}, "", exitOK, []string{"method=GET"}, nil, nil},
 		{"--pin curl's list", []string{"--pin", stranger + ";sha256//" + b64, "/echo"}, "", exitOK, []string{"method=GET"}, nil, nil},
+		{"--pin comma list", []string{"--pin", stranger + "," + wantSPKI(p.inter), "/echo"}, "", exitOK, []string{"method=GET"}, nil, nil},
 		{"--pin openssl's line", []string{"--pin", "sha256 Fingerprint=" + wantFingerprint(p.inter), "/echo"}, "", exitOK, []string{"method=GET"}, nil, nil},
 		{"--pin wrong", []string{"--pin", stranger, "/echo"}, "", exitPin, nil, nil, []string{"configured pins", "securehttp pins"}},
 		{"--pin malformed names the form", []string{"--pin", "sha1/" + b64, "/echo"}, "", exitUsage, nil, nil, []string{"sha256/<base64"}},

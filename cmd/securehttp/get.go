@@ -43,9 +43,9 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 			"included unless --fail; such a response exits with 6.", stdout, stderr)
 	o.str(&f.cacert, "", "cacert", "FILE", "trust the roots in this PEM file instead of the system roots")
 	o.fn("", "pin", "PIN", "accept the URL's host only if its verified chain has this pin: sha256/<base64>,\n"+
-		"curl's sha256//<base64> (several joined by ;), or a SHA-256 certificate fingerprint;\n"+
-		"repeat it to give a backup pin", func(v string) error {
-		for p := range strings.SplitSeq(v, ";") {
+		"curl's sha256//<base64>, or a SHA-256 certificate fingerprint; repeat it, or join\n"+
+		"pins with ; (as curl does) or with commas, to give a backup pin", func(v string) error {
+		for p := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == ';' || r == ',' }) {
 			if p = strings.TrimSpace(p); p != "" {
 				f.pins = append(f.pins, p)
 			}

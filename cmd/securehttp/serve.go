@@ -79,7 +79,9 @@ func startServe(logTo io.Writer) (_ *served, err error) {
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := inter.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	// The leaf names the address and hostAPI, which no resolver knows:
+	// README's --connect-to example reaches it by that name.
+	leaf, err := inter.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{hostAPI}})
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +182,7 @@ func (s *served) print(w io.Writer) {
 // env is what the quick start reads, in order.
 func (s *served) env() [][2]string {
 	return [][2]string{
+		{"SECUREHTTP_BASE", s.base},
 		{"SECUREHTTP_URL", s.base + "/v1/me"},
 		{"SECUREHTTP_CACERT", s.rootFile},
 		{"SECUREHTTP_PINS", strings.Join(s.pins, ",")},
