@@ -159,11 +159,11 @@ func explain(req *http.Request, err error, tries int) error {
 		return nil
 	}
 	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
-		msg := "securehttp: TLS verification of " + req.URL.Hostname() + " failed"
+		v := &verifyError{host: req.URL.Hostname(), err: err}
 		if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
-			msg += " (to trust a private CA, add its root to Config.RootCAs; with the securehttp command, --cacert FILE)"
+			v.hint = "to trust a private CA, add its root to Config.RootCAs (with the securehttp command, --cacert FILE)"
 		}
-		err = wrap(msg, err)
+		err = v
 	}
 	if tries > 1 {
 		err = wrap(fmt.Sprintf("securehttp: giving up after %d attempts", tries), err)
@@ -399,6 +399,23 @@ func errorReason(err error) string {
 	}
 	return "error"
 }
+
+// verifyError is a chain that did not verify, with the host it was for and
+// what to do about it.
+type verifyError struct {
+	host, hint string
+	err        error
+}
+
+func (e *verifyError) Error() string {
+	msg := "securehttp: TLS verification of " + e.host + " failed: " + causeText(e.err)
+	if e.hint != "" {
+		msg += "; " + e.hint
+	}
+	return msg
+}
+
+func (e *verifyError) Unwrap() error { return e.err }
 
 // maxRetryAfterSeconds keeps absurd Retry-After values from overflowing.
 const maxRetryAfterSeconds = 1 << 31

@@ -1,6 +1,7 @@
 package securehttp
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -152,6 +153,40 @@ func (t *Transport) clock() time.Time { return t.now() }
 // ErrInsecureScheme, without connecting, for any scheme but https. It does not
 // modify req, and it closes req.Body on every path.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.roundTrip(req)
+	if err != nil {
+		awaitClientTimeout(req)
+	}
+	return resp, err
+}
+
+// clientTimeoutGrace bounds awaitClientTimeout's wait.
+const clientTimeoutGrace = 100 * time.Millisecond
+
+// awaitClientTimeout lets net/http see its own Client.Timeout. For a
+// RoundTripper it does not know, http.Client enforces Timeout twice: a
+// context deadline, and a timer that marks the timeout and then closes
+// req.Cancel. Both fire at the deadline, and when the context wins the race
+// and the error comes back before the timer has marked it, the client drops
+// its "Client.Timeout exceeded" wording. When the request's deadline has
+// passed and req.Cancel is set, wait briefly for it to close, which happens
+// after the mark.
+func awaitClientTimeout(req *http.Request) {
+	//lint:ignore SA1019 http.Client sets Cancel for its Timeout; it is read, never set.
+	cancel := req.Cancel
+	if cancel == nil || !errors.Is(req.Context().Err(), context.DeadlineExceeded) {
+		return
+	}
+	timer := time.NewTimer(clientTimeoutGrace)
+	defer timer.Stop()
+	select {
+	case <-cancel:
+	case <-timer.C:
+	}
+}
+
+// roundTrip is RoundTrip's pipeline.
+func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		closeBody(req)
 		return nil, errors.New("securehttp: request has no URL")

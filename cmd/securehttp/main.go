@@ -423,12 +423,13 @@ func isTLSFailure(err error) bool {
 	return false
 }
 
-// errText returns err's message without the *url.Error prefix that
-// net/http adds ("Get \"https://...\": "), which repeats the URL, query
+// errText returns err's message without the library's "securehttp: "
+// prefix and without the *url.Error prefix that net/http adds ("Get \"https://...\": "), which repeats the URL, query
 // string included, that the user just typed.
 func errText(err error) string {
 	if uerr, ok := errors.AsType[*url.Error](err); ok {
-		return uerr.Err.Error()
+		err = uerr.Err
 	}
-	return err.Error()
+	// The command names itself already.
+	return strings.TrimPrefix(err.Error(), "securehttp: ")
 }
