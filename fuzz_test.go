@@ -77,8 +77,11 @@ func FuzzParsePin(f *testing.F) {
 			// The hex may follow openssl's "sha256 Fingerprint=" label.
 			h := strings.ReplaceAll(s, ":", "")
 			if _, after, ok := strings.Cut(h, "="); ok {
-				h = strings.TrimSpace(after)
+				h = after
 			}
+			// Surrounding space and a trailing ";" are dropped, as pasted
+			// input has them.
+			h = strings.TrimSpace(strings.Trim(strings.TrimSpace(h), ";"))
 			if len(h) != 2*sha256.Size {
 				t.Errorf("fingerprint %q has %d hex digits, want %d", s, len(h), 2*sha256.Size)
 			}

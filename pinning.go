@@ -127,8 +127,15 @@ const (
 // openssl prints, "sha256 Fingerprint=AA:BB:…". Input that matches none
 // gets an error naming the form it resembles and showing the right one.
 func parsePin(s string) (pin, error) {
-	if several(s) {
+	parts := pinParts(s)
+	if len(parts) > 1 {
 		return pin{}, errors.New(`several pins in one entry, as curl's "sha256//A;sha256//B": give each pin its own entry`)
+	}
+	switch {
+	case len(parts) == 1:
+		s = parts[0]
+	case strings.TrimSpace(s) != "":
+		return pin{}, fmt.Errorf("no pin in this entry, only HPKP directives such as max-age; write %s", pinFormSPKI)
 	}
 	if name, value, ok := strings.Cut(s, "="); ok && labelled(name) {
 		return parseLabelledPin(strings.TrimSpace(name), strings.TrimSpace(value))
@@ -236,16 +243,21 @@ func (p pin) String() string {
 	return "sha256/" + base64.StdEncoding.EncodeToString(p.digest[:])
 }
 
-// several reports whether s holds more than one pin separated by
-// semicolons, as curl's --pinnedpubkey and an HPKP header do.
-func several(s string) bool {
-	n := 0
+// pinParts splits s at semicolons, as curl's --pinnedpubkey list and an
+// HPKP header separate their parts, and drops empty parts and HPKP's
+// directives (max-age, includeSubDomains, report-uri), which are no pins.
+func pinParts(s string) []string {
+	var out []string
 	for part := range strings.SplitSeq(s, ";") {
-		if strings.TrimSpace(part) != "" {
-			n++
+		part = strings.TrimSpace(part)
+		name, _, _ := strings.Cut(strings.ToLower(part), "=")
+		switch strings.TrimSpace(name) {
+		case "", "max-age", "includesubdomains", "report-uri":
+			continue
 		}
+		out = append(out, part)
 	}
-	return n > 1
+	return out
 }
 
 // SPKIPin returns the "sha256/<base64>" pin of cert's public key.

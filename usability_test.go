@@ -49,6 +49,7 @@ func TestPinInputForms(t *testing.T) {
 		{"upper-case SHA256/", "SHA256/" + b64, wantSPKI},
 		{"HPKP pin-sha256", `pin-sha256="` + b64 + `"`, wantSPKI},
 		{"HPKP pin-sha256 with a semicolon", `pin-sha256="` + b64 + `";`, wantSPKI},
+		{"HPKP header with directives", `max-age=5184000; pin-sha256="` + b64 + `"; includeSubDomains`, wantSPKI},
 		{"canonical digest starting with a slash", "sha256/" + slashB64, pin{kind: pinSPKI, digest: slashDigest}},
 		{"curl form of a digest starting with a slash", "sha256//" + slashB64, pin{kind: pinSPKI, digest: slashDigest}},
 		{"openssl fingerprint", fp, wantCert},
@@ -81,6 +82,8 @@ func TestPinInputForms(t *testing.T) {
 		{"HPKP without quotes", `pin-sha256=` + b64, []string{"HPKP", `pin-sha256="<base64>"`}},
 		{"SPKI without prefix", b64, []string{"without its prefix", spki}},
 		{"curl list", "sha256//" + b64 + ";sha256//" + b64, []string{"several pins", "own entry"}},
+		{"HPKP header with two pins", `pin-sha256="` + b64 + `"; pin-sha256="` + b64 + `"; max-age=10`, []string{"several pins", "own entry"}},
+		{"only directives", `max-age=10; includeSubDomains`, []string{"HPKP directives", "sha256/<base64"}},
 		{"bad colons", fp[1:], []string{"fingerprint", "64 hex digits"}},
 	}
 	for _, tt := range refused {
