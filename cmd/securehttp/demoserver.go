@@ -34,7 +34,7 @@ func (d *demo) me(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]string{"sub": claims.Subject, "token": claims.ID})
+	json.NewEncoder(w).Encode(map[string]string{"sub": claims.Subject, "jti": claims.ID})
 }
 
 // issuer mints short-lived HS256 JWTs for the demo API and keeps the list of

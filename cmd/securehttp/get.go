@@ -82,7 +82,8 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 	o.boolean(&f.fail, "f", "fail", "on a status of 400 or more, print no body (exit code 6 either way)")
 	o.boolean(&f.failWithBody, "", "fail-with-body", "on a status of 400 or more, print the body (the default; exit code 6)")
 	o.str(&f.output, "o", "output", "FILE", "write the body to FILE instead of stdout; - means stdout. A regular file is\n"+
-		"replaced only once complete and keeps its mode; a device or FIFO is written directly")
+		"replaced only once complete and keeps its mode; a device or FIFO is written directly.\n"+
+		"An error response's body goes to stderr and leaves FILE as it was")
 	o.boolean(&f.verbose, "v", "verbose", "log the client's warnings and debug events to stderr (never a token)")
 	return o
 }
