@@ -79,7 +79,10 @@ type PinError struct {
 
 func (e *PinError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "securehttp: certificate pin mismatch for %s: the verified chain has ", e.Host)
+	fmt.Fprintf(&b, "securehttp: certificate pin mismatch for %s", e.Host)
+	if len(e.Pins) > 0 {
+		b.WriteString(": the verified chain has ")
+	}
 	for i, p := range e.Pins {
 		if i > 0 {
 			b.WriteString(", ")

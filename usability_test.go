@@ -167,6 +167,13 @@ func TestPinErrorDetails(t *testing.T) {
 	if want := []string{stranger.SPKIPin(), strangerFP, fakePin('B')}; !slices.Equal(pe.Configured, want) {
 		t.Errorf("got Configured %v, want %v", pe.Configured, want)
 	}
+	// A PinError made by hand, with the contract fields only, still reads.
+	if got, want := (&PinError{Host: "h.test"}).Error(), `securehttp: certificate pin mismatch for h.test; "securehttp pins https://h.test/" prints the chain with both pin forms`; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := (&PinError{Host: "::1", Pins: []string{"sha256/x"}}).Error(); !strings.Contains(got, "has sha256/x;") || !strings.Contains(got, "https://[::1]/") {
+		t.Errorf("got %q, want the pin without a position and a bracketed IPv6 URL", got)
+	}
 	msg := err.Error()
 	for _, want := range []string{"leaf " + p.leaf.SPKIPin(), "intermediate " + p.inter.SPKIPin(), "root " + p.root.SPKIPin(),
 		strangerFP, "securehttp pins https://" + hostAPI + "/"} {
