@@ -138,6 +138,7 @@ type tokenClient struct {
 	rt     func(*http.Request) (*http.Response, error)
 	now    func() time.Time
 	logger *slog.Logger
+	hooks  *Hooks
 
 	mu        sync.Mutex
 	endpoint  string    // discovered or configured token endpoint
@@ -316,6 +317,7 @@ func (tc *tokenClient) request(ctx context.Context, endpoint string) (tok Token,
 
 	start := tc.now()
 	resp, err := tc.rt(req)
+	tc.hooks.tokenRequest(ctx, req.URL, resp, err, tc.now().Sub(start))
 	if err != nil {
 		tc.logger.Debug("securehttp: token request failed", "url", redactURL(req.URL), "error_class", errorReason(err))
 		return Token{}, retryableError(err), wrap("token request", err)

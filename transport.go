@@ -51,6 +51,8 @@ type Transport struct {
 
 	bearer *tokenSource // nil without Config.Bearer
 	retry  retryConfig
+	budget *retryBudget // nil when Retry.Budget is negative
+	hooks  *Hooks       // nil without Config.Hooks
 
 	logger *slog.Logger // never nil: a discarding logger when Config.Logger is nil
 	now    func() time.Time
@@ -81,6 +83,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 	if t.logger == nil {
 		t.logger = slog.New(slog.DiscardHandler)
 	}
+	t.budget, t.hooks = newRetryBudget(retry.budget, t.clock), cfg.Hooks.clone()
 	if cfg.MaxIdleConnsPerHost < 0 {
 		return nil, &ConfigError{Field: "MaxIdleConnsPerHost", Err: errors.New("must not be negative")}
 	}
@@ -124,12 +127,14 @@ func NewTransport(cfg Config) (*Transport, error) {
 		if t.bearer, err = newTokenSource(cfg.Bearer, t.logger, t.clock); err != nil {
 			return nil, err
 		}
+		t.bearer.hooks = t.hooks
 		if cc := cfg.Bearer.ClientCredentials; cc != nil {
 			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, false)
 			if err != nil {
 				return nil, err
 			}
 			t.bearer.refresh = tc.fetch
+			tc.hooks = t.hooks
 		}
 	}
 	return t, nil
@@ -163,8 +168,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, fmt.Errorf("securehttp: bad request host: %w", err)
 	}
+	t.budget.request(host)
 
-	if t.bearer == nil || req.Header.Get("Authorization") != "" || !t.bearer.covers(host) {
+	if t.bearer == nil || req.Header.Get("Authorization") != "" || !t.bearer.covers(host) || tokenOff(req.Context()) {
 		return t.send(req, false)
 	}
 	tok, err := t.bearer.token(req.Context())
@@ -172,7 +178,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	out := withToken(req, tok)
+	out := t.hooks.track(withToken(req, tok))
 	resp, err := t.send(out, true)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		resp, err = t.recoverUnauthorized(out, resp)
@@ -193,6 +199,7 @@ func (t *Transport) direct(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
 	}
+	t.budget.requestURL(req.URL)
 	return t.send(req, false)
 }
 
@@ -229,7 +236,7 @@ func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) 
 		return resp, nil
 	}
 	sent := sentToken(req)
-	if !t.bearer.invalidate(sent) || !replayable(req) {
+	if !t.bearer.invalidate(sent) || !replayable(req) || !t.allowResend(req, resendUnauthorized) {
 		return resp, nil
 	}
 	tok, err := t.bearer.token(req.Context())
@@ -435,6 +442,7 @@ func (t *Transport) pinFailure(err *PinError) {
 	if t.onPinFailure != nil {
 		t.onPinFailure(err)
 	}
+	t.hooks.pinFailure(err)
 }
 
 // warnExpiring logs, once per certificate, that a certificate of a verified
@@ -455,6 +463,7 @@ func (t *Transport) warnExpiring(chains [][]*x509.Certificate) {
 			}
 			t.logger.Warn("securehttp: certificate expires soon", "subject", c.Subject.String(),
 				"not_after", c.NotAfter, "spki_pin", SPKIPin(c))
+			t.hooks.certificateExpiring(c)
 		}
 	}
 }
