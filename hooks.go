@@ -130,7 +130,7 @@ type TokenRequestEvent struct {
 // HandshakeEvent describes a finished TLS handshake.
 type HandshakeEvent struct {
 	Host    string // the server name the handshake was made for
-	Version string // "TLS 1.3", "TLS 1.2"; "" when the handshake failed early
+	Version string // "TLS 1.3", "TLS 1.2"; "" when the handshake failed
 	Resumed bool   // whether a previous session was resumed
 	// Pin is "none" when no pin set covers the host, "match" when an
 	// enforced set matched, "mismatch" when none did, "report_only" when
