@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the securehttp benchmarks side by side with bare net/http, oauth2,
-# go-retryablehttp and resty, and writes RESULTS.md and chart.svg.
+# go-retryablehttp and resty (and otelhttp with OpenTelemetry on), and writes RESULTS.md and chart.svg.
 #
-#   bench/run.sh                 the full run: 6 passes, about 7 minutes on 2 cores
+#   bench/run.sh                 the full run: 6 passes, about 8 minutes on 2 cores
 #   bench/run.sh -count 10       more passes, for tighter medians
 #   bench/run.sh -profile        also profile securehttp's keep-alive GET
 #   bench/run.sh -profile-only   only that profile (about a minute)
@@ -52,6 +52,7 @@ if [ "$measure" = 1 ]; then
   commands=(
     "$bin -test.run '^\$' -test.bench '^BenchmarkGet\$' -test.benchtime $get_time"
     "$bin -test.run '^\$' -test.bench '^BenchmarkGetPaired\$' -test.benchtime $get_time"
+    "$bin -test.run '^\$' -test.bench '^BenchmarkGetOTel\$' -test.benchtime $get_time"
     "$bin -test.run '^\$' -test.bench '^BenchmarkHandshake\$' -test.benchtime $hs_time"
     "$bin -test.run '^\$' -test.bench '^BenchmarkHandshakePaired\$' -test.benchtime $hs_time"
     "$bin -test.run '^\$' -test.bench '^BenchmarkUpload\$' -test.benchtime $upload_time"
@@ -75,7 +76,7 @@ if [ "$measure" = 1 ]; then
 
   step "benchstat"
   {
-    for name in Get Handshake Upload; do
+    for name in Get GetOTel Handshake Upload; do
       go tool benchstat -filter ".name:$name" -col /client out/bench.txt
       echo
     done
