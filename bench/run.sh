@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the securehttp benchmarks side by side with bare net/http, oauth2,
-# go-retryablehttp and resty (and otelhttp with OpenTelemetry on), and writes RESULTS.md and chart.svg.
+# go-retryablehttp and resty (and otelhttp, with OpenTelemetry on), and
+# writes RESULTS.md and chart.svg.
 #
 #   bench/run.sh                 the full run: 6 passes, about 8 minutes on 2 cores
 #   bench/run.sh -count 10       more passes, for tighter medians
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
     -count) count="$2"; shift 2 ;;
     -profile) profile=1; shift ;;
     -profile-only) profile=1; measure=0; shift ;;
-    *) sed -n '2,9s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,10s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
   esac
 done
 
