@@ -1,6 +1,7 @@
 package securehttp
 
 import (
+	"context"
 	"math"
 	"net/http"
 	"net/url"
@@ -197,4 +198,14 @@ func (t *Transport) allowResend(req *http.Request, resend string) bool {
 		"method", req.Method, "url", redactURL(req.URL), "resend", resend)
 	t.hooks.budgetExhausted(req, resend)
 	return false
+}
+
+// allowResend reports whether the retry budget of the token endpoint's host
+// allows another token request.
+func (tc *tokenClient) allowResend(ctx context.Context, endpoint string) bool {
+	if tc.resend == nil {
+		return true
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
+	return err != nil || tc.resend(req, resendRetry)
 }

@@ -2,6 +2,7 @@ package securehttp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -326,5 +327,52 @@ func TestBudgetConcurrent(t *testing.T) {
 	resends, _ := sum(&b.host("a.test").resends, sec)
 	if requests != 8000 || resends > 8000+budgetFloor || resends < 7000 {
 		t.Errorf("got %d requests and %d resends, want 8000 and about as many", requests, resends)
+	}
+}
+
+// TestBudgetTokenRequests checks that the token requests of
+// ClientCredentials, retried after a 5xx, pay from the budget of the token
+// endpoint's host.
+func TestBudgetTokenRequests(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		budget     float64
+		wantTokens int64
+	}{
+		{"budget spent", 0, 1},
+		{"no budget", -1, tokenRequestAttempts},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var tokenHits atomic.Int64
+			srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/token" {
+					tokenHits.Add(1)
+				}
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}))
+			cfg := testConfig(t)
+			cfg.Retry = RetryPolicy{MinWait: time.Microsecond, MaxWait: time.Microsecond, Budget: tt.budget}
+			cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, ClientCredentials: &ClientCredentials{
+				ClientID: "client", ClientSecret: "secret", TokenURL: hostURL(srv, hostOther, "/token"),
+			}}
+			tr := newTestTransport(t, cfg)
+			tr.now = newBudgetClock().Now
+			c := &http.Client{Transport: tr}
+			if tt.budget == 0 {
+				for range 20 {
+					resp, err := c.Get(hostURL(srv, hostOther, "/fail"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					resp.Body.Close()
+				}
+			}
+			_, err := c.Get(hostURL(srv, hostAPI, "/"))
+			if !errors.Is(err, ErrNoToken) || tokenHits.Load() != tt.wantTokens {
+				t.Errorf("got error %v after %d token requests, want ErrNoToken after %d", err, tokenHits.Load(), tt.wantTokens)
+			}
+		})
 	}
 }

@@ -139,6 +139,7 @@ type tokenClient struct {
 	now    func() time.Time
 	logger *slog.Logger
 	hooks  *Hooks
+	resend func(*http.Request, string) bool // the retry budget; nil allows every resend
 
 	mu        sync.Mutex
 	endpoint  string    // discovered or configured token endpoint
@@ -246,6 +247,9 @@ func (tc *tokenClient) fetch(ctx context.Context) (Token, error) {
 	var last error
 	for attempt := 0; attempt < tokenRequestAttempts; attempt++ {
 		if attempt > 0 {
+			if !tc.allowResend(ctx, endpoint) {
+				return Token{}, last
+			}
 			if err := sleepCtx(ctx, tokenRequestMinWait<<(attempt-1)); err != nil {
 				return Token{}, last
 			}

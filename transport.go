@@ -134,7 +134,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 				return nil, err
 			}
 			t.bearer.refresh = tc.fetch
-			tc.hooks = t.hooks
+			tc.hooks, tc.resend = t.hooks, t.allowResend
 		}
 	}
 	return t, nil
