@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -179,7 +180,9 @@ func (a attempts) RoundTrip(req *http.Request) (*http.Response, error) { return 
 // while hooks are set: the attempts so far, and the request to show as
 // resp.Request.
 type exchange struct {
-	attempts int
+	// attempts is atomic only in case a hook sends a request of its own
+	// under the context it was given.
+	attempts atomic.Int32
 	req      *http.Request
 }
 
@@ -204,8 +207,7 @@ func (h *Hooks) attempt(t *Transport, req *http.Request) (*http.Response, error)
 	e := AttemptEvent{Target: target(req), Attempt: 1}
 	shown := req
 	if ex, ok := ctx.Value(exchangeKey{}).(*exchange); ok {
-		ex.attempts++
-		e.Attempt, shown = ex.attempts, ex.req
+		e.Attempt, shown = int(ex.attempts.Add(1)), ex.req
 	}
 	actx := ctx
 	if h.AttemptStart != nil {

@@ -67,7 +67,7 @@ func ExampleNewHooks() {
 	for _, s := range exporter.GetSpans() {
 		line := []string{s.Name, s.SpanKind.String()}
 		for _, kv := range s.Attributes {
-			v := kv.Value.Emit()
+			v := kv.Value.String()
 			switch kv.Key {
 			case "url.full":
 				v = strings.TrimPrefix(v, srv.URL)
