@@ -29,7 +29,8 @@ import (
 //
 // Error classes are "timeout", "connection_refused", "connection_reset",
 // "connection_closed", "dns", "certificate", "weak_key", "pin_mismatch",
-// "revoked", "ocsp_staple", "insecure_scheme", "token_unavailable",
+// "revoked", "ocsp_staple", "insecure_scheme", "host_not_allowed",
+// "blocked_address", "token_unavailable",
 // "oauth_error", "canceled", "deadline_exceeded" and "error".
 type Hooks struct {
 	// AttemptStart is called before each attempt is sent: the first, each
@@ -431,6 +432,10 @@ func errorClass(err error) string {
 		return "ocsp_staple"
 	case errors.Is(err, ErrInsecureScheme):
 		return "insecure_scheme"
+	case errors.Is(err, ErrHostNotAllowed):
+		return "host_not_allowed"
+	case errors.Is(err, ErrBlockedAddress):
+		return "blocked_address"
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
 		return "certificate"
 	case errors.As(err, &refreshErr):
