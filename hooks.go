@@ -30,8 +30,8 @@ import (
 // Error classes are "timeout", "connection_refused", "connection_reset",
 // "connection_closed", "dns", "certificate", "weak_key", "pin_mismatch",
 // "revoked", "ocsp_staple", "insecure_scheme", "host_not_allowed",
-// "blocked_address", "token_unavailable",
-// "oauth_error", "canceled", "deadline_exceeded" and "error".
+// "blocked_address", "token_unavailable", "oauth_error", "canceled",
+// "deadline_exceeded" and "error".
 type Hooks struct {
 	// AttemptStart is called before each attempt is sent: the first, each
 	// retry, and each replay after a 401 or a DPoP nonce challenge. The
