@@ -30,8 +30,8 @@ import (
 // Error classes are "timeout", "connection_refused", "connection_reset",
 // "connection_closed", "dns", "certificate", "weak_key", "pin_mismatch",
 // "revoked", "ocsp_staple", "insecure_scheme", "host_not_allowed",
-// "blocked_address", "token_unavailable", "oauth_error", "canceled",
-// "deadline_exceeded" and "error".
+// "blocked_address", "token_unavailable", "oauth_error", "canceled" and
+// "error".
 type Hooks struct {
 	// AttemptStart is called before each attempt is sent: the first, each
 	// retry, and each replay after a 401 or a DPoP nonce challenge. The
@@ -420,8 +420,6 @@ func errorClass(err error) string {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return "canceled"
-	case errors.Is(err, context.DeadlineExceeded) && !errors.As(err, &netErr):
-		return "deadline_exceeded"
 	case errors.Is(err, ErrPinMismatch):
 		return "pin_mismatch"
 	case errors.Is(err, ErrWeakKey):
@@ -450,7 +448,9 @@ func errorClass(err error) string {
 		return "connection_reset"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "connection_closed"
-	case errors.As(err, &netErr) && netErr.Timeout():
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		// A request's own deadline, and net/http's and net's timeouts,
+		// which match context.DeadlineExceeded too.
 		return "timeout"
 	}
 	return "error"

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,8 +239,19 @@ func TestHooksHandshakeAndPins(t *testing.T) {
 			t.Errorf("%s: got error %v, want a pin mismatch only for %s", host, err, hostOther)
 		}
 	}
+	// A new connection resumes the TLS session of the first.
+	tr.CloseIdleConnections()
+	resp, err := c.Get(hostURL(srv, hostAPI, "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
+	if n := len(rec.shakes); n != 4 || !rec.shakes[3].Resumed || rec.shakes[3].Pin != "match" || rec.shakes[0].Resumed {
+		t.Errorf("got handshakes %+v, want 4, the last resumed and matching its pin, the first not resumed", rec.shakes)
+	}
+	rec.shakes = rec.shakes[:3]
 	got := map[string]string{}
 	for _, e := range rec.shakes {
 		got[e.Host] = e.Pin + " " + e.Version + " " + e.Error
@@ -372,3 +385,62 @@ func TestHooksNilAllocs(t *testing.T) {
 }
 
 func base64Of(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestHooksTarget checks that an event's URL keeps neither userinfo, query
+// nor fragment, and that the method and port get their defaults.
+func TestHooksTarget(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		method, url string
+		want        Target
+	}{
+		{"", "https://user:PWSECRET@api.test/a/b?key=QSECRET#FRAGSECRET",
+			Target{Method: "GET", URL: "https://api.test/a/b", Host: "api.test", Port: 443}},
+		{"PUT", "https://api.test:8443/x%2Fy?", Target{Method: "PUT", URL: "https://api.test:8443/x%2Fy", Host: "api.test", Port: 8443}},
+		{"GET", "https://[::1]:9443/", Target{Method: "GET", URL: "https://[::1]:9443/", Host: "::1", Port: 9443}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequest(tt.method, tt.url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := target(req); got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestErrorClass checks that failures are named by their type, whatever
+// their text says.
+func TestErrorClass(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"pin mismatch", &PinError{Host: "api.test"}, "pin_mismatch"},
+		{"refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, "connection_refused"},
+		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), "connection_reset"},
+		{"closed", io.ErrUnexpectedEOF, "connection_closed"},
+		{"canceled", context.Canceled, "canceled"},
+		{"deadline", fmt.Errorf("get: %w", context.DeadlineExceeded), "timeout"},
+		{"token", &RefreshError{Err: errors.New("timeout")}, "token_unavailable"},
+		{"oauth", &OAuthError{StatusCode: 400, Code: "invalid_client"}, "oauth_error"},
+		{"scheme", fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, "http"), "insecure_scheme"},
+		{"host", ErrHostNotAllowed, "host_not_allowed"},
+		{"dns", &net.DNSError{Err: "no such host", Name: "x.test", IsNotFound: true}, "dns"},
+		{"text says timeout", errors.New("i/o timeout https://api.test/?key=QSECRET"), "error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := errorClass(tt.err); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
