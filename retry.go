@@ -3,6 +3,7 @@ package securehttp
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +37,10 @@ import (
 // it. A context made by WithoutRetries turns retries off for one request.
 type RetryPolicy struct {
 	// MaxRetries is the number of retries after the first attempt. Zero
-	// means 3; a negative value means no retries.
+	// means the default, 3 retries, so that the zero Config retries. For no
+	// retries at all, set NoRetries (any negative value does the same).
+	// Note that go-retryablehttp's RetryMax reads the other way: there 0
+	// means no retries.
 	MaxRetries int
 
 	// MinWait and MaxWait bound the exponential backoff with full jitter.
@@ -51,6 +55,10 @@ type RetryPolicy struct {
 
 	Budget float64 // share of a host's requests that may be retried, over a 10 s window, plus a floor of 10 retries per second; zero means 0.2; negative means no budget
 }
+
+// NoRetries is the RetryPolicy.MaxRetries that turns retries off: every
+// request is sent once. MaxRetries: 0 means the default of 3 retries.
+const NoRetries = -1
 
 const (
 	defaultMaxRetries    = 3
@@ -122,7 +130,8 @@ func (t *Transport) retryable(req *http.Request) bool {
 func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error) {
 	req = t.hooks.track(req)
 	if !t.retryable(req) {
-		return t.attempt(req)
+		resp, err := t.attempt(req)
+		return resp, explain(req, err, 1)
 	}
 	req = markBodyErrors(req)
 	// The first attempt goes straight to the pool, so that the requests
@@ -131,9 +140,9 @@ func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error)
 	// starts by replaying this first outcome through its own loop.
 	resp, err := t.attempt(req)
 	if retry, _ := t.shouldRetry(req, resp, err); !retry {
-		return resp, err
+		return resp, explain(req, err, 1)
 	}
-	a := &attempt{t: t, req: req, scoped: scoped}
+	a := &attempt{t: t, req: req, scoped: scoped, tries: 1}
 	c := &a.engine
 	c.HTTPClient = &http.Client{
 		Transport:     &replayFirst{resp: resp, err: err, rt: attempts{t}},
@@ -153,7 +162,28 @@ func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error)
 		// caller's client adds its own.
 		err = uerr.Err
 	}
-	return resp, err
+	return resp, explain(req, err, a.tries)
+}
+
+// explain adds to a request's error what the user needs to act on it: the
+// host and the way to trust a private CA when the chain does not verify,
+// and how many attempts were made when there was more than one. The error
+// stays what it was for errors.Is and errors.As.
+func explain(req *http.Request, err error, tries int) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		v := &verifyError{host: req.URL.Hostname(), err: err}
+		if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+			v.hint = "to trust a private CA, add its root to Config.RootCAs (with the securehttp command, --cacert FILE)"
+		}
+		err = v
+	}
+	if tries > 1 {
+		err = wrap(fmt.Sprintf("securehttp: giving up after %d attempts", tries), err)
+	}
+	return err
 }
 
 // useLastResponse keeps the engine's inner client from following
@@ -244,13 +274,14 @@ type attempt struct {
 	scoped bool
 	reason string // why the last attempt is retried, for the log
 	class  string // the same, for the hooks
-	tries  int    // attempts judged so far
+	tries  int    // attempts made, counting the one about to be sent
 	engine retryablehttp.Client
 }
 
 func (a *attempt) checkRetry(_ context.Context, resp *http.Response, err error) (bool, error) {
-	a.tries++
 	retry, reason := a.t.shouldRetry(a.req, resp, err)
+	// a.tries is the attempt judged here: another follows only below
+	// the maximum, and only that one is paid for.
 	if retry && a.tries <= a.t.retry.max && !a.t.allowResend(a.req, resendRetry) {
 		// The engine returns this outcome as it is: the response with
 		// its body unread, or the error.
@@ -340,6 +371,7 @@ func (a *attempt) prepareRetry(req *http.Request) error {
 		}
 		req.Body = body
 	}
+	a.tries++
 	return nil
 }
 
@@ -391,6 +423,23 @@ func errorReason(err error) string {
 	}
 	return "error"
 }
+
+// verifyError is a chain that did not verify, with the host it was for and
+// what to do about it.
+type verifyError struct {
+	host, hint string
+	err        error
+}
+
+func (e *verifyError) Error() string {
+	msg := "securehttp: TLS verification of " + e.host + " failed: " + causeText(e.err)
+	if e.hint != "" {
+		msg += "; " + e.hint
+	}
+	return msg
+}
+
+func (e *verifyError) Unwrap() error { return e.err }
 
 // maxRetryAfterSeconds keeps absurd Retry-After values from overflowing.
 const maxRetryAfterSeconds = 1 << 31
