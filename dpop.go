@@ -422,7 +422,7 @@ func dpopTokenRejected(h http.Header) bool {
 // server just gave, when resp is a 401 asking for one. The new response is
 // returned as it is, even if it asks again: never a loop.
 func (t *Transport) retryNonce(req *http.Request, tok *token, resp *http.Response) (*http.Response, error) {
-	if t.dpop == nil || !nonceRequested(resp) || !replayable(req) || !t.resendAllowed(req, "use_dpop_nonce") {
+	if t.dpop == nil || !nonceRequested(resp) || !replayable(req) || !t.allowResend(req, resendNonce) {
 		return resp, nil
 	}
 	again, err := t.withToken(req, tok)

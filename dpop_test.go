@@ -948,11 +948,15 @@ func FuzzDPoPProof(f *testing.F) {
 // (no token, no nonce): every request succeeds, one token is obtained, and
 // every proof is fresh. Rotation is left to TestDPoPEndToEnd: here a
 // rotation between a request's nonce error and its retry would rightly end
-// in a second nonce error, returned as it is.
+// in a second nonce error, returned as it is. The retry budget is off: a
+// cold start's 32 nonce replays in one second go past its floor, which
+// TestDPoPNonceRetrySpendsBudget covers.
 func TestDPoPConcurrent(t *testing.T) {
 	t.Parallel()
 	s := newDPoPServer(t)
-	c := &http.Client{Transport: newTestTransport(t, s.config(t, &DPoP{})), Timeout: 20 * time.Second}
+	cfg := s.config(t, &DPoP{})
+	cfg.Retry.Budget = -1
+	c := &http.Client{Transport: newTestTransport(t, cfg), Timeout: 20 * time.Second}
 	const workers, each = 32, 5
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*each)
@@ -1189,5 +1193,48 @@ func BenchmarkDPoPRoundTrip(b *testing.B) {
 				get()
 			}
 		})
+	}
+}
+
+// TestDPoPNonceRetrySpendsBudget: nonce replays are paid from the host's
+// retry budget. With the clock stopped, every resend falls in one second:
+// the budget's floor of 10 allows ten replays, and the later requests get
+// their 401 back with no replay, each reported to the BudgetExhausted hook.
+func TestDPoPNonceRetrySpendsBudget(t *testing.T) {
+	t.Parallel()
+	var hits, n atomic.Int64
+	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("DPoP-Nonce", fmt.Sprintf("n-%d", n.Add(1)))
+		w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var mu sync.Mutex
+	var refused []string
+	cfg := testConfig(t)
+	cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, DPoP: &DPoP{Key: key}, Refresh: tokStaticT("static-token")}
+	cfg.Hooks = &Hooks{BudgetExhausted: func(_ context.Context, e BudgetEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		refused = append(refused, e.Resend)
+	}}
+	tr := newTestTransport(t, cfg)
+	stopped := time.Now()
+	tr.now = func() time.Time { return stopped }
+	c := &http.Client{Transport: tr}
+	const requests = 15
+	for range requests {
+		if status, _ := dpopDo(t, c, http.MethodGet, hostURL(srv, hostAPI, "/v1"), nil); status != http.StatusUnauthorized {
+			t.Fatalf("got status %d, want 401", status)
+		}
+	}
+	if got, want := hits.Load(), int64(requests+budgetFloor); got != want {
+		t.Fatalf("the server got %d requests, want %d (%d, and %d replays)", got, want, requests, budgetFloor)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(refused) != requests-budgetFloor || slices.ContainsFunc(refused, func(r string) bool { return r != resendNonce }) {
+		t.Fatalf("got budget refusals %q, want %d for %q", refused, requests-budgetFloor, resendNonce)
 	}
 }

@@ -140,9 +140,9 @@ type tokenClient struct {
 	rt     func(*http.Request) (*http.Response, error)
 	now    func() time.Time
 	logger *slog.Logger
-	dpop   *dpopKey // nil without Bearer.DPoP: token requests carry no proof
-	// mayResend is Transport.resendAllowed, asked before a nonce retry.
-	mayResend func(req *http.Request, reason string) bool
+	hooks  *Hooks
+	resend func(*http.Request, string) bool // the retry budget; nil allows every resend
+	dpop   *dpopKey                         // nil without Bearer.DPoP: token requests carry no proof
 
 	mu        sync.Mutex
 	endpoint  string    // discovered or configured token endpoint
@@ -250,6 +250,9 @@ func (tc *tokenClient) fetch(ctx context.Context) (Token, error) {
 	var last error
 	for attempt := 0; attempt < tokenRequestAttempts; attempt++ {
 		if attempt > 0 {
+			if !tc.allowResend(ctx, endpoint) {
+				return Token{}, last
+			}
 			if err := sleepCtx(ctx, tokenRequestMinWait<<(attempt-1)); err != nil {
 				return Token{}, last
 			}
@@ -292,7 +295,7 @@ func (tc *tokenClient) request(ctx context.Context, endpoint string) (Token, boo
 	var oe *OAuthError
 	if tc.dpop != nil && errors.As(err, &oe) && oe.nonceRequested {
 		req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
-		if rerr == nil && tc.mayResend(req, "use_dpop_nonce") {
+		if rerr == nil && (tc.resend == nil || tc.resend(req, resendNonce)) {
 			tc.logger.Debug("securehttp: token request again with the server's DPoP nonce", "url", redactURL(req.URL))
 			return tc.requestOnce(ctx, endpoint)
 		}
@@ -347,6 +350,7 @@ func (tc *tokenClient) requestOnce(ctx context.Context, endpoint string) (tok To
 
 	start := tc.now()
 	resp, err := tc.rt(req)
+	tc.hooks.tokenRequest(ctx, req.URL, resp, err, tc.now().Sub(start))
 	if err != nil {
 		tc.logger.Debug("securehttp: token request failed", "url", redactURL(req.URL), "error_class", errorReason(err))
 		return Token{}, retryableError(err), wrap("token request", err)

@@ -55,6 +55,8 @@ type Transport struct {
 	bearer *tokenSource // nil without Config.Bearer
 	dpop   *dpopKey     // nil without Bearer.DPoP
 	retry  retryConfig
+	budget *retryBudget // nil when Retry.Budget is negative
+	hooks  *Hooks       // nil without Config.Hooks
 
 	logger *slog.Logger // never nil: a discarding logger when Config.Logger is nil
 	now    func() time.Time
@@ -91,6 +93,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 		now:           time.Now,
 		jitter:        rand.Int64N,
 	}
+	t.budget, t.hooks = newRetryBudget(retry.budget, t.clock), cfg.Hooks.clone()
 	if cfg.MaxIdleConnsPerHost < 0 {
 		return nil, &ConfigError{Field: "MaxIdleConnsPerHost", Err: errors.New("must not be negative")}
 	}
@@ -137,14 +140,15 @@ func NewTransport(cfg Config) (*Transport, error) {
 			}
 			t.bearer.jkt = t.dpop.jkt
 		}
+		t.bearer.hooks = t.hooks
 		if cc := cfg.Bearer.ClientCredentials; cc != nil {
 			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, false)
 			if err != nil {
 				return nil, err
 			}
 			tc.dpop = t.dpop
-			tc.mayResend = t.resendAllowed
 			t.bearer.refresh = tc.fetch
+			tc.hooks, tc.resend = t.hooks, t.allowResend
 		}
 	}
 	return t, nil
@@ -217,8 +221,9 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, fmt.Errorf("securehttp: bad request host: %w", err)
 	}
+	t.budget.request(host)
 
-	if t.bearer == nil || req.Header.Get("Authorization") != "" {
+	if t.bearer == nil || req.Header.Get("Authorization") != "" || tokenOff(req.Context()) {
 		return t.send(req, false)
 	}
 	if !t.bearer.covers(host) {
@@ -239,6 +244,7 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
+	out = t.hooks.track(out)
 	resp, err := t.send(out, true)
 	if err == nil {
 		resp, err = t.retryNonce(out, tok, resp)
@@ -266,6 +272,7 @@ func (t *Transport) direct(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
 	}
+	t.budget.requestURL(req.URL)
 	return t.send(req, false)
 }
 
@@ -308,16 +315,6 @@ func sentToken(req *http.Request) string {
 	return tok
 }
 
-// resendAllowed says whether req may be sent again for a reason other than
-// a retry: a 401 replay with a refreshed token, or a DPoP nonce retry. Each
-// of these is already bounded to one per request.
-//
-// RETRY BUDGET: this is the one place where such resends are paid for;
-// the per-host retry budget is spent here when it exists.
-func (t *Transport) resendAllowed(req *http.Request, reason string) bool {
-	return true
-}
-
 // recoverUnauthorized handles a 401 to a request that carried our token: it
 // invalidates that token, refreshes it and replays the request once, when
 // its body can be replayed. Otherwise it returns resp as it is.
@@ -330,7 +327,7 @@ func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) 
 		return resp, nil
 	}
 	sent := sentToken(req)
-	if !t.bearer.invalidate(sent) || !replayable(req) {
+	if !t.bearer.invalidate(sent) || !replayable(req) || !t.allowResend(req, resendUnauthorized) {
 		return resp, nil
 	}
 	tok, err := t.bearer.token(req.Context())
@@ -338,9 +335,6 @@ func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) 
 		if err != nil {
 			t.logger.Warn("securehttp: token refresh after 401 failed", "url", redactURL(req.URL), "error", err)
 		}
-		return resp, nil
-	}
-	if !t.resendAllowed(req, "401") {
 		return resp, nil
 	}
 	replay, err := t.withToken(req, tok)
@@ -569,6 +563,7 @@ func (t *Transport) pinFailure(err *PinError) {
 	if t.onPinFailure != nil {
 		t.onPinFailure(err)
 	}
+	t.hooks.pinFailure(err)
 }
 
 // warnExpiring logs, once per certificate, that a certificate of a verified
@@ -589,6 +584,7 @@ func (t *Transport) warnExpiring(chains [][]*x509.Certificate) {
 			}
 			t.logger.Warn("securehttp: certificate expires soon", "subject", c.Subject.String(),
 				"not_after", c.NotAfter, "spki_pin", SPKIPin(c))
+			t.hooks.certificateExpiring(c)
 		}
 	}
 }

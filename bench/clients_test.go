@@ -151,8 +151,9 @@ type secureOptions struct {
 	pins    bool   // pin the leaf's key (with a backup pin)
 	token   string // the token in the MemoryStore at the start
 	refresh func(context.Context) (string, error)
-	window  time.Duration // Bearer.RefreshWindow
-	dpop    crypto.Signer // Bearer.DPoP.Key; nil: no DPoP
+	window  time.Duration     // Bearer.RefreshWindow
+	hooks   *securehttp.Hooks // Config.Hooks
+	dpop    crypto.Signer     // Bearer.DPoP.Key; nil: no DPoP
 }
 
 // secureClient returns securehttp with bearer tokens and retries (the
@@ -171,6 +172,7 @@ func (f *fixture) secureClient(b *testing.B, o secureOptions) *http.Client {
 		Proxy:               noProxy,
 		DialContext:         f.dial,
 		MaxIdleConnsPerHost: poolSize,
+		Hooks:               o.hooks,
 	}
 	if o.dpop != nil {
 		cfg.Bearer.DPoP = &securehttp.DPoP{Key: o.dpop}
