@@ -221,9 +221,11 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 	if !t.bearer.covers(host) {
 		// Said once per request, so that a host spelt differently from its
 		// Bearer.Hosts entry (an IP for a name, another alias) is not a
-		// mystery 401.
-		t.logger.Debug("securehttp: no token sent: the host is not in Bearer.Hosts",
-			"host", host, "method", req.Method, "url", redactURL(req.URL))
+		// mystery 401. Asked first, so that a silent logger costs nothing.
+		if t.logger.Enabled(req.Context(), slog.LevelDebug) {
+			t.logger.Debug("securehttp: no token sent: the host is not in Bearer.Hosts",
+				"host", host, "method", req.Method, "url", redactURL(req.URL))
+		}
 		return t.send(req, false)
 	}
 	tok, err := t.bearer.token(req.Context())
