@@ -42,6 +42,12 @@ type Bearer struct {
 	// Hosts lists the hosts that receive the token, as patterns like
 	// PinSet.Host. It is required: there is no "all hosts" default, and a
 	// wildcard may not cover a public suffix such as "*.com".
+	//
+	// A pattern without a port matches every port of its hosts, as
+	// net/http's redirect rule does for its own headers: a redirect to
+	// another port of a listed host carries the token. "host:port" (an
+	// IPv6 literal in brackets, as "[::1]:8443") restricts the token to that
+	// port; a URL without a port is port 443.
 	Hosts []string
 
 	// RefreshWindow is how long before expiry a background refresh starts
@@ -229,7 +235,7 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 		ts.store = NewMemoryStore(Token{})
 	}
 	for i, h := range b.Hosts {
-		p, err := parseHostPattern(h)
+		p, err := parseHostPortPattern(h)
 		if err != nil {
 			return nil, &ConfigError{Field: fmt.Sprintf("Bearer.Hosts[%d]", i), Value: h, Err: err}
 		}
@@ -244,10 +250,11 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 	return ts, nil
 }
 
-// covers reports whether host, already normalised, may receive the token.
-func (ts *tokenSource) covers(host string) bool {
+// covers reports whether host, already normalised, may receive the token
+// on port, as the URL gives it ("" for https's default).
+func (ts *tokenSource) covers(host, port string) bool {
 	for _, p := range ts.hosts {
-		if p.match(host) {
+		if p.match(host) && p.matchPort(port) {
 			return true
 		}
 	}

@@ -164,7 +164,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("securehttp: bad request host: %w", err)
 	}
 
-	if t.bearer == nil || req.Header.Get("Authorization") != "" || !t.bearer.covers(host) {
+	if t.bearer == nil || req.Header.Get("Authorization") != "" || !t.bearer.covers(host, req.URL.Port()) {
 		return t.send(req, false)
 	}
 	tok, err := t.bearer.token(req.Context())
