@@ -185,6 +185,12 @@ type tokenSource struct {
 	misses      int       // consecutive refreshes that failed or gave a token already due
 	lastErr     error     // the last refresh failure, returned until retryAt
 	warnedReuse bool      // the "Refresh returned the refused token" warning was logged
+
+	// Refreshes that a 401 causes are rate-limited on their own: a
+	// successful refresh resets the failure backoff above, and a server
+	// that refuses every token would otherwise cost a refresh per request.
+	unauthMisses  int       // consecutive 401-triggered refreshes
+	unauthRetryAt time.Time // no 401-triggered refresh before this
 }
 
 // flight is one refresh, shared by every request that waits for it.
@@ -487,9 +493,11 @@ func (ts *tokenSource) rejectedToken() string {
 
 // invalidate marks sent as refused by a server, if it is still the current
 // token, so that concurrent 401s cause one refresh between them. It reports
-// whether a refresh may follow: after a refresh that a 401 caused, the next
-// one waits for the refresh backoff, so that a server refusing every token
-// cannot make each request cost a refresh.
+// whether a refresh may follow. Refreshes caused by 401s are spaced by the
+// refresh backoff, doubling from a second to a minute while servers keep
+// refusing the new tokens, so that a server refusing every token cannot
+// make each request cost a refresh: until then the refused token is kept
+// and the 401 goes to the caller. A 401 after a quiet minute starts over.
 func (ts *tokenSource) invalidate(sent string) bool {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -497,15 +505,16 @@ func (ts *tokenSource) invalidate(sent string) bool {
 		return true
 	}
 	now := ts.now()
-	if ts.rejected != "" && now.Before(ts.retryAt) {
-		// The token that replaced the last refused one is refused too:
-		// keep it, and let the refresh wait for the backoff.
+	if now.Before(ts.unauthRetryAt) {
 		return false
 	}
+	if ts.unauthRetryAt.IsZero() || now.Sub(ts.unauthRetryAt) > maxRefreshBackoff {
+		ts.unauthMisses = 0
+	}
+	ts.unauthMisses++
+	ts.unauthRetryAt = now.Add(refreshBackoff(ts.unauthMisses))
 	ts.rejected = sent
 	ts.cur = nil
-	ts.misses++
-	ts.retryAt = now.Add(refreshBackoff(ts.misses))
 	ts.logger.Debug("securehttp: bearer token refused by the server; it will be refreshed")
 	return true
 }
