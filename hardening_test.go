@@ -132,6 +132,57 @@ func TestDefect01RefreshIgnoresContext(t *testing.T) {
 		default:
 		}
 	})
+	t.Run("stuck background refresh is abandoned", func(t *testing.T) {
+		t.Parallel()
+		ep := newSilentEndpoint(t)
+		clk := tokNewClock()
+		old := tokFresh(t, clk.Now(), 10*time.Minute)
+		// x/oauth2's source serialises its calls: the second call waits
+		// behind the first, stuck one, so calls are counted here rather
+		// than at the endpoint.
+		hanging := hangingOAuth2Refresh(t, ep)
+		calls := make(chan struct{}, 4)
+		refresh := func(ctx context.Context) (Token, error) {
+			calls <- struct{}{}
+			return hanging(ctx)
+		}
+		e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(Token{Value: old}), Refresh: refresh,
+			Hosts: []string{hostAPI}, RefreshTimeout: 50 * time.Millisecond}, nil)
+		t.Cleanup(ep.release)
+		if got := e.tokMustGet(t); got != tokBearer(old) {
+			t.Fatalf("server got %q, want the stored token", got)
+		}
+		clk.Add(10*time.Minute - 30*time.Second) // inside the refresh window
+		if got := e.tokMustGet(t); got != tokBearer(old) {
+			t.Fatalf("server got %q, want the stored token", got)
+		}
+		tokWait(t, calls, "background refresh")
+		tokWait(t, ep.accepted, "background token request")
+		// Wait, boundedly, for the stuck refresh's own deadline.
+		deadline := time.Now().Add(tokPatience)
+		for {
+			e.tr.bearer.mu.Lock()
+			f := e.tr.bearer.flight
+			e.tr.bearer.mu.Unlock()
+			if f == nil || f.ctx.Err() != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the refresh's deadline has not passed after %v", tokPatience)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// The stuck refresh is given up, and after the backoff another
+		// one starts while the token is still valid.
+		if got := e.tokMustGet(t); got != tokBearer(old) {
+			t.Fatalf("server got %q, want the stored token", got)
+		}
+		clk.Add(minRefreshBackoff)
+		if got := e.tokMustGet(t); got != tokBearer(old) {
+			t.Fatalf("server got %q, want the stored token", got)
+		}
+		tokWait(t, calls, "a second background refresh")
+	})
 	t.Run("CloseIdleConnections is bounded", func(t *testing.T) {
 		t.Parallel()
 		ep := newSilentEndpoint(t)

@@ -275,19 +275,21 @@ func (ts *tokenSource) covers(host, port string) bool {
 func (ts *tokenSource) token(ctx context.Context) (*token, error) {
 	ts.mu.Lock()
 	now := ts.now()
+	f := ts.flight
+	if f != nil && f.ctx.Err() != nil {
+		// A refresh that outlived its own deadline is abandoned: it
+		// ignored its context, and nobody waits for it any more. Left in
+		// place, a stuck background refresh would stop every later one
+		// until the token expired.
+		ts.abandon(f, now)
+		f = nil
+	}
 	if cur := ts.cur; cur.usable(now) {
-		if ts.flight == nil && ts.due(cur, now) && !now.Before(ts.retryAt) {
+		if f == nil && ts.due(cur, now) && !now.Before(ts.retryAt) {
 			ts.start()
 		}
 		ts.mu.Unlock()
 		return cur, nil
-	}
-	f := ts.flight
-	if f != nil && f.ctx.Err() != nil {
-		// A refresh that outlived its own deadline is abandoned: it
-		// ignored its context, and nobody waits for it any more.
-		ts.abandon(f, now)
-		f = nil
 	}
 	if f == nil {
 		if ts.lastErr != nil && now.Before(ts.retryAt) {
