@@ -5,6 +5,11 @@
 //
 // Underneath, its Transport:
 //
+//   - contacts only the hosts of Config.AllowHosts, when set, on the first
+//     request, on every redirect hop and for token requests
+//     (ErrHostNotAllowed), and with Config.BlockPrivateNetworks refuses to
+//     connect to any address that is not public unicast, judged on the
+//     address actually dialled (ErrBlockedAddress);
 //   - refuses any scheme but https before a connection is made, on the first
 //     request and on every redirect hop (ErrInsecureScheme);
 //   - verifies every connection with crypto/x509 against Config.RootCAs or
@@ -50,34 +55,59 @@
 // A pin is "sha256/<base64>", the SHA-256 of a certificate's
 // SubjectPublicKeyInfo (RFC 7469, OkHttp's form), or the SHA-256 fingerprint
 // of a whole certificate in hex as `openssl x509 -fingerprint -sha256`
-// prints it. A connection passes when any certificate of any verified chain
-// (leaf, intermediate, or a root the server did not send) matches any pin of
-// the enforced sets whose Host matches. Pin a key you control and keep a
-// backup pin, so that a rotation does not lock clients out. PinSet.Expires
-// ends a set's enforcement; PinSet.ReportOnly reports mismatches through
-// Config.Logger and Config.OnPinFailure without refusing the connection.
+// prints it; curl's "sha256//…", HPKP's pin-sha256="…" and openssl's whole
+// "sha256 Fingerprint=…" line are read as pasted. A connection passes when
+// any certificate of any verified chain (leaf, intermediate, or a root the
+// server did not send) matches any pin of the enforced sets whose Host
+// matches. Pin a key you control and keep a backup pin, so that a rotation
+// does not lock clients out; a set with a single pin is logged as a warning.
+// PinSet.Expires ends a set's enforcement; PinSet.ReportOnly reports
+// mismatches through Config.Logger and Config.OnPinFailure without refusing
+// the connection.
+//
+// Hosts are matched as the URL spells them: an IP address and a name of the
+// same server are different hosts, and so are two names of it, since only
+// DNS, which an attacker may forge, says they are the same. A connection to
+// a host no PinSet covers, and a request to a host outside Bearer.Hosts,
+// each log a Debug event.
 //
 // # Tokens
 //
-// Bearer.Store keeps the token (NewMemoryStore, or NewFileStore for one that
-// survives restarts and is shared between processes). The expiry of a JWT
-// is read from its exp and nbf claims without verifying its signature,
-// unless Bearer.Keyfunc is set, in which case only a JWT that verifies is
-// accepted; an opaque token is used until a server answers 401. Inside the refresh window a single background refresh runs
-// while requests go on with the still-valid token; once the token is expired,
-// requests wait for that one refresh, each bounded by its own context, and
-// no request is ever sent with an expired token. Before calling Refresh the
-// store is read again, since another process may have refreshed already.
-// A 401 with no challenge, or with a Bearer challenge whose error is
-// invalid_token or absent, invalidates the token that request carried;
+// A Token is a value and its expiry. Bearer.Store keeps it (NewMemoryStore,
+// or NewFileStore for one that survives restarts and is shared between
+// processes). New tokens come from Bearer.ClientCredentials, an OAuth 2.0
+// client credentials flow with discovery and private_key_jwt or
+// client_secret_basic, or from the caller's Bearer.Refresh; OAuth2Refresh
+// adapts a golang.org/x/oauth2 TokenSource.
+//
+// A token's expiry is Token.Expiry, or a JWT's exp claim read without
+// verifying its signature (unless Bearer.Keyfunc is set, in which case only
+// a JWT that verifies is accepted), whichever is earlier. An opaque token
+// without an Expiry is used until a server answers 401. Inside the refresh
+// window a single background refresh runs while requests go on with the
+// still-valid token; once the token is expired, requests wait for that one
+// refresh, each bounded by its own context and by Bearer.RefreshTimeout,
+// even when Refresh ignores its context. After a failed refresh, requests
+// fail fast with its error until a backoff has passed. Before calling
+// Refresh the store is read again, since another process may have refreshed
+// already. A 401 with no challenge, or with a Bearer challenge whose error
+// is invalid_token or absent, invalidates the token that request carried;
 // the request is replayed once with a new token when its body can be
 // replayed (no body, or GetBody set). The token goes only to https requests
 // whose host matches Bearer.Hosts; every redirect hop is judged anew. A
 // request that already has an Authorization header is left alone.
 //
+// The exact expiry guarantee: a token is attached when the request enters
+// the Transport, and only while at least min(lifetime/10, 5 s) of its life
+// remains. It reaches the server after that margin only if the request then
+// waits longer than the margin for a connection (a new dial and TLS
+// handshake, bounded by DialTimeout and TLSHandshakeTimeout, or a proxy). A
+// server that must never see an expired token should use a lifetime whose
+// tenth exceeds those bounds.
+//
 // Logs carry refresh start and success (Debug) and failure (Warn), never a
-// token. Bearer, MemoryStore and Transport print no secret with %v, %+v or
-// %#v, nor as slog values.
+// token. Token, Bearer, ClientCredentials, MemoryStore and Transport print
+// no secret with any fmt verb, nor as slog values.
 //
 // # Retries
 //
@@ -104,7 +134,14 @@
 //   - a redirect to another host or to http://, which never receives the
 //     token (a downgrade is an error, not a silent follow);
 //   - secrets leaking into logs, errors and formatted values;
-//   - a revoked certificate, when the server staples an OCSP response.
+//   - a revoked certificate, when the server staples an OCSP response;
+//   - server-side request forgery, with AllowHosts and BlockPrivateNetworks:
+//     a URL, a redirect or a token endpoint pointing at another host, at
+//     cloud metadata (169.254.169.254, fd00:ec2::254) or at any private,
+//     loopback, link-local or special-purpose address of the IANA
+//     registries, in any spelling (v4-mapped, NAT64, 6to4, "2130706433").
+//     DNS rebinding is handled: the address checked is the one dialled,
+//     after resolution, not the one a name had when it was first looked up.
 //
 // It does not defend against:
 //
@@ -120,13 +157,19 @@
 //     name sent in SNI;
 //   - an Authorization header the caller sets itself, which net/http
 //     forwards on redirects within the same domain;
+//   - through a proxy, a target name that resolves to a private address:
+//     the proxy resolves it, so the proxy must enforce its own egress policy
+//     (the proxy itself, chosen by the user, is always allowed; a target IP
+//     literal is still checked before CONNECT);
 //   - denial of service by anyone on the path.
 //
 // # Errors
 //
-// Test errors with errors.Is and errors.As: ErrInsecureScheme,
+// Test errors with errors.Is and errors.As: ErrHostNotAllowed,
+// ErrBlockedAddress, ErrInsecureScheme,
 // ErrPinMismatch (and *PinError), ErrWeakKey, ErrRevoked, ErrOCSPStaple,
-// ErrNoToken (and *RefreshError), ErrInsecureTokenFile, and *ConfigError
+// ErrNoToken (and *RefreshError), ErrIssuerMismatch, *OAuthError,
+// ErrInsecureTokenFile, and *ConfigError
 // from NewClient and NewTransport. Certificate failures from crypto/tls are
 // *tls.CertificateVerificationError. Messages are lower case and start with
 // "securehttp:".

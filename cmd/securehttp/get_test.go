@@ -81,8 +81,9 @@ func TestGetExitCodes(t *testing.T) {
 		{"weak key", []string{"--cacert", rootPEM, weak.URL + "/ok"}, exitTLS, ""},
 		{"server speaks plain HTTP", []string{plainAsHTTPS}, exitTLS, ""},
 		{"wrong pin", []string{"--cacert", rootPEM, "--pin", strangerPin, srv.URL + "/ok"}, exitPin, ""},
-		{"404", []string{"--cacert", rootPEM, srv.URL + "/missing"}, exitHTTP, ""},
-		{"401 without a token", []string{"--cacert", rootPEM, srv.URL + "/secret"}, exitHTTP, ""},
+		{"404, its body printed", []string{"--cacert", rootPEM, srv.URL + "/missing"}, exitHTTP, "404 page not found\n"},
+		{"401 without a token, its body printed", []string{"--cacert", rootPEM, srv.URL + "/secret"}, exitHTTP, "no\n"},
+		{"401 with --fail, no body", []string{"--fail", "--cacert", rootPEM, srv.URL + "/secret"}, exitHTTP, ""},
 		{"no URL", nil, exitUsage, ""},
 		{"two URLs", []string{srv.URL, srv.URL}, exitUsage, ""},
 		{"URL without scheme", []string{"127.0.0.1:443"}, exitUsage, ""},
@@ -102,7 +103,7 @@ func TestGetExitCodes(t *testing.T) {
 			if tt.wantStdout != "" && out != tt.wantStdout {
 				t.Errorf("stdout = %q, want %q", out, tt.wantStdout)
 			}
-			if tt.want != exitOK && (out != "" || errOut == "") {
+			if tt.want != exitOK && (out != tt.wantStdout || errOut == "") {
 				t.Errorf("got stdout %q and stderr %q, want only an error on stderr", out, errOut)
 			}
 			if strings.Contains(out+errOut, secretToken) {
@@ -128,7 +129,7 @@ func TestGetToken(t *testing.T) {
 		wantBody string
 	}{
 		{"accepted", secretToken, exitOK, "secret ok\n"},
-		{"refused", secretToken + "-revoked", exitHTTP, ""},
+		{"refused, the server's answer printed", secretToken + "-revoked", exitHTTP, "no\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
