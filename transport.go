@@ -343,8 +343,9 @@ func redactURL(u *url.URL) string {
 }
 
 // CloseIdleConnections closes idle connections and stops any background
-// token refresh, waiting for it to end. Requests still waiting for that
-// refresh fail with an error wrapping context.Canceled.
+// token refresh, waiting for it to end, for at most a second when Refresh
+// ignores its context. Requests still waiting for that refresh fail with an
+// error wrapping context.Canceled.
 func (t *Transport) CloseIdleConnections() {
 	t.base.CloseIdleConnections()
 	if t.bearer != nil {
