@@ -23,9 +23,10 @@ const getUsage = "get [options] URL"
 // getFlags holds get's options.
 type getFlags struct {
 	cacert, tokenFile, output, method, maxTime string
-	pins, headers, connectTo                   []string
+	pins, headers, connectTo, allowHosts       []string
 	data                                       []dataArg
 	include, location, fail, failWithBody      bool
+	blockPrivate                               bool
 	verbose                                    bool
 }
 
@@ -84,6 +85,13 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 	o.str(&f.output, "o", "output", "FILE", "write the body to FILE instead of stdout; - means stdout. A regular file is\n"+
 		"replaced only once complete and keeps its mode; a device or FIFO is written directly.\n"+
 		"An error response's body goes to stderr and leaves FILE as it was")
+	o.fn("", "allow-host", "HOST", "contact only this host (api.example.com, *.example.com, **.example.com or an\n"+
+		"IP), redirect hops included; repeat it to allow several", func(v string) error {
+		f.allowHosts = append(f.allowHosts, v)
+		return nil
+	})
+	o.boolean(&f.blockPrivate, "", "block-private", "refuse to connect to loopback, private, link-local (cloud metadata) and other\n"+
+		"non-public addresses, judged on the address dialled after DNS")
 	o.boolean(&f.verbose, "v", "verbose", "log the client's warnings and debug events to stderr (never a token)")
 	return o
 }
@@ -147,7 +155,7 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return fail(exitUsage, "%v", err)
 	}
 
-	cfg := securehttp.Config{RootCAs: roots}
+	cfg := securehttp.Config{RootCAs: roots, AllowHosts: f.allowHosts, BlockPrivateNetworks: f.blockPrivate}
 	if len(f.pins) > 0 {
 		cfg.Pins = []securehttp.PinSet{{Host: u.Hostname(), Pins: f.pins}}
 	}
