@@ -382,18 +382,14 @@ func validNonce(s string) bool {
 	return true
 }
 
-// dpopChallengeError returns the error code of the DPoP challenge in h's
-// WWW-Authenticate fields, and whether there is one.
+// dpopChallengeError returns the error code of the first DPoP challenge in
+// h's WWW-Authenticate fields, and whether there is one.
 func dpopChallengeError(h http.Header) (code string, ok bool) {
-	for _, field := range h.Values("Www-Authenticate") {
-		for _, c := range splitChallenges(field) {
-			scheme, params := cutScheme(c)
-			if strings.EqualFold(scheme, "DPoP") {
-				return authParam(params, "error"), true
-			}
-		}
+	_, params, ok := findChallenge(h, "DPoP")
+	if !ok {
+		return "", false
 	}
-	return "", false
+	return params.Get("error"), true
 }
 
 // nonceRequested reports whether a resource server refused a request for
