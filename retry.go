@@ -106,22 +106,23 @@ func (t *Transport) retryable(req *http.Request) bool {
 // scoped says whether req carries our bearer token, to be renewed between
 // attempts.
 func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error) {
+	pool := t.pool()
 	if !t.retryable(req) {
-		return t.base.RoundTrip(req)
+		return pool.RoundTrip(req)
 	}
 	req = markBodyErrors(req)
 	// The first attempt goes straight to the pool, so that the requests
 	// that succeed, nearly all of them, cost what they cost with net/http.
 	// Only a request that will be retried is handed to the engine, which
 	// starts by replaying this first outcome through its own loop.
-	resp, err := t.base.RoundTrip(req)
+	resp, err := pool.RoundTrip(req)
 	if retry, _ := t.shouldRetry(req, resp, err); !retry {
 		return resp, err
 	}
 	a := &attempt{t: t, req: req, scoped: scoped}
 	c := &a.engine
 	c.HTTPClient = &http.Client{
-		Transport:     &replayFirst{resp: resp, err: err, rt: t.base},
+		Transport:     &replayFirst{resp: resp, err: err, rt: pool},
 		CheckRedirect: useLastResponse,
 	}
 	c.RetryMax = t.retry.max

@@ -50,6 +50,7 @@ type Transport struct {
 	expiryWarned  sync.Map // [sha256.Size]byte of a certificate: warned once
 
 	bearer *tokenSource // nil without Config.Bearer
+	cert   *certState   // nil without Config.GetClientCertificate
 	retry  retryConfig
 
 	logger *slog.Logger // never nil: a discarding logger when Config.Logger is nil
@@ -120,12 +121,16 @@ func NewTransport(cfg Config) (*Transport, error) {
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 	}
+	if cfg.GetClientCertificate != nil {
+		t.cert = newCertState(cfg.GetClientCertificate, t.base, cfg.Logger)
+		t.base.TLSClientConfig.GetClientCertificate = t.getClientCertificate
+	}
 	if cfg.Bearer != nil {
 		if t.bearer, err = newTokenSource(cfg.Bearer, t.logger, t.clock); err != nil {
 			return nil, err
 		}
 		if cc := cfg.Bearer.ClientCredentials; cc != nil {
-			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, false)
+			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, cfg.GetClientCertificate != nil)
 			if err != nil {
 				return nil, err
 			}
@@ -285,11 +290,15 @@ func redactURL(u *url.URL) string {
 	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
-// CloseIdleConnections closes idle connections and stops any background
+// CloseIdleConnections closes idle connections, those made with an earlier
+// client certificate included, and stops any background
 // token refresh, waiting for it to end. Requests still waiting for that
 // refresh fail with an error wrapping context.Canceled.
 func (t *Transport) CloseIdleConnections() {
 	t.base.CloseIdleConnections()
+	if t.cert != nil {
+		t.cert.closeIdle()
+	}
 	if t.bearer != nil {
 		t.bearer.stop()
 	}
