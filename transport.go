@@ -172,6 +172,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.bearer == nil || req.Header.Get("Authorization") != "" || !t.bearer.covers(host) {
 		return t.send(req, false)
 	}
+	// A rotated client certificate drops a token bound to the old one
+	// before a token is picked for this request.
+	t.pool()
 	tok, err := t.bearer.token(req.Context())
 	if err != nil {
 		closeBody(req)
