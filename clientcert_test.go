@@ -814,7 +814,10 @@ func TestClientCertBoundToken(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	thumb := func(c *testpki.Cert) string { h := sha256.Sum256(c.Cert.Raw); return base64.RawURLEncoding.EncodeToString(h[:]) }
+	thumb := func(c *testpki.Cert) string {
+		h := sha256.Sum256(c.Cert.Raw)
+		return base64.RawURLEncoding.EncodeToString(h[:])
+	}
 	if want := []string{thumb(first), thumb(next)}; fmt.Sprint(issued) != fmt.Sprint(want) {
 		t.Errorf("tokens issued bound to %v, want %v: one per certificate", issued, want)
 	}
