@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
 )
 
@@ -141,6 +143,16 @@ func loadTestCert(t testing.TB, certFile, keyFile string) *ClientCert {
 }
 
 func serialHex(c *testpki.Cert) string { return strings.ToUpper(c.Cert.SerialNumber.Text(16)) }
+
+// normSerial writes a hexadecimal serial as serialHex does: nginx pads it
+// to whole bytes.
+func normSerial(s string) string {
+	n, ok := new(big.Int).SetString(s, 16)
+	if !ok {
+		return s
+	}
+	return strings.ToUpper(n.Text(16))
+}
 
 func mustSEC1(t testing.TB, c *testpki.Cert) []byte {
 	t.Helper()
@@ -346,7 +358,7 @@ func servedSerial(t testing.TB, tr http.RoundTripper, rawURL string) (serial str
 	if len(f) != 2 {
 		t.Fatalf("GET %s: got body %q, want \"SERIAL r|.\"", rawURL, body)
 	}
-	return f[0], f[1] == "r"
+	return normSerial(f[0]), f[1] == "r"
 }
 
 // waitForPair waits until c uses leaf, for at most 5 s, and returns when
@@ -594,7 +606,7 @@ func rotateUnderLoad(t *testing.T, tr http.RoundTripper, c *ClientCert, f pairFi
 					err = fmt.Errorf("status %d: %q", status, body)
 				}
 				if fields := strings.Fields(body); err == nil && len(fields) > 0 {
-					r.serial = fields[0]
+					r.serial = normSerial(fields[0])
 				}
 				r.err = err
 				mu.Lock()
@@ -603,12 +615,37 @@ func rotateUnderLoad(t *testing.T, tr http.RoundTripper, c *ClientCert, f pairFi
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	// waitFor waits, for at most 10 s, until n requests that started
+	// after since have completed.
+	waitFor := func(n int, since time.Time) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			done := 0
+			for _, r := range records {
+				if r.start.After(since) {
+					done++
+				}
+			}
+			mu.Unlock()
+			if done >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				stop.Store(true)
+				wg.Wait()
+				t.Fatalf("only %d requests completed in 10 s, want %d", done, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	const enough = 4 * workers
+	waitFor(enough, time.Time{})
 	written := time.Now()
 	renameInto(t, f.cert, next.CertPEM())
 	renameInto(t, f.key, next.KeyPEM())
 	loaded := waitForPair(t, c, next)
-	time.Sleep(300 * time.Millisecond)
+	waitFor(enough, loaded)
 	stop.Store(true)
 	wg.Wait()
 
@@ -699,7 +736,9 @@ func TestClientCertReloadDelay(t *testing.T) {
 		t.Logf("file change to first handshake with the new certificate: %v", d.Round(time.Millisecond))
 		worst = max(worst, d)
 	}
-	if limit := defaultReloadInterval + 500*time.Millisecond; worst > limit {
+	// The bound leaves room for a loaded test machine; the figures logged
+	// above are the measurement.
+	if limit := defaultReloadInterval + 2*time.Second; worst > limit {
 		t.Errorf("worst delay %v, want at most %v (poll interval %v)", worst, limit, defaultReloadInterval)
 	}
 }
@@ -826,5 +865,188 @@ func TestClientCertBoundToken(t *testing.T) {
 	}
 	if len(authProbs) != 0 {
 		t.Errorf("token requests were not tls_client_auth: %v", authProbs)
+	}
+}
+
+// TestClientCertNginx runs against nginx with "ssl_verify_client on": 400
+// without a certificate, the certificate's serial with one, and a rotation
+// under load, over HTTP/1.1 and HTTP/2, with nginx's session tickets on.
+func TestClientCertNginx(t *testing.T) {
+	t.Parallel()
+	peers.Require(t, "nginx")
+	p := sharedPKI(t)
+	for _, tt := range []struct {
+		name  string
+		http2 bool
+	}{{"HTTP/1.1", false}, {"HTTP/2", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			nginx := peers.StartNginx(t, peers.NginxConfig{
+				CertPEM:     testpki.ChainPEM(p.leaf, p.inter),
+				KeyPEM:      p.leaf.KeyPEM(),
+				ClientCAPEM: clientCA(t).CertPEM(),
+				HTTP2:       tt.http2,
+			})
+			url := peerURL(nginx, hostAPI, "/echo-client")
+
+			status, body, err := fetch(newTestTransport(t, testConfig(t)), url)
+			if err != nil || status != http.StatusBadRequest {
+				t.Errorf("without a client certificate: got %d %v, want 400", status, err)
+			}
+			if !strings.Contains(body, "No required SSL certificate was sent") {
+				t.Errorf("without a client certificate: got body %q, want nginx's missing-certificate page", body)
+			}
+
+			first := newClientLeaf(t, testpki.Options{})
+			next := newClientLeaf(t, testpki.Options{})
+			f := newPairFiles(t, first)
+			c := loadTestCert(t, f.cert, f.key)
+			tr := certTransport(t, c, Config{})
+			if got, _ := servedSerial(t, tr, url); got != serialHex(first) {
+				t.Fatalf("nginx saw serial %s, want %s", got, serialHex(first))
+			}
+			rotateUnderLoad(t, tr, c, f, first, next, url)
+			// nginx resumes sessions (session tickets are on), now with
+			// the new identity. A connection dialled for the load may
+			// still land in the pool after CloseIdleConnections, hence a
+			// few tries.
+			resumed := false
+			for range 5 {
+				tr.CloseIdleConnections()
+				var got string
+				if got, resumed = servedSerial(t, tr, url); got != serialHex(next) {
+					t.Fatalf("new connection after the rotation: got serial %s, want %s", got, serialHex(next))
+				}
+				if resumed {
+					break
+				}
+			}
+			if !resumed {
+				t.Errorf("no new connection after the rotation resumed its session, want nginx to resume one")
+			}
+		})
+	}
+}
+
+// TestClientCertOpenSSL runs against "openssl s_server -Verify", which
+// refuses a client without a certificate and prints the one it received.
+func TestClientCertOpenSSL(t *testing.T) {
+	t.Parallel()
+	peers.Require(t, "openssl")
+	p := sharedPKI(t)
+	caFile := filepath.Join(t.TempDir(), "client-ca.pem")
+	writeFile(t, caFile, clientCA(t).CertPEM())
+	for _, version := range []string{"-tls1_3", "-tls1_2"} {
+		t.Run(version, func(t *testing.T) {
+			t.Parallel()
+			srv := peers.StartOpenSSL(t, peers.OpenSSLConfig{
+				CertPEM: testpki.ChainPEM(p.leaf, p.inter),
+				KeyPEM:  p.leaf.KeyPEM(),
+				Args:    []string{version, "-Verify", "1", "-CAfile", caFile},
+			})
+			url := peerURL(srv, hostAPI, "/")
+
+			cfg := testConfig(t)
+			cfg.Retry.MaxRetries = -1
+			if status, _, err := fetch(newTestTransport(t, cfg), url); err == nil {
+				t.Errorf("without a client certificate: got status %d, want a refused handshake", status)
+			}
+
+			leaf := newClientLeaf(t, testpki.Options{KeyType: testpki.RSA2048})
+			f := newPairFiles(t, leaf)
+			c := loadTestCert(t, f.cert, f.key)
+			status, body, err := fetch(certTransport(t, c, Config{}), url)
+			if err != nil || status != http.StatusOK {
+				t.Fatalf("with a client certificate: got %d %v, want 200", status, err)
+			}
+			if !strings.Contains(body, "Client certificate") || !strings.Contains(body, string(leaf.CertPEM())) {
+				t.Errorf("s_server did not print our client certificate; body:\n%s", body)
+			}
+		})
+	}
+}
+
+// TestClientCertOIDCProvider gets certificate-bound access tokens from
+// oidc-provider with tls_client_auth, and calls an API that verifies each
+// token against the provider's JWKS and checks its binding to the
+// certificate presented. A rotation makes the client get a token bound to
+// the new certificate before its next request.
+func TestClientCertOIDCProvider(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	op := peers.StartOIDC(t, peers.OIDCConfig{
+		CertPEM:     testpki.ChainPEM(p.leaf, p.inter),
+		KeyPEM:      p.leaf.KeyPEM(),
+		Resource:    oidcResource,
+		MTLS:        true,
+		ClientCAPEM: clientCA(t).CertPEM(),
+		Clients: []map[string]any{oidcClientMeta("mtls-client", map[string]any{
+			"token_endpoint_auth_method":                 "tls_client_auth",
+			"tls_client_auth_subject_dn":                 "CN=" + clientSubject,
+			"tls_client_certificate_bound_access_tokens": true,
+		})},
+	})
+	verifier := newJWKSVerifier(t, op)
+
+	var (
+		mu      sync.Mutex
+		bound   []string // cnf x5t#S256 of each distinct token seen
+		refused []string
+	)
+	api := startMTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, err := verifier.verify(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), time.Now())
+		h := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
+		presented := base64.RawURLEncoding.EncodeToString(h[:])
+		cnf, _ := claims["cnf"].(map[string]any)
+		x5t, _ := cnf["x5t#S256"].(string)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil || x5t != presented {
+			refused = append(refused, fmt.Sprintf("err=%v bound=%q presented=%q", err, x5t, presented))
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if len(bound) == 0 || bound[len(bound)-1] != x5t {
+			bound = append(bound, x5t)
+		}
+		fmt.Fprint(w, "ok")
+	}), nil)
+
+	first := newClientLeaf(t, testpki.Options{})
+	next := newClientLeaf(t, testpki.Options{})
+	f := newPairFiles(t, first)
+	c := loadTestCert(t, f.cert, f.key)
+	tr := certTransport(t, c, Config{Bearer: &Bearer{
+		ClientCredentials: &ClientCredentials{Issuer: op.Issuer, ClientID: "mtls-client", Resource: []string{oidcResource}},
+		Hosts:             []string{hostAPI},
+	}})
+	url := hostURL(api, hostAPI, "/")
+	call := func(when string) {
+		t.Helper()
+		status, body, err := fetch(tr, url)
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("%s: got %d %q %v, want 200", when, status, body, err)
+		}
+	}
+	call("first request")
+	call("second request")
+	renameInto(t, f.cert, next.CertPEM())
+	renameInto(t, f.key, next.KeyPEM())
+	waitForPair(t, c, next)
+	call("after rotation")
+	call("again")
+
+	thumb := func(c *testpki.Cert) string {
+		h := sha256.Sum256(c.Cert.Raw)
+		return base64.RawURLEncoding.EncodeToString(h[:])
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{thumb(first), thumb(next)}; fmt.Sprint(bound) != fmt.Sprint(want) {
+		t.Errorf("tokens bound to %v, want %v", bound, want)
+	}
+	if len(refused) != 0 {
+		t.Errorf("the API refused %d requests, want 0: %v", len(refused), refused)
 	}
 }
