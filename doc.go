@@ -107,6 +107,16 @@
 // error and its body intact, as net/http would return it. Each retry is
 // logged at Debug with the URL stripped of its query and userinfo.
 //
+// # Client certificates
+//
+// LoadClientCert loads a certificate and key from PEM files and reloads
+// them when they change; pass its GetClientCertificate method as
+// Config.GetClientCertificate. After a rotation requests go out on new
+// connections, no TLS session of the old certificate is resumed, and a
+// bearer token bound to it (RFC 8705) is replaced before the next request.
+// With Bearer.ClientCredentials and neither Key nor ClientSecret, token
+// requests authenticate with the certificate (tls_client_auth).
+//
 // # Threat model
 //
 // securehttp defends against:
@@ -120,7 +130,11 @@
 //   - a redirect to another host or to http://, which never receives the
 //     token (a downgrade is an error, not a silent follow);
 //   - secrets leaking into logs, errors and formatted values;
-//   - a revoked certificate, when the server staples an OCSP response.
+//   - a revoked certificate, when the server staples an OCSP response;
+//   - a stolen access token, when it is bound to the client certificate
+//     (RFC 8705): it is useless without the certificate's key, and after a
+//     rotation no connection, TLS session or bound token of the old
+//     certificate is used again.
 //
 // It does not defend against:
 //
@@ -143,7 +157,7 @@
 // Test errors with errors.Is and errors.As: ErrInsecureScheme,
 // ErrPinMismatch (and *PinError), ErrWeakKey, ErrRevoked, ErrOCSPStaple,
 // ErrNoToken (and *RefreshError), ErrIssuerMismatch, *OAuthError,
-// ErrInsecureTokenFile, and *ConfigError
+// ErrInsecureTokenFile, ErrClientCert (from LoadClientCert), and *ConfigError
 // from NewClient and NewTransport. Certificate failures from crypto/tls are
 // *tls.CertificateVerificationError. Messages are lower case and start with
 // "securehttp:".
