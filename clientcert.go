@@ -459,28 +459,32 @@ func (t *Transport) pool() *http.Transport {
 
 // getClientCertificate is the tls.Config hook: it asks Config's function,
 // learns whether the certificate comes from a ClientCert, notices a change
-// of identity, and warns of an expiring certificate as for servers.
+// of that ClientCert's pair, and warns of an expiring certificate as for
+// servers.
+//
+// Only a ClientCert's rotations are followed. Another function may well
+// choose a certificate per server (by cri.AcceptableCAs): a change of
+// certificate between two handshakes is then no change of identity.
 func (t *Transport) getClientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	s := t.cert
 	crt, err := s.get(cri)
 	if err != nil || crt == nil || len(crt.Certificate) == 0 {
 		return crt, err
 	}
-	var hash [sha256.Size]byte
-	var leaf *x509.Certificate
+	leaf := crt.Leaf
 	if k, ok := crt.PrivateKey.(*clientKey); ok {
 		if s.owner.CompareAndSwap(nil, k.owner) {
 			k.owner.useLogger(s.logger)
 		}
-		hash, leaf = k.pair.hash, k.pair.chain[0]
-	} else {
-		hash = sha256.Sum256(crt.Certificate[0])
-		if leaf = crt.Leaf; leaf == nil {
-			leaf, _ = x509.ParseCertificate(crt.Certificate[0])
+		if k.owner == s.owner.Load() {
+			if id := s.ident.Load(); id.leaf != k.pair.hash {
+				t.rotate(id, k.pair.hash)
+			}
 		}
+		leaf = k.pair.chain[0]
 	}
-	if id := s.ident.Load(); id.leaf != hash {
-		t.rotate(id, hash)
+	if leaf == nil {
+		leaf, _ = x509.ParseCertificate(crt.Certificate[0])
 	}
 	if leaf != nil {
 		t.warnExpiring([][]*x509.Certificate{{leaf}})

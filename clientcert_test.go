@@ -1,6 +1,7 @@
 package securehttp
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -1048,5 +1049,91 @@ func TestClientCertOIDCProvider(t *testing.T) {
 	}
 	if len(refused) != 0 {
 		t.Errorf("the API refused %d requests, want 0: %v", len(refused), refused)
+	}
+}
+
+// TestClientCertCustomFunc: a GetClientCertificate of the caller's own is
+// used at each full handshake, and a change of the certificate it returns
+// is not taken for a rotation, since it may choose a certificate per
+// server: no new pool, no log.
+func TestClientCertCustomFunc(t *testing.T) {
+	t.Parallel()
+	ca2 := testpki.Must(testpki.NewRoot("second client CA", testpki.Options{}))
+	a := newClientLeaf(t, testpki.Options{})
+	b := testpki.Must(ca2.NewLeaf(clientSubject, testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
+	certA, certB := testpki.TLSCertificate(a), testpki.TLSCertificate(b)
+	logger, logs := newLogger()
+	cfg := testConfig(t)
+	cfg.Logger = logger
+	cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		for _, name := range cri.AcceptableCAs {
+			if bytes.Equal(name, ca2.Cert.RawSubject) {
+				return &certB, nil
+			}
+		}
+		return &certA, nil
+	}
+	tr := newTestTransport(t, cfg)
+	srvA := startMTLSServer(t, http.HandlerFunc(echoClient), nil)
+	srvB := httptest.NewUnstartedServer(http.HandlerFunc(echoClient))
+	srvB.TLS = &tls.Config{
+		Certificates: []tls.Certificate{sharedPKI(t).serverCert()},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    ca2.Pool(),
+	}
+	srvB.Config.ErrorLog = quietLog()
+	srvB.StartTLS()
+	t.Cleanup(srvB.Close)
+	for i, tt := range []struct {
+		url  string
+		want *testpki.Cert
+	}{
+		{hostURL(srvA, hostAPI, "/echo-client"), a},
+		{hostURL(srvB, hostOther, "/echo-client"), b},
+		{hostURL(srvA, hostAPI, "/echo-client"), a},
+		{hostURL(srvB, hostOther, "/echo-client"), b},
+	} {
+		tr.CloseIdleConnections()
+		if got, _ := servedSerial(t, tr, tt.url); got != serialHex(tt.want) {
+			t.Fatalf("request %d: server saw %s, want %s", i, got, serialHex(tt.want))
+		}
+	}
+	if id := tr.cert.ident.Load(); id.pool != tr.base || len(tr.cert.retired) != 0 {
+		t.Errorf("got a new connection pool, want none: a per-server choice is no rotation")
+	}
+	if strings.Contains(logs.String(), "client certificate changed") {
+		t.Errorf("a per-server choice was logged as a rotation; log:\n%s", logs)
+	}
+}
+
+// TestClientCertEnablesTLSClientAuth: ClientCredentials with neither Key
+// nor ClientSecret needs a client certificate.
+func TestClientCertEnablesTLSClientAuth(t *testing.T) {
+	t.Parallel()
+	leaf := newClientLeaf(t, testpki.Options{})
+	f := newPairFiles(t, leaf)
+	c := loadTestCert(t, f.cert, f.key)
+	for _, tt := range []struct {
+		name    string
+		get     func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+		wantErr bool
+	}{{"without a certificate", nil, true}, {"with a certificate", c.GetClientCertificate, false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tr, err := NewTransport(Config{
+				GetClientCertificate: tt.get,
+				Bearer: &Bearer{
+					ClientCredentials: &ClientCredentials{TokenURL: "https://auth.test/token", ClientID: "svc"},
+					Hosts:             []string{hostAPI},
+				},
+			})
+			var ce *ConfigError
+			if gotErr := errors.As(err, &ce); gotErr != tt.wantErr {
+				t.Fatalf("got error %v, want a *ConfigError: %v", err, tt.wantErr)
+			}
+			if err == nil {
+				tr.CloseIdleConnections()
+			}
+		})
 	}
 }
