@@ -40,6 +40,7 @@ type asServer struct {
 	token            func(n int64) (status int, body string)
 	lifetime         time.Duration
 	now              func() time.Time
+	tokenPath        atomic.Value // string: the token endpoint's path in the metadata
 
 	mu        sync.Mutex
 	issued    map[string]time.Time // token → expiry
@@ -55,6 +56,7 @@ type asServer struct {
 func newASServer(t *testing.T) *asServer {
 	s := &asServer{t: t, clientID: "svc client:1", secret: "p@ss w+rd/é", rfc8414: true,
 		lifetime: time.Hour, now: time.Now, issued: map[string]time.Time{}, jtis: map[string]bool{}}
+	s.tokenPath.Store("/token")
 	s.srv = startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(s.serve))
 	s.issuer = hostURL(s.srv, hostOther, "")
 	return s
@@ -97,7 +99,7 @@ func (s *asServer) serve(w http.ResponseWriter, r *http.Request) {
 		if s.metadataIssuer != nil {
 			iss = s.metadataIssuer(iss)
 		}
-		json.NewEncoder(w).Encode(map[string]any{"issuer": iss, "token_endpoint": s.issuer + "/token"})
+		json.NewEncoder(w).Encode(map[string]any{"issuer": iss, "token_endpoint": s.issuer + s.tokenPath.Load().(string)})
 	case r.URL.Path == "/token":
 		s.serveToken(w, r)
 	default:
@@ -327,6 +329,26 @@ func TestClientCredentialsDiscovery(t *testing.T) {
 		}
 		if n := s.discovery.Load(); n != 0 {
 			t.Fatalf("got %d metadata requests, want 0", n)
+		}
+	})
+	t.Run("metadata read again after the endpoint fails", func(t *testing.T) {
+		t.Parallel()
+		clk := tokNewClock()
+		s := newASServer(t)
+		s.tokenPath.Store("/moved")
+		tr := newTestTransport(t, s.ccConfig(t, ClientCredentials{ClientSecret: s.secret}))
+		tr.now = clk.Now
+		c := &http.Client{Transport: tr}
+		if _, err := s.get(t, c); err == nil {
+			t.Fatal("got no error from a token endpoint that answers 404, want one")
+		}
+		s.tokenPath.Store("/token")
+		clk.Add(2 * time.Minute) // past the refresh backoff
+		if status, err := s.get(t, c); err != nil || status != http.StatusOK {
+			t.Fatalf("after the metadata changed: got status %d and error %v, want 200", status, err)
+		}
+		if n := s.discovery.Load(); n != 2 {
+			t.Fatalf("got %d metadata requests, want 2: one per token endpoint failure", n)
 		}
 	})
 	t.Run("pin failure on the authorization server", func(t *testing.T) {
