@@ -212,6 +212,7 @@ func TestLoadClientCert(t *testing.T) {
 		{"Ed25519 PKCS #8", edLeaf.CertPEM(), pkcs8(edLeaf), 1, nil},
 		{"P-384", p384Leaf.CertPEM(), pkcs8(p384Leaf), 1, nil},
 		{"chain with intermediate", testpki.ChainPEM(chainLeaf, inter), pkcs8(chainLeaf), 2, nil},
+		{"certificate and key in one file", append(ecLeaf.CertPEM(), pkcs8(ecLeaf)...), append(ecLeaf.CertPEM(), pkcs8(ecLeaf)...), 1, nil},
 		{"key file with text and a certificate first", ecLeaf.CertPEM(), append(append([]byte("key for the client\n"), ecLeaf.CertPEM()...), pkcs8(ecLeaf)...), 1, nil},
 		{"encrypted PKCS #8", ecLeaf.CertPEM(), pemOf("ENCRYPTED PRIVATE KEY", []byte{0x30, 0x00}, nil), 0, is(errEncryptedKey)},
 		{"encrypted legacy PEM", rsaLeaf.CertPEM(), pemOf("RSA PRIVATE KEY", []byte{1, 2, 3},
