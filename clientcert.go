@@ -47,17 +47,21 @@ var ErrClientCert = errors.New("securehttp: unusable client certificate")
 // and checked as LoadClientCert checks the first pair; the new pair then
 // replaces the old one atomically, so that a handshake uses one pair or the
 // other, never a mix. Files that fail to load leave the last good pair in
-// use; the failure is logged once per change, as a warning, to the Logger of
-// the Transport using the certificate.
+// use. If they still fail at the next look (they were not merely caught half
+// written), one warning is logged for that change, to the Config.Logger of
+// the first Transport that made a handshake with the certificate.
 //
-// A Transport that uses a ClientCert follows its rotations: before each
-// request it checks which pair is current, and after a change it sends
-// requests on new connections with a new TLS session cache, so that no
-// connection or resumed session keeps the old identity, and it drops a
-// bearer token bound to the old certificate (RFC 8705).
+// A Transport learns at its first handshake that its
+// Config.GetClientCertificate is a ClientCert's, and from then on follows
+// its rotations: before each request it checks which pair is current, and
+// after a change it sends requests on new connections with a new TLS
+// session cache, so that no connection or resumed session keeps the old
+// identity, and it drops a bearer token bound to the old certificate
+// (RFC 8705) before the next request.
 //
-// Close stops the watcher; the last pair stays in use. A ClientCert is safe
-// for concurrent use and may be shared by several Transports.
+// Close stops the watcher; the last pair stays in use. A Transport's
+// CloseIdleConnections does not stop it, as a ClientCert may be shared by
+// several Transports. A ClientCert is safe for concurrent use.
 type ClientCert struct {
 	certFile, keyFile string
 	interval          time.Duration
