@@ -692,7 +692,7 @@ func TestClientCertRotationUnderLoad(t *testing.T) {
 // that presents the new certificate, as the server sees it.
 func TestClientCertReloadDelay(t *testing.T) {
 	t.Parallel()
-	const rotations = 3
+	const rotations = 4
 	leaves := make([]*testpki.Cert, rotations+1)
 	for i := range leaves {
 		leaves[i] = newClientLeaf(t, testpki.Options{})
@@ -718,7 +718,10 @@ func TestClientCertReloadDelay(t *testing.T) {
 	servedSerial(t, tr, url)
 
 	var worst time.Duration
-	for _, next := range leaves[1:] {
+	for i, next := range leaves[1:] {
+		// Each rotation lands at another point of the poll cycle: the
+		// previous one was seen just after a poll.
+		time.Sleep(time.Duration(i) * defaultReloadInterval / rotations)
 		written := time.Now()
 		renameInto(t, f.cert, next.CertPEM())
 		renameInto(t, f.key, next.KeyPEM())
