@@ -537,19 +537,23 @@ func TestClientCertBrokenRotation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			first := newClientLeaf(t, testpki.Options{})
-			f := newPairFiles(t, first)
-			c := loadTestCert(t, f.cert, f.key)
+			// Both files change at once, so that exactly one change is
+			// seen however slowly the test runs.
+			k := newKubeSecret(t, first)
+			c := loadTestCert(t, k.cert, k.key)
 			logger, logs := newLogger()
 			tr := certTransport(t, c, Config{Logger: logger})
 			if got, _ := servedSerial(t, tr, url); got != serialHex(first) {
 				t.Fatalf("before: server saw %s, want %s", got, serialHex(first))
 			}
+			certPEM, keyPEM := first.CertPEM(), first.KeyPEM()
 			if tt.cert != nil {
-				renameInto(t, f.cert, tt.cert)
+				certPEM = tt.cert
 			}
 			if tt.key != nil {
-				renameInto(t, f.key, tt.key)
+				keyPEM = tt.key
 			}
+			k.update(t, certPEM, keyPEM)
 			const warning = "client certificate files changed but cannot be loaded"
 			deadline := time.Now().Add(5 * time.Second)
 			for !strings.Contains(logs.String(), warning) {
@@ -567,8 +571,7 @@ func TestClientCertBrokenRotation(t *testing.T) {
 			}
 
 			next := newClientLeaf(t, testpki.Options{})
-			renameInto(t, f.key, next.KeyPEM())
-			renameInto(t, f.cert, next.CertPEM())
+			k.update(t, next.CertPEM(), next.KeyPEM())
 			waitForPair(t, c, next)
 			if got, _ := servedSerial(t, tr, url); got != serialHex(next) {
 				t.Errorf("after a good rotation: server saw %s, want %s", got, serialHex(next))
