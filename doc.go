@@ -5,6 +5,11 @@
 //
 // Underneath, its Transport:
 //
+//   - contacts only the hosts of Config.AllowHosts, when set, on the first
+//     request, on every redirect hop and for token requests
+//     (ErrHostNotAllowed), and with Config.BlockPrivateNetworks refuses to
+//     connect to any address that is not public unicast, judged on the
+//     address actually dialled (ErrBlockedAddress);
 //   - refuses any scheme but https before a connection is made, on the first
 //     request and on every redirect hop (ErrInsecureScheme);
 //   - verifies every connection with crypto/x509 against Config.RootCAs or
@@ -134,7 +139,14 @@
 //   - a stolen access token, when it is bound to the client certificate
 //     (RFC 8705): it is useless without the certificate's key, and after a
 //     rotation no connection, TLS session or bound token of the old
-//     certificate is used again.
+//     certificate is used again;
+//   - server-side request forgery, with AllowHosts and BlockPrivateNetworks:
+//     a URL, a redirect or a token endpoint pointing at another host, at
+//     cloud metadata (169.254.169.254, fd00:ec2::254) or at any private,
+//     loopback, link-local or special-purpose address of the IANA
+//     registries, in any spelling (v4-mapped, NAT64, 6to4, "2130706433").
+//     DNS rebinding is handled: the address checked is the one dialled,
+//     after resolution, not the one a name had when it was first looked up.
 //
 // It does not defend against:
 //
@@ -150,11 +162,16 @@
 //     name sent in SNI;
 //   - an Authorization header the caller sets itself, which net/http
 //     forwards on redirects within the same domain;
+//   - through a proxy, a target name that resolves to a private address:
+//     the proxy resolves it, so the proxy must enforce its own egress policy
+//     (the proxy itself, chosen by the user, is always allowed; a target IP
+//     literal is still checked before CONNECT);
 //   - denial of service by anyone on the path.
 //
 // # Errors
 //
-// Test errors with errors.Is and errors.As: ErrInsecureScheme,
+// Test errors with errors.Is and errors.As: ErrHostNotAllowed,
+// ErrBlockedAddress, ErrInsecureScheme,
 // ErrPinMismatch (and *PinError), ErrWeakKey, ErrRevoked, ErrOCSPStaple,
 // ErrNoToken (and *RefreshError), ErrIssuerMismatch, *OAuthError,
 // ErrInsecureTokenFile, ErrClientCert (from LoadClientCert), and *ConfigError

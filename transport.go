@@ -41,7 +41,8 @@ const (
 // value is not usable. Like http.Transport it keeps a connection pool, so
 // make one per configuration and reuse it.
 type Transport struct {
-	base *http.Transport
+	base   *http.Transport
+	egress *egress
 
 	pins          []*pinSet
 	onPinFailure  func(*PinError)
@@ -69,7 +70,12 @@ func NewTransport(cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
+	egress, err := newEgress(cfg.AllowHosts, cfg.BlockPrivateNetworks)
+	if err != nil {
+		return nil, err
+	}
 	t := &Transport{
+		egress:        egress,
 		pins:          pins,
 		onPinFailure:  cfg.OnPinFailure,
 		requireStaple: cfg.RequireOCSPStaple,
@@ -86,13 +92,10 @@ func NewTransport(cfg Config) (*Transport, error) {
 		return nil, &ConfigError{Field: "MaxIdleConnsPerHost", Err: errors.New("must not be negative")}
 	}
 
-	dial := cfg.DialContext
-	if dial == nil {
-		dial = (&net.Dialer{
-			Timeout:   orDefault(cfg.DialTimeout, defaultDialTimeout),
-			KeepAlive: 30 * time.Second,
-		}).DialContext
-	}
+	dial := t.egress.dialFunc(cfg.DialContext, &net.Dialer{
+		Timeout:   orDefault(cfg.DialTimeout, defaultDialTimeout),
+		KeepAlive: 30 * time.Second,
+	})
 	proxy := cfg.Proxy
 	if proxy == nil {
 		proxy = http.ProxyFromEnvironment
@@ -102,7 +105,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 		perHost = defaultMaxIdleConnsPerHost
 	}
 	t.base = &http.Transport{
-		Proxy:       proxy,
+		Proxy:       t.egress.proxyFunc(proxy),
 		DialContext: dial,
 		TLSClientConfig: &tls.Config{
 			MinVersion:         tls.VersionTLS12,
@@ -152,12 +155,17 @@ func orDefault(d, def time.Duration) time.Duration {
 func (t *Transport) clock() time.Time { return t.now() }
 
 // RoundTrip implements http.RoundTripper. It returns an error wrapping
-// ErrInsecureScheme, without connecting, for any scheme but https. It does not
+// ErrHostNotAllowed for a host outside Config.AllowHosts, or
+// ErrInsecureScheme for any scheme but https, without connecting. It does not
 // modify req, and it closes req.Body on every path.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		closeBody(req)
 		return nil, errors.New("securehttp: request has no URL")
+	}
+	if err := t.egress.checkHost(req.URL.Hostname()); err != nil {
+		closeBody(req)
+		return nil, err
 	}
 	if !strings.EqualFold(req.URL.Scheme, "https") {
 		closeBody(req)
@@ -197,6 +205,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // through every stage that guards where and how it connects, and through
 // none that adds a credential.
 func (t *Transport) direct(req *http.Request) (*http.Response, error) {
+	if err := t.egress.checkHost(req.URL.Hostname()); err != nil {
+		closeBody(req)
+		return nil, err
+	}
 	if !strings.EqualFold(req.URL.Scheme, "https") {
 		closeBody(req)
 		return nil, fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
