@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -1140,6 +1141,52 @@ func TestClientCertEnablesTLSClientAuth(t *testing.T) {
 			}
 			if err == nil {
 				tr.CloseIdleConnections()
+			}
+		})
+	}
+}
+
+// TestInvalidateBound drops only a token bound to another certificate.
+func TestInvalidateBound(t *testing.T) {
+	t.Parallel()
+	const current, previous = "current-thumbprint", "previous-thumbprint"
+	jwtWith := func(claims jwt.MapClaims) string {
+		claims["exp"] = time.Now().Add(time.Hour).Unix()
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("k"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	tests := []struct {
+		name     string
+		token    string
+		wantDrop bool
+	}{
+		{"bound to the previous certificate", jwtWith(jwt.MapClaims{"cnf": map[string]string{"x5t#S256": previous}}), true},
+		{"bound to the current certificate", jwtWith(jwt.MapClaims{"cnf": map[string]string{"x5t#S256": current}}), false},
+		{"bound to a DPoP key", jwtWith(jwt.MapClaims{"cnf": map[string]string{"jkt": previous}}), false},
+		{"not bound", jwtWith(jwt.MapClaims{"sub": "svc"}), false},
+		{"opaque", "opaque-token-value", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ts, err := newTokenSource(&Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{hostAPI}}, slog.New(slog.DiscardHandler), time.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := ts.parse(Token{Value: tt.token}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts.cur = tok
+			ts.invalidateBound(current)
+			if dropped := ts.cur == nil; dropped != tt.wantDrop {
+				t.Errorf("dropped: got %v, want %v", dropped, tt.wantDrop)
+			}
+			if marked := ts.rejected == tt.token; marked != tt.wantDrop {
+				t.Errorf("marked refused (not taken back from the store): got %v, want %v", marked, tt.wantDrop)
 			}
 		})
 	}
