@@ -381,9 +381,6 @@ func waitForPair(t testing.TB, c *ClientCert, leaf *testpki.Cert) time.Time {
 
 func TestClientCertServerSeesSerial(t *testing.T) {
 	t.Parallel()
-	leaf := newClientLeaf(t, testpki.Options{})
-	f := newPairFiles(t, leaf)
-	c := loadTestCert(t, f.cert, f.key)
 	var handled atomic.Int64
 	srv := startMTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		handled.Add(1)
@@ -391,11 +388,19 @@ func TestClientCertServerSeesSerial(t *testing.T) {
 	}), nil)
 	url := hostURL(srv, hostAPI, "/echo-client")
 
-	if got, _ := servedSerial(t, certTransport(t, c, Config{}), url); got != serialHex(leaf) {
-		t.Errorf("server saw serial %s, want %s", got, serialHex(leaf))
+	// Every key type signs the handshake through the ClientCert's key.
+	for _, kt := range []testpki.KeyType{testpki.ECDSAP256, testpki.ECDSAP384, testpki.RSA2048, testpki.Ed25519} {
+		t.Run(kt.String(), func(t *testing.T) {
+			leaf := newClientLeaf(t, testpki.Options{KeyType: kt})
+			f := newPairFiles(t, leaf)
+			c := loadTestCert(t, f.cert, f.key)
+			if got, _ := servedSerial(t, certTransport(t, c, Config{}), url); got != serialHex(leaf) {
+				t.Errorf("server saw serial %s, want %s", got, serialHex(leaf))
+			}
+		})
 	}
-	if n := handled.Load(); n != 1 {
-		t.Fatalf("got %d requests handled, want 1", n)
+	if n := handled.Load(); n != 4 {
+		t.Fatalf("got %d requests handled, want 4", n)
 	}
 
 	cfg := testConfig(t)
@@ -403,8 +408,8 @@ func TestClientCertServerSeesSerial(t *testing.T) {
 	if _, _, err := fetch(newTestTransport(t, cfg), url); err == nil {
 		t.Error("got no error without a client certificate, want a refused handshake")
 	}
-	if n := handled.Load(); n != 1 {
-		t.Errorf("got %d requests handled, want 1: the request without a certificate reached the handler", n)
+	if n := handled.Load(); n != 4 {
+		t.Errorf("got %d requests handled, want 4: the request without a certificate reached the handler", n)
 	}
 }
 
