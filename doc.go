@@ -55,12 +55,21 @@
 // A pin is "sha256/<base64>", the SHA-256 of a certificate's
 // SubjectPublicKeyInfo (RFC 7469, OkHttp's form), or the SHA-256 fingerprint
 // of a whole certificate in hex as `openssl x509 -fingerprint -sha256`
-// prints it. A connection passes when any certificate of any verified chain
-// (leaf, intermediate, or a root the server did not send) matches any pin of
-// the enforced sets whose Host matches. Pin a key you control and keep a
-// backup pin, so that a rotation does not lock clients out. PinSet.Expires
-// ends a set's enforcement; PinSet.ReportOnly reports mismatches through
-// Config.Logger and Config.OnPinFailure without refusing the connection.
+// prints it; curl's "sha256//…", HPKP's pin-sha256="…" and openssl's whole
+// "sha256 Fingerprint=…" line are read as pasted. A connection passes when
+// any certificate of any verified chain (leaf, intermediate, or a root the
+// server did not send) matches any pin of the enforced sets whose Host
+// matches. Pin a key you control and keep a backup pin, so that a rotation
+// does not lock clients out; a set with a single pin is logged as a warning.
+// PinSet.Expires ends a set's enforcement; PinSet.ReportOnly reports
+// mismatches through Config.Logger and Config.OnPinFailure without refusing
+// the connection.
+//
+// Hosts are matched as the URL spells them: an IP address and a name of the
+// same server are different hosts, and so are two names of it, since only
+// DNS, which an attacker may forge, says they are the same. A connection to
+// a host no PinSet covers, and a request to a host outside Bearer.Hosts,
+// each log a Debug event.
 //
 // # Tokens
 //
