@@ -2,7 +2,9 @@ package securehttp
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
@@ -165,6 +167,19 @@ func mustSEC1(t testing.TB, c *testpki.Cert) []byte {
 	return der
 }
 
+func x25519PKCS8(t testing.TB) []byte {
+	t.Helper()
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
 // quotesKey reports whether s holds a stretch of the key's PEM text.
 func quotesKey(s string, keyPEM []byte) bool {
 	body := pemBody(keyPEM)
@@ -227,6 +242,7 @@ func TestLoadClientCert(t *testing.T) {
 		{"no certificate", pkcs8(ecLeaf), pkcs8(ecLeaf), 0, is(errNoCertificate)},
 		{"no key", ecLeaf.CertPEM(), ecLeaf.CertPEM(), 0, is(errNoKey)},
 		{"truncated chain", testpki.ChainPEM(chainLeaf, inter)[:len(testpki.ChainPEM(chainLeaf, inter))-40], pkcs8(chainLeaf), 0, is(errTruncatedPEM)},
+		{"X25519 key, which cannot sign", ecLeaf.CertPEM(), pemOf("PRIVATE KEY", x25519PKCS8(t), nil), 0, is(errKeyType)},
 		{"garbage key", ecLeaf.CertPEM(), pemOf("PRIVATE KEY", []byte("not DER"), nil), 0, func(err error) bool { return err != nil }},
 	}
 	for _, tt := range tests {
