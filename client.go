@@ -2,6 +2,7 @@ package securehttp
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -25,6 +26,14 @@ type Config struct {
 	// Pins restricts which certificates hosts may present. Hosts without a
 	// PinSet get full validation only.
 	Pins []PinSet
+
+	// GetClientCertificate returns the client certificate (mTLS) when a
+	// server asks for one: typically the method of a *ClientCert from
+	// LoadClientCert, which follows the certificate's files as they rotate.
+	// Nil means no client certificate. With Bearer.ClientCredentials and
+	// neither Key nor ClientSecret, token requests authenticate with it
+	// (tls_client_auth, RFC 8705).
+	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 
 	// Bearer attaches tokens to requests for its hosts. Nil means no
 	// Authorization header is added.

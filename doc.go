@@ -147,6 +147,16 @@
 // OpenTelemetry spans and metrics; this package imports no telemetry
 // library.
 //
+// # Client certificates
+//
+// LoadClientCert loads a certificate and key from PEM files and reloads
+// them when they change; pass its GetClientCertificate method as
+// Config.GetClientCertificate. After a rotation requests go out on new
+// connections, no TLS session of the old certificate is resumed, and a
+// bearer token bound to it (RFC 8705) is replaced before the next request.
+// With Bearer.ClientCredentials and neither Key nor ClientSecret, token
+// requests authenticate with the certificate (tls_client_auth).
+//
 // # Threat model
 //
 // securehttp defends against:
@@ -169,6 +179,10 @@
 //     server), when Bearer.DPoP binds it to a key that never leaves the
 //     process (RFC 9449): without a fresh proof signed by that key, for that
 //     method and URL, the token is refused;
+//   - a stolen access token, when it is bound to the client certificate
+//     (RFC 8705): it is useless without the certificate's key, and after a
+//     rotation no connection, TLS session or bound token of the old
+//     certificate is used again;
 //   - another local user planting or swapping the token file: FileStore
 //     follows no symbolic link, opens a FIFO or device without blocking
 //     and refuses it, and refuses a file that others can read or that
@@ -210,7 +224,7 @@
 // ErrBlockedAddress, ErrInsecureScheme,
 // ErrPinMismatch (and *PinError), ErrWeakKey, ErrRevoked, ErrOCSPStaple,
 // ErrNoToken (and *RefreshError), ErrIssuerMismatch, *OAuthError,
-// ErrInsecureTokenFile, and *ConfigError
+// ErrInsecureTokenFile, ErrClientCert (from LoadClientCert), and *ConfigError
 // from NewClient and NewTransport. Certificate failures from crypto/tls are
 // *tls.CertificateVerificationError. Messages are lower case and start with
 // "securehttp:".

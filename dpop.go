@@ -60,7 +60,7 @@ func (d *DPoP) Thumbprint() (string, error) {
 	if err != nil {
 		return "", wrap("DPoP.Key", err)
 	}
-	return thumbprint(jwk), nil
+	return jwkThumbprint(jwk), nil
 }
 
 // String describes d without key material.
@@ -143,7 +143,7 @@ func newDPoPKey(d *DPoP, now func() time.Time) (*dpopKey, error) {
 		key:    key,
 		method: method,
 		head:   base64.RawURLEncoding.EncodeToString(head),
-		jkt:    thumbprint(jwk),
+		jkt:    jwkThumbprint(jwk),
 		now:    now,
 		nonces: make(map[string]string),
 	}, nil
@@ -218,8 +218,8 @@ func publicJWK(pub crypto.PublicKey) ([]byte, error) {
 	return nil, fmt.Errorf("unsupported key type %T", pub)
 }
 
-// thumbprint is the RFC 7638 SHA-256 thumbprint of a JWK from publicJWK.
-func thumbprint(jwk []byte) string {
+// jwkThumbprint is the RFC 7638 SHA-256 thumbprint of a JWK from publicJWK.
+func jwkThumbprint(jwk []byte) string {
 	sum := sha256.Sum256(jwk)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }

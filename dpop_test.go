@@ -670,7 +670,7 @@ func TestDPoPThumbprint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := thumbprint(jwk), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"; got != want {
+	if got, want := jwkThumbprint(jwk), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"; got != want {
 		t.Fatalf("RFC 7638 example: got %s, want %s", got, want)
 	}
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

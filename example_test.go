@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -13,6 +14,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/securehttp/securehttp"
+	"github.com/securehttp/securehttp/internal/testpki"
 )
 
 // A client for one API: its host is pinned to two keys (the current one and
@@ -273,6 +277,57 @@ func ExampleWithoutRetries() {
 	resp.Body.Close()
 	fmt.Println(resp.StatusCode, n.Load())
 	// Output: 503 1
+}
+
+// A client certificate loaded from files that a tool such as cert-manager
+// renews in place: the client presents the new certificate within a
+// second of a change, without a restart.
+func ExampleLoadClientCert() {
+	// Setup: a CA, a client certificate in two files, and a server that
+	// requires a certificate from that CA and greets its subject.
+	ca := testpki.Must(testpki.NewRoot("example client CA", testpki.Options{}))
+	leaf := testpki.Must(ca.NewLeaf("reporting-service", testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
+	dir, _ := os.MkdirTemp("", "clientcert")
+	defer os.RemoveAll(dir)
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	_ = os.WriteFile(certFile, leaf.CertPEM(), 0o600)
+	_ = os.WriteFile(keyFile, leaf.KeyPEM(), 0o600)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello, %s\n", r.TLS.PeerCertificates[0].Subject.CommonName)
+	}))
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	srv.StartTLS()
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+
+	cert, err := securehttp.LoadClientCert(certFile, keyFile)
+	if err != nil {
+		fmt.Println(err) // errors.Is(err, securehttp.ErrClientCert)
+		return
+	}
+	defer cert.Close() // stops watching the files
+	client, err := securehttp.NewClient(securehttp.Config{
+		RootCAs:              roots,
+		GetClientCertificate: cert.GetClientCertificate,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Print(string(body))
+	fmt.Println("expires in under a day:", time.Until(cert.NotAfter()) < 24*time.Hour)
+	// Output:
+	// hello, reporting-service
+	// expires in under a day: true
 }
 
 // Sender-constrained tokens: with Bearer.DPoP set, the client credentials

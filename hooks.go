@@ -163,7 +163,8 @@ const (
 	resendNonce        = "dpop_nonce"
 )
 
-// attempt sends one attempt of req through the base transport, reporting it
+// attempt sends one attempt of req through the connection pool of the
+// client certificate in use (the base transport without one), reporting it
 // to the hooks. Every attempt, the first and each resend, goes through here,
 // and so does every response, whose DPoP nonce is learnt (RFC 9449 section
 // 8.2: any response may carry one).
@@ -171,7 +172,7 @@ func (t *Transport) attempt(req *http.Request) (*http.Response, error) {
 	var resp *http.Response
 	var err error
 	if t.hooks == nil {
-		resp, err = t.base.RoundTrip(req)
+		resp, err = t.pool().RoundTrip(req)
 	} else {
 		resp, err = t.hooks.attempt(t, req)
 	}
@@ -249,7 +250,7 @@ func (h *Hooks) attempt(t *Transport, req *http.Request) (*http.Response, error)
 		}
 	}
 	start := t.now()
-	resp, err := t.base.RoundTrip(out)
+	resp, err := t.pool().RoundTrip(out)
 	r := AttemptResult{Duration: t.now().Sub(start)}
 	if err != nil {
 		r.Error = errorClass(err)

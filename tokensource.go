@@ -724,3 +724,29 @@ func isToken68(s string) bool {
 	}
 	return true
 }
+
+// invalidateBound drops the current token if it is bound to a client
+// certificate other than the one whose x5t#S256 is thumb (a JWT with
+// cnf["x5t#S256"], RFC 8705), so that the next request obtains a new one
+// rather than send a token the server will refuse. The token is also marked
+// refused, so that it is not taken back from the store.
+func (ts *tokenSource) invalidateBound(thumb string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.cur == nil {
+		return
+	}
+	var claims struct {
+		Cnf struct {
+			X5t string `json:"x5t#S256"`
+		} `json:"cnf"`
+		jwt.RegisteredClaims
+	}
+	if _, _, err := jwt.NewParser().ParseUnverified(ts.cur.raw, &claims); err != nil ||
+		claims.Cnf.X5t == "" || claims.Cnf.X5t == thumb {
+		return
+	}
+	ts.rejected = ts.cur.raw
+	ts.cur = nil
+	ts.logger.Debug("securehttp: bearer token bound to the previous client certificate dropped")
+}

@@ -54,6 +54,7 @@ type Transport struct {
 
 	bearer *tokenSource // nil without Config.Bearer
 	dpop   *dpopKey     // nil without Bearer.DPoP
+	cert   *certState   // nil without Config.GetClientCertificate
 	retry  retryConfig
 	budget *retryBudget // nil when Retry.Budget is negative
 	hooks  *Hooks       // nil without Config.Hooks
@@ -130,6 +131,10 @@ func NewTransport(cfg Config) (*Transport, error) {
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 	}
+	if cfg.GetClientCertificate != nil {
+		t.cert = newCertState(cfg.GetClientCertificate, t.base, cfg.Logger)
+		t.base.TLSClientConfig.GetClientCertificate = t.getClientCertificate
+	}
 	if cfg.Bearer != nil {
 		if t.bearer, err = newTokenSource(cfg.Bearer, t.logger, t.clock); err != nil {
 			return nil, err
@@ -142,7 +147,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 		}
 		t.bearer.hooks = t.hooks
 		if cc := cfg.Bearer.ClientCredentials; cc != nil {
-			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, false)
+			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, cfg.GetClientCertificate != nil)
 			if err != nil {
 				return nil, err
 			}
@@ -237,6 +242,9 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return t.send(req, false)
 	}
+	// A rotated client certificate drops a token bound to the old one
+	// before a token is picked for this request.
+	t.pool()
 	tok, err := t.bearer.token(req.Context())
 	if err != nil {
 		closeBody(req)
@@ -397,12 +405,16 @@ func redactURL(u *url.URL) string {
 	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
-// CloseIdleConnections closes idle connections and stops any background
-// token refresh, waiting for it to end, for at most a second when Refresh
-// ignores its context. Requests still waiting for that refresh fail with an
-// error wrapping context.Canceled.
+// CloseIdleConnections closes idle connections, those made with an earlier
+// client certificate included, and stops any background token refresh,
+// waiting for it to end, for at most a second when Refresh ignores its
+// context. Requests still waiting for that refresh fail with an error
+// wrapping context.Canceled.
 func (t *Transport) CloseIdleConnections() {
 	t.base.CloseIdleConnections()
+	if t.cert != nil {
+		t.cert.closeIdle()
+	}
 	if t.bearer != nil {
 		t.bearer.stop()
 	}

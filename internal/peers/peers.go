@@ -519,9 +519,14 @@ type NginxConfig struct {
 	// StapleFile is an optional DER OCSP response, stapled with
 	// "ssl_stapling on; ssl_stapling_file ...;".
 	StapleFile []byte
+	// ClientCAPEM, when set, makes nginx require a client certificate
+	// issued by one of these CA certificates ("ssl_verify_client on" with
+	// "ssl_client_certificate"): a request without one gets 400.
+	ClientCAPEM []byte
 	// ExtraServer holds extra directives placed inside the server block,
 	// before the built-in locations (so it must not redefine
-	// "location /", "location /proto" or "location /echo-ssl").
+	// "location /", "location /proto", "location /echo-ssl" or
+	// "location /echo-client").
 	ExtraServer string
 }
 
@@ -532,6 +537,9 @@ type NginxConfig struct {
 //	/          -> 200 "ok\n"
 //	/proto     -> 200 "$server_protocol\n"   (HTTP/1.1 or HTTP/2.0)
 //	/echo-ssl  -> 200 "$ssl_protocol $ssl_cipher\n"
+//	/echo-client -> 200 "$ssl_client_serial $ssl_session_reused\n"
+//	              (the client certificate's serial in upper-case hex, empty
+//	              without one; "r" for a resumed TLS session, "." otherwise)
 //
 // and registers Stop with t.Cleanup. It skips or fails the test as Require
 // does when nginx is not installed.
@@ -554,6 +562,9 @@ func startNginx(t testing.TB, cfg NginxConfig, pick func(testing.TB) int) *Peer 
 	files := map[string][]byte{"cert.pem": cfg.CertPEM, "key.pem": cfg.KeyPEM}
 	if len(cfg.StapleFile) > 0 {
 		files["ocsp.der"] = cfg.StapleFile
+	}
+	if len(cfg.ClientCAPEM) > 0 {
+		files["client-ca.pem"] = cfg.ClientCAPEM
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
@@ -647,6 +658,9 @@ func nginxConf(dir string, port int, cfg NginxConfig, ver version) string {
 	if len(cfg.StapleFile) > 0 {
 		fmt.Fprintf(&b, "        ssl_stapling on;\n        ssl_stapling_file %s;\n", q("ocsp.der"))
 	}
+	if len(cfg.ClientCAPEM) > 0 {
+		fmt.Fprintf(&b, "        ssl_client_certificate %s;\n        ssl_verify_client on;\n", q("client-ca.pem"))
+	}
 	if cfg.ExtraServer != "" {
 		b.WriteString("        # ExtraServer\n")
 		b.WriteString(cfg.ExtraServer)
@@ -655,6 +669,7 @@ func nginxConf(dir string, port int, cfg NginxConfig, ver version) string {
 	b.WriteString("        location / { return 200 \"ok\\n\"; }\n")
 	b.WriteString("        location /proto { return 200 \"$server_protocol\\n\"; }\n")
 	b.WriteString("        location /echo-ssl { return 200 \"$ssl_protocol $ssl_cipher\\n\"; }\n")
+	b.WriteString("        location /echo-client { return 200 \"$ssl_client_serial $ssl_session_reused\\n\"; }\n")
 	b.WriteString("    }\n}\n")
 	return b.String()
 }
