@@ -127,7 +127,8 @@ type secureOptions struct {
 	pins    bool   // pin the leaf's key (with a backup pin)
 	token   string // the token in the MemoryStore at the start
 	refresh func(context.Context) (string, error)
-	window  time.Duration // Bearer.RefreshWindow
+	window  time.Duration         // Bearer.RefreshWindow
+	store   securehttp.TokenStore // replaces the MemoryStore of token when set
 }
 
 // secureClient returns securehttp with bearer tokens and retries (the
@@ -146,6 +147,9 @@ func (f *fixture) secureClient(b *testing.B, o secureOptions) *http.Client {
 		Proxy:               noProxy,
 		DialContext:         f.dial,
 		MaxIdleConnsPerHost: poolSize,
+	}
+	if o.store != nil {
+		cfg.Bearer.Store = o.store
 	}
 	if o.pins {
 		backup := sha256.Sum256([]byte("a backup key kept offline"))

@@ -7,8 +7,16 @@
 // 64 goroutines), BenchmarkGetPaired (bare net/http and securehttp in
 // alternating blocks, for a ratio that load from elsewhere disturbs least),
 // BenchmarkHandshake (new connections, with and without pins),
-// BenchmarkUpload (a 128 MiB streamed body) and BenchmarkRefreshStampede
-// (1000 requests at token expiry and in the refresh-ahead window).
+// BenchmarkUpload (a 128 MiB streamed body), BenchmarkRefreshStampede
+// (1000 requests at token expiry and in the refresh-ahead window), and, with
+// redis-server installed, BenchmarkGetRedisStore and BenchmarkGetRedisPaired
+// (the keep-alive GET with the token in redisstore against MemoryStore) and
+// BenchmarkFleetRefreshRedis (8 processes × 500 concurrent requests across
+// an expiry, sharing one redisstore key). run.sh does not run the Redis
+// ones; run them with
+//
+//	go test -run '^$' -bench 'Redis' -benchtime 1x .   # the fleet: one timeline
+//	go test -run '^$' -bench 'GetRedis' -benchtime 1s .
 //
 // It is a module of its own, with a replace directive to the library, so
 // that none of the comparators ever becomes a dependency of securehttp. The
