@@ -104,7 +104,13 @@
 //   - a redirect to another host or to http://, which never receives the
 //     token (a downgrade is an error, not a silent follow);
 //   - secrets leaking into logs, errors and formatted values;
-//   - a revoked certificate, when the server staples an OCSP response.
+//   - a revoked certificate, when the server staples an OCSP response;
+//   - anyone who can read or write a shared token store (redisstore) without
+//     its EncryptionKey: records are sealed with AES-256-GCM and bound to
+//     their key and generation, so such a writer cannot read, plant or move
+//     a token; it can make replicas refresh on their own, or put back an
+//     older record of the same key, whose token is used only while still
+//     valid.
 //
 // It does not defend against:
 //
@@ -120,14 +126,16 @@
 //     name sent in SNI;
 //   - an Authorization header the caller sets itself, which net/http
 //     forwards on redirects within the same domain;
-//   - denial of service by anyone on the path.
+//   - denial of service by anyone on the path;
+//   - whoever holds a shared store's EncryptionKey: they can read its tokens.
 //
 // # Errors
 //
 // Test errors with errors.Is and errors.As: ErrInsecureScheme,
 // ErrPinMismatch (and *PinError), ErrWeakKey, ErrRevoked, ErrOCSPStaple,
-// ErrNoToken (and *RefreshError), ErrInsecureTokenFile, and *ConfigError
-// from NewClient and NewTransport. Certificate failures from crypto/tls are
+// ErrNoToken (and *RefreshError), ErrInsecureTokenFile, ErrStaleLease (from
+// a SharedTokenStore's Lease.Save), and *ConfigError from NewClient and
+// NewTransport. Certificate failures from crypto/tls are
 // *tls.CertificateVerificationError. Messages are lower case and start with
 // "securehttp:".
 package securehttp

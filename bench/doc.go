@@ -15,7 +15,7 @@
 // an expiry, sharing one redisstore key). run.sh does not run the Redis
 // ones; run them with
 //
-//	go test -run '^$' -bench 'Redis' -benchtime 1x .   # the fleet: one timeline
+//	go test -run '^$' -bench 'FleetRefreshRedis' -benchtime 1x .  # one timeline
 //	go test -run '^$' -bench 'GetRedis' -benchtime 1s .
 //
 // It is a module of its own, with a replace directive to the library, so
