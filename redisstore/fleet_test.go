@@ -523,3 +523,33 @@ func TestWarmTokenSendsNoRedisCommand(t *testing.T) {
 		t.Errorf("info: got %d calls between two snapshots, want 1 (the snapshot)", d)
 	}
 }
+
+// TestFollowerRefreshesAloneWhenWaitRunsOut: a lease held by a process that
+// never saves makes a replica wait for half its RefreshTimeout, then
+// refresh on its own; its request succeeds and the store gets its token.
+func TestFollowerRefreshesAloneWhenWaitRunsOut(t *testing.T) {
+	t.Parallel()
+	const timeout = 2 * time.Second
+	p, rdb := startRedis(t)
+	srv := newServer(t)
+	is := newIssuer(time.Hour)
+	ctx := context.Background()
+	if err := rdb.Set(ctx, "{stuck}:lease", "a process that hangs", time.Minute).Err(); err != nil {
+		t.Fatalf("SET lease: %v", err)
+	}
+	r := newReplica(t, "a", srv, is, replicaConfig{addr: p.Addr, key: "stuck", timeout: timeout})
+	start := time.Now()
+	if err := r.get(ctx); err != nil {
+		t.Fatalf("GET: got %v, want no error", err)
+	}
+	if waited := time.Since(start); waited < timeout/2-100*time.Millisecond || waited >= timeout {
+		t.Errorf("GET took %v, want about %v (half the RefreshTimeout) and less than %v", waited, timeout/2, timeout)
+	}
+	if got := r.refreshes.Load(); got != 1 {
+		t.Errorf("Refresh calls: got %d, want 1", got)
+	}
+	stored, err := r.store.Load(ctx)
+	if err != nil || stored.Value != "tok-1" {
+		t.Errorf("stored: got %q, %v; want tok-1", stored.Value, err)
+	}
+}
