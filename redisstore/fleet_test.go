@@ -348,7 +348,7 @@ func TestRedisDownThenBack(t *testing.T) {
 	}
 
 	// Back, empty: one Refresh per expiry again.
-	p = p.Restart(t)
+	p.Restart(t) // the same port; stopped when the test ends
 	before := sumRefreshes(rs)
 	for round := 1; round <= 2; round++ {
 		checkpoint = nextCheckpoint()
