@@ -59,25 +59,41 @@
 //
 // # Tokens
 //
-// Bearer.Store keeps the token (NewMemoryStore, or NewFileStore for one that
-// survives restarts and is shared between processes). The expiry of a JWT
-// is read from its exp and nbf claims without verifying its signature,
-// unless Bearer.Keyfunc is set, in which case only a JWT that verifies is
-// accepted; an opaque token is used until a server answers 401. Inside the refresh window a single background refresh runs
-// while requests go on with the still-valid token; once the token is expired,
-// requests wait for that one refresh, each bounded by its own context, and
-// no request is ever sent with an expired token. Before calling Refresh the
-// store is read again, since another process may have refreshed already.
-// A 401 with no challenge, or with a Bearer challenge whose error is
-// invalid_token or absent, invalidates the token that request carried;
+// A Token is a value and its expiry. Bearer.Store keeps it (NewMemoryStore,
+// or NewFileStore for one that survives restarts and is shared between
+// processes). New tokens come from Bearer.ClientCredentials, an OAuth 2.0
+// client credentials flow with discovery and private_key_jwt or
+// client_secret_basic, or from the caller's Bearer.Refresh; OAuth2Refresh
+// adapts a golang.org/x/oauth2 TokenSource.
+//
+// A token's expiry is Token.Expiry, or a JWT's exp claim read without
+// verifying its signature (unless Bearer.Keyfunc is set, in which case only
+// a JWT that verifies is accepted), whichever is earlier. An opaque token
+// without an Expiry is used until a server answers 401. Inside the refresh
+// window a single background refresh runs while requests go on with the
+// still-valid token; once the token is expired, requests wait for that one
+// refresh, each bounded by its own context and by Bearer.RefreshTimeout,
+// even when Refresh ignores its context. After a failed refresh, requests
+// fail fast with its error until a backoff has passed. Before calling
+// Refresh the store is read again, since another process may have refreshed
+// already. A 401 with no challenge, or with a Bearer challenge whose error
+// is invalid_token or absent, invalidates the token that request carried;
 // the request is replayed once with a new token when its body can be
 // replayed (no body, or GetBody set). The token goes only to https requests
 // whose host matches Bearer.Hosts; every redirect hop is judged anew. A
 // request that already has an Authorization header is left alone.
 //
+// The exact expiry guarantee: a token is attached when the request enters
+// the Transport, and only while at least min(lifetime/10, 5 s) of its life
+// remains. It reaches the server after that margin only if the request then
+// waits longer than the margin for a connection (a new dial and TLS
+// handshake, bounded by DialTimeout and TLSHandshakeTimeout, or a proxy). A
+// server that must never see an expired token should use a lifetime whose
+// tenth exceeds those bounds.
+//
 // Logs carry refresh start and success (Debug) and failure (Warn), never a
-// token. Bearer, MemoryStore and Transport print no secret with %v, %+v or
-// %#v, nor as slog values.
+// token. Token, Bearer, ClientCredentials, MemoryStore and Transport print
+// no secret with any fmt verb, nor as slog values.
 //
 // # Retries
 //
@@ -133,9 +149,10 @@
 //
 // Test errors with errors.Is and errors.As: ErrInsecureScheme,
 // ErrPinMismatch (and *PinError), ErrWeakKey, ErrRevoked, ErrOCSPStaple,
-// ErrNoToken (and *RefreshError), ErrInsecureTokenFile, ErrStaleLease (from
-// a SharedTokenStore's Lease.Save), and *ConfigError from NewClient and
-// NewTransport. Certificate failures from crypto/tls are
+// ErrNoToken (and *RefreshError), ErrIssuerMismatch, *OAuthError,
+// ErrInsecureTokenFile, ErrStaleLease (from a SharedTokenStore's
+// Lease.Save), and *ConfigError from NewClient and NewTransport.
+// Certificate failures from crypto/tls are
 // *tls.CertificateVerificationError. Messages are lower case and start with
 // "securehttp:".
 package securehttp

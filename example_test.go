@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"time"
@@ -109,4 +110,57 @@ func ExampleMemoryStore() {
 	// Output:
 	// securehttp.MemoryStore{token: [redacted]}
 	// securehttp.Bearer{Hosts: ["api.example.com"]}
+}
+
+// A service calling an OAuth 2.0-protected API with its own credentials:
+// the client discovers the token endpoint from the issuer, obtains a token
+// with the client credentials grant, sends it to the API's host only, and
+// refreshes it ahead of its expiry. Here one local test server plays both
+// the authorization server and the API.
+func ExampleClientCredentials() {
+	mux := http.NewServeMux()
+	srv := httptest.NewTLSServer(mux)
+	defer srv.Close()
+	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"issuer":%q,"token_endpoint":%q}`, srv.URL, srv.URL+"/token")
+	})
+	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, _ := r.BasicAuth(); id != "reporting-service" || secret != "s3cr3t" {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprint(w, `{"access_token":"opaque-access-token","token_type":"Bearer","expires_in":3600}`)
+	})
+	mux.HandleFunc("/v1/reports", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "authorized:", r.Header.Get("Authorization") == "Bearer opaque-access-token")
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+
+	client, err := securehttp.NewClient(securehttp.Config{
+		RootCAs: roots,
+		Bearer: &securehttp.Bearer{
+			ClientCredentials: &securehttp.ClientCredentials{
+				Issuer:       srv.URL,
+				ClientID:     "reporting-service",
+				ClientSecret: "s3cr3t", // or Key: a crypto.Signer, for private_key_jwt
+				Scopes:       []string{"reports:read"},
+			},
+			Hosts: []string{"127.0.0.1"},
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(srv.URL + "/v1/reports")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Print(string(body))
+	// Output: authorized: true
 }

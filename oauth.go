@@ -450,7 +450,7 @@ func clean(s string, n int) string {
 		return -1
 	}, s)
 	if len(s) > n {
-		s = s[:n] + "…"
+		s = strings.ToValidUTF8(s[:n], "") + "…"
 	}
 	return s
 }

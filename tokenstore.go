@@ -2,6 +2,7 @@ package securehttp
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -10,8 +11,8 @@ import (
 
 // Token is a bearer access token and the time it stops being valid.
 //
-// A Token never prints its Value: fmt (every verb, %#v included) and slog
-// show only whether it is set and its expiry.
+// A Token never prints its Value: fmt (every verb, %#v included), slog and
+// encoding/json show only whether it is set and its expiry.
 type Token struct {
 	// Value is the access token, as sent after "Bearer " or "DPoP ".
 	Value string
@@ -43,6 +44,19 @@ func (t Token) GoString() string { return t.String() }
 // Format prints String for every verb, so that no verb (%d, %x, %q…)
 // reaches the value.
 func (t Token) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(t.String())) }
+
+// MarshalJSON keeps the value out of JSON, such as a JSON log line of a
+// struct that holds a Token. A store that persists tokens encodes Value
+// and Expiry itself.
+func (t Token) MarshalJSON() ([]byte, error) {
+	if t.Value == "" {
+		return []byte(`{"set":false}`), nil
+	}
+	return json.Marshal(struct {
+		Set    bool      `json:"set"`
+		Expiry time.Time `json:"expiry,omitzero"`
+	}{true, t.Expiry})
+}
 
 // LogValue keeps the value out of structured logs.
 func (t Token) LogValue() slog.Value {

@@ -27,7 +27,11 @@ type client struct {
 	name   string
 	get    func(ctx context.Context, url string) error
 	upload func(ctx context.Context, url string, body io.Reader, size int64) error
-	close  func()
+	// uploadReplayable sends a body that newBody can make again, for a
+	// retry, as the client's users would give it one that streams: nil
+	// when the client has no such way.
+	uploadReplayable func(ctx context.Context, url string, newBody func() io.Reader, size int64) error
+	close            func()
 }
 
 // maker builds a fresh client, with its own connection pool.
@@ -51,7 +55,26 @@ func comparators() []maker {
 			rc := retryablehttp.NewClient()
 			rc.HTTPClient = &http.Client{Transport: f.baseTransport()}
 			rc.Logger = nil // the default logger prints every request to stderr
-			return stdClient("retryablehttp", rc.StandardClient())
+			c := stdClient("retryablehttp", rc.StandardClient())
+			// Its own API takes a ReaderFunc, which it calls again for
+			// each attempt: the one way it streams a body. Through
+			// StandardClient, which sees only an io.Reader, it reads the
+			// whole body into memory first.
+			c.uploadReplayable = func(ctx context.Context, url string, newBody func() io.Reader, size int64) error {
+				req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPut, url,
+					retryablehttp.ReaderFunc(func() (io.Reader, error) { return newBody(), nil }))
+				if err != nil {
+					return err
+				}
+				req.ContentLength = size
+				req.Header["X-Size"] = []string{strconv.FormatInt(size, 10)}
+				resp, err := rc.Do(req)
+				if err != nil {
+					return err
+				}
+				return drain(resp)
+			}
+			return c
 		}},
 		{"resty", func(_ *testing.B, f *fixture) *client {
 			return restyClient(resty.New().SetTransport(f.baseTransport()).SetLogger(quietResty{}))
@@ -200,6 +223,20 @@ func authClient(name string, hc *http.Client, auth string) *client {
 			}
 			return drain(resp)
 		},
+		uploadReplayable: func(ctx context.Context, url string, newBody func() io.Reader, size int64) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, newBody())
+			if err != nil {
+				return err
+			}
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(newBody()), nil }
+			req.ContentLength = size
+			req.Header["X-Size"] = []string{strconv.FormatInt(size, 10)}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			return drain(resp)
+		},
 		close: hc.CloseIdleConnections,
 	}
 }
@@ -219,8 +256,9 @@ func drain(resp *http.Response) error {
 }
 
 // restyClient sends requests as resty's users do: resty reads the response
-// body itself. An io.Reader body is streamed (chunked), not buffered, since
-// the client does not set SetContentLength.
+// body itself. resty v2 reads an io.Reader body whole into memory, whatever
+// its settings (retries are off by default), to give the request a GetBody:
+// it has no way to stream a body, so it has no uploadReplayable.
 func restyClient(rc *resty.Client) *client {
 	check := func(resp *resty.Response, err error) error {
 		if err != nil {

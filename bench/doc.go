@@ -7,10 +7,13 @@
 // 64 goroutines), BenchmarkGetPaired (bare net/http and securehttp in
 // alternating blocks, for a ratio that load from elsewhere disturbs least),
 // BenchmarkHandshake (new connections, with and without pins),
-// BenchmarkUpload (a 128 MiB streamed body), BenchmarkRefreshStampede
-// (1000 requests at token expiry and in the refresh-ahead window), and, with
-// redis-server installed, BenchmarkGetRedisStore and BenchmarkGetRedisPaired
-// (the keep-alive GET with the token in redisstore against MemoryStore) and
+// BenchmarkHandshakePaired (securehttp with pins alternating with the same
+// client without pins, and with bare net/http), BenchmarkUpload (a 128 MiB
+// body, as an io.Reader that cannot be replayed and as one that can),
+// BenchmarkRefreshStampede (1000 requests at token expiry and in the
+// refresh-ahead window) and, with redis-server installed,
+// BenchmarkGetRedisStore and BenchmarkGetRedisPaired (the keep-alive GET
+// with the token in redisstore against MemoryStore) and
 // BenchmarkFleetRefreshRedis (8 processes × 500 concurrent requests across
 // an expiry, sharing one redisstore key). run.sh does not run the Redis
 // ones; run them with
@@ -21,8 +24,9 @@
 // It is a module of its own, with a replace directive to the library, so
 // that none of the comparators ever becomes a dependency of securehttp. The
 // benchmarks live in the _test.go files of this package; run.sh runs them,
-// summarises them with benchstat and cmd/report, and writes RESULTS.md and
-// chart.svg. CI only compiles them (go vet ./...).
+// summarises them with benchstat and cmd/report, and writes RESULTS.md,
+// chart.svg and the figures of the README's benchmark section. CI only
+// compiles them (go vet ./...).
 //
 // Every client talks to one TLS server on 127.0.0.1, which runs in a child
 // process (the test binary started again with SECUREHTTP_BENCH_SERVER set),

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the securehttp benchmarks side by side with bare net/http, oauth2,
-# go-retryablehttp and resty, and writes RESULTS.md and chart.svg.
+# go-retryablehttp and resty, and writes RESULTS.md, chart.svg and the
+# figures of README.md's "Benchmarks" section.
 #
-#   bench/run.sh                 the full run: 6 passes, about 7 minutes on 2 cores
-#   bench/run.sh -count 10       more passes, for tighter medians
+#   bench/run.sh                 the full run: 6 passes, about 8 minutes on 2 cores
+#   bench/run.sh -count 10       more passes, for tighter confidence intervals
+#   bench/run.sh -quick          1 short pass: checks the pipeline, measures nothing
 #   bench/run.sh -profile        also profile securehttp's keep-alive GET
 #   bench/run.sh -profile-only   only that profile (about a minute)
 #
@@ -11,27 +13,45 @@
 # than repeating each benchmark back to back (go test -count): a burst of
 # load from elsewhere on the machine then spreads over all the clients
 # instead of landing on one. Raw output goes to out/ (ignored by git).
+#
+# Only a full run (the default run lengths, 6 passes or more) rewrites
+# README.md; any other writes its copy to out/README.md, and RESULTS.md
+# says that its figures are not a measurement. The run lengths can be set
+# with BENCH_GET_TIME, BENCH_HS_TIME, BENCH_UPLOAD_TIME and
+# BENCH_STAMPEDE_TIME (go test -benchtime values).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 count=6
 profile=0
 measure=1
+quick=0
 while [ $# -gt 0 ]; do
   case "$1" in
     -count) count="$2"; shift 2 ;;
+    -quick) quick=1; shift ;;
     -profile) profile=1; shift ;;
     -profile-only) profile=1; measure=0; shift ;;
-    *) sed -n '2,9s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,11s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
   esac
 done
 
 # Per-benchmark run lengths: long enough for stable figures, short enough
 # that the whole run fits in about ten minutes on 2 cores.
-get_time=1s      # 20 keep-alive GET cases, and 4 paired ones
-hs_time=1s       # 6 handshake cases, and 2 paired ones
-upload_time=2x   # 5 clients, 128 MiB per upload
-stampede_time=1x # 2 timelines of 4 to 6 s each
+default_times="1s 1s 2x 1x"
+get_time=${BENCH_GET_TIME:-1s}           # 20 keep-alive GET cases, and 8 paired ones
+hs_time=${BENCH_HS_TIME:-1s}             # 6 handshake cases, and 4 paired ones
+upload_time=${BENCH_UPLOAD_TIME:-2x}     # 9 client and body cases, 128 MiB per upload
+stampede_time=${BENCH_STAMPEDE_TIME:-1x} # 2 timelines of 4 to 6 s each
+if [ "$quick" = 1 ]; then
+  count=1 get_time=100ms hs_time=100ms upload_time=1x stampede_time=1x
+fi
+# Whether this run measures anything: the default run lengths, and passes
+# enough for a 95% confidence interval of each median.
+full=0
+if [ "$get_time $hs_time $upload_time $stampede_time" = "$default_times" ] && [ "$count" -ge 6 ]; then
+  full=1
+fi
 
 mkdir -p out
 step() { printf '\n=== %s\n' "$*" >&2; }
@@ -87,17 +107,30 @@ if [ "$measure" = 1 ]; then
   } >out/benchstat.txt
   cat out/benchstat.txt
 
-  step "tables and chart"
-  go run ./cmd/report -in out/bench.txt -md out/tables.md -svg chart.svg
-
-  step "RESULTS.md"
+  step "tables, chart and README figures"
   cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   mem_total=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+  about="$(date -u '+%Y-%m-%d') on $(nproc) cores ($cpu_model), $(go env GOVERSION), securehttp commit $commit, $count passes"
+  readme=../README.md
+  if [ "$full" = 0 ]; then
+    # A short run must not put its figures in the README.
+    cp ../README.md out/README.md
+    readme=out/README.md
+  fi
+  report=(go run ./cmd/report -in out/bench.txt -md out/tables.md -svg chart.svg -readme "$readme" -about "$about")
+  "${report[@]}"
+
+  step "RESULTS.md"
   {
     echo "# securehttp benchmarks"
     echo
+    if [ "$full" = 0 ]; then
+      echo "**A short check run ($count passes; run lengths $get_time, $hs_time, $upload_time, $stampede_time), not a"
+      echo "measurement: too short for stable figures or confidence intervals. Do not quote it; run \`./run.sh\`.**"
+      echo
+    fi
     echo "Written by \`bench/run.sh\`; do not edit by hand. Absolute times depend on the machine:"
-    echo "the ratios to bare net/http, measured in the same run, are the figures to quote."
+    echo "the paired ratios, with their confidence intervals, are the figures to quote."
     echo
     echo "## Machine"
     echo
@@ -121,7 +154,7 @@ if [ "$measure" = 1 ]; then
     echo "## Commands"
     echo
     echo '```sh'
-    echo "cd bench && ./run.sh -count $count"
+    if [ "$quick" = 1 ]; then echo "cd bench && ./run.sh -quick"; else echo "cd bench && ./run.sh -count $count"; fi
     echo '```'
     echo
     echo "which builds \`go test -c -o out/bench.test .\` and runs, $count times over, one pass of:"
@@ -130,7 +163,7 @@ if [ "$measure" = 1 ]; then
     printf '%s\n' "${commands[@]}"
     echo '```'
     echo
-    echo "then \`go tool benchstat\` (below) and \`go run ./cmd/report -in out/bench.txt -md out/tables.md -svg chart.svg\`."
+    echo "then \`go tool benchstat\` (below) and \`${report[*]:0:9} -readme $readme -about …\`."
     echo
     echo "Every client talks to one TLS server on 127.0.0.1 in a child process (so B/op, allocs/op and CPU/op"
     echo "are the client's alone), with the same roots (a generated root, intermediate and ECDSA P-256 leaf),"
@@ -153,7 +186,11 @@ if [ "$measure" = 1 ]; then
     cat out/benchstat.txt
     echo '```'
   } >RESULTS.md
-  echo "wrote bench/RESULTS.md and bench/chart.svg in $((elapsed / 60)) min $((elapsed % 60)) s" >&2
+  if [ "$full" = 1 ]; then
+    echo "wrote bench/RESULTS.md, bench/chart.svg and README.md's figures in $((elapsed / 60)) min $((elapsed % 60)) s" >&2
+  else
+    echo "a short run: wrote bench/RESULTS.md and bench/chart.svg (marked as not a measurement) and bench/out/README.md, not README.md, in $((elapsed / 60)) min $((elapsed % 60)) s" >&2
+  fi
 fi
 
 if [ "$profile" = 1 ]; then

@@ -1,11 +1,13 @@
 // Command report summarises the output of the securehttp benchmarks (go test
-// -bench output, any number of runs): the median of each measure, the ratio
-// of each client to bare net/http, and the targets of the benchmark issue,
-// as Markdown; and a chart of the same medians as SVG.
+// -bench output, any number of runs): the median of each measure, the paired
+// ratios to bare net/http with their confidence intervals, and each target
+// judged met or missed from those figures, as Markdown; a chart of the
+// paired ratios as SVG; and the README's benchmark figures.
 //
 // Usage:
 //
-//	go run ./cmd/report -in out/bench.txt -md out/tables.md -svg chart.svg
+//	go run ./cmd/report -in out/bench.txt -md out/tables.md -svg chart.svg \
+//		-readme ../README.md -about "on a 2-core AMD EPYC, …"
 package main
 
 import (
@@ -23,15 +25,18 @@ import (
 func main() {
 	in := flag.String("in", "out/bench.txt", "benchmark output to read")
 	md := flag.String("md", "", "file for the Markdown tables (default: standard output)")
-	svg := flag.String("svg", "", "file for the chart: SVG, or PNG if it ends in .png (default: none)")
+	svg := flag.String("svg", "", "file for the chart, SVG (default: none)")
+	readme := flag.String("readme", "", "README whose generated benchmark part to rewrite (default: none)")
+	about := flag.String("about", "", "for the README: the machine, Go version, commit and date of the run")
+	chartRef := flag.String("readme-chart", "bench/chart.svg", "the chart's path relative to the README")
 	flag.Parse()
-	if err := run(*in, *md, *svg); err != nil {
+	if err := run(*in, *md, *svg, *readme, *about, *chartRef); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, mdPath, svgPath string) error {
+func run(in, mdPath, svgPath, readmePath, about, chartRef string) error {
 	f, err := os.Open(in)
 	if err != nil {
 		return err
@@ -57,7 +62,12 @@ func run(in, mdPath, svgPath string) error {
 		return err
 	}
 	if svgPath != "" {
-		return writeChart(svgPath, d)
+		if err := writeChart(svgPath, d, about); err != nil {
+			return err
+		}
+	}
+	if readmePath != "" {
+		return writeReadme(readmePath, about, chartRef, d)
 	}
 	return nil
 }
@@ -145,12 +155,14 @@ func (d *results) median(bench, cas, client, unit string) (float64, bool) {
 	}
 }
 
-// runs is how many runs a benchmark has, the least over its cells.
+// runs is how many runs a benchmark has, the least over its cells. A client
+// that has no run of a case (resty has no replayable upload) does not count.
 func (d *results) runs(bench string) int {
 	n := -1
 	for _, cas := range d.cases[bench] {
 		for _, cl := range d.clients[bench] {
-			if v := d.get(bench, cas, cl, firstUnit(d, bench, cas, cl)); n < 0 || len(v) < n {
+			v := d.get(bench, cas, cl, firstUnit(d, bench, cas, cl))
+			if len(v) > 0 && (n < 0 || len(v) < n) {
 				n = len(v)
 			}
 		}

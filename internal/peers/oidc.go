@@ -1,0 +1,492 @@
+package peers
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// OIDC peer: panva's oidc-provider (npm), run by Node.js from
+// internal/peers/oidc/server.mjs, as an OAuth 2.0 authorization server on
+// https://127.0.0.1:PORT.
+
+const (
+	// oidcReadyTimeout bounds how long node may take to print READY. Node
+	// loads oidc-provider and generates an RSA key at start, which takes
+	// about a second on an idle machine.
+	oidcReadyTimeout = 15 * time.Second
+	// npmCITimeout bounds the local "npm ci" that StartOIDC runs when the
+	// node_modules directory is missing (never in CI).
+	npmCITimeout = 3 * time.Minute
+	// minNodeMajor and minNodeMinor: oidc-provider 9 needs crypto.hash,
+	// which Node has since 20.12.
+	minNodeMajor, minNodeMinor = 20, 12
+)
+
+// OIDCNpmCICommand is the command that installs the provider's npm
+// dependencies from the lock file, run from the module root. CI must run it
+// before the tests (with CI=true StartOIDC fails instead of installing).
+const OIDCNpmCICommand = "npm ci --prefix internal/peers/oidc --ignore-scripts --no-audit --no-fund"
+
+// OIDCConfig configures StartOIDC.
+type OIDCConfig struct {
+	// CertPEM is the server chain for 127.0.0.1, leaf first; KeyPEM is the
+	// leaf's private key (make them with internal/testpki, with the IP SAN
+	// 127.0.0.1). Required.
+	CertPEM, KeyPEM []byte
+
+	// Clients are oidc-provider client metadata objects, passed to the
+	// provider as they are. Examples:
+	//
+	//	{"client_id": "a", "client_secret": "s", "token_endpoint_auth_method": "client_secret_basic",
+	//	 "grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{}}
+	//	{"client_id": "b", "token_endpoint_auth_method": "private_key_jwt",
+	//	 "jwks": map[string]any{"keys": []any{publicJWK}}, "grant_types": ..., ...}
+	//	{"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
+	//	 "tls_client_auth_subject_dn": "CN=client", "tls_client_certificate_bound_access_tokens": true, ...}
+	//
+	// Clients that use client_credentials need "grant_types":
+	// ["client_credentials"], "response_types": [] and "redirect_uris": [].
+	// "dpop_bound_access_tokens": true makes DPoP mandatory for a client.
+	Clients []map[string]any
+
+	// AccessTokenTTL is the lifetime of client_credentials access tokens
+	// (expires_in and exp - iat). It must be a whole number of seconds;
+	// zero means 10 minutes.
+	AccessTokenTTL time.Duration
+
+	// Resource is the one resource indicator (RFC 8707) the provider
+	// serves, such as "https://api.test/". A client_credentials request
+	// with resource=Resource gets a JWT access token (typ at+jwt) with
+	// aud = Resource, signed with a key from the provider's jwks_uri; a
+	// request without resource gets an opaque token; any other resource
+	// gets invalid_target. Only one resource per request is accepted.
+	Resource string
+	// Scopes are the scopes of that resource server; empty means
+	// ["read", "write"]. Requested scopes outside them are dropped from
+	// the token.
+	Scopes []string
+	// AccessTokenAlg is the JWS algorithm of the JWT access tokens: RS256
+	// (the default when empty), PS256, ES256 or EdDSA.
+	AccessTokenAlg string
+
+	// DPoP enables DPoP (RFC 9449): a token request with a valid DPoP
+	// proof gets token_type DPoP and a token bound to the proof's key
+	// (cnf.jkt).
+	DPoP bool
+	// DPoPNonceSecret, 32 bytes, makes the provider require server nonces:
+	// a proof without a valid nonce gets 400 use_dpop_nonce with a
+	// DPoP-Nonce header. Nonces change every 60 s and are accepted for
+	// about ±2 minutes. Requires DPoP.
+	DPoPNonceSecret []byte
+
+	// MTLS enables RFC 8705: the tls_client_auth and
+	// self_signed_tls_client_auth methods and certificate-bound access
+	// tokens (cnf.x5t#S256, for clients registered with
+	// "tls_client_certificate_bound_access_tokens": true). The server then
+	// asks every connection for a client certificate, optionally.
+	MTLS bool
+	// ClientCAPEM are the CA certificates that issue tls_client_auth
+	// client certificates; the provider sends their names in the TLS
+	// CertificateRequest. Without them tls_client_auth always fails
+	// ("client certificate was not verified"), while
+	// self_signed_tls_client_auth and certificate binding still work.
+	// Requires MTLS.
+	ClientCAPEM []byte
+}
+
+// OIDCPeer is a running oidc-provider. The embedded Peer gives Port, Addr,
+// URL, Log (node's stdout and stderr: warnings and one line per failed
+// request, never secrets), Dir, Pid and Stop.
+type OIDCPeer struct {
+	*Peer
+	// Issuer is the issuer identifier, https://127.0.0.1:PORT, without a
+	// trailing slash. Discovery is served at Issuer +
+	// "/.well-known/openid-configuration" and at Issuer +
+	// "/.well-known/oauth-authorization-server".
+	Issuer string
+	// TokenEndpoint is Issuer + "/token".
+	TokenEndpoint string
+	// JWKSURI is Issuer + "/jwks", the provider's public signing keys.
+	JWKSURI string
+}
+
+// StartOIDC starts oidc-provider (internal/peers/oidc/server.mjs under
+// node) on a free port of 127.0.0.1 over HTTPS, waits until it listens, and
+// registers Stop with t.Cleanup.
+//
+// The provider supports client_credentials with client_secret_basic,
+// client_secret_post, client_secret_jwt and private_key_jwt (RS256, PS256,
+// ES256, ES384, Ed25519/EdDSA; the assertion's aud may be the issuer or the
+// token endpoint, and each jti is accepted once), plus what cfg enables. Its
+// signing keys are generated at every start and its store is in memory.
+//
+// When node is missing the test is skipped, or fails when CI is "true", as
+// Require does. When internal/peers/oidc/node_modules is missing or stale,
+// StartOIDC fails in CI (run OIDCNpmCICommand first) and runs "npm ci" once
+// locally, skipping the test if that is not possible.
+func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDCPeer {
+	t.Helper()
+	node := requireNode(t)
+	dir := oidcDir(t)
+	ensureOIDCModules(t, dir)
+
+	if len(cfg.CertPEM) == 0 || len(cfg.KeyPEM) == 0 {
+		t.Fatalf("peers: StartOIDC needs CertPEM and KeyPEM")
+	}
+	ttl := cfg.AccessTokenTTL
+	if ttl == 0 {
+		ttl = 10 * time.Minute
+	}
+	if ttl < time.Second || ttl%time.Second != 0 {
+		t.Fatalf("peers: OIDCConfig.AccessTokenTTL must be a positive whole number of seconds, got %v", cfg.AccessTokenTTL)
+	}
+	if len(cfg.DPoPNonceSecret) != 0 {
+		if len(cfg.DPoPNonceSecret) != 32 {
+			t.Fatalf("peers: OIDCConfig.DPoPNonceSecret must be 32 bytes, got %d", len(cfg.DPoPNonceSecret))
+		}
+		if !cfg.DPoP {
+			t.Fatalf("peers: OIDCConfig.DPoPNonceSecret needs DPoP")
+		}
+	}
+	if len(cfg.ClientCAPEM) != 0 && !cfg.MTLS {
+		t.Fatalf("peers: OIDCConfig.ClientCAPEM needs MTLS")
+	}
+
+	tmp := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(tmp, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatalf("peers: write %s: %v", name, err)
+		}
+		return path
+	}
+	conf := map[string]any{
+		"certFile":       write("cert.pem", cfg.CertPEM),
+		"keyFile":        write("key.pem", cfg.KeyPEM),
+		"clients":        cfg.Clients,
+		"accessTokenTTL": int64(ttl / time.Second),
+		"resource":       cfg.Resource,
+		"scopes":         cfg.Scopes,
+		"accessTokenAlg": cfg.AccessTokenAlg,
+		"dpop":           cfg.DPoP,
+		"mtls":           cfg.MTLS,
+	}
+	if cfg.Clients == nil {
+		conf["clients"] = []map[string]any{}
+	}
+	if len(cfg.DPoPNonceSecret) != 0 {
+		conf["dpopNonceSecret"] = hex.EncodeToString(cfg.DPoPNonceSecret)
+	}
+	if len(cfg.ClientCAPEM) != 0 {
+		conf["clientCAFile"] = write("client-ca.pem", cfg.ClientCAPEM)
+	}
+	confPath := filepath.Join(tmp, "oidc.json")
+	spec := launchSpec{
+		name:    "oidc-provider",
+		bin:     node,
+		dir:     tmp,
+		scheme:  "https",
+		stopSig: syscall.SIGTERM,
+	}
+	args := []string{filepath.Join(dir, "server.mjs"), confPath}
+
+	for attempt := 1; ; attempt++ {
+		port := FreePort(t)
+		issuer := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		conf["port"] = port
+		conf["issuer"] = issuer
+		data, err := json.MarshalIndent(conf, "", "  ")
+		if err != nil {
+			t.Fatalf("peers: encode oidc-provider configuration (are the Clients JSON values?): %v", err)
+		}
+		if err := os.WriteFile(confPath, data, 0o600); err != nil {
+			t.Fatalf("peers: write oidc-provider configuration: %v", err)
+		}
+		p, err := spawn(spec, port, args, "")
+		if err != nil {
+			t.Fatalf("peers: start oidc-provider (%s): %v", node, err)
+		}
+		err = p.waitOIDCReady()
+		if err == nil {
+			t.Cleanup(func() {
+				p.Stop()
+				if t.Failed() {
+					t.Logf("peers: oidc-provider on %s after the failed test:\n%s", p.Addr, p.diagnostics())
+				}
+			})
+			return &OIDCPeer{
+				Peer:          p,
+				Issuer:        issuer,
+				TokenEndpoint: issuer + "/token",
+				JWKSURI:       issuer + "/jwks",
+			}
+		}
+		p.Stop()
+		if attempt < startAttempts && (errors.Is(err, errAddrInUse) || addrInUse(p)) {
+			t.Logf("peers: oidc-provider: port %d taken, retrying with another port (attempt %d of %d)", port, attempt+1, startAttempts)
+			continue
+		}
+		t.Fatalf("peers: oidc-provider did not become ready on 127.0.0.1:%d: %v\n%s", port, err, p.diagnostics())
+		return nil
+	}
+}
+
+// waitOIDCReady waits for server.mjs's "READY <port>" line and a successful
+// dial, for at most oidcReadyTimeout.
+func (p *Peer) waitOIDCReady() error {
+	marker := fmt.Sprintf("READY %d\n", p.Port)
+	deadline := time.Now().Add(oidcReadyTimeout)
+	for {
+		if p.exited() {
+			if addrInUse(p) {
+				return fmt.Errorf("%w: exited early: %v", errAddrInUse, p.waitErr)
+			}
+			return fmt.Errorf("exited early: %v", p.waitErr)
+		}
+		if strings.Contains(p.out.String(), marker) {
+			c, err := net.DialTimeout("tcp", p.Addr, 250*time.Millisecond)
+			if err == nil {
+				_ = c.Close()
+				if !p.exited() {
+					return nil
+				}
+				continue
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w after %v%s", errNotReady, oidcReadyTimeout, procState(p.cmd.Process.Pid))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ------------------------------------------------------------------ node
+
+var (
+	nodeVersions sync.Map // binary path -> version
+	nodeVerRE    = regexp.MustCompile(`^v(\d+)\.(\d+)\.(\d+)`)
+)
+
+// requireNode returns the path of node (or nodejs), skipping the test, or
+// failing it when CI is "true", when it is missing or older than 20.12.
+func requireNode(t testing.TB) string {
+	t.Helper()
+	bin, ok := lookup("node")
+	if !ok {
+		bin, ok = lookup("nodejs")
+	}
+	if !ok {
+		missingTool(t, "peers: node (Node.js >= 20.12) not found in PATH or /usr/bin, /usr/local/bin; install Node.js 20.12 or later (22 LTS preferred) and npm")
+		return ""
+	}
+	v, err := nodeVersion(bin)
+	if err != nil {
+		t.Fatalf("peers: %v", err)
+	}
+	if v[0] < minNodeMajor || (v[0] == minNodeMajor && v[1] < minNodeMinor) {
+		missingTool(t, fmt.Sprintf("peers: %s is Node.js %s; oidc-provider needs %d.%d or later (22 LTS preferred)", bin, v, minNodeMajor, minNodeMinor))
+		return ""
+	}
+	return bin
+}
+
+// missingTool skips the test, or fails it when CI is "true".
+func missingTool(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s (CI=true: a missing peer in CI is a failure)", msg)
+		return
+	}
+	t.Skip(msg)
+}
+
+// nodeVersion runs "node --version" once per binary.
+func nodeVersion(bin string) (version, error) {
+	if v, ok := nodeVersions.Load(bin); ok {
+		return v.(version), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		return version{}, fmt.Errorf("%s --version: %v", bin, err)
+	}
+	m := nodeVerRE.FindSubmatch(bytes.TrimSpace(out))
+	if m == nil {
+		return version{}, fmt.Errorf("%s --version: no version in %q", bin, out)
+	}
+	var v version
+	for i := range v {
+		v[i], _ = strconv.Atoi(string(m[i+1]))
+	}
+	nodeVersions.Store(bin, v)
+	return v, nil
+}
+
+// ------------------------------------------------------ the npm package dir
+
+// oidcDir returns the directory of server.mjs: next to this source file,
+// or, when the test binary was built with -trimpath, found from the
+// working directory by walking up to the module root.
+func oidcDir(t testing.TB) string {
+	t.Helper()
+	var candidates []string
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		candidates = append(candidates, filepath.Join(filepath.Dir(file), "oidc"))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				candidates = append(candidates, filepath.Join(d, "internal", "peers", "oidc"))
+				break
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	for _, dir := range candidates {
+		if _, err := os.Stat(filepath.Join(dir, "server.mjs")); err == nil {
+			return dir
+		}
+	}
+	t.Fatalf("peers: cannot find internal/peers/oidc/server.mjs (looked in %v)", candidates)
+	return ""
+}
+
+// oidcModulesState reports whether dir/node_modules holds the oidc-provider
+// version that dir/package.json pins; when not, it says what is wrong.
+func oidcModulesState(dir string) (ok bool, why string, err error) {
+	var pkg struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err != nil {
+		return false, "", err
+	}
+	if err := json.Unmarshal(data, &pkg); err != nil {
+		return false, "", fmt.Errorf("%s: %v", filepath.Join(dir, "package.json"), err)
+	}
+	want := pkg.Dependencies["oidc-provider"]
+	if want == "" {
+		return false, "", fmt.Errorf("%s does not depend on oidc-provider", filepath.Join(dir, "package.json"))
+	}
+	// npm writes node_modules/.package-lock.json at the end of an install.
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json")); err != nil {
+		return false, "node_modules is missing or incomplete", nil
+	}
+	var installed struct {
+		Version string `json:"version"`
+	}
+	data, err = os.ReadFile(filepath.Join(dir, "node_modules", "oidc-provider", "package.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, "node_modules/oidc-provider is missing", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	if err := json.Unmarshal(data, &installed); err != nil {
+		return false, "", err
+	}
+	if installed.Version != want {
+		return false, fmt.Sprintf("node_modules has oidc-provider %s, package.json pins %s", installed.Version, want), nil
+	}
+	return true, "", nil
+}
+
+var (
+	npmMu     sync.Mutex
+	npmTried  bool
+	npmResult string // "" after a successful npm ci, else why it failed
+)
+
+// ensureOIDCModules makes sure node_modules is installed: in CI it fails
+// the test when it is not; locally it runs "npm ci" once per test binary
+// (serialized across processes by a lock file) and skips the test when that
+// fails.
+func ensureOIDCModules(t testing.TB, dir string) {
+	t.Helper()
+	ok, why, err := oidcModulesState(dir)
+	if err != nil {
+		t.Fatalf("peers: %v", err)
+	}
+	if ok {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("peers: %s: %s, and CI=true: run %q from the module root before the tests", dir, why, OIDCNpmCICommand)
+		return
+	}
+	npmMu.Lock()
+	defer npmMu.Unlock()
+	if !npmTried {
+		npmTried = true
+		npmResult = runNpmCI(t, dir)
+	}
+	if npmResult != "" {
+		t.Skipf("peers: %s: %s, and npm ci failed: %s\nrun %q from the module root", dir, why, npmResult, OIDCNpmCICommand)
+	}
+	if ok, why, err := oidcModulesState(dir); err != nil || !ok {
+		t.Skipf("peers: %s: still not installed after npm ci (%s%v); run %q from the module root", dir, why, err, OIDCNpmCICommand)
+	}
+}
+
+// runNpmCI runs "npm ci" in dir, bounded by npmCITimeout, under an
+// exclusive lock shared by all test processes, and returns "" on success or
+// why it failed.
+func runNpmCI(t testing.TB, dir string) string {
+	npm, ok := lookup("npm")
+	if !ok {
+		return "npm not found in PATH"
+	}
+	sum := sha256.Sum256([]byte(dir))
+	lockPath := filepath.Join(os.TempDir(), "securehttp-oidc-npm-"+hex.EncodeToString(sum[:8])+".lock")
+	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Sprintf("open lock file: %v", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Sprintf("lock %s: %v", lockPath, err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	// Another test process may have installed it while we waited.
+	if ok, _, err := oidcModulesState(dir); err == nil && ok {
+		return ""
+	}
+	t.Logf("peers: installing oidc-provider: npm ci in %s (at most %v)", dir, npmCITimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), npmCITimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund")
+	cmd.Dir = dir
+	cmd.Env = peerEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("timed out after %v", npmCITimeout)
+		}
+		return fmt.Sprintf("%v\n%s", err, tail(string(out), diagLimit))
+	}
+	return ""
+}

@@ -1,0 +1,525 @@
+package securehttp
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// asServer is an OAuth 2.0 authorization server for tests, on other.test,
+// and a resource server on api.test, behind one TLS listener.
+type asServer struct {
+	t      *testing.T
+	srv    *httptest.Server
+	issuer string
+
+	// Configuration, set before the first request.
+	clientID, secret string
+	pub              crypto.PublicKey // private_key_jwt verification key
+	wantAlg          string
+	metadataIssuer   func(issuer string) string // nil: the real issuer
+	rfc8414          bool                       // serve RFC 8414 metadata (else only OpenID)
+	token            func(n int64) (status int, body string)
+	lifetime         time.Duration
+	now              func() time.Time
+	tokenPath        atomic.Value // string: the token endpoint's path in the metadata
+
+	mu        sync.Mutex
+	issued    map[string]time.Time // token → expiry
+	jtis      map[string]bool
+	forms     []url.Values
+	problems  []string
+	discovery atomic.Int64
+	tokenReqs atomic.Int64
+	apiReqs   atomic.Int64
+	expired   atomic.Int64 // API requests that carried an expired or unknown token
+}
+
+func newASServer(t *testing.T) *asServer {
+	s := &asServer{t: t, clientID: "svc client:1", secret: "p@ss w+rd/é", rfc8414: true,
+		lifetime: time.Hour, now: time.Now, issued: map[string]time.Time{}, jtis: map[string]bool{}}
+	s.tokenPath.Store("/token")
+	s.srv = startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(s.serve))
+	s.issuer = hostURL(s.srv, hostOther, "")
+	return s
+}
+
+func (s *asServer) problem(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.problems = append(s.problems, fmt.Sprintf(format, args...))
+}
+
+func (s *asServer) checkNoProblems(t *testing.T) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.problems) > 0 {
+		t.Fatalf("the authorization server saw %d problems, want none: %q", len(s.problems), s.problems)
+	}
+}
+
+func (s *asServer) serve(w http.ResponseWriter, r *http.Request) {
+	host := strings.Split(r.Host, ":")[0]
+	switch {
+	case host == hostAPI:
+		s.apiReqs.Add(1)
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		s.mu.Lock()
+		exp, known := s.issued[tok]
+		s.mu.Unlock()
+		if !ok || !known || !s.now().Before(exp) {
+			s.expired.Add(1)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "api ok")
+	case r.URL.Path == "/.well-known/oauth-authorization-server" && s.rfc8414,
+		r.URL.Path == "/.well-known/openid-configuration":
+		s.discovery.Add(1)
+		iss := s.issuer
+		if s.metadataIssuer != nil {
+			iss = s.metadataIssuer(iss)
+		}
+		json.NewEncoder(w).Encode(map[string]any{"issuer": iss, "token_endpoint": s.issuer + s.tokenPath.Load().(string)})
+	case r.URL.Path == "/token":
+		s.serveToken(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (s *asServer) serveToken(w http.ResponseWriter, r *http.Request) {
+	n := s.tokenReqs.Add(1)
+	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+		s.problem("token request: method %s, content type %q", r.Method, r.Header.Get("Content-Type"))
+	}
+	if err := r.ParseForm(); err != nil {
+		s.problem("token request form: %v", err)
+	}
+	s.mu.Lock()
+	s.forms = append(s.forms, r.PostForm)
+	s.mu.Unlock()
+	if r.PostForm.Get("grant_type") != "client_credentials" {
+		s.problem("grant_type %q", r.PostForm.Get("grant_type"))
+	}
+	if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer") {
+		s.problem("the token request carried an access token")
+	}
+	if s.pub != nil {
+		s.checkAssertion(r.PostForm)
+	} else if s.secret != "" {
+		id, secret, ok := r.BasicAuth()
+		// RFC 6749 section 2.3.1: both are form-encoded inside Basic.
+		id, _ = url.QueryUnescape(id)
+		secret, _ = url.QueryUnescape(secret)
+		if !ok || id != s.clientID || secret != s.secret {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":"invalid_client","error_description":"bad credentials"}`)
+			return
+		}
+	}
+	if s.token != nil {
+		if status, body := s.token(n); status != 0 {
+			w.WriteHeader(status)
+			io.WriteString(w, body)
+			return
+		}
+	}
+	tok := "at-" + rand.Text()
+	s.mu.Lock()
+	s.issued[tok] = s.now().Add(s.lifetime)
+	s.mu.Unlock()
+	json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": int(s.lifetime / time.Second)})
+}
+
+// checkAssertion verifies a private_key_jwt client assertion as RFC 7523
+// asks, with jwt/v5 and the client's public key.
+func (s *asServer) checkAssertion(form url.Values) {
+	if form.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" || form.Get("client_id") != s.clientID {
+		s.problem("assertion type %q, client_id %q", form.Get("client_assertion_type"), form.Get("client_id"))
+	}
+	raw := form.Get("client_assertion")
+	var claims jwt.MapClaims
+	tok, err := jwt.NewParser(jwt.WithValidMethods([]string{s.wantAlg}), jwt.WithIssuer(s.clientID),
+		jwt.WithSubject(s.clientID), jwt.WithAudience(s.issuer), jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(s.now)).ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return s.pub, nil })
+	if err != nil {
+		s.problem("assertion: %v", err)
+		return
+	}
+	if kid, _ := tok.Header["kid"].(string); kid != "key-1" {
+		s.problem("assertion kid %q, want key-1", kid)
+	}
+	if _, ok := claims["aud"].(string); !ok {
+		s.problem("assertion aud is %T, want a string", claims["aud"])
+	}
+	exp, _ := claims.GetExpirationTime()
+	iat, _ := claims.GetIssuedAt()
+	if exp == nil || iat == nil || exp.Sub(iat.Time) > 2*time.Minute {
+		s.problem("assertion lifetime too long or missing")
+	}
+	jti, _ := claims["jti"].(string)
+	if b, err := base64.RawURLEncoding.DecodeString(jti); err != nil || len(b) < 12 {
+		s.problem("assertion jti %q has under 96 random bits", jti)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.jtis[jti] {
+		s.problems = append(s.problems, "assertion jti reused")
+	}
+	s.jtis[jti] = true
+}
+
+// ccConfig returns a Config whose Bearer uses client credentials at s.
+func (s *asServer) ccConfig(t *testing.T, cc ClientCredentials) Config {
+	cfg := testConfig(t)
+	if cc.Issuer == "" && cc.TokenURL == "" {
+		cc.Issuer = s.issuer
+	}
+	if cc.ClientID == "" {
+		cc.ClientID = s.clientID
+	}
+	cfg.Bearer = &Bearer{ClientCredentials: &cc, Hosts: []string{hostAPI}, RefreshTimeout: 5 * time.Second}
+	return cfg
+}
+
+func (s *asServer) get(t *testing.T, c *http.Client) (int, error) {
+	t.Helper()
+	resp, err := c.Get(hostURL(s.srv, hostAPI, "/v1/things"))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+func TestClientCredentialsAuthMethods(t *testing.T) {
+	t.Parallel()
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for _, tt := range []struct {
+		name    string
+		key     crypto.Signer
+		wantAlg string
+	}{
+		{"client_secret_basic", nil, ""},
+		{"private_key_jwt ES256", ecKey, "ES256"},
+		{"private_key_jwt EdDSA", edKey, "EdDSA"},
+		{"private_key_jwt PS256", rsaKey, "PS256"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newASServer(t)
+			cc := ClientCredentials{Scopes: []string{"read", "write"}, Resource: []string{"https://api.test/", "https://other.test/"}}
+			if tt.key != nil {
+				s.pub, s.wantAlg, s.secret = tt.key.Public(), tt.wantAlg, ""
+				cc.Key, cc.KeyID = tt.key, "key-1"
+			} else {
+				cc.ClientSecret = s.secret
+			}
+			c := &http.Client{Transport: newTestTransport(t, s.ccConfig(t, cc))}
+			for i := range 3 {
+				if status, err := s.get(t, c); err != nil || status != http.StatusOK {
+					t.Fatalf("request %d: got status %d and error %v, want 200", i, status, err)
+				}
+			}
+			s.checkNoProblems(t)
+			if got := s.tokenReqs.Load(); got != 1 {
+				t.Fatalf("got %d token requests for 3 API calls with an hour-long token, want 1", got)
+			}
+			if got := s.discovery.Load(); got != 1 {
+				t.Fatalf("got %d metadata requests, want 1", got)
+			}
+			form := s.forms[0]
+			if got := form.Get("scope"); got != "read write" {
+				t.Fatalf("got scope %q, want %q", got, "read write")
+			}
+			if got := form["resource"]; len(got) != 2 || got[0] != "https://api.test/" {
+				t.Fatalf("got resource %q, want both indicators", got)
+			}
+		})
+	}
+}
+
+// Tokens with a short lifetime, over many lifetimes of traffic on a fake
+// clock: each is refreshed ahead of its expiry (known only from
+// expires_in: the tokens are opaque), and the API never sees an expired one.
+func TestClientCredentialsOpaqueExpiry(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	s := newASServer(t)
+	s.lifetime, s.now = 5*time.Second, clk.Now
+	tr := newTestTransport(t, s.ccConfig(t, ClientCredentials{ClientSecret: s.secret}))
+	tr.now = clk.Now
+	c := &http.Client{Transport: tr}
+	const step, total = 250 * time.Millisecond, 15 * time.Second
+	for elapsed := time.Duration(0); elapsed < total; elapsed += step {
+		if status, err := s.get(t, c); err != nil || status != http.StatusOK {
+			t.Fatalf("at %v: got status %d and error %v, want 200", elapsed, status, err)
+		}
+		tokWaitIdle(t, tr)
+		clk.Add(step)
+	}
+	if n := s.expired.Load(); n != 0 {
+		t.Fatalf("the API got %d requests with an expired token, want 0", n)
+	}
+	// 15 s of 5 s tokens, each refreshed ahead of expiry: at least 3.
+	if n := s.tokenReqs.Load(); n < 3 || n > 8 {
+		t.Fatalf("got %d token requests over 15 s of 5 s tokens, want 3 to 8", n)
+	}
+}
+
+func TestClientCredentialsDiscovery(t *testing.T) {
+	t.Parallel()
+	t.Run("issuer mismatch refused before any token request", func(t *testing.T) {
+		t.Parallel()
+		s := newASServer(t)
+		s.metadataIssuer = func(string) string { return "https://evil.test" }
+		c := &http.Client{Transport: newTestTransport(t, s.ccConfig(t, ClientCredentials{ClientSecret: s.secret}))}
+		_, err := s.get(t, c)
+		tokWantRefused(t, err, int(s.apiReqs.Load()), ErrIssuerMismatch)
+		if n := s.tokenReqs.Load(); n != 0 {
+			t.Fatalf("got %d token requests, want 0", n)
+		}
+	})
+	t.Run("trailing slash is another issuer", func(t *testing.T) {
+		t.Parallel()
+		s := newASServer(t)
+		s.metadataIssuer = func(iss string) string { return iss + "/" }
+		c := &http.Client{Transport: newTestTransport(t, s.ccConfig(t, ClientCredentials{ClientSecret: s.secret}))}
+		_, err := s.get(t, c)
+		tokWantRefused(t, err, int(s.apiReqs.Load()), ErrIssuerMismatch)
+	})
+	t.Run("OpenID discovery when RFC 8414 is not served", func(t *testing.T) {
+		t.Parallel()
+		s := newASServer(t)
+		s.rfc8414 = false
+		c := &http.Client{Transport: newTestTransport(t, s.ccConfig(t, ClientCredentials{ClientSecret: s.secret}))}
+		if status, err := s.get(t, c); err != nil || status != http.StatusOK {
+			t.Fatalf("got status %d and error %v, want 200", status, err)
+		}
+	})
+	t.Run("TokenURL skips discovery", func(t *testing.T) {
+		t.Parallel()
+		s := newASServer(t)
+		c := &http.Client{Transport: newTestTransport(t, s.ccConfig(t, ClientCredentials{Issuer: s.issuer, TokenURL: s.issuer + "/token", ClientSecret: s.secret}))}
+		if status, err := s.get(t, c); err != nil || status != http.StatusOK {
+			t.Fatalf("got status %d and error %v, want 200", status, err)
+		}
+		if n := s.discovery.Load(); n != 0 {
+			t.Fatalf("got %d metadata requests, want 0", n)
+		}
+	})
+	t.Run("metadata read again after the endpoint fails", func(t *testing.T) {
+		t.Parallel()
+		clk := tokNewClock()
+		s := newASServer(t)
+		s.tokenPath.Store("/moved")
+		tr := newTestTransport(t, s.ccConfig(t, ClientCredentials{ClientSecret: s.secret}))
+		tr.now = clk.Now
+		c := &http.Client{Transport: tr}
+		if _, err := s.get(t, c); err == nil {
+			t.Fatal("got no error from a token endpoint that answers 404, want one")
+		}
+		s.tokenPath.Store("/token")
+		clk.Add(2 * time.Minute) // past the refresh backoff
+		if status, err := s.get(t, c); err != nil || status != http.StatusOK {
+			t.Fatalf("after the metadata changed: got status %d and error %v, want 200", status, err)
+		}
+		if n := s.discovery.Load(); n != 2 {
+			t.Fatalf("got %d metadata requests, want 2: one per token endpoint failure", n)
+		}
+	})
+	t.Run("pin failure on the authorization server", func(t *testing.T) {
+		t.Parallel()
+		s := newASServer(t)
+		cfg := s.ccConfig(t, ClientCredentials{ClientSecret: s.secret})
+		cfg.Pins = []PinSet{{Host: hostOther, Pins: []string{"sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}}
+		c := &http.Client{Transport: newTestTransport(t, cfg)}
+		_, err := s.get(t, c)
+		tokWantRefused(t, err, int(s.apiReqs.Load()), ErrPinMismatch)
+		if n := s.discovery.Load() + s.tokenReqs.Load(); n != 0 {
+			t.Fatalf("the pinned-out server answered %d requests, want 0", n)
+		}
+	})
+}
+
+func TestClientCredentialsErrors(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		status    int
+		body      string
+		wantCode  string // an *OAuthError with this code, or "" for another error
+		wantCalls int64
+	}{
+		{"invalid_client", 401, `{"error":"invalid_client","error_description":"unknown client\u0000\n"}`, "invalid_client", 1},
+		{"invalid_grant", 400, `{"error":"invalid_grant"}`, "invalid_grant", 1},
+		{"error without JSON", 400, `<html>nope</html>`, "(no OAuth error in the response)", 1},
+		{"5xx is retried", 503, `busy`, "", tokenRequestAttempts},
+		{"token_type mac", 200, `{"access_token":"abc","token_type":"mac","expires_in":60}`, "", 1},
+		{"no token_type", 200, `{"access_token":"abc","expires_in":60}`, "", 1},
+		{"no access_token", 200, `{"token_type":"Bearer","expires_in":60}`, "", 1},
+		{"access_token not a string", 200, `{"access_token":42,"token_type":"Bearer"}`, "", 1},
+		{"negative expires_in", 200, `{"access_token":"abc","token_type":"Bearer","expires_in":-5}`, "", 1},
+		{"trailing data", 200, `{"access_token":"abc","token_type":"Bearer"} {"x":1}`, "", 1},
+		{"not JSON", 200, `access_token=abc`, "", 1},
+		{"huge body", 200, `{"access_token":"` + strings.Repeat("a", maxTokenResponse) + `","token_type":"Bearer"}`, "", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newASServer(t)
+			s.token = func(int64) (int, string) { return tt.status, tt.body }
+			c := &http.Client{Transport: newTestTransport(t, s.ccConfig(t, ClientCredentials{ClientSecret: s.secret}))}
+			_, err := s.get(t, c)
+			tokWantRefused(t, err, int(s.apiReqs.Load()))
+			var oe *OAuthError
+			if tt.wantCode != "" {
+				if !errors.As(err, &oe) || oe.Code != tt.wantCode || oe.StatusCode != tt.status {
+					t.Fatalf("got error %v, want an *OAuthError %d %s", err, tt.status, tt.wantCode)
+				}
+				if strings.ContainsAny(oe.Description, "\x00\n") {
+					t.Fatalf("got description %q, want control characters removed", oe.Description)
+				}
+			} else if errors.As(err, &oe) {
+				t.Fatalf("got *OAuthError %v, want another error", oe)
+			}
+			if got := s.tokenReqs.Load(); got != tt.wantCalls {
+				t.Fatalf("got %d token requests, want %d", got, tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestClientCredentialsConfig(t *testing.T) {
+	t.Parallel()
+	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
+	for _, tt := range []struct {
+		name, field string
+		b           Bearer
+	}{
+		{"no client id", "Bearer.ClientCredentials.ClientID", Bearer{ClientCredentials: &ClientCredentials{Issuer: "https://as.test", ClientSecret: "s"}}},
+		{"no issuer", "Bearer.ClientCredentials.Issuer", Bearer{ClientCredentials: &ClientCredentials{ClientID: "c", ClientSecret: "s"}}},
+		{"http issuer", "Bearer.ClientCredentials.Issuer", Bearer{ClientCredentials: &ClientCredentials{Issuer: "http://as.test", ClientID: "c", ClientSecret: "s"}}},
+		{"issuer with query", "Bearer.ClientCredentials.Issuer", Bearer{ClientCredentials: &ClientCredentials{Issuer: "https://as.test/?a=b", ClientID: "c", ClientSecret: "s"}}},
+		{"http token URL", "Bearer.ClientCredentials.TokenURL", Bearer{ClientCredentials: &ClientCredentials{TokenURL: "http://as.test/token", ClientID: "c", ClientSecret: "s"}}},
+		{"RSA-1024 key", "Bearer.ClientCredentials.Key", Bearer{ClientCredentials: &ClientCredentials{Issuer: "https://as.test", ClientID: "c", Key: weak}}},
+		{"no authentication", "Bearer.ClientCredentials", Bearer{ClientCredentials: &ClientCredentials{Issuer: "https://as.test", ClientID: "c"}}},
+		{"bad scope", "Bearer.ClientCredentials.Scopes[0]", Bearer{ClientCredentials: &ClientCredentials{Issuer: "https://as.test", ClientID: "c", ClientSecret: "s", Scopes: []string{"a b"}}}},
+		{"both sources", "Bearer", Bearer{Refresh: tokStaticT("x"), ClientCredentials: &ClientCredentials{Issuer: "https://as.test", ClientID: "c", ClientSecret: "s"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := tt.b
+			b.Hosts = []string{hostAPI}
+			_, err := NewTransport(Config{Bearer: &b})
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Field != tt.field {
+				t.Fatalf("got error %v, want a *ConfigError for %s", err, tt.field)
+			}
+			if strings.Contains(err.Error(), `"s"`) {
+				t.Fatalf("the error %q shows the client secret", err)
+			}
+		})
+	}
+}
+
+// No secret, assertion or token reaches the logs, the errors or fmt.
+func TestClientCredentialsSecretsNotLeaked(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s := newASServer(t)
+	s.pub, s.wantAlg, s.secret = key.Public(), "ES256", ""
+	var fail atomic.Bool
+	s.token = func(int64) (int, string) {
+		if fail.Load() {
+			return 400, `{"error":"invalid_client"}`
+		}
+		return 0, ""
+	}
+	cc := ClientCredentials{Key: key, KeyID: "key-1", ClientSecret: "never-printed-secret"}
+	cfg := s.ccConfig(t, cc)
+	logger, logs := newLogger()
+	cfg.Logger = logger
+	tr := newTestTransport(t, cfg)
+	c := &http.Client{Transport: tr}
+	if status, err := s.get(t, c); err != nil || status != http.StatusOK {
+		t.Fatalf("got status %d and error %v, want 200", status, err)
+	}
+	fail.Store(true)
+	tr.bearer.invalidate(tr.bearer.cur.raw)
+	_, err := s.get(t, c)
+	if err == nil {
+		t.Fatal("got no error after the server refused the client, want one")
+	}
+	s.mu.Lock()
+	var secrets []string
+	for tok := range s.issued {
+		secrets = append(secrets, tok)
+	}
+	for _, f := range s.forms {
+		secrets = append(secrets, f.Get("client_assertion"))
+	}
+	s.mu.Unlock()
+	secrets = append(secrets, cc.ClientSecret)
+	text := logs.String() + err.Error() + fmt.Sprintf("%v %+v %#v %v", &cc, &cc, &cc, cfg.Bearer)
+	for _, sec := range secrets {
+		for _, part := range strings.Split(sec, ".") {
+			if len(part) >= 8 && strings.Contains(text, part) {
+				t.Fatalf("a secret appears in logs, errors or fmt output:\n%s", text)
+			}
+		}
+	}
+	if !strings.Contains(logs.String(), "token request") {
+		t.Fatalf("the log has no token request event, want one; log:\n%s", logs.String())
+	}
+}
+
+func TestSigningMethods(t *testing.T) {
+	t.Parallel()
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	for _, tt := range []struct {
+		key crypto.Signer
+		alg string
+		jwt jwt.SigningMethod
+	}{
+		{p384, "ES384", jwt.SigningMethodES384},
+		{p521, "ES512", jwt.SigningMethodES512},
+	} {
+		m, err := signingMethodFor(tt.key)
+		if err != nil || m.Alg() != tt.alg {
+			t.Fatalf("got %v and %v, want %s", m, err, tt.alg)
+		}
+		signed, err := jwt.NewWithClaims(m, jwt.MapClaims{"a": 1}).SignedString(tt.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An independent verifier (jwt/v5's own ECDSA) accepts the signature.
+		if _, err := jwt.Parse(signed, func(*jwt.Token) (any, error) { return tt.key.Public(), nil },
+			jwt.WithValidMethods([]string{tt.jwt.Alg()})); err != nil {
+			t.Fatalf("%s: jwt/v5 refuses our signature: %v", tt.alg, err)
+		}
+	}
+}
