@@ -111,6 +111,9 @@ func (ts *tokenSource) obtainShared(ctx context.Context, s SharedTokenStore, pre
 	wait := firstPoll
 	for {
 		stored, err := s.Load(wctx)
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err() // stopped, or out of time
+		}
 		if err != nil {
 			ts.logger.Warn("securehttp: shared token store unavailable; refreshing without it", "error", err)
 			break

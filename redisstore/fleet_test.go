@@ -371,9 +371,9 @@ func TestRedisDownThenBack(t *testing.T) {
 	}
 }
 
-// TestSlowRefreshKeepsTheLease: a Refresh slower than LeaseTTL keeps its
-// lease (it is renewed), so the fleet still makes one Refresh, and every
-// replica ends on its token.
+// TestSlowRefreshKeepsTheLease: a Refresh three times slower than LeaseTTL
+// keeps its lease (it is renewed), so the fleet still makes one Refresh, and
+// every replica ends on its token.
 func TestSlowRefreshKeepsTheLease(t *testing.T) {
 	const n = 4
 	p, _ := startRedis(t)
@@ -381,14 +381,14 @@ func TestSlowRefreshKeepsTheLease(t *testing.T) {
 	is := newIssuer(time.Hour)
 	slow := func(ctx context.Context) {
 		select {
-		case <-time.After(600 * time.Millisecond):
+		case <-time.After(1500 * time.Millisecond):
 		case <-ctx.Done():
 		}
 	}
 	rs := make([]*replica, n)
 	for i := range rs {
 		rs[i] = newReplica(t, fmt.Sprintf("r%d", i), srv, is, replicaConfig{
-			addr: p.Addr, key: "slow", opts: redisstore.Options{LeaseTTL: 150 * time.Millisecond}, hold: slow,
+			addr: p.Addr, key: "slow", opts: redisstore.Options{LeaseTTL: 500 * time.Millisecond}, hold: slow,
 		})
 	}
 	getAll(t, rs)

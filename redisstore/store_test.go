@@ -373,7 +373,7 @@ func TestLeaseRenewedWhileHeld(t *testing.T) {
 	t.Parallel()
 	_, rdb := startRedis(t)
 	ctx := context.Background()
-	const ttl = 150 * time.Millisecond
+	const ttl = 300 * time.Millisecond
 	a := newStore(t, rdb, "renew", redisstore.Options{LeaseTTL: ttl})
 	b := newStore(t, rdb, "renew", redisstore.Options{LeaseTTL: ttl})
 	la, err := a.TryLease(ctx)
