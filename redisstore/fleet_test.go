@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -300,9 +301,10 @@ func TestRedisDownThenBack(t *testing.T) {
 	p, _ := startRedis(t)
 	srv := newServer(t)
 	is := newIssuer(lifetime)
+	logs := &logSink{}
 	rs := make([]*replica, n)
 	for i := range rs {
-		rs[i] = newReplica(t, fmt.Sprintf("r%d", i), srv, is, replicaConfig{addr: p.Addr, key: "down", window: window})
+		rs[i] = newReplica(t, fmt.Sprintf("r%d", i), srv, is, replicaConfig{addr: p.Addr, key: "down", window: window, logger: logs.debugLogger()})
 	}
 	getAll(t, rs)
 	if got := sumRefreshes(rs); got != 1 {
@@ -367,6 +369,16 @@ func TestRedisDownThenBack(t *testing.T) {
 	for _, r := range rs {
 		if got := srv.lastToken(r.name); got != last {
 			t.Errorf("replica %s ends on %q, want %q like replica %s", r.name, got, last, rs[0].name)
+		}
+	}
+	// The store's failures were logged, and no token with them.
+	out := logs.String()
+	if !strings.Contains(out, "shared token store unavailable") {
+		t.Errorf("logs: got none about the store being down, want a warning\n%s", out)
+	}
+	for i := int64(1); i <= is.n.Load(); i++ {
+		if tok := fmt.Sprintf("tok-%d", i); strings.Contains(out, tok+" ") || strings.Contains(out, tok+"\n") || strings.Contains(out, tok+`"`) {
+			t.Errorf("logs hold the token %s", tok)
 		}
 	}
 }

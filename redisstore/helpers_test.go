@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -201,6 +202,7 @@ type replicaConfig struct {
 	window  time.Duration
 	timeout time.Duration
 	hold    func(ctx context.Context)
+	logger  *slog.Logger
 }
 
 func newReplica(t testing.TB, name string, srv *server, is *issuer, rc replicaConfig) *replica {
@@ -213,6 +215,7 @@ func newReplica(t testing.TB, name string, srv *server, is *issuer, rc replicaCo
 	}
 	client, err := securehttp.NewClient(securehttp.Config{
 		RootCAs: srv.roots.Pool(),
+		Logger:  rc.logger,
 		Bearer: &securehttp.Bearer{
 			Store:          r.store,
 			Refresh:        is.refresh(&r.refreshes, rc.hold),
@@ -227,6 +230,29 @@ func newReplica(t testing.TB, name string, srv *server, is *issuer, rc replicaCo
 	t.Cleanup(client.CloseIdleConnections)
 	r.client = client
 	return r
+}
+
+// logSink collects log output, safe for concurrent use.
+type logSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logSink) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// debugLogger logs everything, Debug included, to l.
+func (l *logSink) debugLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // get sends one request and returns an error unless it got 200.
