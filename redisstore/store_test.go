@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/securehttp/securehttp"
+	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/redisstore"
 )
 
@@ -460,6 +461,62 @@ func TestStoreRedactsOutput(t *testing.T) {
 	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%#v", s), fmt.Sprintf("%+v", s), s.LogValue().String()} {
 		if !strings.Contains(out, "{svc}:token") || strings.Contains(out, string(encKey)) || strings.Contains(out, "5a5a5a5a") {
 			t.Errorf("formatted store: got %q, want its key name and no key material", out)
+		}
+	}
+}
+
+// TestThroughRedisCluster runs every script of the store through a
+// redis.ClusterClient against a one-node Redis Cluster, which refuses a
+// script whose keys are in different hash slots: the hash tag keeps the
+// record, lease and generation of a key (and of each binding) in one slot.
+func TestThroughRedisCluster(t *testing.T) {
+	t.Parallel()
+	p := peers.StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	admin := newClient(t, p.Addr)
+	if err := admin.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
+		t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
+	}
+	for {
+		info, err := admin.ClusterInfo(ctx).Result()
+		if err != nil {
+			t.Fatalf("CLUSTER INFO: %v", err)
+		}
+		if strings.Contains(info, "cluster_state:ok") {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("cluster not ok after 20 s:\n%s", info)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{p.Addr}, DialTimeout: time.Second, MaxRetries: 1})
+	t.Cleanup(func() { _ = cc.Close() })
+
+	// The control: keys without a common hash tag are refused.
+	if err := cc.Eval(ctx, "return 1", []string{"svc:token", "svc:lease"}).Err(); err == nil {
+		t.Fatalf("a script over two slots: got no error, want the cluster to refuse it")
+	}
+	s := newStore(t, cc, "svc", redisstore.Options{})
+	for _, st := range []securehttp.TokenStore{s, s.ForBinding("dpop:k1")} {
+		shared := st.(securehttp.SharedTokenStore)
+		if err := shared.Save(ctx, securehttp.Token{Value: "tok-a"}); err != nil {
+			t.Fatalf("Save: %v", err)
+		}
+		l, err := shared.TryLease(ctx)
+		if err != nil || l == nil {
+			t.Fatalf("TryLease: got %v, %v; want a lease", l, err)
+		}
+		if err := l.Save(ctx, securehttp.Token{Value: "tok-b"}); err != nil {
+			t.Fatalf("lease Save: %v", err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatalf("Release: %v", err)
+		}
+		if got, err := shared.Load(ctx); err != nil || got.Value != "tok-b" {
+			t.Fatalf("Load: got %q, %v; want tok-b", got.Value, err)
 		}
 	}
 }

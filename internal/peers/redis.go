@@ -17,12 +17,16 @@ import (
 //
 // Stop shuts the server down (SIGTERM) and, with persistence off, its data
 // is gone; Restart starts an empty one on the same port.
-func StartRedis(t testing.TB) *Peer {
+//
+// Extra arguments are appended to the command line, such as
+// "--cluster-enabled", "yes" for a one-node Redis Cluster (files it writes,
+// such as nodes.conf, go to the peer's directory).
+func StartRedis(t testing.TB, extra ...string) *Peer {
 	t.Helper()
-	return startRedis(t, nil)
+	return startRedis(t, nil, extra...)
 }
 
-func startRedis(t testing.TB, pick func(testing.TB) int) *Peer {
+func startRedis(t testing.TB, pick func(testing.TB) int, extra ...string) *Peer {
 	t.Helper()
 	bin := Require(t, "redis-server")
 	dir := t.TempDir()
@@ -34,7 +38,7 @@ func startRedis(t testing.TB, pick func(testing.TB) int) *Peer {
 		stopSig:  syscall.SIGTERM,
 		pickPort: pick,
 		build: func(port int) ([]string, string, error) {
-			return redisArgs(dir, port), "", nil
+			return append(redisArgs(dir, port), extra...), "", nil
 		},
 		ready: redisReady,
 	}
