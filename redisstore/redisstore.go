@@ -31,6 +31,14 @@
 //
 // Everything goes through redis.UniversalClient, so a single node, Redis
 // Sentinel and Redis Cluster all work.
+//
+// # When Redis is down
+//
+// Any error from Redis makes the process refresh on its own, as it would
+// without a shared store, and no request fails because of it; the next
+// refresh tries Redis again. How soon the fallback starts is up to the
+// client's options: give it short timeouts and few retries (DialTimeout,
+// ReadTimeout, DialerRetries, MaxRetries), as in the example.
 package redisstore
 
 import (
