@@ -71,7 +71,7 @@ const LegacyCiphers = "DEFAULT:@SECLEVEL=0"
 
 // Peer is a running third-party peer.
 type Peer struct {
-	// Name is the peer kind: "nginx", "openssl" or "tinyproxy".
+	// Name is the peer kind: "nginx", "openssl", "tinyproxy" or "redis".
 	Name string
 	// Addr is the listening address, "127.0.0.1:port".
 	Addr string
@@ -97,7 +97,7 @@ type Peer struct {
 }
 
 // URL returns scheme://127.0.0.1:port followed by path. The scheme is https
-// for nginx and openssl s_server and http for tinyproxy.
+// for nginx and openssl s_server, http for tinyproxy and redis for redis-server.
 func (p *Peer) URL(path string) string {
 	return p.scheme + "://" + p.Addr + path
 }
