@@ -34,6 +34,7 @@ const (
 type replicaReport struct {
 	Name      string
 	Refreshes int64
+	IssuedAt  []time.Time // when each of its Refresh calls returned
 	Requests  int64
 	Failures  int64
 	FirstErr  string
@@ -89,6 +90,7 @@ func replicaMain() int {
 	}
 	wg.Wait()
 	rep.Refreshes = r.refreshes.Load()
+	rep.IssuedAt = is.issueTimes()
 	rep.Requests, rep.Failures = requests.Load(), failures.Load()
 	rep.Last = srv.lastToken(name)
 	out, _ := json.Marshal(rep)
@@ -221,8 +223,15 @@ func TestFleetOneRefreshPerExpiry(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	var refreshes int64
+	// The first refresh is due at start+0.5 s, the second 2 s later: split
+	// the run halfway between them.
+	split := start.Add(1500 * time.Millisecond)
+	var perExpiry [2]int
 	for _, rep := range reports {
 		refreshes += rep.Refreshes
+		for _, at := range rep.IssuedAt {
+			perExpiry[map[bool]int{true: 0, false: 1}[at.Before(split)]]++
+		}
 		if rep.Failures != 0 || rep.Requests == 0 {
 			t.Errorf("replica %s: got %d failed of %d requests (first: %s), want 0 failed of at least 1", rep.Name, rep.Failures, rep.Requests, rep.FirstErr)
 		}
@@ -230,8 +239,9 @@ func TestFleetOneRefreshPerExpiry(t *testing.T) {
 			t.Errorf("replica %s: last token sent %q, want the stored one %q", rep.Name, rep.Last, stored.Value)
 		}
 	}
-	if refreshes != 2 {
-		t.Errorf("Refresh calls across %d processes over 2 expiries: got %d, want 2 (reports: %+v)", replicas, refreshes, reports)
+	if refreshes != 2 || perExpiry != [2]int{1, 1} {
+		t.Errorf("Refresh calls across %d processes over 2 expiries: got %d (%v per expiry), want 2 (1 per expiry); reports: %+v",
+			replicas, refreshes, perExpiry, reports)
 	}
 	if stored.Value == "tok-seed" {
 		t.Errorf("stored token: got the seed, want a refreshed one")

@@ -122,6 +122,17 @@ func (is *issuer) refresh(calls *atomic.Int64, hold func(ctx context.Context)) f
 	}
 }
 
+// issueTimes returns when each token was issued.
+func (is *issuer) issueTimes() []time.Time {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	var out []time.Time
+	for _, at := range is.issued {
+		out = append(out, at)
+	}
+	return out
+}
+
 func (is *issuer) issuedAt(tok string) time.Time {
 	is.mu.Lock()
 	defer is.mu.Unlock()
