@@ -92,9 +92,10 @@ func storeFor(s TokenStore, binding string) TokenStore {
 
 const (
 	// firstPoll and maxPoll bound the backoff of a process waiting for
-	// another's refresh.
+	// another's refresh: a follower sees the new token at most maxPoll
+	// after it is saved, for two store calls per poll.
 	firstPoll = 10 * time.Millisecond
-	maxPoll   = 250 * time.Millisecond
+	maxPoll   = 100 * time.Millisecond
 	// releaseTimeout bounds giving a lease back after the refresh's own
 	// context has ended; an unreleased lease expires by itself.
 	releaseTimeout = time.Second
