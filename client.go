@@ -79,6 +79,31 @@ type Config struct {
 	// reuse their connections instead of handshaking again.
 	MaxIdleConnsPerHost int
 
+	// AllowHosts, if not empty, lists the only hosts the client contacts: a
+	// request or a redirect hop to any other host fails with
+	// ErrHostNotAllowed before any connection is made. Entries follow
+	// PinSet.Host's rules ("api.example.com", "*.example.com",
+	// "**.example.com", or an IP literal); ports are not restricted. The
+	// proxy that Proxy chooses is contacted whatever this says. Empty means
+	// any host.
+	AllowHosts []string
+
+	// BlockPrivateNetworks refuses, with ErrBlockedAddress, to connect to an
+	// address that is not public unicast: loopback, private, link-local
+	// (cloud metadata included), shared, documentation, benchmarking,
+	// reserved, multicast and broadcast, and every other range of the IANA
+	// special-purpose registries. The address checked is the one dialled,
+	// after DNS resolution, so a name that resolves or rebinds to such an
+	// address is refused; a name with public addresses too is connected to
+	// those only. With DialContext set, the connection it returns is checked
+	// by its remote address before any byte is sent, and one without an IP
+	// address is refused. A host written as a blocked IP literal is refused
+	// before anything is sent, to a proxy too. The proxy that Proxy chooses
+	// is dialled unchecked, since the user chose it; it resolves the names
+	// it is asked to tunnel to, so it must enforce this policy itself for
+	// them. False means no check.
+	BlockPrivateNetworks bool
+
 	// Timeout is the returned client's http.Client.Timeout. Zero means none:
 	// bound requests with their context instead.
 	Timeout time.Duration
@@ -104,6 +129,15 @@ var (
 	// ErrOCSPStaple refuses a stapled OCSP response that does not verify, is
 	// out of date, or is missing when one is required.
 	ErrOCSPStaple = errors.New("securehttp: invalid or missing stapled OCSP response")
+
+	// ErrHostNotAllowed refuses a request, or a redirect hop, to a host
+	// outside Config.AllowHosts. No connection is made.
+	ErrHostNotAllowed = errors.New("securehttp: host not in Config.AllowHosts")
+
+	// ErrBlockedAddress refuses a connection to an address that is not
+	// public unicast, under Config.BlockPrivateNetworks. The error names
+	// the host and the address.
+	ErrBlockedAddress = errors.New("securehttp: refusing to connect to a non-public address")
 
 	// ErrNoToken is returned, wrapped in a *RefreshError, when a request for
 	// a Bearer host cannot get a valid token. Nothing is sent.

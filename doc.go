@@ -5,6 +5,11 @@
 //
 // Underneath, its Transport:
 //
+//   - contacts only the hosts of Config.AllowHosts, when set, on the first
+//     request, on every redirect hop and for token requests
+//     (ErrHostNotAllowed), and with Config.BlockPrivateNetworks refuses to
+//     connect to any address that is not public unicast, judged on the
+//     address actually dialled (ErrBlockedAddress);
 //   - refuses any scheme but https before a connection is made, on the first
 //     request and on every redirect hop (ErrInsecureScheme);
 //   - verifies every connection with crypto/x509 against Config.RootCAs or
@@ -50,12 +55,21 @@
 // A pin is "sha256/<base64>", the SHA-256 of a certificate's
 // SubjectPublicKeyInfo (RFC 7469, OkHttp's form), or the SHA-256 fingerprint
 // of a whole certificate in hex as `openssl x509 -fingerprint -sha256`
-// prints it. A connection passes when any certificate of any verified chain
-// (leaf, intermediate, or a root the server did not send) matches any pin of
-// the enforced sets whose Host matches. Pin a key you control and keep a
-// backup pin, so that a rotation does not lock clients out. PinSet.Expires
-// ends a set's enforcement; PinSet.ReportOnly reports mismatches through
-// Config.Logger and Config.OnPinFailure without refusing the connection.
+// prints it; curl's "sha256//…", HPKP's pin-sha256="…" and openssl's whole
+// "sha256 Fingerprint=…" line are read as pasted. A connection passes when
+// any certificate of any verified chain (leaf, intermediate, or a root the
+// server did not send) matches any pin of the enforced sets whose Host
+// matches. Pin a key you control and keep a backup pin, so that a rotation
+// does not lock clients out; a set with a single pin is logged as a warning.
+// PinSet.Expires ends a set's enforcement; PinSet.ReportOnly reports
+// mismatches through Config.Logger and Config.OnPinFailure without refusing
+// the connection.
+//
+// Hosts are matched as the URL spells them: an IP address and a name of the
+// same server are different hosts, and so are two names of it, since only
+// DNS, which an attacker may forge, says they are the same. A connection to
+// a host no PinSet covers, and a request to a host outside Bearer.Hosts,
+// each log a Debug event.
 //
 // # Tokens
 //
@@ -126,7 +140,14 @@
 //     their key and generation, so such a writer cannot read, plant or move
 //     a token; it can make replicas refresh on their own, or put back an
 //     older record of the same key, whose token is used only while still
-//     valid.
+//     valid;
+//   - server-side request forgery, with AllowHosts and BlockPrivateNetworks:
+//     a URL, a redirect or a token endpoint pointing at another host, at
+//     cloud metadata (169.254.169.254, fd00:ec2::254) or at any private,
+//     loopback, link-local or special-purpose address of the IANA
+//     registries, in any spelling (v4-mapped, NAT64, 6to4, "2130706433").
+//     DNS rebinding is handled: the address checked is the one dialled,
+//     after resolution, not the one a name had when it was first looked up.
 //
 // It does not defend against:
 //
@@ -142,12 +163,17 @@
 //     name sent in SNI;
 //   - an Authorization header the caller sets itself, which net/http
 //     forwards on redirects within the same domain;
+//   - through a proxy, a target name that resolves to a private address:
+//     the proxy resolves it, so the proxy must enforce its own egress policy
+//     (the proxy itself, chosen by the user, is always allowed; a target IP
+//     literal is still checked before CONNECT);
 //   - denial of service by anyone on the path;
 //   - whoever holds a shared store's EncryptionKey: they can read its tokens.
 //
 // # Errors
 //
-// Test errors with errors.Is and errors.As: ErrInsecureScheme,
+// Test errors with errors.Is and errors.As: ErrHostNotAllowed,
+// ErrBlockedAddress, ErrInsecureScheme,
 // ErrPinMismatch (and *PinError), ErrWeakKey, ErrRevoked, ErrOCSPStaple,
 // ErrNoToken (and *RefreshError), ErrIssuerMismatch, *OAuthError,
 // ErrInsecureTokenFile, ErrStaleLease (from a SharedTokenStore's

@@ -164,3 +164,30 @@ func ExampleClientCredentials() {
 	fmt.Print(string(body))
 	// Output: authorized: true
 }
+
+// A client that fetches URLs it was given (webhooks, callbacks) and must
+// never be steered to the cloud metadata service or the internal network.
+// Both refusals below happen before any connection is made.
+func ExampleConfig_egress() {
+	client, err := securehttp.NewClient(securehttp.Config{
+		AllowHosts:           []string{"hooks.example.com", "*.hooks.example.com"},
+		BlockPrivateNetworks: true,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = client.Get("https://internal.example.com/admin")
+	fmt.Println(errors.Is(err, securehttp.ErrHostNotAllowed))
+
+	client, err = securehttp.NewClient(securehttp.Config{BlockPrivateNetworks: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = client.Get("https://169.254.169.254/latest/meta-data/")
+	fmt.Println(errors.Is(err, securehttp.ErrBlockedAddress))
+	// Output:
+	// true
+	// true
+}

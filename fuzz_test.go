@@ -35,6 +35,12 @@ func FuzzParsePin(f *testing.F) {
 		"sha256/" + spki[7:50] + "F",                                // non-zero padding bits
 		"sha256/" + spki[7:30] + "\n" + spki[30:],                   // embedded newline
 		"SHA256/" + spki[7:],
+		"sha256//" + spki[7:],
+		`pin-sha256="` + spki[7:] + `"`,
+		"sha256 Fingerprint=" + fzColonHex(digest[:]),
+		"SHA1 Fingerprint=" + fzColonHex(digest[:20]),
+		spki[7:],
+		spki + ";" + spki,
 		"sha1/" + spki[7:],
 		"sha256/",
 		"sha256//",
@@ -68,7 +74,14 @@ func FuzzParsePin(f *testing.F) {
 				t.Errorf("SPKI pin %q re-encoded as %q reads back as %v, %v; want %v", s, canon, again, err, p)
 			}
 		case pinCert:
+			// The hex may follow openssl's "sha256 Fingerprint=" label.
 			h := strings.ReplaceAll(s, ":", "")
+			if _, after, ok := strings.Cut(h, "="); ok {
+				h = after
+			}
+			// Surrounding space and a trailing ";" are dropped, as pasted
+			// input has them.
+			h = strings.TrimSpace(strings.Trim(strings.TrimSpace(h), ";"))
 			if len(h) != 2*sha256.Size {
 				t.Errorf("fingerprint %q has %d hex digits, want %d", s, len(h), 2*sha256.Size)
 			}

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -36,9 +38,13 @@ type PinSet struct {
 	// "sha256/<base64>", the standard base64 of the SHA-256 digest of a
 	// SubjectPublicKeyInfo (RFC 7469, as OkHttp writes it), or the SHA-256
 	// fingerprint of a whole certificate in hex, colons optional, as
-	// `openssl x509 -fingerprint -sha256` prints it. At least one is required;
-	// configure a backup pin too, so that a key rotation does not lock
-	// clients out.
+	// `openssl x509 -fingerprint -sha256` prints it. The same pins pasted
+	// from elsewhere are accepted too: curl's "sha256//<base64>",
+	// "SHA256/<base64>", HPKP's `pin-sha256="<base64>"` and openssl's whole
+	// "sha256 Fingerprint=AA:BB:…" line. A pin given twice counts once. At
+	// least one is required; configure a backup pin too, so that a key
+	// rotation does not lock clients out: a set with a single pin is
+	// logged as a warning when the Transport is made.
 	Pins []string
 
 	// Expires ends enforcement: after it the set is ignored and a warning is
@@ -62,11 +68,39 @@ type PinError struct {
 	// ReportOnly is true when only report-only sets failed and the
 	// connection went ahead.
 	ReportOnly bool
+	// Positions gives the place of each certificate of Pins, at the same
+	// index, in its verified chain: "leaf", "intermediate" or "root".
+	Positions []string
+	// Configured holds the pins of the sets that failed, each once, in
+	// their canonical form: "sha256/<base64>", or a fingerprint as openssl
+	// prints it.
+	Configured []string
 }
 
 func (e *PinError) Error() string {
-	return fmt.Sprintf("securehttp: certificate pin mismatch for %s: the verified chain has %s",
-		e.Host, strings.Join(e.Pins, ", "))
+	var b strings.Builder
+	fmt.Fprintf(&b, "securehttp: certificate pin mismatch for %s", e.Host)
+	if len(e.Pins) > 0 {
+		b.WriteString(": the verified chain has ")
+	}
+	for i, p := range e.Pins {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if i < len(e.Positions) {
+			b.WriteString(e.Positions[i] + " ")
+		}
+		b.WriteString(p)
+	}
+	if len(e.Configured) > 0 {
+		fmt.Fprintf(&b, "; configured pins: %s", strings.Join(e.Configured, ", "))
+	}
+	host := e.Host
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	fmt.Fprintf(&b, `; "securehttp pins https://%s/" prints the chain with both pin forms`, host)
+	return b.String()
 }
 
 // Is reports whether target is ErrPinMismatch.
@@ -84,44 +118,149 @@ type pin struct {
 	digest [sha256.Size]byte
 }
 
-// parsePin reads one pin in either accepted form.
+// Pin input forms, as people paste them.
+const (
+	pinFormSPKI = `sha256/<base64 of the SHA-256 of the SubjectPublicKeyInfo>, as "sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="`
+	pinFormCert = `the certificate's SHA-256 fingerprint as 64 hex digits, colons optional, as "openssl x509 -noout -fingerprint -sha256" prints it`
+)
+
+// parsePin reads one pin. Besides the two canonical forms it accepts what
+// people paste from other tools: curl's "sha256//<base64>", an upper-case
+// "SHA256/<base64>", HPKP's `pin-sha256="<base64>"`, and the whole line
+// openssl prints, "sha256 Fingerprint=AA:BB:…". Input that matches none
+// gets an error naming the form it resembles and showing the right one.
 func parsePin(s string) (pin, error) {
-	if alg, b64, ok := strings.Cut(s, "/"); ok {
-		if alg != "sha256" {
-			return pin{}, fmt.Errorf("unsupported pin algorithm %q: only sha256 is accepted", alg)
-		}
-		raw, err := base64.StdEncoding.Strict().DecodeString(b64)
-		if err != nil {
-			return pin{}, fmt.Errorf("pin is not valid base64: %w", err)
-		}
-		if len(raw) != sha256.Size {
-			return pin{}, fmt.Errorf("pin digest has %d bytes, want %d", len(raw), sha256.Size)
-		}
-		p := pin{kind: pinSPKI}
-		copy(p.digest[:], raw)
-		return p, nil
+	parts := pinParts(s)
+	if len(parts) > 1 {
+		return pin{}, errors.New(`several pins in one entry, as curl's "sha256//A;sha256//B": give each pin its own entry`)
 	}
+	switch {
+	case len(parts) == 1:
+		s = parts[0]
+	case strings.TrimSpace(s) != "":
+		return pin{}, fmt.Errorf("no pin in this entry, only HPKP directives such as max-age; write %s", pinFormSPKI)
+	}
+	if name, value, ok := strings.Cut(s, "="); ok && labelled(name) {
+		return parseLabelledPin(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	if raw, err := base64.StdEncoding.Strict().DecodeString(s); err == nil && len(raw) == sha256.Size {
+		return pin{}, fmt.Errorf("looks like an SPKI digest without its prefix: write sha256/%s", s)
+	}
+	if alg, b64, ok := strings.Cut(s, "/"); ok {
+		if !strings.EqualFold(alg, "sha256") {
+			return pin{}, fmt.Errorf("looks like an SPKI pin with algorithm %q: only sha256 is accepted; write %s", alg, pinFormSPKI)
+		}
+		// curl writes "sha256//<base64>". A digest's base64 may itself start
+		// with "/", but it is 44 characters long, so at most one reading of
+		// the slashes decodes.
+		if strings.HasPrefix(b64, "/") && len(b64) > 44 {
+			if p, err := parseSPKIDigest(b64[1:]); err == nil {
+				return p, nil
+			}
+		}
+		return parseSPKIDigest(b64)
+	}
+	return parseFingerprint(s)
+}
+
+// parseLabelledPin reads "name=value" input: HPKP's pin-sha256="…" or
+// openssl's "sha256 Fingerprint=…".
+func parseLabelledPin(name, value string) (pin, error) {
+	lower := strings.ToLower(name)
+	switch {
+	case lower == "pin-sha256":
+		v := strings.TrimSuffix(value, ";")
+		if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+			return pin{}, fmt.Errorf(`looks like an HPKP pin: write pin-sha256="<base64>" with the quotes, or %s`, pinFormSPKI)
+		}
+		return parseSPKIDigest(v[1 : len(v)-1])
+	case strings.HasPrefix(lower, "pin-"):
+		return pin{}, fmt.Errorf(`looks like an HPKP pin with algorithm %q: only pin-sha256 is accepted; write %s`, strings.TrimPrefix(lower, "pin-"), pinFormSPKI)
+	case lower == "sha256 fingerprint":
+		return parseFingerprint(value)
+	}
+	return pin{}, fmt.Errorf("looks like openssl's %s fingerprint: only SHA-256 is accepted; run openssl x509 -noout -fingerprint -sha256, or write %s",
+		strings.TrimSpace(name[:len(name)-len("fingerprint")]), pinFormSPKI)
+}
+
+// labelled reports whether name, the text before an "=", is the label of
+// an HPKP pin ("pin-sha256") or of an openssl fingerprint line
+// ("sha256 Fingerprint"), rather than part of a base64 digest.
+func labelled(name string) bool {
+	name = strings.ToLower(strings.TrimSpace(name))
+	return strings.HasPrefix(name, "pin-") || strings.HasSuffix(name, "fingerprint")
+}
+
+func parseSPKIDigest(b64 string) (pin, error) {
+	raw, err := base64.StdEncoding.Strict().DecodeString(b64)
+	if err != nil {
+		if _, uerr := base64.URLEncoding.Strict().DecodeString(b64); uerr == nil && strings.ContainsAny(b64, "-_") {
+			return pin{}, fmt.Errorf("looks like an SPKI pin in base64url (- and _): pins use standard base64 (+ and /); write %s", pinFormSPKI)
+		}
+		if _, rerr := base64.RawStdEncoding.Strict().DecodeString(b64); rerr == nil {
+			return pin{}, fmt.Errorf("looks like an SPKI pin without its base64 padding: add the trailing =; write %s", pinFormSPKI)
+		}
+		return pin{}, fmt.Errorf("looks like an SPKI pin, but it is not valid base64 (%w); write %s", err, pinFormSPKI)
+	}
+	if len(raw) != sha256.Size {
+		return pin{}, fmt.Errorf("looks like an SPKI pin, but its digest has %d bytes, want %d (SHA-256); write %s", len(raw), sha256.Size, pinFormSPKI)
+	}
+	p := pin{kind: pinSPKI}
+	copy(p.digest[:], raw)
+	return p, nil
+}
+
+func parseFingerprint(s string) (pin, error) {
 	h := s
 	if strings.Contains(h, ":") {
 		// Colons, when present, must separate every byte, as openssl prints them.
 		parts := strings.Split(h, ":")
 		for _, part := range parts {
 			if len(part) != 2 {
-				return pin{}, errors.New("certificate fingerprint must be hex pairs separated by colons, or plain hex")
+				return pin{}, fmt.Errorf("looks like a certificate fingerprint, but colons must separate every pair of hex digits; write %s", pinFormCert)
 			}
 		}
 		h = strings.Join(parts, "")
 	}
 	if len(h) != 2*sha256.Size {
-		return pin{}, fmt.Errorf("certificate fingerprint has %d hex digits, want %d (a SHA-256 fingerprint)", len(h), 2*sha256.Size)
+		hint := ""
+		if len(h) == 40 {
+			hint = " (a SHA-1 fingerprint? run openssl x509 -noout -fingerprint -sha256)"
+		}
+		return pin{}, fmt.Errorf("looks like a certificate fingerprint, but it has %d hex digits, want %d%s; write %s", len(h), 2*sha256.Size, hint, pinFormCert)
 	}
 	raw, err := hex.DecodeString(h)
 	if err != nil {
-		return pin{}, fmt.Errorf("certificate fingerprint is not valid hex: %w", err)
+		return pin{}, fmt.Errorf("looks like a certificate fingerprint, but it is not valid hex; write %s", pinFormCert)
 	}
 	p := pin{kind: pinCert}
 	copy(p.digest[:], raw)
 	return p, nil
+}
+
+// String returns the pin in its canonical form, for errors and logs.
+func (p pin) String() string {
+	if p.kind == pinCert {
+		return colonHex(p.digest[:])
+	}
+	return "sha256/" + base64.StdEncoding.EncodeToString(p.digest[:])
+}
+
+// pinParts splits s at semicolons, as curl's --pinnedpubkey list and an
+// HPKP header separate their parts, and drops empty parts and HPKP's
+// directives (max-age, includeSubDomains, report-uri), which are no pins.
+func pinParts(s string) []string {
+	var out []string
+	for part := range strings.SplitSeq(s, ";") {
+		part = strings.TrimSpace(part)
+		name, _, _ := strings.Cut(strings.ToLower(part), "=")
+		switch strings.TrimSpace(name) {
+		case "", "max-age", "includesubdomains", "report-uri":
+			continue
+		}
+		out = append(out, part)
+	}
+	return out
 }
 
 // SPKIPin returns the "sha256/<base64>" pin of cert's public key.
@@ -134,15 +273,21 @@ func SPKIPin(cert *x509.Certificate) string {
 // prints: upper-case hex pairs separated by colons.
 func Fingerprint(cert *x509.Certificate) string {
 	sum := sha256.Sum256(cert.Raw)
-	var b strings.Builder
-	b.Grow(3*len(sum) - 1)
-	for i, c := range sum {
+	return colonHex(sum[:])
+}
+
+// colonHex formats b as openssl prints fingerprints: upper-case hex pairs
+// separated by colons.
+func colonHex(b []byte) string {
+	var s strings.Builder
+	s.Grow(3*len(b) - 1)
+	for i, c := range b {
 		if i > 0 {
-			b.WriteByte(':')
+			s.WriteByte(':')
 		}
-		fmt.Fprintf(&b, "%02X", c)
+		fmt.Fprintf(&s, "%02X", c)
 	}
-	return b.String()
+	return s.String()
 }
 
 // hostPattern is a parsed PinSet.Host or Bearer.Hosts entry.
@@ -244,7 +389,11 @@ type pinSet struct {
 	warned     atomic.Bool // the expiry warning has been logged
 }
 
-func compilePinSets(sets []PinSet) ([]*pinSet, error) {
+// compilePinSets validates sets. A pin given twice in a set counts once,
+// and a set left with a single pin gets a warning on logger: RFC 7469
+// section 4.3 asks for a backup pin, so that a lost or rotated key does not
+// lock clients out, and TrustKit refuses such a set.
+func compilePinSets(sets []PinSet, logger *slog.Logger) ([]*pinSet, error) {
 	out := make([]*pinSet, 0, len(sets))
 	for i, s := range sets {
 		field := fmt.Sprintf("Pins[%d]", i)
@@ -264,11 +413,28 @@ func compilePinSets(sets []PinSet) ([]*pinSet, error) {
 			if err != nil {
 				return nil, &ConfigError{Field: fmt.Sprintf("%s.Pins[%d]", field, j), Value: raw, Err: err}
 			}
-			ps.pins = append(ps.pins, p)
+			if !slices.Contains(ps.pins, p) {
+				ps.pins = append(ps.pins, p)
+			}
+		}
+		if len(ps.pins) == 1 {
+			logger.Warn("securehttp: pin set has a single pin and no backup: a key rotation or a lost key will lock clients out (RFC 7469 section 4.3 asks for a backup pin)",
+				"field", field, "host", hp.String())
 		}
 		out = append(out, ps)
 	}
 	return out, nil
+}
+
+// pinStrings returns pins in canonical form, each once.
+func pinStrings(pins []pin) []string {
+	out := make([]string, 0, len(pins))
+	for _, p := range pins {
+		if s := p.String(); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // chainDigests holds the two digests of each certificate of the verified
@@ -276,18 +442,20 @@ func compilePinSets(sets []PinSet) ([]*pinSet, error) {
 type chainDigests struct {
 	spki, cert [][sha256.Size]byte
 	certs      []*x509.Certificate
+	positions  []string // "leaf", "intermediate" or "root", in the chain it was first met
 }
 
 func digestChains(chains [][]*x509.Certificate) chainDigests {
 	var d chainDigests
 	seen := make(map[*x509.Certificate]bool)
 	for _, chain := range chains {
-		for _, c := range chain {
+		for i, c := range chain {
 			if seen[c] {
 				continue
 			}
 			seen[c] = true
 			d.certs = append(d.certs, c)
+			d.positions = append(d.positions, chainPosition(i, len(chain)))
 			d.spki = append(d.spki, sha256.Sum256(c.RawSubjectPublicKeyInfo))
 			d.cert = append(d.cert, sha256.Sum256(c.Raw))
 		}
@@ -316,4 +484,16 @@ func (d *chainDigests) spkiPins() []string {
 		out[i] = "sha256/" + base64.StdEncoding.EncodeToString(s[:])
 	}
 	return out
+}
+
+// chainPosition names the place of the i-th of n certificates of a verified
+// chain, leaf first.
+func chainPosition(i, n int) string {
+	switch {
+	case i == 0:
+		return "leaf"
+	case i == n-1:
+		return "root"
+	}
+	return "intermediate"
 }

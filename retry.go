@@ -3,6 +3,7 @@ package securehttp
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +29,10 @@ import (
 // pin, scheme, token and context errors are never retried.
 type RetryPolicy struct {
 	// MaxRetries is the number of retries after the first attempt. Zero
-	// means 3; a negative value means no retries.
+	// means the default, 3 retries, so that the zero Config retries. For no
+	// retries at all, set NoRetries (any negative value does the same).
+	// Note that go-retryablehttp's RetryMax reads the other way: there 0
+	// means no retries.
 	MaxRetries int
 
 	// MinWait and MaxWait bound the exponential backoff with full jitter.
@@ -41,6 +45,10 @@ type RetryPolicy struct {
 	// Zero means 30 s.
 	MaxRetryAfter time.Duration
 }
+
+// NoRetries is the RetryPolicy.MaxRetries that turns retries off: every
+// request is sent once. MaxRetries: 0 means the default of 3 retries.
+const NoRetries = -1
 
 const (
 	defaultMaxRetries    = 3
@@ -107,7 +115,8 @@ func (t *Transport) retryable(req *http.Request) bool {
 // attempts.
 func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error) {
 	if !t.retryable(req) {
-		return t.base.RoundTrip(req)
+		resp, err := t.base.RoundTrip(req)
+		return resp, explain(req, err, 1)
 	}
 	req = markBodyErrors(req)
 	// The first attempt goes straight to the pool, so that the requests
@@ -116,9 +125,9 @@ func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error)
 	// starts by replaying this first outcome through its own loop.
 	resp, err := t.base.RoundTrip(req)
 	if retry, _ := t.shouldRetry(req, resp, err); !retry {
-		return resp, err
+		return resp, explain(req, err, 1)
 	}
-	a := &attempt{t: t, req: req, scoped: scoped}
+	a := &attempt{t: t, req: req, scoped: scoped, tries: 1}
 	c := &a.engine
 	c.HTTPClient = &http.Client{
 		Transport:     &replayFirst{resp: resp, err: err, rt: t.base},
@@ -138,7 +147,28 @@ func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error)
 		// caller's client adds its own.
 		err = uerr.Err
 	}
-	return resp, err
+	return resp, explain(req, err, a.tries)
+}
+
+// explain adds to a request's error what the user needs to act on it: the
+// host and the way to trust a private CA when the chain does not verify,
+// and how many attempts were made when there was more than one. The error
+// stays what it was for errors.Is and errors.As.
+func explain(req *http.Request, err error, tries int) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		v := &verifyError{host: req.URL.Hostname(), err: err}
+		if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+			v.hint = "to trust a private CA, add its root to Config.RootCAs (with the securehttp command, --cacert FILE)"
+		}
+		err = v
+	}
+	if tries > 1 {
+		err = wrap(fmt.Sprintf("securehttp: giving up after %d attempts", tries), err)
+	}
+	return err
 }
 
 // useLastResponse keeps the engine's inner client from following
@@ -228,6 +258,7 @@ type attempt struct {
 	req    *http.Request
 	scoped bool
 	reason string // why the last attempt is retried, for the log
+	tries  int    // attempts made, counting the one about to be sent
 	engine retryablehttp.Client
 }
 
@@ -316,6 +347,7 @@ func (a *attempt) prepareRetry(req *http.Request) error {
 		}
 		req.Body = body
 	}
+	a.tries++
 	return nil
 }
 
@@ -367,6 +399,23 @@ func errorReason(err error) string {
 	}
 	return "error"
 }
+
+// verifyError is a chain that did not verify, with the host it was for and
+// what to do about it.
+type verifyError struct {
+	host, hint string
+	err        error
+}
+
+func (e *verifyError) Error() string {
+	msg := "securehttp: TLS verification of " + e.host + " failed: " + causeText(e.err)
+	if e.hint != "" {
+		msg += "; " + e.hint
+	}
+	return msg
+}
+
+func (e *verifyError) Unwrap() error { return e.err }
 
 // maxRetryAfterSeconds keeps absurd Retry-After values from overflowing.
 const maxRetryAfterSeconds = 1 << 31

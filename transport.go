@@ -1,6 +1,7 @@
 package securehttp
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -15,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,7 +43,8 @@ const (
 // value is not usable. Like http.Transport it keeps a connection pool, so
 // make one per configuration and reuse it.
 type Transport struct {
-	base *http.Transport
+	base   *http.Transport
+	egress *egress
 
 	pins          []*pinSet
 	onPinFailure  func(*PinError)
@@ -60,7 +63,11 @@ type Transport struct {
 // NewTransport returns a Transport configured by cfg. It reports an invalid
 // entry as a *ConfigError and never modifies cfg.
 func NewTransport(cfg Config) (*Transport, error) {
-	pins, err := compilePinSets(cfg.Pins)
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	pins, err := compilePinSets(cfg.Pins, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -68,30 +75,29 @@ func NewTransport(cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
+	egress, err := newEgress(cfg.AllowHosts, cfg.BlockPrivateNetworks)
+	if err != nil {
+		return nil, err
+	}
 	t := &Transport{
+		egress:        egress,
 		pins:          pins,
 		onPinFailure:  cfg.OnPinFailure,
 		requireStaple: cfg.RequireOCSPStaple,
 		expiryWarning: orDefault(cfg.ExpiryWarning, defaultExpiryWarning),
 		retry:         retry,
-		logger:        cfg.Logger,
+		logger:        logger,
 		now:           time.Now,
 		jitter:        rand.Int64N,
-	}
-	if t.logger == nil {
-		t.logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MaxIdleConnsPerHost < 0 {
 		return nil, &ConfigError{Field: "MaxIdleConnsPerHost", Err: errors.New("must not be negative")}
 	}
 
-	dial := cfg.DialContext
-	if dial == nil {
-		dial = (&net.Dialer{
-			Timeout:   orDefault(cfg.DialTimeout, defaultDialTimeout),
-			KeepAlive: 30 * time.Second,
-		}).DialContext
-	}
+	dial := t.egress.dialFunc(cfg.DialContext, &net.Dialer{
+		Timeout:   orDefault(cfg.DialTimeout, defaultDialTimeout),
+		KeepAlive: 30 * time.Second,
+	})
 	proxy := cfg.Proxy
 	if proxy == nil {
 		proxy = http.ProxyFromEnvironment
@@ -101,7 +107,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 		perHost = defaultMaxIdleConnsPerHost
 	}
 	t.base = &http.Transport{
-		Proxy:       proxy,
+		Proxy:       t.egress.proxyFunc(proxy),
 		DialContext: dial,
 		TLSClientConfig: &tls.Config{
 			MinVersion:         tls.VersionTLS12,
@@ -147,12 +153,51 @@ func orDefault(d, def time.Duration) time.Duration {
 func (t *Transport) clock() time.Time { return t.now() }
 
 // RoundTrip implements http.RoundTripper. It returns an error wrapping
-// ErrInsecureScheme, without connecting, for any scheme but https. It does not
+// ErrHostNotAllowed for a host outside Config.AllowHosts, or
+// ErrInsecureScheme for any scheme but https, without connecting. It does not
 // modify req, and it closes req.Body on every path.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.roundTrip(req)
+	if err != nil {
+		awaitClientTimeout(req)
+	}
+	return resp, err
+}
+
+// clientTimeoutGrace bounds awaitClientTimeout's wait.
+const clientTimeoutGrace = 100 * time.Millisecond
+
+// awaitClientTimeout lets net/http see its own Client.Timeout. For a
+// RoundTripper it does not know, http.Client enforces Timeout twice: a
+// context deadline, and a timer that marks the timeout and then closes
+// req.Cancel. Both fire at the deadline, and when the context wins the race
+// and the error comes back before the timer has marked it, the client drops
+// its "Client.Timeout exceeded" wording. When the request's deadline has
+// passed and req.Cancel is set, wait briefly for it to close, which happens
+// after the mark.
+func awaitClientTimeout(req *http.Request) {
+	//lint:ignore SA1019 http.Client sets Cancel for its Timeout; it is read, never set.
+	cancel := req.Cancel
+	if cancel == nil || !errors.Is(req.Context().Err(), context.DeadlineExceeded) {
+		return
+	}
+	timer := time.NewTimer(clientTimeoutGrace)
+	defer timer.Stop()
+	select {
+	case <-cancel:
+	case <-timer.C:
+	}
+}
+
+// roundTrip is RoundTrip's pipeline.
+func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		closeBody(req)
 		return nil, errors.New("securehttp: request has no URL")
+	}
+	if err := t.egress.checkHost(req.URL.Hostname()); err != nil {
+		closeBody(req)
+		return nil, err
 	}
 	if !strings.EqualFold(req.URL.Scheme, "https") {
 		closeBody(req)
@@ -164,7 +209,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("securehttp: bad request host: %w", err)
 	}
 
-	if t.bearer == nil || req.Header.Get("Authorization") != "" || !t.bearer.covers(host) {
+	if t.bearer == nil || req.Header.Get("Authorization") != "" {
+		return t.send(req, false)
+	}
+	if !t.bearer.covers(host) {
+		// Said once per request, so that a host spelt differently from its
+		// Bearer.Hosts entry (an IP for a name, another alias) is not a
+		// mystery 401.
+		t.logger.Debug("securehttp: no token sent: the host is not in Bearer.Hosts",
+			"host", host, "method", req.Method, "url", redactURL(req.URL))
 		return t.send(req, false)
 	}
 	tok, err := t.bearer.token(req.Context())
@@ -189,6 +242,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // through every stage that guards where and how it connects, and through
 // none that adds a credential.
 func (t *Transport) direct(req *http.Request) (*http.Response, error) {
+	if err := t.egress.checkHost(req.URL.Hostname()); err != nil {
+		closeBody(req)
+		return nil, err
+	}
 	if !strings.EqualFold(req.URL.Scheme, "https") {
 		closeBody(req)
 		return nil, fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
@@ -368,6 +425,7 @@ func (t *Transport) checkPins(cs tls.ConnectionState, chains [][]*x509.Certifica
 	hosts := pinHosts(cs, chains)
 	var digests *chainDigests
 	now := t.now()
+	covered := false
 	for _, host := range hosts {
 		var enforced []pin
 		var reportOnly []*pinSet
@@ -375,6 +433,7 @@ func (t *Transport) checkPins(cs tls.ConnectionState, chains [][]*x509.Certifica
 			if !s.host.match(host) {
 				continue
 			}
+			covered = true
 			if !s.expires.IsZero() && now.After(s.expires) {
 				if s.warned.CompareAndSwap(false, true) {
 					t.logger.Warn("securehttp: pin set expired and is no longer enforced",
@@ -397,16 +456,33 @@ func (t *Transport) checkPins(cs tls.ConnectionState, chains [][]*x509.Certifica
 		}
 		for _, s := range reportOnly {
 			if !digests.matches(s.pins) {
-				t.pinFailure(&PinError{Host: host, Pins: digests.spkiPins(), ReportOnly: true})
+				t.pinFailure(digests.pinError(host, s.pins, true))
 			}
 		}
 		if enforced != nil && !digests.matches(enforced) {
-			err := &PinError{Host: host, Pins: digests.spkiPins()}
+			err := digests.pinError(host, enforced, false)
 			t.pinFailure(err)
 			return err
 		}
 	}
+	if !covered {
+		// Pins are configured, but for other names: a host reached by its
+		// IP address or by an alias is not pinned, and should not be so
+		// silently. Once per connection, not per request.
+		t.logger.Debug("securehttp: connection not pinned: no PinSet covers this host",
+			"host", strings.Join(hosts, ","))
+	}
 	return nil
+}
+
+func (d *chainDigests) pinError(host string, configured []pin, reportOnly bool) *PinError {
+	return &PinError{
+		Host:       host,
+		Pins:       d.spkiPins(),
+		ReportOnly: reportOnly,
+		Positions:  slices.Clone(d.positions),
+		Configured: pinStrings(configured),
+	}
 }
 
 // pinHosts names the host the connection was made for. crypto/tls leaves

@@ -56,13 +56,49 @@ type step struct {
 	run   func(context.Context) (string, error)
 }
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("demo", "demo", stderr)
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
+type demoFlags struct {
+	serve bool
+	dur   time.Duration
+}
+
+func demoOptions(stdout, stderr io.Writer) *options {
+	return demoFlagSet(new(demoFlags), stdout, stderr)
+}
+
+func demoFlagSet(f *demoFlags, stdout, stderr io.Writer) *options {
+	o := newOptions("demo", "demo [--serve] [--for DURATION]",
+		"Runs the library's guarantees end to end, offline, on 127.0.0.1: plain HTTP refused, pins,\n"+
+			"token refresh, 401 recovery, redirects. With --serve, keeps an API server and a token\n"+
+			"endpoint up instead and prints the URL, the root CA file, the pins and the client\n"+
+			"credentials for README's quick start, until interrupted (Ctrl-C).", stdout, stderr)
+	o.boolean(&f.serve, "", "serve", "keep the demo's servers up on 127.0.0.1 until interrupted")
+	o.fn("", "for", "DURATION", "with --serve, stop after this long (such as 10m); 0 means until interrupted",
+		func(s string) error {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 {
+				return errors.New("want a duration such as 90s or 10m")
+			}
+			f.dur = d
+			return nil
+		})
+	return o
+}
+
+func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	var f demoFlags
+	o := demoFlagSet(&f, stdout, stderr)
+	positional, code, ok := o.parse(args)
+	if !ok {
+		return code
 	}
-	if fs.NArg() != 0 {
-		fs.Usage()
+	if len(positional) > 0 {
+		return o.refuse(positional[0], "demo takes no arguments: it makes its own servers")
+	}
+	if f.serve {
+		return serveDemo(ctx, f.dur, stdout, stderr)
+	}
+	if f.dur != 0 {
+		fmt.Fprintf(stderr, "securehttp demo: --for applies to --serve only\n")
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, demoTimeout)
@@ -145,7 +181,7 @@ func startDemo() (_ *demo, err error) {
 	if d.spare, err = sparePin(); err != nil {
 		return nil, err
 	}
-	d.issuer, err = newIssuer()
+	d.issuer, err = newIssuer(minLifetime)
 	if err != nil {
 		return nil, err
 	}

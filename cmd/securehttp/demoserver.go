@@ -34,13 +34,14 @@ func (d *demo) me(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]string{"sub": claims.Subject, "token": claims.ID})
+	json.NewEncoder(w).Encode(map[string]string{"sub": claims.Subject, "jti": claims.ID})
 }
 
 // issuer mints short-lived HS256 JWTs for the demo API and keeps the list of
 // those it revoked.
 type issuer struct {
-	key []byte
+	key      []byte
+	lifetime time.Duration // the shortest life of a token
 
 	mu      sync.Mutex
 	n       int
@@ -55,12 +56,12 @@ type minted struct {
 	iat, exp time.Time
 }
 
-func newIssuer() (*issuer, error) {
+func newIssuer(lifetime time.Duration) (*issuer, error) {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	return &issuer{key: key, revoked: map[string]bool{}}, nil
+	return &issuer{key: key, lifetime: lifetime, revoked: map[string]bool{}}, nil
 }
 
 func (is *issuer) serveToken(w http.ResponseWriter, r *http.Request) {
@@ -88,8 +89,8 @@ func (is *issuer) mint(now time.Time) (string, minted, error) {
 	defer is.mu.Unlock()
 	is.n++
 	// NumericDates are whole seconds (jwt.TimePrecision), so the token
-	// expires at the first whole second at least minLifetime from now.
-	exp := now.Add(minLifetime).Add(time.Second - 1).Truncate(time.Second)
+	// expires at the first whole second at least is.lifetime from now.
+	exp := now.Add(is.lifetime).Add(time.Second - 1).Truncate(time.Second)
 	m := minted{id: fmt.Sprintf("tok-%d", is.n), iat: now, exp: exp}
 	raw, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
 		Issuer:    issuerURL,

@@ -1,14 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,53 +18,167 @@ import (
 	"github.com/securehttp/securehttp"
 )
 
-const getUsage = "get [--cacert FILE] [--pin P]... [--token-file F] [-o FILE] [-v] URL"
+const getUsage = "get [options] URL"
 
-func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// getFlags holds get's options.
+type getFlags struct {
+	cacert, tokenFile, output, method, maxTime string
+	pins, headers, connectTo, allowHosts       []string
+	data                                       []dataArg
+	include, location, fail, failWithBody      bool
+	blockPrivate                               bool
+	verbose                                    bool
+}
+
+// dataArg is one -d or --data-binary value.
+type dataArg struct {
+	value  string
+	binary bool // --data-binary: a file's bytes are sent as they are
+}
+
+func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
+	o := newOptions("get", getUsage,
+		"Sends one request through securehttp.NewClient, as curl would: https only, the chain always\n"+
+			"verified, the URL's host pinned with --pin, a bearer token from --token-file sent to that\n"+
+			"host only. The response body goes to stdout, error responses (status 400 or more)\n"+
+			"included unless --fail; such a response exits with 6.", stdout, stderr)
+	o.str(&f.cacert, "", "cacert", "FILE", "trust the roots in this PEM file instead of the system roots")
+	o.fn("", "pin", "PIN", "accept the URL's host only if its verified chain has this pin: sha256/<base64>,\n"+
+		"curl's sha256//<base64>, or a SHA-256 certificate fingerprint; repeat it, or join\n"+
+		"pins with ; (as curl does) or with commas, to give a backup pin", func(v string) error {
+		for p := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == ';' || r == ',' }) {
+			if p = strings.TrimSpace(p); p != "" {
+				f.pins = append(f.pins, p)
+			}
+		}
+		return nil
+	})
+	o.str(&f.tokenFile, "", "token-file", "FILE", "send the bearer token kept in this file (mode 0600) to the URL's host, and to no other")
+	o.fn("H", "header", "'NAME: VALUE'", "add a request header; repeatable. 'NAME:' removes a header the client would send", func(v string) error {
+		f.headers = append(f.headers, v)
+		return nil
+	})
+	o.str(&f.method, "X", "request", "METHOD", "use this method instead of GET (or POST with -d)")
+	o.fn("d", "data", "DATA", "send DATA as the body of a POST (application/x-www-form-urlencoded);\n"+
+		"@FILE reads it from FILE without its newlines, @- from stdin; repeated values are joined by &", func(v string) error {
+		f.data = append(f.data, dataArg{value: v})
+		return nil
+	})
+	o.fn("", "data-binary", "DATA", "like -d, but @FILE is sent byte for byte", func(v string) error {
+		f.data = append(f.data, dataArg{value: v, binary: true})
+		return nil
+	})
+	o.boolean(&f.include, "i", "include", "print the status line and the response headers before the body")
+	o.boolean(&f.location, "L", "location", "follow redirects (off by default, as in curl); the token still goes to the URL's host only")
+	o.str(&f.maxTime, "m", "max-time", "SECONDS", "give up on the whole transfer after this many seconds (decimals allowed)")
+	o.fn("", "connect-to", "HOST1:PORT1:HOST2:PORT2", "connect to HOST2:PORT2 for requests to HOST1:PORT1, as curl does: the\n"+
+		"certificate, the pins and the token are still judged on HOST1. An empty HOST1 or PORT1\n"+
+		"matches any; an empty HOST2 or PORT2 keeps the original; repeatable", func(v string) error {
+		if _, err := parseConnectTo(v); err != nil {
+			return err
+		}
+		f.connectTo = append(f.connectTo, v)
+		return nil
+	})
+	o.boolean(&f.fail, "f", "fail", "on a status of 400 or more, print no body (exit code 6 either way)")
+	o.boolean(&f.failWithBody, "", "fail-with-body", "on a status of 400 or more, print the body (the default; exit code 6)")
+	o.str(&f.output, "o", "output", "FILE", "write the body to FILE instead of stdout; - means stdout. A regular file is\n"+
+		"replaced only once complete and keeps its mode; a device or FIFO is written directly.\n"+
+		"An error response's body goes to stderr and leaves FILE as it was")
+	o.fn("", "allow-host", "HOST", "contact only this host (api.example.com, *.example.com, **.example.com or an\n"+
+		"IP), redirect hops included; repeat it to allow several", func(v string) error {
+		f.allowHosts = append(f.allowHosts, v)
+		return nil
+	})
+	o.boolean(&f.blockPrivate, "", "block-private", "refuse to connect to loopback, private, link-local (cloud metadata) and other\n"+
+		"non-public addresses, judged on the address dialled after DNS")
+	o.boolean(&f.verbose, "v", "verbose", "log the client's warnings and debug events to stderr (never a token)")
+	return o
+}
+
+func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// The client may log from its own goroutines (-v) while this one
 	// writes errors or the progress bar.
 	stderr = &lockedWriter{w: stderr}
-	fs := newFlagSet("get", getUsage, stderr)
-	cacert := fs.String("cacert", "", "trust the roots in this PEM `file` instead of the system roots")
-	var pins []string
-	fs.Func("pin", "accept the URL's host only if its verified chain has this `pin`: sha256/<base64> or a\n"+
-		"SHA-256 certificate fingerprint; repeat it to give a backup pin", func(p string) error {
-		pins = append(pins, p)
-		return nil
-	})
-	tokenFile := fs.String("token-file", "", "send the bearer token kept in this `file` (mode 0600) to the URL's host, and to no other")
-	output := fs.String("o", "", "write the body to `file` instead of stdout")
-	verbose := fs.Bool("v", false, "log the client's warnings and debug events to stderr (never a token)")
-	positional, err := parseInterspersed(fs, args)
-	if err != nil {
-		return flagExit(err)
+	var f getFlags
+	o := getOptions(&f, stdout, stderr)
+	positional, code, ok := o.parse(args)
+	if !ok {
+		return code
 	}
-	if len(positional) != 1 {
-		fs.Usage()
+	switch len(positional) {
+	case 0:
+		fmt.Fprintf(stderr, "securehttp get: missing the URL\nusage: securehttp %s\n", getUsage)
 		return exitUsage
+	case 1:
+	default:
+		return o.refuse(positional[1], "get takes one URL; quote a URL holding spaces or &, and put flags before or after it")
 	}
 	fail := func(code int, format string, a ...any) int {
 		fmt.Fprintf(stderr, "securehttp get: "+format+"\n", a...)
 		return code
 	}
+	if f.fail && f.failWithBody {
+		return fail(exitUsage, "--fail and --fail-with-body contradict each other: choose one")
+	}
 	u, err := parseAbsoluteURL(positional[0])
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	roots, err := loadRoots(*cacert)
+	roots, err := loadRoots(f.cacert)
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-
-	cfg := securehttp.Config{RootCAs: roots}
-	if len(pins) > 0 {
-		cfg.Pins = []securehttp.PinSet{{Host: u.Hostname(), Pins: pins}}
+	body, err := readData(f.data, stdin)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
 	}
-	if *verbose {
+	method := f.method
+	if method == "" {
+		method = http.MethodGet
+		if body != nil {
+			method = http.MethodPost
+		}
+	}
+	var bodyReader io.Reader
+	if body != nil {
+		bodyReader = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), bodyReader)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if err := applyHeaders(req, f.headers); err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+
+	cfg := securehttp.Config{RootCAs: roots, AllowHosts: f.allowHosts, BlockPrivateNetworks: f.blockPrivate}
+	if len(f.pins) > 0 {
+		cfg.Pins = []securehttp.PinSet{{Host: u.Hostname(), Pins: f.pins}}
+	}
+	if f.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	if *tokenFile != "" {
-		store, err := securehttp.NewFileStore(*tokenFile)
+	if f.maxTime != "" {
+		secs, err := strconv.ParseFloat(f.maxTime, 64)
+		if err != nil || secs <= 0 || secs > 1e9 {
+			return fail(exitUsage, "--max-time %q: want a positive number of seconds, such as 30 or 2.5", f.maxTime)
+		}
+		cfg.Timeout = time.Duration(secs * float64(time.Second))
+	}
+	if len(f.connectTo) > 0 {
+		var rules []connectRule
+		for _, v := range f.connectTo {
+			r, _ := parseConnectTo(v) // checked when the flag was parsed
+			rules = append(rules, r)
+		}
+		cfg.DialContext = connectToDialer(rules)
+	}
+	if f.tokenFile != "" {
+		store, err := securehttp.NewFileStore(f.tokenFile)
 		if err != nil {
 			return fail(exitUsage, "--token-file: %v", err)
 		}
@@ -74,7 +190,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(exitError, "--token-file: %v", err)
 		}
 		if tok.Value == "" {
-			return fail(exitError, "--token-file: %s holds no token", *tokenFile)
+			return fail(exitError, "--token-file: %s holds no token", f.tokenFile)
 		}
 		cfg.Bearer = &securehttp.Bearer{Store: store, Hosts: []string{u.Hostname()}}
 	}
@@ -83,57 +199,122 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(exitUsage, "%v", err) // a *ConfigError: a bad --pin, say
 	}
 	defer client.CloseIdleConnections()
-
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return fail(exitUsage, "%v", err)
+	if !f.location {
+		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
+
+	// The destination is opened before the request, so that a missing
+	// directory costs no request, and a failure leaves nothing behind.
+	out, err := openOutput(f.output, stdout)
+	if err != nil {
+		return fail(exitError, "-o: %v", err)
+	}
+	defer out.abort()
+
 	resp, err := client.Do(req)
 	if err != nil {
 		return fail(exitCode(err), "%s", errText(err))
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		// Like curl --fail: the error body is not written out.
-		return fail(exitHTTP, "%s: HTTP %s", redactURL(resp.Request.URL), resp.Status)
-	}
 
-	if *output == "" {
-		if _, err := io.Copy(stdout, resp.Body); err != nil {
-			return fail(exitCode(err), "reading the body: %v", err)
+	failed := resp.StatusCode >= 400
+	dst := io.Writer(out)
+	if failed {
+		// An error body never replaces a file: with -o it goes to stderr.
+		out.abort()
+		dst = stdout
+		if out.file {
+			dst = stderr
 		}
-		return exitOK
+		if f.fail {
+			dst = io.Discard
+		}
+	}
+	if f.include && !(failed && f.fail) {
+		writeHead(dst, resp)
 	}
 	var progress io.Writer
-	if isTerminal(stderr) {
+	if out.file && !failed && isTerminal(stderr) {
 		progress = stderr
 	}
-	if err := saveFile(*output, resp.Body, resp.ContentLength, progress); err != nil {
+	if err := copyBody(dst, resp.Body, resp.ContentLength, progress); err != nil {
 		return fail(exitCode(err), "%v", err)
+	}
+	if failed {
+		return fail(exitHTTP, "%s: HTTP %s", redactURL(resp.Request.URL), resp.Status)
+	}
+	if err := out.commit(); err != nil {
+		return fail(exitError, "-o: %v", err)
 	}
 	return exitOK
 }
 
-// saveFile writes body to path through a temporary file in the same
-// directory, renamed into place once complete, so that a failed download
-// never leaves a truncated file or clobbers an existing one. With progress
-// set, a progress bar is drawn there.
-func saveFile(path string, body io.Reader, size int64, progress io.Writer) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
-	if err != nil {
-		return err
+// readData builds the request body from -d and --data-binary values, as
+// curl does: values joined by "&", "@FILE" read from FILE ("@-" from stdin),
+// with newlines removed for -d. It returns nil when there is no data.
+func readData(args []dataArg, stdin io.Reader) ([]byte, error) {
+	if len(args) == 0 {
+		return nil, nil
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+	var body []byte
+	for i, a := range args {
+		part := []byte(a.value)
+		if name, ok := strings.CutPrefix(a.value, "@"); ok {
+			var err error
+			if name == "-" {
+				part, err = io.ReadAll(stdin)
+			} else {
+				part, err = os.ReadFile(name)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading the request body: %w", err)
+			}
+			if !a.binary {
+				part = bytes.ReplaceAll(bytes.ReplaceAll(part, []byte("\r"), nil), []byte("\n"), nil)
+			}
 		}
-	}()
-	var dst io.Writer = tmp
+		if i > 0 {
+			body = append(body, '&')
+		}
+		body = append(body, part...)
+	}
+	return body, nil
+}
+
+// applyHeaders applies -H values: "Name: value" adds a header, "Name:"
+// removes one, "Host: h" sets the request's Host.
+func applyHeaders(req *http.Request, headers []string) error {
+	for _, h := range headers {
+		name, value, ok := strings.Cut(h, ":")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") || strings.ContainsAny(value, "\r\n") {
+			return fmt.Errorf("-H %q: want 'Name: value'", h)
+		}
+		switch {
+		case value == "":
+			req.Header.Del(name)
+		case strings.EqualFold(name, "Host"):
+			req.Host = value
+		default:
+			req.Header.Add(name, value)
+		}
+	}
+	return nil
+}
+
+// writeHead writes the status line and headers, as curl -i does.
+func writeHead(w io.Writer, resp *http.Response) {
+	fmt.Fprintf(w, "%s %s\r\n", resp.Proto, resp.Status)
+	resp.Header.Write(w)
+	io.WriteString(w, "\r\n")
+}
+
+// copyBody copies body to dst, with a progress bar on progress when set.
+func copyBody(dst io.Writer, body io.Reader, size int64, progress io.Writer) error {
 	var bar *progressBar
 	if progress != nil {
 		bar = newProgressBar(progress, size, time.Now)
-		dst = io.MultiWriter(tmp, bar)
+		dst = io.MultiWriter(dst, bar)
 	}
 	if _, err := io.Copy(dst, body); err != nil {
 		if bar != nil {
@@ -144,14 +325,72 @@ func saveFile(path string, body io.Reader, size int64, progress io.Writer) (err 
 	if bar != nil {
 		bar.finish()
 	}
-	// CreateTemp makes the file 0600; a download gets the usual mode.
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
+	return nil
+}
+
+// connectRule is one --connect-to value; an empty field matches, or keeps,
+// anything.
+type connectRule struct {
+	fromHost, fromPort, toHost, toPort string
+}
+
+// parseConnectTo reads HOST1:PORT1:HOST2:PORT2, where an IPv6 address is
+// written in brackets.
+func parseConnectTo(v string) (connectRule, error) {
+	var parts []string
+	depth, start := 0, 0
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '[':
+			depth++
+		case ']':
+			depth--
+		case ':':
+			if depth == 0 {
+				parts = append(parts, v[start:i])
+				start = i + 1
+			}
+		}
 	}
-	if err := tmp.Close(); err != nil {
-		return err
+	parts = append(parts, v[start:])
+	if len(parts) != 4 {
+		return connectRule{}, fmt.Errorf("%q: want HOST1:PORT1:HOST2:PORT2, such as api.example.com:443:127.0.0.1:8443", v)
 	}
-	return os.Rename(tmp.Name(), path)
+	for _, i := range []int{1, 3} {
+		if p := parts[i]; p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return connectRule{}, fmt.Errorf("%q: port %q is not a number from 1 to 65535", v, p)
+			}
+		}
+	}
+	unbracket := func(h string) string { return strings.TrimSuffix(strings.TrimPrefix(h, "["), "]") }
+	return connectRule{unbracket(parts[0]), parts[1], unbracket(parts[2]), parts[3]}, nil
+}
+
+// connectToDialer dials the address the first matching rule names. The
+// URL is untouched, so TLS still sends and verifies the URL's host name,
+// and pins and tokens follow it.
+func connectToDialer(rules []connectRule) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rules {
+			if (r.fromHost == "" || strings.EqualFold(r.fromHost, host)) && (r.fromPort == "" || r.fromPort == port) {
+				if r.toHost != "" {
+					host = r.toHost
+				}
+				if r.toPort != "" {
+					port = r.toPort
+				}
+				addr = net.JoinHostPort(host, port)
+				break
+			}
+		}
+		return dialer.DialContext(ctx, network, addr)
+	}
 }
 
 // redactURL renders u without userinfo, query or fragment, which may carry

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -81,8 +82,9 @@ func TestGetExitCodes(t *testing.T) {
 		{"weak key", []string{"--cacert", rootPEM, weak.URL + "/ok"}, exitTLS, ""},
 		{"server speaks plain HTTP", []string{plainAsHTTPS}, exitTLS, ""},
 		{"wrong pin", []string{"--cacert", rootPEM, "--pin", strangerPin, srv.URL + "/ok"}, exitPin, ""},
-		{"404", []string{"--cacert", rootPEM, srv.URL + "/missing"}, exitHTTP, ""},
-		{"401 without a token", []string{"--cacert", rootPEM, srv.URL + "/secret"}, exitHTTP, ""},
+		{"404, its body printed", []string{"--cacert", rootPEM, srv.URL + "/missing"}, exitHTTP, "404 page not found\n"},
+		{"401 without a token, its body printed", []string{"--cacert", rootPEM, srv.URL + "/secret"}, exitHTTP, "no\n"},
+		{"401 with --fail, no body", []string{"--fail", "--cacert", rootPEM, srv.URL + "/secret"}, exitHTTP, ""},
 		{"no URL", nil, exitUsage, ""},
 		{"two URLs", []string{srv.URL, srv.URL}, exitUsage, ""},
 		{"URL without scheme", []string{"127.0.0.1:443"}, exitUsage, ""},
@@ -102,7 +104,7 @@ func TestGetExitCodes(t *testing.T) {
 			if tt.wantStdout != "" && out != tt.wantStdout {
 				t.Errorf("stdout = %q, want %q", out, tt.wantStdout)
 			}
-			if tt.want != exitOK && (out != "" || errOut == "") {
+			if tt.want != exitOK && (out != tt.wantStdout || errOut == "") {
 				t.Errorf("got stdout %q and stderr %q, want only an error on stderr", out, errOut)
 			}
 			if strings.Contains(out+errOut, secretToken) {
@@ -128,7 +130,7 @@ func TestGetToken(t *testing.T) {
 		wantBody string
 	}{
 		{"accepted", secretToken, exitOK, "secret ok\n"},
-		{"refused", secretToken + "-revoked", exitHTTP, ""},
+		{"refused, the server's answer printed", secretToken + "-revoked", exitHTTP, "no\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,5 +247,47 @@ func TestIsTerminal(t *testing.T) {
 		if isTerminal(out) {
 			t.Errorf("isTerminal(%s) = true, want false", name)
 		}
+	}
+}
+
+// --allow-host and --block-private refuse before any connection; the
+// server accepts none.
+func TestGetEgressFlags(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	var accepted atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(p.leaf, p.inter)}}
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			accepted.Add(1)
+		}
+	}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
+	for _, tt := range []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr string
+	}{
+		{"allowed host", []string{"--allow-host", "127.0.0.1"}, exitOK, ""},
+		{"host not allowed", []string{"--allow-host", "api.example.com"}, exitError, "AllowHosts"},
+		{"private address blocked", []string{"--block-private"}, exitError, "non-public address"},
+		{"bad allow-host pattern", []string{"--allow-host", "https://x/"}, exitUsage, "AllowHosts[0]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := accepted.Load()
+			args := append([]string{"get", "--cacert", rootPEM}, tt.args...)
+			code, _, stderr := runCmd(t, append(args, srv.URL+"/ok")...)
+			if code != tt.wantCode || !strings.Contains(stderr, tt.wantStderr) {
+				t.Fatalf("got exit %d and stderr %q, want %d and %q", code, stderr, tt.wantCode, tt.wantStderr)
+			}
+			if got := accepted.Load() - before; tt.wantCode != exitOK && got != 0 {
+				t.Fatalf("the server accepted %d connections, want 0", got)
+			}
+		})
 	}
 }

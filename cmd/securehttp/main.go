@@ -2,25 +2,32 @@
 //
 // Usage:
 //
-//	securehttp demo
-//	securehttp pins [--cacert FILE] https://host[:port]/
-//	securehttp get [--cacert FILE] [--pin P]... [--token-file F] [-o FILE] [-v] URL
+//	securehttp demo [--serve] [--for DURATION]
+//	securehttp pins [--cacert FILE] [--json] https://host[:port]/
+//	securehttp get [options] URL
+//	securehttp version
+//	securehttp help [COMMAND]
 //
 // demo runs the library's guarantees end to end, offline: a TLS API server
 // with a freshly generated CA and a JWT issuer, both in this process on
 // 127.0.0.1, and a client that is refused plain HTTP and a wrong pin, gets
 // and refreshes its token, recovers from a revoked token and keeps the token
-// from a redirect to another host. It prints one line per step.
+// from a redirect to another host. It prints one line per step. With
+// --serve it keeps an API server and a token endpoint up on 127.0.0.1 and
+// prints what a client needs to call them (URL, root CA file, pins, client
+// credentials) until interrupted, for README's quick start.
 //
 // pins connects with full validation and prints every certificate of the
 // verified chain with its SPKI pin and SHA-256 fingerprint, then a
-// paste-ready securehttp.PinSet in Go and in JSON.
+// paste-ready securehttp.PinSet in Go and in JSON; with --json, the JSON
+// alone.
 //
-// get is a curl-like GET through securehttp.NewClient. --cacert replaces the
-// system roots, as with curl; --pin (repeatable) pins the URL's host;
-// --token-file sends the token kept in that file, which must have mode 0600,
-// to the URL's host only; -o writes the body to a file, with a progress bar
-// when stderr is a terminal. No token is ever printed.
+// get is a curl-like request through securehttp.NewClient, with curl's
+// flags: -H, -X, -d, --data-binary, -i, -L, --max-time, --connect-to,
+// --fail, --fail-with-body and -o. --cacert replaces the system roots, as
+// with curl; --pin (repeatable) pins the URL's host; --token-file sends the
+// token kept in that file, which must have mode 0600, to the URL's host
+// only. No token is ever printed. "securehttp help get" lists every option.
 //
 // Exit codes:
 //
@@ -46,6 +53,11 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/securehttp/securehttp"
 )
@@ -61,53 +73,252 @@ const (
 )
 
 const usageText = `usage:
-  securehttp demo
-  securehttp pins [--cacert FILE] https://host[:port]/
-  securehttp get [--cacert FILE] [--pin P]... [--token-file F] [-o FILE] [-v] URL
+  securehttp demo [--serve] [--for DURATION]
+  securehttp pins [--cacert FILE] [--json] https://host[:port]/
+  securehttp get [options] URL
+  securehttp version
+  securehttp help [COMMAND]
 
-Run "securehttp COMMAND -h" for the flags of a command.
+Run "securehttp help COMMAND" for the options of a command.
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
+// command is one subcommand: its runner and its options, for help.
+type command struct {
+	run  func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+	opts func(stdout, stderr io.Writer) *options
+}
+
+func lookup(name string) (command, bool) {
+	switch name {
+	case "demo":
+		return command{runDemo, demoOptions}, true
+	case "pins":
+		return command{runPins, func(stdout, stderr io.Writer) *options { return pinsOptions(new(pinsFlags), stdout, stderr) }}, true
+	case "get":
+		return command{runGet, func(stdout, stderr io.Writer) *options { return getOptions(new(getFlags), stdout, stderr) }}, true
+	case "version":
+		return command{runVersion, versionOptions}, true
+	}
+	return command{}, false
+}
+
 // run is the whole command, minus the process: tests call it in process.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
 		return exitUsage
 	}
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "demo":
-		return runDemo(ctx, rest, stdout, stderr)
-	case "pins":
-		return runPins(ctx, rest, stdout, stderr)
-	case "get":
-		return runGet(ctx, rest, stdout, stderr)
+	cmd, rest := args[0], args[1:]
+	switch cmd {
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usageText)
-		return exitOK
-	default:
+		return runHelp(rest, stdout, stderr)
+	case "--version", "-version":
+		cmd = "version"
+	}
+	c, ok := lookup(cmd)
+	if !ok {
 		fmt.Fprintf(stderr, "securehttp: unknown command %q\n%s", cmd, usageText)
 		return exitUsage
 	}
+	return c.run(ctx, rest, stdin, stdout, stderr)
 }
 
-// newFlagSet returns a flag set that reports errors to stderr and lets the
-// caller choose the exit code.
-func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: securehttp %s\n", usage)
-		fs.PrintDefaults()
+// runHelp prints the general usage, or one command's help, to stdout.
+func runHelp(args []string, stdout, stderr io.Writer) int {
+	switch len(args) {
+	case 0:
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	case 1:
+		c, ok := lookup(args[0])
+		if !ok {
+			fmt.Fprintf(stderr, "securehttp help: unknown command %q\n%s", args[0], usageText)
+			return exitUsage
+		}
+		c.opts(stdout, stderr).help()
+		return exitOK
 	}
-	return fs
+	fmt.Fprintf(stderr, "securehttp help: unexpected argument %q: help takes at most one command name\n", args[1])
+	return exitUsage
 }
+
+func versionOptions(stdout, stderr io.Writer) *options {
+	return newOptions("version", "version", "Prints the version of this build: module version, commit and Go release.", stdout, stderr)
+}
+
+// runVersion prints what the build recorded about itself.
+func runVersion(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	o := versionOptions(stdout, stderr)
+	positional, code, ok := o.parse(args)
+	if !ok {
+		return code
+	}
+	if len(positional) > 0 {
+		return o.refuse(positional[0], "version takes no arguments")
+	}
+	fmt.Fprintln(stdout, versionLine())
+	return exitOK
+}
+
+// versionLine reads the module version and the VCS stamp of the binary.
+func versionLine() string {
+	version, commit, modified := "(devel)", "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := bi.Main.Version; v != "" {
+			version = v
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	line := "securehttp " + version
+	if commit != "" {
+		line += " commit " + commit[:min(len(commit), 12)]
+		if modified {
+			line += " (modified)"
+		}
+	}
+	return line + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+}
+
+// options is a command's flag set, where a flag may have a curl-style short
+// name ("-o") and a long one ("--output"). Its help, on stdout, spells each
+// flag as the usage line does.
+type options struct {
+	fs      *flag.FlagSet
+	name    string // "get"
+	usage   string // "get [options] URL"
+	about   string
+	entries []optEntry
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+type optEntry struct {
+	short, long, arg, help string
+}
+
+func newOptions(name, usage, about string, stdout, stderr io.Writer) *options {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported by parse, help by help
+	fs.Usage = func() {}
+	return &options{fs: fs, name: name, usage: usage, about: about, stdout: stdout, stderr: stderr}
+}
+
+// add registers fn under the short and long names (either may be empty);
+// arg is the value's placeholder, empty for a switch.
+func (o *options) add(short, long, arg, help string, value flag.Value) {
+	for _, n := range []string{short, long} {
+		if n != "" {
+			o.fs.Var(value, n, help)
+		}
+	}
+	o.entries = append(o.entries, optEntry{short, long, arg, help})
+}
+
+func (o *options) str(p *string, short, long, arg, help string) {
+	o.add(short, long, arg, help, (*stringValue)(p))
+}
+
+func (o *options) boolean(p *bool, short, long, help string) {
+	o.add(short, long, "", help, (*boolValue)(p))
+}
+
+func (o *options) fn(short, long, arg, help string, f func(string) error) {
+	o.add(short, long, arg, help, funcValue(f))
+}
+
+// help prints the usage line, what the command does and its options.
+func (o *options) help() {
+	w := o.stdout
+	fmt.Fprintf(w, "usage: securehttp %s\n\n%s\n", o.usage, o.about)
+	if len(o.entries) == 0 {
+		return
+	}
+	fmt.Fprint(w, "\noptions:\n")
+	for _, e := range o.entries {
+		var names []string
+		if e.short != "" {
+			names = append(names, "-"+e.short)
+		}
+		if e.long != "" {
+			names = append(names, "--"+e.long)
+		}
+		spec := strings.Join(names, ", ")
+		if e.arg != "" {
+			spec += " " + e.arg
+		}
+		fmt.Fprintf(w, "  %s\n", spec)
+		for line := range strings.SplitSeq(e.help, "\n") {
+			fmt.Fprintf(w, "        %s\n", line)
+		}
+	}
+}
+
+// parse reads flags placed before or after the positional arguments. It
+// returns the positional arguments, or the exit code when the command
+// should stop: 0 after -h, which prints the help on stdout, 2 after a bad
+// flag, reported on stderr.
+func (o *options) parse(args []string) (positional []string, code int, ok bool) {
+	positional, err := parseInterspersed(o.fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		o.help()
+		return nil, exitOK, false
+	case err != nil:
+		fmt.Fprintf(o.stderr, "securehttp %s: %v\nRun \"securehttp help %s\" for its options.\n", o.name, err, o.name)
+		return nil, exitUsage, false
+	}
+	return positional, exitOK, true
+}
+
+// refuse reports an unexpected argument and why it is refused.
+func (o *options) refuse(arg, why string) int {
+	fmt.Fprintf(o.stderr, "securehttp %s: unexpected argument %q: %s\nusage: securehttp %s\n", o.name, arg, why, o.usage)
+	return exitUsage
+}
+
+// stringValue, boolValue and funcValue are flag.Values shared by a short
+// and a long name.
+type stringValue string
+
+func (s *stringValue) Set(v string) error { *s = stringValue(v); return nil }
+func (s *stringValue) String() string {
+	if s == nil {
+		return ""
+	}
+	return string(*s)
+}
+
+type boolValue bool
+
+func (b *boolValue) Set(v string) error {
+	x, err := strconv.ParseBool(v)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	*b = boolValue(x)
+	return nil
+}
+func (b *boolValue) String() string   { return strconv.FormatBool(b != nil && bool(*b)) }
+func (b *boolValue) IsBoolFlag() bool { return true }
+
+type funcValue func(string) error
+
+func (f funcValue) Set(v string) error { return f(v) }
+func (f funcValue) String() string     { return "" }
 
 // parseInterspersed parses flags placed before or after the positional
 // arguments, as curl users expect ("get URL -o file"); the flag package
@@ -129,14 +340,6 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, rest[0])
 		args = rest[1:]
 	}
-}
-
-// flagExit maps a flag parsing error to an exit code: -h is not a failure.
-func flagExit(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	return exitUsage
 }
 
 // loadRoots reads the PEM certificates of a --cacert file into a new pool.
@@ -220,12 +423,13 @@ func isTLSFailure(err error) bool {
 	return false
 }
 
-// errText returns err's message without the *url.Error prefix that
-// net/http adds ("Get \"https://...\": "), which repeats the URL, query
+// errText returns err's message without the library's "securehttp: "
+// prefix and without the *url.Error prefix that net/http adds ("Get \"https://...\": "), which repeats the URL, query
 // string included, that the user just typed.
 func errText(err error) string {
 	if uerr, ok := errors.AsType[*url.Error](err); ok {
-		return uerr.Err.Error()
+		err = uerr.Err
 	}
-	return err.Error()
+	// The command names itself already.
+	return strings.TrimPrefix(err.Error(), "securehttp: ")
 }

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/securehttp/securehttp"
@@ -21,23 +20,42 @@ import (
 // pinsTimeout bounds the whole connection: dial, handshake and response.
 const pinsTimeout = 30 * time.Second
 
-func runPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("pins", "pins [--cacert FILE] https://host[:port]/", stderr)
-	cacert := fs.String("cacert", "", "trust the roots in this PEM `file` instead of the system roots")
-	positional, err := parseInterspersed(fs, args)
-	if err != nil {
-		return flagExit(err)
+type pinsFlags struct {
+	cacert string
+	json   bool
+}
+
+func pinsOptions(f *pinsFlags, stdout, stderr io.Writer) *options {
+	o := newOptions("pins", "pins [--cacert FILE] [--json] https://host[:port]/",
+		"Connects with full validation and prints every certificate of the verified chain with its\n"+
+			"SPKI pin and SHA-256 fingerprint, then a recommended PinSet (a primary and a backup pin)\n"+
+			"in Go and in JSON.", stdout, stderr)
+	o.str(&f.cacert, "", "cacert", "FILE", "trust the roots in this PEM file instead of the system roots")
+	o.boolean(&f.json, "", "json", "print only the recommended []securehttp.PinSet, as JSON")
+	return o
+}
+
+func runPins(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	var f pinsFlags
+	o := pinsOptions(&f, stdout, stderr)
+	positional, code, ok := o.parse(args)
+	if !ok {
+		return code
 	}
-	if len(positional) != 1 {
-		fs.Usage()
+	switch len(positional) {
+	case 0:
+		fmt.Fprintf(stderr, "securehttp pins: missing the URL of the server\nusage: securehttp %s\n", o.usage)
 		return exitUsage
+	case 1:
+	default:
+		return o.refuse(positional[1], "pins takes one URL; put flags before or after it")
 	}
 	u, err := parseAbsoluteURL(positional[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "securehttp pins: %v\n", err)
 		return exitUsage
 	}
-	roots, err := loadRoots(*cacert)
+	roots, err := loadRoots(f.cacert)
 	if err != nil {
 		fmt.Fprintf(stderr, "securehttp pins: %v\n", err)
 		return exitUsage
@@ -52,6 +70,10 @@ func runPins(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "securehttp pins: %s: %s: %s\n", u.Host, what, errText(err))
 		return code
+	}
+	if f.json {
+		fmt.Fprintln(stdout, recommendedJSON(u.Hostname(), cs.VerifiedChains[0]))
+		return exitOK
 	}
 	printChains(stdout, u.Hostname(), cs, roots == nil, time.Now())
 	return exitOK
@@ -263,6 +285,16 @@ key you keep offline:
 	}
 	fmt.Fprint(w, "\t},\n}\n")
 
+	fmt.Fprintf(w, "\nJSON, for []securehttp.PinSet:\n\n%s\n", recommendedJSON(host, chain))
+}
+
+// recommendedJSON returns the recommended pins as a JSON []securehttp.PinSet.
+func recommendedJSON(host string, chain []*x509.Certificate) string {
+	primary, backup := recommend(chain)
+	picks := []pinChoice{primary}
+	if backup != nil {
+		picks = append(picks, *backup)
+	}
 	// The exported field names of PinSet, so that this unmarshals into
 	// []securehttp.PinSet with encoding/json.
 	type jsonPinSet struct {
@@ -277,5 +309,5 @@ key you keep offline:
 	if err != nil {
 		panic(err) // strings only: cannot fail
 	}
-	fmt.Fprintf(w, "\nJSON, for []securehttp.PinSet:\n\n%s\n", strings.TrimSpace(string(out)))
+	return string(out)
 }

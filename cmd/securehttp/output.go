@@ -1,0 +1,152 @@
+package main
+
+// Where get -o writes: stdout, a special file written in place, or a
+// regular file replaced atomically once the download is complete.
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// output is get's destination. Writes go to w; commit makes them final and
+// abort, safe to call more than once and after commit, discards them.
+type output struct {
+	w    io.Writer
+	file bool // -o named a file, "-" excluded
+
+	tmp     *os.File // the temporary file a regular file is written to
+	special *os.File // a device or FIFO, written directly
+	final   string   // the path tmp is renamed to
+	done    bool
+}
+
+func (o *output) Write(p []byte) (int, error) { return o.w.Write(p) }
+
+// openOutput opens the destination of -o path: stdout for "" and "-"; the
+// file itself for a device, a FIFO or a socket, which a rename would
+// replace (as root, -o /dev/null would otherwise turn the device into a
+// file); otherwise a temporary file beside the target.
+//
+// A new file gets mode 0666 less the umask, as with curl and shell
+// redirection; an existing file keeps its mode, so that a 0600 file does
+// not become world-readable. A symbolic link is followed and kept.
+func openOutput(path string, stdout io.Writer) (*output, error) {
+	if path == "" || path == "-" {
+		return &output{w: stdout, done: true}, nil
+	}
+	target := path
+	var mode fs.FileMode = 0o666 // less the umask, applied by the kernel
+	keepMode := false
+	switch info, err := os.Stat(path); {
+	case err == nil && info.IsDir():
+		return nil, fmt.Errorf("%s is a directory", path)
+	case err == nil && !info.Mode().IsRegular():
+		return openSpecial(path, info.Mode())
+	case err == nil:
+		if target, err = filepath.EvalSymlinks(path); err != nil {
+			return nil, err
+		}
+		mode, keepMode = info.Mode().Perm(), true
+	case errors.Is(err, fs.ErrNotExist):
+		if _, lerr := os.Lstat(path); lerr == nil {
+			return nil, fmt.Errorf("%s is a symbolic link to a missing file", path)
+		}
+		dir := filepath.Dir(path)
+		if _, derr := os.Stat(dir); derr != nil {
+			return nil, fmt.Errorf("cannot write %s: directory %s: %w", path, dir, derr)
+		}
+	default:
+		return nil, err
+	}
+	tmp, err := createTemp(filepath.Dir(target), "."+filepath.Base(target)+".part-", mode)
+	if err != nil {
+		return nil, err
+	}
+	if keepMode {
+		// The umask may have cleared bits of the file's mode.
+		if err := tmp.Chmod(mode); err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			return nil, err
+		}
+	}
+	return &output{w: tmp, file: true, tmp: tmp, final: target}, nil
+}
+
+// openSpecial opens a device, FIFO or socket for writing, without creating
+// or truncating anything. A FIFO is opened without blocking, so that one
+// with no reader is an error rather than a hang.
+func openSpecial(path string, mode fs.FileMode) (*output, error) {
+	flags := os.O_WRONLY
+	if mode&fs.ModeNamedPipe != 0 {
+		flags |= syscall.O_NONBLOCK
+	}
+	f, err := os.OpenFile(path, flags, 0)
+	if errors.Is(err, syscall.ENXIO) {
+		return nil, fmt.Errorf("%s is a FIFO with no reader", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &output{w: f, file: true, special: f}, nil
+}
+
+// createTemp creates a new file named prefix plus a random suffix in dir,
+// with mode perm less the umask. os.CreateTemp would make it 0600.
+func createTemp(dir, prefix string, perm fs.FileMode) (*os.File, error) {
+	for range 100 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(filepath.Join(dir, prefix+hex.EncodeToString(b[:])), os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, fmt.Errorf("cannot create a temporary file in %s", dir)
+}
+
+// commit makes the output final: the temporary file takes the target's
+// place, or the special file is closed.
+func (o *output) commit() error {
+	if o.done {
+		return nil
+	}
+	o.done = true
+	if o.special != nil {
+		return o.special.Close()
+	}
+	if err := o.tmp.Close(); err != nil {
+		os.Remove(o.tmp.Name())
+		return err
+	}
+	if err := os.Rename(o.tmp.Name(), o.final); err != nil {
+		os.Remove(o.tmp.Name())
+		return err
+	}
+	return nil
+}
+
+// abort discards the output: the temporary file is removed, and the target
+// is left as it was.
+func (o *output) abort() {
+	if o.done {
+		return
+	}
+	o.done = true
+	if o.special != nil {
+		o.special.Close()
+		return
+	}
+	o.tmp.Close()
+	os.Remove(o.tmp.Name())
+}

@@ -1,0 +1,210 @@
+package main
+
+// demo --serve: the demo's API and token endpoint kept up on 127.0.0.1 for
+// README's quick start, with what a client needs printed as shell lines.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/securehttp/securehttp"
+	"github.com/securehttp/securehttp/internal/testpki"
+)
+
+const (
+	// serveClientID is the quick start's client at the demo token endpoint.
+	serveClientID = "quickstart"
+	// serveLifetime is how long --serve's tokens live: long enough for a
+	// newcomer's session, short enough to show a refresh now and then.
+	serveLifetime = 10 * time.Minute
+)
+
+// serveDemo runs the demo's servers until ctx ends, or for dur when it is
+// not zero.
+func serveDemo(ctx context.Context, dur time.Duration, stdout, stderr io.Writer) int {
+	stdout = &lockedWriter{w: stdout} // the servers log each request
+	if dur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, dur)
+		defer cancel()
+	}
+	s, err := startServe(stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "securehttp demo: %v\n", err)
+		return exitError
+	}
+	defer s.close()
+	s.print(stdout)
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "securehttp demo: servers stopped.")
+	return exitOK
+}
+
+// served is the running --serve scenery.
+type served struct {
+	dir      string // holds root.pem
+	rootFile string
+	pins     []string
+	secret   string
+	base     string // https://127.0.0.1:PORT
+	srv      *http.Server
+	done     chan struct{}
+}
+
+func startServe(logTo io.Writer) (_ *served, err error) {
+	s := &served{}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	root, err := testpki.NewRoot("securehttp demo root", testpki.Options{})
+	if err != nil {
+		return nil, err
+	}
+	inter, err := root.NewIntermediate("securehttp demo intermediate", testpki.Options{})
+	if err != nil {
+		return nil, err
+	}
+	// The leaf names the address and hostAPI, which no resolver knows:
+	// README's --connect-to example reaches it by that name.
+	leaf, err := inter.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{hostAPI}})
+	if err != nil {
+		return nil, err
+	}
+	spare, err := sparePin()
+	if err != nil {
+		return nil, err
+	}
+	s.pins = []string{securehttp.SPKIPin(inter.Cert), spare}
+	if s.dir, err = os.MkdirTemp("", "securehttp-demo-"); err != nil {
+		return nil, err
+	}
+	s.rootFile = filepath.Join(s.dir, "root.pem")
+	if err := os.WriteFile(s.rootFile, root.CertPEM(), 0o644); err != nil {
+		return nil, err
+	}
+	secret := make([]byte, 16)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	s.secret = hex.EncodeToString(secret)
+	is, err := newIssuer(serveLifetime)
+	if err != nil {
+		return nil, err
+	}
+
+	d := &demo{issuer: is}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/hello", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "hello\n")
+	})
+	mux.HandleFunc("GET /v1/me", d.me)
+	mux.HandleFunc("POST /token", s.token(is))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.base = "https://" + ln.Addr().String()
+	s.srv = &http.Server{
+		Handler:           logRequests(logTo, mux),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(leaf, inter)}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		s.srv.ServeTLS(ln, "", "") // returns http.ErrServerClosed on close
+	}()
+	return s, nil
+}
+
+// token is the token endpoint: client credentials with client_secret_basic.
+func (s *served) token(is *issuer) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, secret, ok := r.BasicAuth()
+		if ok {
+			// RFC 6749 section 2.3.1: both are form-encoded first.
+			id, _ = url.QueryUnescape(id)
+			secret, _ = url.QueryUnescape(secret)
+		}
+		if !ok || id != serveClientID || subtle.ConstantTimeCompare([]byte(secret), []byte(s.secret)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="securehttp demo"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":"invalid_client"}`)
+			return
+		}
+		is.serveToken(w, r)
+	}
+}
+
+func (s *served) close() {
+	if s.srv != nil {
+		s.srv.Close()
+		<-s.done
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+}
+
+// print writes what a client needs, first for a reader, then as shell
+// lines to paste.
+func (s *served) print(w io.Writer) {
+	fmt.Fprintf(w, "securehttp demo: an API and a token endpoint on 127.0.0.1, until interrupted (Ctrl-C).\n")
+	fmt.Fprintf(w, "  API:      %s/v1/me (needs a token), %s/v1/hello (needs none)\n", s.base, s.base)
+	fmt.Fprintf(w, "  token:    %s/token (client credentials, client_secret_basic)\n", s.base)
+	fmt.Fprintf(w, "  root CA:  %s\n", s.rootFile)
+	fmt.Fprintf(w, "  pins:     %s (the intermediate CA's key), %s (a spare key: the backup)\n", s.pins[0], s.pins[1])
+	fmt.Fprintf(w, "\nIn another terminal, in this repository, paste:\n\n")
+	for _, kv := range s.env() {
+		fmt.Fprintf(w, "export %s=%s\n", kv[0], shellQuote(kv[1]))
+	}
+	fmt.Fprintf(w, "go run ./examples/quickstart\n\n")
+}
+
+// env is what the quick start reads, in order.
+func (s *served) env() [][2]string {
+	return [][2]string{
+		{"SECUREHTTP_BASE", s.base},
+		{"SECUREHTTP_URL", s.base + "/v1/me"},
+		{"SECUREHTTP_CACERT", s.rootFile},
+		{"SECUREHTTP_PINS", strings.Join(s.pins, ",")},
+		{"SECUREHTTP_TOKEN_URL", s.base + "/token"},
+		{"SECUREHTTP_CLIENT_ID", serveClientID},
+		{"SECUREHTTP_CLIENT_SECRET", s.secret},
+	}
+}
+
+// shellQuote quotes v for a POSIX shell.
+func shellQuote(v string) string {
+	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+}
+
+// logRequests prints one line per request: method, path and status, never
+// a header or a query string.
+func logRequests(w io.Writer, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: rw, log: func(status int) {
+			fmt.Fprintf(w, "  %s %s %s → %d\n", time.Now().Format(time.TimeOnly), r.Method, r.URL.Path, status)
+		}}
+		h.ServeHTTP(sw, r)
+		sw.logOnce(http.StatusOK)
+	})
+}
