@@ -47,6 +47,13 @@ type Config struct {
 	// report-only, from the goroutine doing the handshake. It must not block.
 	OnPinFailure func(*PinError)
 
+	// Hooks receives the client's events (attempts, retries, budget,
+	// refreshes, token requests, handshakes, pin failures, expiring
+	// certificates) for metrics and traces; see otelsecurehttp for
+	// OpenTelemetry. Nil means none, at no cost. NewTransport copies the
+	// struct, so changing it afterwards has no effect.
+	Hooks *Hooks
+
 	// RequireOCSPStaple refuses servers that do not staple a valid OCSP
 	// response. A leaf carrying the TLS Feature status_request extension
 	// (must-staple) requires one whatever this says.

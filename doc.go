@@ -121,6 +121,24 @@
 // error and its body intact, as net/http would return it. Each retry is
 // logged at Debug with the URL stripped of its query and userinfo.
 //
+// Every resend to a host (a retry, a replay after a 401 or a DPoP nonce
+// challenge) is paid for from that host's retry budget: RetryPolicy.Budget
+// (by default a fifth) of the requests sent to it over the last 10 seconds,
+// and at least 10 resends per second. Once it is spent the last response or
+// error is returned as it is, so that against a server failing everything
+// 400 requests cost about 480 attempts, not 1600. WithoutRetries and
+// WithoutToken turn retries or the token off for one request.
+//
+// # Hooks
+//
+// Config.Hooks receives events (attempts, retries, budget exhaustion,
+// refreshes, token endpoint calls, handshakes, pin failures, expiring
+// certificates) whose fields hold no secret: URLs lose their query and
+// userinfo, and failures are named by class, never by an error's text. A
+// nil *Hooks costs nothing. The subpackage otelsecurehttp turns them into
+// OpenTelemetry spans and metrics; this package imports no telemetry
+// library.
+//
 // # Threat model
 //
 // securehttp defends against:
@@ -133,7 +151,11 @@
 //     pass (OkHttp's CVE-2016-2402);
 //   - a redirect to another host or to http://, which never receives the
 //     token (a downgrade is an error, not a silent follow);
-//   - secrets leaking into logs, errors and formatted values;
+//   - secrets leaking into logs, errors, formatted values and telemetry:
+//     hooks, and so OpenTelemetry, get no token, proof, cookie, query string
+//     or userinfo;
+//   - retries amplifying an outage: each host's resends are bounded by a
+//     retry budget;
 //   - a revoked certificate, when the server staples an OCSP response;
 //   - anyone who can read or write a shared token store (redisstore) without
 //     its EncryptionKey: records are sealed with AES-256-GCM and bound to

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -190,4 +191,80 @@ func ExampleConfig_egress() {
 	// Output:
 	// true
 	// true
+}
+
+// Hooks see each attempt, retry and handshake, without secrets: the URL
+// has lost its query string here.
+func ExampleHooks() {
+	var n atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+
+	client, err := securehttp.NewClient(securehttp.Config{
+		RootCAs: roots,
+		Retry:   securehttp.RetryPolicy{MinWait: time.Millisecond},
+		Hooks: &securehttp.Hooks{
+			AttemptDone: func(_ context.Context, e securehttp.AttemptEvent, r securehttp.AttemptResult) {
+				fmt.Println("attempt", e.Attempt, e.Method, e.URL == srv.URL+"/orders", r.StatusCode)
+			},
+			RetryScheduled: func(_ context.Context, e securehttp.RetryEvent) {
+				fmt.Println("retry after", e.Reason)
+			},
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(srv.URL + "/orders?api_key=secret")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	// Output:
+	// attempt 1 GET true 503
+	// retry after 503
+	// attempt 2 GET true 200
+}
+
+// A request sent once, whatever the RetryPolicy: the caller retries it
+// itself, or not at all.
+func ExampleWithoutRetries() {
+	var n atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+
+	client, err := securehttp.NewClient(securehttp.Config{RootCAs: roots})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.CloseIdleConnections()
+	ctx := securehttp.WithoutRetries(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, n.Load())
+	// Output: 503 1
 }

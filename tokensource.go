@@ -170,6 +170,7 @@ type tokenSource struct {
 	methods []string
 	logger  *slog.Logger
 	now     func() time.Time
+	hooks   *Hooks
 
 	mu          sync.Mutex
 	cur         *token
@@ -348,7 +349,9 @@ func (ts *tokenSource) start() *flight {
 
 func (ts *tokenSource) run(ctx context.Context, f *flight, prev *token) {
 	defer f.cancel()
+	start := ts.now()
 	tok, err := ts.obtain(ctx, prev)
+	ts.hooks.tokenRefresh(ctx, err, ts.now().Sub(start))
 
 	ts.mu.Lock()
 	defer ts.mu.Unlock()

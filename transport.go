@@ -54,6 +54,8 @@ type Transport struct {
 
 	bearer *tokenSource // nil without Config.Bearer
 	retry  retryConfig
+	budget *retryBudget // nil when Retry.Budget is negative
+	hooks  *Hooks       // nil without Config.Hooks
 
 	logger *slog.Logger // never nil: a discarding logger when Config.Logger is nil
 	now    func() time.Time
@@ -90,6 +92,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 		now:           time.Now,
 		jitter:        rand.Int64N,
 	}
+	t.budget, t.hooks = newRetryBudget(retry.budget, t.clock), cfg.Hooks.clone()
 	if cfg.MaxIdleConnsPerHost < 0 {
 		return nil, &ConfigError{Field: "MaxIdleConnsPerHost", Err: errors.New("must not be negative")}
 	}
@@ -130,12 +133,14 @@ func NewTransport(cfg Config) (*Transport, error) {
 		if t.bearer, err = newTokenSource(cfg.Bearer, t.logger, t.clock); err != nil {
 			return nil, err
 		}
+		t.bearer.hooks = t.hooks
 		if cc := cfg.Bearer.ClientCredentials; cc != nil {
 			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, false)
 			if err != nil {
 				return nil, err
 			}
 			t.bearer.refresh = tc.fetch
+			tc.hooks, tc.resend = t.hooks, t.allowResend
 		}
 	}
 	return t, nil
@@ -208,8 +213,9 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, fmt.Errorf("securehttp: bad request host: %w", err)
 	}
+	t.budget.request(host)
 
-	if t.bearer == nil || req.Header.Get("Authorization") != "" {
+	if t.bearer == nil || req.Header.Get("Authorization") != "" || tokenOff(req.Context()) {
 		return t.send(req, false)
 	}
 	if !t.bearer.covers(host) {
@@ -225,7 +231,7 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	out := withToken(req, tok)
+	out := t.hooks.track(withToken(req, tok))
 	resp, err := t.send(out, true)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		resp, err = t.recoverUnauthorized(out, resp)
@@ -250,6 +256,7 @@ func (t *Transport) direct(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
 	}
+	t.budget.requestURL(req.URL)
 	return t.send(req, false)
 }
 
@@ -286,7 +293,7 @@ func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) 
 		return resp, nil
 	}
 	sent := sentToken(req)
-	if !t.bearer.invalidate(sent) || !replayable(req) {
+	if !t.bearer.invalidate(sent) || !replayable(req) || !t.allowResend(req, resendUnauthorized) {
 		return resp, nil
 	}
 	tok, err := t.bearer.token(req.Context())
@@ -511,6 +518,7 @@ func (t *Transport) pinFailure(err *PinError) {
 	if t.onPinFailure != nil {
 		t.onPinFailure(err)
 	}
+	t.hooks.pinFailure(err)
 }
 
 // warnExpiring logs, once per certificate, that a certificate of a verified
@@ -531,6 +539,7 @@ func (t *Transport) warnExpiring(chains [][]*x509.Certificate) {
 			}
 			t.logger.Warn("securehttp: certificate expires soon", "subject", c.Subject.String(),
 				"not_after", c.NotAfter, "spki_pin", SPKIPin(c))
+			t.hooks.certificateExpiring(c)
 		}
 	}
 }

@@ -151,6 +151,7 @@ type secureOptions struct {
 	token   string // the token in the MemoryStore at the start
 	refresh func(context.Context) (string, error)
 	window  time.Duration         // Bearer.RefreshWindow
+	hooks   *securehttp.Hooks     // Config.Hooks
 	store   securehttp.TokenStore // replaces the MemoryStore of token when set
 }
 
@@ -170,6 +171,7 @@ func (f *fixture) secureClient(b *testing.B, o secureOptions) *http.Client {
 		Proxy:               noProxy,
 		DialContext:         f.dial,
 		MaxIdleConnsPerHost: poolSize,
+		Hooks:               o.hooks,
 	}
 	if o.store != nil {
 		cfg.Bearer.Store = o.store
