@@ -26,8 +26,10 @@
 //     expired during a slow refresh cannot overwrite a newer token.
 //
 // Tokens bound to a key (DPoP, client certificates) are kept apart per
-// binding: see Store.ForBinding. Nothing in the store expires by itself;
-// delete the keys to forget a token.
+// binding: see Store.ForBinding. A record, and its generation counter,
+// expire an hour after their token does, so that the keys of bindings no
+// longer in use go away by themselves; a token without a known expiry is
+// kept until it is replaced or its keys are deleted.
 //
 // Everything goes through redis.UniversalClient, so a single node, Redis
 // Sentinel and Redis Cluster all work.
@@ -98,7 +100,10 @@ var (
 
 const (
 	defaultLeaseTTL = 30 * time.Second
-	minLeaseTTL     = 10 * time.Millisecond
+	// recordGrace is how long a record outlives its token: long enough that
+	// no refresh still in flight for it can find its generation gone.
+	recordGrace = time.Hour
+	minLeaseTTL = 10 * time.Millisecond
 	// format versions: the first byte of a record's v field.
 	formatPlain  = 0
 	formatSealed = 1
@@ -155,13 +160,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0`),
-		// KEYS: record. ARGV: generation, sealed value.
+		// KEYS: record, gen. ARGV: generation, sealed value, time to
+		// live in ms (0: none).
 		save: redis.NewScript(`
 local cur = tonumber(redis.call('HGET', KEYS[1], 'g') or '0')
 if cur >= tonumber(ARGV[1]) then
   return 0
 end
 redis.call('HSET', KEYS[1], 'g', ARGV[1], 'v', ARGV[2])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+else
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
+end
 return 1`),
 		// KEYS: record, gen.
 		next: redis.NewScript(nextGen + `return g`),
@@ -268,7 +281,11 @@ func (s *Store) saveGen(ctx context.Context, gen int64, tok securehttp.Token) er
 	if err != nil {
 		return err
 	}
-	ok, err := s.scripts.save.Run(ctx, s.rdb, []string{s.record}, gen, sealed).Int64()
+	var ttl int64 // none for a token without a known expiry
+	if !tok.Expiry.IsZero() {
+		ttl = max(time.Until(tok.Expiry)+recordGrace, recordGrace).Milliseconds()
+	}
+	ok, err := s.scripts.save.Run(ctx, s.rdb, []string{s.record, s.gen}, gen, sealed, ttl).Int64()
 	if err != nil {
 		return s.redisError("save", err)
 	}

@@ -79,12 +79,26 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil || got.Value != want.Value || !got.Expiry.Equal(want.Expiry) {
 				t.Fatalf("Load: got %v (same value: %t), %v; want %v", got, got.Value == want.Value, err, want)
 			}
+			// The record and its counter go an hour after the token.
+			rec, gen := "{rt-"+name+"}:token", "{rt-"+name+"}:gen"
+			for _, k := range []string{rec, gen} {
+				ttl, err := rdb.PTTL(ctx, k).Result()
+				if want := time.Until(want.Expiry) + time.Hour; err != nil || ttl <= want-time.Minute || ttl > want+time.Second {
+					t.Errorf("PTTL %s: got %v, %v; want about %v", k, ttl, err, want)
+				}
+			}
 			opaque := securehttp.Token{Value: "tok-opaque"}
 			if err := s.Save(ctx, opaque); err != nil {
 				t.Fatalf("Save: %v", err)
 			}
 			if got, err := s.Load(ctx); err != nil || got.Value != opaque.Value || !got.Expiry.IsZero() {
 				t.Fatalf("Load after saving a token without expiry: got %v, %v; want %v", got, err, opaque)
+			}
+			for _, k := range []string{rec, gen} {
+				// -1: the key exists and does not expire.
+				if ttl, err := rdb.PTTL(ctx, k).Result(); err != nil || ttl != -1 {
+					t.Errorf("PTTL %s for a token without expiry: got %v, %v; want -1 (no expiry)", k, ttl, err)
+				}
 			}
 		})
 	}
