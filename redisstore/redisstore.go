@@ -16,7 +16,7 @@
 //     sealed token (field v): the token and its expiry, encrypted with
 //     AES-256-GCM under Options.EncryptionKey, with the record's key name
 //     and generation as associated data. The token never appears in Redis
-//     in clear, nor in any error or log;
+//     in clear (unless Options.Plaintext is set), nor in any error or log;
 //   - {K}:lease, held by the one process that refreshes: SET NX PX with a
 //     random owner value, renewed while it refreshes, released by a
 //     compare-and-delete script;
@@ -72,9 +72,10 @@ type Options struct {
 	EncryptionKey []byte
 
 	// LeaseTTL is how long a refreshing process holds the lease without
-	// renewing it: when that process dies, the others wait this long at
-	// most before one of them takes over. The holder renews the lease every
-	// third of it while it refreshes. Zero means the time left to the
+	// renewing it: when that process dies, the lease is free again after at
+	// most this long. The holder renews the lease every third of it while
+	// it refreshes. (A process waiting for another's refresh waits at most
+	// half of its own RefreshTimeout in any case, then refreshes alone.) Zero means the time left to the
 	// refresh (Bearer.RefreshTimeout, 30 s by default), and 30 s when the
 	// refresh has no deadline.
 	LeaseTTL time.Duration
