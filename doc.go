@@ -69,7 +69,9 @@
 // same server are different hosts, and so are two names of it, since only
 // DNS, which an attacker may forge, says they are the same. A connection to
 // a host no PinSet covers, and a request to a host outside Bearer.Hosts,
-// each log a Debug event.
+// each log a Debug event. Host patterns (PinSet.Host, Bearer.Hosts,
+// AllowHosts) are validated strictly, so that a typo is a *ConfigError
+// rather than a pattern that silently matches nothing.
 //
 // # Tokens
 //
@@ -93,9 +95,13 @@
 // already. A 401 with no challenge, or with a Bearer challenge whose error
 // is invalid_token or absent, invalidates the token that request carried;
 // the request is replayed once with a new token when its body can be
-// replayed (no body, or GetBody set). The token goes only to https requests
-// whose host matches Bearer.Hosts; every redirect hop is judged anew. A
-// request that already has an Authorization header is left alone.
+// replayed (no body, or GetBody set). Refreshes caused by 401s are spaced by
+// the same backoff, so a server that refuses every token costs at most one
+// refresh per backoff. The token goes only to https requests whose host
+// matches Bearer.Hosts; every redirect hop is judged anew. An entry without a
+// port covers every port of its hosts, as net/http does for the headers it
+// copies on redirects; "host:port" restricts it to one port. A request that
+// already has an Authorization header is left alone.
 //
 // The exact expiry guarantee: a token is attached when the request enters
 // the Transport, and only while at least min(lifetime/10, 5 s) of its life
@@ -157,6 +163,10 @@
 //   - retries amplifying an outage: each host's resends are bounded by a
 //     retry budget;
 //   - a revoked certificate, when the server staples an OCSP response;
+//   - another local user planting or swapping the token file: FileStore
+//     follows no symbolic link, opens a FIFO or device without blocking
+//     and refuses it, and refuses a file that others can read or that
+//     another user owns;
 //   - anyone who can read or write a shared token store (redisstore) without
 //     its EncryptionKey: records are sealed with AES-256-GCM and bound to
 //     their key and generation, so such a writer cannot read, plant or move

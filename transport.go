@@ -218,12 +218,15 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 	if t.bearer == nil || req.Header.Get("Authorization") != "" || tokenOff(req.Context()) {
 		return t.send(req, false)
 	}
-	if !t.bearer.covers(host) {
+	if !t.bearer.covers(host, req.URL.Port()) {
 		// Said once per request, so that a host spelt differently from its
-		// Bearer.Hosts entry (an IP for a name, another alias) is not a
-		// mystery 401.
-		t.logger.Debug("securehttp: no token sent: the host is not in Bearer.Hosts",
-			"host", host, "method", req.Method, "url", redactURL(req.URL))
+		// Bearer.Hosts entry (an IP for a name, another alias, another
+		// port) is not a mystery 401. Asked first, so that a silent logger
+		// costs nothing.
+		if t.logger.Enabled(req.Context(), slog.LevelDebug) {
+			t.logger.Debug("securehttp: no token sent: the host is not in Bearer.Hosts",
+				"host", host, "method", req.Method, "url", redactURL(req.URL))
+		}
 		return t.send(req, false)
 	}
 	tok, err := t.bearer.token(req.Context())
@@ -350,8 +353,9 @@ func redactURL(u *url.URL) string {
 }
 
 // CloseIdleConnections closes idle connections and stops any background
-// token refresh, waiting for it to end. Requests still waiting for that
-// refresh fail with an error wrapping context.Canceled.
+// token refresh, waiting for it to end, for at most a second when Refresh
+// ignores its context. Requests still waiting for that refresh fail with an
+// error wrapping context.Canceled.
 func (t *Transport) CloseIdleConnections() {
 	t.base.CloseIdleConnections()
 	if t.bearer != nil {
