@@ -187,6 +187,12 @@
 //     follows no symbolic link, opens a FIFO or device without blocking
 //     and refuses it, and refuses a file that others can read or that
 //     another user owns;
+//   - anyone who can read or write a shared token store (redisstore) without
+//     its EncryptionKey: records are sealed with AES-256-GCM and bound to
+//     their key and generation, so such a writer cannot read, plant or move
+//     a token; it can make replicas refresh on their own, or put back an
+//     older record of the same key, whose token is used only while still
+//     valid;
 //   - server-side request forgery, with AllowHosts and BlockPrivateNetworks:
 //     a URL, a redirect or a token endpoint pointing at another host, at
 //     cloud metadata (169.254.169.254, fd00:ec2::254) or at any private,
@@ -216,7 +222,8 @@
 //     the proxy resolves it, so the proxy must enforce its own egress policy
 //     (the proxy itself, chosen by the user, is always allowed; a target IP
 //     literal is still checked before CONNECT);
-//   - denial of service by anyone on the path.
+//   - denial of service by anyone on the path;
+//   - whoever holds a shared store's EncryptionKey: they can read its tokens.
 //
 // # Errors
 //
@@ -224,8 +231,9 @@
 // ErrBlockedAddress, ErrInsecureScheme,
 // ErrPinMismatch (and *PinError), ErrWeakKey, ErrRevoked, ErrOCSPStaple,
 // ErrNoToken (and *RefreshError), ErrIssuerMismatch, *OAuthError,
-// ErrInsecureTokenFile, ErrClientCert (from LoadClientCert), and *ConfigError
-// from NewClient and NewTransport. Certificate failures from crypto/tls are
+// ErrInsecureTokenFile, ErrClientCert (from LoadClientCert), ErrStaleLease
+// (from a SharedTokenStore's Lease.Save), and *ConfigError from NewClient
+// and NewTransport. Certificate failures from crypto/tls are
 // *tls.CertificateVerificationError. Messages are lower case and start with
 // "securehttp:".
 package securehttp

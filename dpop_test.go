@@ -1238,3 +1238,58 @@ func TestDPoPNonceRetrySpendsBudget(t *testing.T) {
 		t.Fatalf("got budget refusals %q, want %d for %q", refused, requests-budgetFloor, resendNonce)
 	}
 }
+
+// bindingStore is a BindingStore that records the bindings asked for and
+// keeps one MemoryStore per binding.
+type bindingStore struct {
+	*MemoryStore
+	mu     sync.Mutex
+	asked  []string
+	stores map[string]*MemoryStore
+}
+
+func (s *bindingStore) ForBinding(binding string) TokenStore {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.asked = append(s.asked, binding)
+	if s.stores[binding] == nil {
+		s.stores[binding] = NewMemoryStore(Token{})
+	}
+	return s.stores[binding]
+}
+
+// TestDPoPBindingStore: with DPoP, a BindingStore is asked for the store of
+// "dpop:" and the key's thumbprint, and the token is saved there, apart
+// from the plain bearer tokens of the same store.
+func TestDPoPBindingStore(t *testing.T) {
+	t.Parallel()
+	s := newDPoPServer(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	d := &DPoP{Key: key}
+	jkt, _ := d.Thumbprint()
+	store := &bindingStore{MemoryStore: NewMemoryStore(Token{}), stores: map[string]*MemoryStore{}}
+	cfg := s.config(t, d)
+	cfg.Bearer.Store = store
+	c := &http.Client{Transport: newTestTransport(t, cfg)}
+	if status, _ := dpopDo(t, c, http.MethodGet, s.url("/v1"), nil); status != http.StatusOK {
+		t.Fatalf("got status %d, want 200", status)
+	}
+	s.checkNoProblems(t)
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	want := "dpop:" + jkt
+	if !slices.Contains(store.asked, want) {
+		t.Fatalf("got bindings %q, want %q among them", store.asked, want)
+	}
+	bound, _ := store.stores[want].Load(t.Context())
+	var plain Token
+	if s := store.stores[""]; s != nil {
+		plain, _ = s.Load(t.Context())
+	}
+	if p, _ := store.MemoryStore.Load(t.Context()); p.Value != "" {
+		plain = p
+	}
+	if bound.Value == "" || plain.Value != "" {
+		t.Fatalf("got a token in the bound store: %t, in the plain one: %t; want only the bound one", bound.Value != "", plain.Value != "")
+	}
+}

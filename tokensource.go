@@ -242,7 +242,7 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 		return nil, &ConfigError{Field: "Bearer.ValidMethods", Err: errors.New("set only with Keyfunc")}
 	}
 	ts := &tokenSource{
-		store:   b.Store,
+		store:   storeFor(b.Store, ""), // a plain bearer token has no binding
 		refresh: b.Refresh,
 		window:  b.RefreshWindow,
 		timeout: orDefault(b.RefreshTimeout, defaultRefreshTimeout),
@@ -439,6 +439,11 @@ func (ts *tokenSource) callRefresh(ctx context.Context) (tok Token, err error) {
 // obtain re-reads the store, where another process may already have saved a
 // fresh token, and calls Refresh only if that does not give a usable one.
 func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) {
+	// A store shared by many processes lets one of them refresh for all
+	// (tokenshare.go).
+	if shared, ok := ts.store.(SharedTokenStore); ok && ts.refresh != nil {
+		return ts.obtainShared(ctx, shared, prev)
+	}
 	now := ts.now()
 	stored, loadErr := ts.store.Load(ctx)
 	rejected := ts.rejectedToken()

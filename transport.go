@@ -144,6 +144,11 @@ func NewTransport(cfg Config) (*Transport, error) {
 				return nil, err
 			}
 			t.bearer.jkt = t.dpop.jkt
+			if cfg.Bearer.Store != nil {
+				// Binding is part of a token's identity: a shared store
+				// keeps this key's tokens apart from other processes'.
+				t.bearer.store = storeFor(cfg.Bearer.Store, "dpop:"+t.dpop.jkt)
+			}
 		}
 		t.bearer.hooks = t.hooks
 		if cc := cfg.Bearer.ClientCredentials; cc != nil {

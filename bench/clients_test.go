@@ -151,9 +151,10 @@ type secureOptions struct {
 	pins    bool   // pin the leaf's key (with a backup pin)
 	token   string // the token in the MemoryStore at the start
 	refresh func(context.Context) (string, error)
-	window  time.Duration     // Bearer.RefreshWindow
-	hooks   *securehttp.Hooks // Config.Hooks
-	dpop    crypto.Signer     // Bearer.DPoP.Key; nil: no DPoP
+	window  time.Duration         // Bearer.RefreshWindow
+	hooks   *securehttp.Hooks     // Config.Hooks
+	store   securehttp.TokenStore // replaces the MemoryStore of token when set
+	dpop    crypto.Signer         // Bearer.DPoP.Key; nil: no DPoP
 }
 
 // secureClient returns securehttp with bearer tokens and retries (the
@@ -173,6 +174,9 @@ func (f *fixture) secureClient(b *testing.B, o secureOptions) *http.Client {
 		DialContext:         f.dial,
 		MaxIdleConnsPerHost: poolSize,
 		Hooks:               o.hooks,
+	}
+	if o.store != nil {
+		cfg.Bearer.Store = o.store
 	}
 	if o.dpop != nil {
 		cfg.Bearer.DPoP = &securehttp.DPoP{Key: o.dpop}

@@ -1,5 +1,5 @@
 // Package peers starts real third-party network peers (nginx, openssl
-// s_server and tinyproxy) on the loopback interface for tests, and stops them
+// s_server, tinyproxy and redis-server) on the loopback interface for tests, and stops them
 // when the test finishes.
 //
 // Every peer listens on 127.0.0.1 only, on a free port picked at start, and
@@ -11,10 +11,10 @@
 // registered with t.Cleanup) signals the whole group, waits a bounded time and
 // then kills it.
 //
-// The binaries come from Debian packages: nginx-light (or nginx), openssl and
-// tinyproxy. When one is missing the test is skipped, unless the environment
-// variable CI is "true", in which case the test fails: a missing peer in CI is
-// an installation bug. See Require.
+// The binaries come from Debian packages: nginx-light (or nginx), openssl,
+// tinyproxy and redis-server. When one is missing the test is skipped,
+// unless the environment variable CI is "true", in which case the test
+// fails: a missing peer in CI is an installation bug. See Require.
 //
 // The package is for tests only and works on Unix (Linux is what CI runs).
 package peers
@@ -71,7 +71,7 @@ const LegacyCiphers = "DEFAULT:@SECLEVEL=0"
 
 // Peer is a running third-party peer.
 type Peer struct {
-	// Name is the peer kind: "nginx", "openssl" or "tinyproxy".
+	// Name is the peer kind: "nginx", "openssl", "tinyproxy" or "redis".
 	Name string
 	// Addr is the listening address, "127.0.0.1:port".
 	Addr string
@@ -90,10 +90,14 @@ type Peer struct {
 	stopSig syscall.Signal
 
 	stopOnce sync.Once
+
+	// restart starts the same peer again on the same port; nil for peers
+	// that do not support Restart.
+	restart func(t testing.TB) *Peer
 }
 
 // URL returns scheme://127.0.0.1:port followed by path. The scheme is https
-// for nginx and openssl s_server and http for tinyproxy.
+// for nginx and openssl s_server, http for tinyproxy and redis for redis-server.
 func (p *Peer) URL(path string) string {
 	return p.scheme + "://" + p.Addr + path
 }
