@@ -69,7 +69,8 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 		return nil
 	})
 	o.boolean(&f.include, "i", "include", "print the status line and the response headers before the body")
-	o.boolean(&f.location, "L", "location", "follow redirects (off by default, as in curl); the token still goes to the URL's host only")
+	o.boolean(&f.location, "L", "location", "follow redirects (off by default, as in curl); the token, and an Authorization or\n"+
+		"Cookie header given with -H, still go to the URL's host and port only")
 	o.str(&f.maxTime, "m", "max-time", "SECONDS", "give up on the whole transfer after this many seconds (decimals allowed)")
 	o.fn("", "connect-to", "HOST1:PORT1:HOST2:PORT2", "connect to HOST2:PORT2 for requests to HOST1:PORT1, as curl does: the\n"+
 		"certificate, the pins and the token are still judged on HOST1. An empty HOST1 or PORT1\n"+
@@ -198,8 +199,13 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if err != nil {
 		return fail(exitUsage, "%v", err) // a *ConfigError: a bad --pin, say
 	}
+	if cfg.Bearer != nil && f.location {
+		client.Transport = &originToken{origin: originOf(u), withToken: client.Transport, cfg: cfg}
+	}
 	defer client.CloseIdleConnections()
-	if !f.location {
+	if f.location {
+		client.CheckRedirect = keepCredentials(originOf(u))
+	} else {
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
 
@@ -247,6 +253,89 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return fail(exitError, "-o: %v", err)
 	}
 	return exitOK
+}
+
+// maxRedirects is net/http's own limit, kept when -L replaces its
+// CheckRedirect.
+const maxRedirects = 10
+
+// keepCredentials is -L's CheckRedirect. As curl does, the credentials
+// given for the URL (an Authorization or Cookie header given with -H) go to
+// its scheme, host and port only: net/http alone forwards them to the same
+// host on another port, which may be another service, and to its
+// subdomains.
+func keepCredentials(origin string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		if originOf(req.URL) != origin {
+			for _, h := range []string{"Authorization", "Cookie", "Cookie2", "Proxy-Authorization"} {
+				req.Header.Del(h)
+			}
+		}
+		return nil
+	}
+}
+
+// originOf is u's scheme, host and port, the port made explicit, in one
+// spelling: a redirect hop is judged the same origin only if it names the
+// same one.
+func originOf(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "https":
+			port = "443"
+		case "http":
+			port = "80"
+		}
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// originToken sends the --token-file token, under -L, to the URL's origin
+// only: a redirect hop to another port of the same host goes through a
+// transport without the token. Bearer.Hosts names hosts, not ports.
+type originToken struct {
+	origin    string
+	withToken http.RoundTripper
+	cfg       securehttp.Config // withToken's, for the transport without the token
+
+	once    sync.Once
+	without http.RoundTripper
+	err     error
+}
+
+func (o *originToken) RoundTrip(req *http.Request) (*http.Response, error) {
+	if originOf(req.URL) == o.origin {
+		return o.withToken.RoundTrip(req)
+	}
+	o.once.Do(func() {
+		cfg := o.cfg
+		cfg.Bearer = nil
+		o.without, o.err = securehttp.NewTransport(cfg)
+	})
+	if o.err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, o.err
+	}
+	return o.without.RoundTrip(req)
+}
+
+// CloseIdleConnections closes both transports' idle connections, and stops
+// the token source.
+func (o *originToken) CloseIdleConnections() {
+	type closeIdler interface{ CloseIdleConnections() }
+	for _, rt := range []http.RoundTripper{o.withToken, o.without} {
+		if c, ok := rt.(closeIdler); ok {
+			c.CloseIdleConnections()
+		}
+	}
 }
 
 // readData builds the request body from -d and --data-binary values, as
