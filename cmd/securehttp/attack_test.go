@@ -80,3 +80,33 @@ func TestAttackGetRedirectCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackGetBadURLSecrets: a URL refused as malformed is not echoed with
+// its query or userinfo, which may hold a token or a password.
+func TestAttackGetBadURLSecrets(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cr3t-in-url"
+	tests := []struct {
+		raw, wantShown string
+	}{
+		{"api.example.com/v1?access_token=" + secret, "api.example.com/v1"},
+		{"user:" + secret + "@api.example.com/v1", "api.example.com/v1"},
+		{"//user:" + secret + "@api.example.com/v1#" + secret, "//api.example.com/v1"},
+		{"api.example.com/v1#" + secret, "api.example.com/v1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.wantShown, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := runCmd(t, "get", tt.raw)
+			if code != exitUsage || out != "" {
+				t.Errorf("got exit code %d and stdout %q, want %d and none", code, out, exitUsage)
+			}
+			if strings.Contains(errOut, secret) {
+				t.Errorf("stderr %q holds the URL's secret, want it left out", errOut)
+			}
+			if !strings.Contains(errOut, fmt.Sprintf("%q", tt.wantShown)) {
+				t.Errorf("stderr %q does not show %q, want the URL without its secrets", errOut, tt.wantShown)
+			}
+		})
+	}
+}

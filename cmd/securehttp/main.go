@@ -365,9 +365,29 @@ func loadRoots(path string) (*x509.CertPool, error) {
 func parseAbsoluteURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("%q is not an absolute URL: write https://host[:port]/path", raw)
+		return nil, fmt.Errorf("%q is not an absolute URL: write https://host[:port]/path", redactRaw(raw))
 	}
 	return u, nil
+}
+
+// redactRaw is a URL as typed, for an error message: cut before its query
+// or fragment and without userinfo, which may carry secrets, as redactURL
+// renders a parsed one.
+func redactRaw(raw string) string {
+	s, _, _ := strings.Cut(raw, "?")
+	s, _, _ = strings.Cut(s, "#")
+	start := 0
+	if i := strings.Index(s, "//"); i >= 0 {
+		start = i + 2
+	}
+	end := len(s)
+	if j := strings.IndexByte(s[start:], '/'); j >= 0 {
+		end = start + j
+	}
+	if k := strings.LastIndexByte(s[start:end], '@'); k >= 0 {
+		s = s[:start] + s[start+k+1:]
+	}
+	return s
 }
 
 // exitCode classifies a request error. It looks only at error values and
