@@ -6,9 +6,15 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A ClientCredentials held by value, as in an application's own config
@@ -61,5 +67,158 @@ func TestAttackClientCredentialsValueRedacted(t *testing.T) {
 				t.Errorf("%s: got %q, want no private key bytes (found %q)", name, out, k)
 			}
 		}
+	}
+}
+
+// stormServer is a token endpoint and an API behind one listener, on
+// other.test and api.test, with counters.
+type stormServer struct {
+	srv                *httptest.Server
+	tokenReqs, apiReqs atomic.Int64
+}
+
+func newStormServer(t *testing.T, token, api http.HandlerFunc) *stormServer {
+	s := &stormServer{}
+	s.srv = startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.Host, hostAPI) {
+			s.apiReqs.Add(1)
+			api(w, r)
+			return
+		}
+		s.tokenReqs.Add(1)
+		token(w, r)
+	}))
+	return s
+}
+
+func (s *stormServer) config(t *testing.T) Config {
+	cfg := testConfig(t)
+	cfg.Bearer = &Bearer{
+		ClientCredentials: &ClientCredentials{TokenURL: hostURL(s.srv, hostOther, "/token"), ClientID: "c", ClientSecret: "s"},
+		Hosts:             []string{hostAPI},
+		RefreshTimeout:    5 * time.Second,
+	}
+	return cfg
+}
+
+// storm sends n concurrent GETs to the API and returns how many failed.
+func storm(t *testing.T, c *http.Client, s *stormServer, n int) int {
+	t.Helper()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range n {
+		wg.Go(func() {
+			resp, err := c.Get(hostURL(s.srv, hostAPI, "/v1"))
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(failed.Load())
+}
+
+// Under 200 concurrent requests, a failing token endpoint gets one refresh
+// (its own bounded retries), not one per request, and a second wave within
+// the backoff gets none.
+func TestAttackTokenEndpointStorm(t *testing.T) {
+	t.Parallel()
+	s := newStormServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}, func(w http.ResponseWriter, _ *http.Request) {})
+	c := &http.Client{Transport: newTestTransport(t, s.config(t))}
+	if failed := storm(t, c, s, 200); failed != 200 {
+		t.Errorf("got %d failed requests, want 200", failed)
+	}
+	if got := s.tokenReqs.Load(); got != tokenRequestAttempts {
+		t.Errorf("got %d token requests, want %d (one refresh)", got, tokenRequestAttempts)
+	}
+	if failed := storm(t, c, s, 200); failed != 200 {
+		t.Errorf("second wave: got %d failed requests, want 200", failed)
+	}
+	if got := s.tokenReqs.Load(); got != tokenRequestAttempts {
+		t.Errorf("after a second wave within the backoff: got %d token requests, want %d", got, tokenRequestAttempts)
+	}
+	if got := s.apiReqs.Load(); got != 0 {
+		t.Errorf("the API got %d requests, want none without a token", got)
+	}
+}
+
+// An API that refuses every token with 401 under 200 concurrent requests
+// costs a bounded number of token requests, not one per request.
+func TestAttackUnauthorizedStorm(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	s := newStormServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, `{"access_token":"at-%d","token_type":"bearer","expires_in":"3600"}`, n.Add(1))
+	}, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	c := &http.Client{Transport: newTestTransport(t, s.config(t))}
+	if failed := storm(t, c, s, 200); failed != 200 {
+		t.Errorf("got %d failed requests, want 200", failed)
+	}
+	// The first token, and at most one refresh that a 401 caused: the
+	// next one waits for the backoff.
+	if got := s.tokenReqs.Load(); got > 2 {
+		t.Errorf("got %d token requests, want at most 2", got)
+	}
+	t.Logf("%d token requests, %d API requests", s.tokenReqs.Load(), s.apiReqs.Load())
+}
+
+// A token endpoint that sends its headers and then stalls, or sends an
+// endless body, fails the waiting requests within RefreshTimeout.
+func TestAttackTokenEndpointStalls(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		h    http.HandlerFunc
+	}{
+		{"stalls after headers", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			io.WriteString(w, `{"access_token":`)
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		}},
+		{"endless body", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusOK)
+			chunk := []byte(strings.Repeat(" ", 32<<10))
+			for i := 0; i < 1<<15 && r.Context().Err() == nil; i++ { // 1 GiB at most
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStormServer(t, tt.h, func(w http.ResponseWriter, _ *http.Request) {})
+			cfg := s.config(t)
+			cfg.Bearer.RefreshTimeout = 500 * time.Millisecond
+			c := &http.Client{Transport: newTestTransport(t, cfg)}
+			start := time.Now()
+			failed := storm(t, c, s, 20)
+			elapsed := time.Since(start)
+			if failed != 20 {
+				t.Errorf("got %d failed requests, want 20", failed)
+			}
+			if elapsed > 3*time.Second {
+				t.Errorf("requests took %v, want them to fail within about RefreshTimeout (500ms)", elapsed)
+			}
+			if got := s.tokenReqs.Load(); got > tokenRequestAttempts {
+				t.Errorf("got %d token requests, want at most %d", got, tokenRequestAttempts)
+			}
+		})
 	}
 }
