@@ -1,10 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/securehttp/securehttp/internal/testpki"
@@ -109,4 +114,59 @@ func TestAttackGetBadURLSecrets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAttackGetUnicodeHost: a URL, or a redirect hop, naming its host in
+// Unicode ("ａｐｉ.example.test", full-width) is fetched once, over one
+// connection, not redialled in a loop until --max-time.
+func TestAttackGetUnicodeHost(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	const name = "api.example.test"
+	named := testpki.Must(p.inter.NewLeaf(name, testpki.Options{DNSNames: []string{name}}))
+	srv := httptest.NewUnstartedServer(landMux())
+	cl := &countingListener{Listener: srv.Listener}
+	srv.Listener = cl
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(named, p.inter)}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o600)
+	tokenFile := writeFile(t, "token", []byte(secretToken), 0o600)
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	const unicodeName = "ａｐｉ.example.test"
+	tests := []struct {
+		name, url string
+	}{
+		{"URL", "https://" + unicodeName + ":" + port + "/land"},
+		{"redirect hop", "https://" + name + ":" + port + "/go?to=https://" + unicodeName + ":" + port + "/land"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := cl.n.Load()
+			code, out, errOut := runCmd(t, "get", "-L", "--max-time", "3", "--cacert", rootPEM, "--token-file", tokenFile,
+				"--pin", wantSPKI(p.inter), "--connect-to", "::127.0.0.1:"+port, tt.url)
+			if code != exitOK || !strings.Contains(out, `auth="Bearer `+secretToken+`"`) {
+				t.Errorf("got exit code %d and stdout %q, want %d and the token received; stderr %q", code, out, exitOK, errOut)
+			}
+			if n := cl.n.Load() - before; n > 2 {
+				t.Errorf("the server accepted %d connections, want at most 2", n)
+			}
+		})
+	}
+}
+
+// countingListener counts accepted connections.
+type countingListener struct {
+	net.Listener
+	n atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
 }

@@ -269,6 +269,9 @@ func keepCredentials(origin string) func(*http.Request, []*http.Request) error {
 		if len(via) >= maxRedirects {
 			return fmt.Errorf("stopped after %d redirects", maxRedirects)
 		}
+		if err := asciiHost(req.URL); err != nil {
+			return err
+		}
 		if originOf(req.URL) != origin {
 			for _, h := range []string{"Authorization", "Cookie", "Cookie2", "Proxy-Authorization"} {
 				req.Header.Del(h)

@@ -59,6 +59,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/net/idna"
+
 	"github.com/securehttp/securehttp"
 )
 
@@ -367,7 +369,38 @@ func parseAbsoluteURL(raw string) (*url.URL, error) {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("%q is not an absolute URL: write https://host[:port]/path", redactRaw(raw))
 	}
+	if err := asciiHost(u); err != nil {
+		return nil, err
+	}
 	return u, nil
+}
+
+// asciiHost rewrites u's host in the IDNA ASCII form that net/http dials,
+// so that pins, the token's host and redirect hops compare with what is
+// dialled. Given a Unicode host, net/http's HTTP/2 pool (go1.26) redials
+// in a loop until the request's deadline.
+func asciiHost(u *url.URL) error {
+	if isASCII(u.Host) {
+		return nil
+	}
+	ascii, err := idna.Lookup.ToASCII(u.Hostname())
+	if err != nil {
+		return fmt.Errorf("%q is not a valid host name: %w", u.Hostname(), err)
+	}
+	if port := u.Port(); port != "" {
+		ascii = net.JoinHostPort(ascii, port)
+	}
+	u.Host = ascii
+	return nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // redactRaw is a URL as typed, for an error message: cut before its query
