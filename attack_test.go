@@ -322,3 +322,57 @@ func TestAttackNonASCIIHostReconnectLoop(t *testing.T) {
 		}
 	}
 }
+
+// A lying authorization server: metadata naming a plain-HTTP or userinfo
+// token endpoint, or a token endpoint that redirects elsewhere. No client
+// secret leaves for anywhere but the token endpoint, and the redirect is
+// not followed.
+func TestAttackLyingAuthorizationServer(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		endpoint   func(issuer, api string) string // the metadata's token_endpoint
+		wantTokens int64                           // requests to /token
+	}{
+		{"plain-HTTP token endpoint", func(issuer, _ string) string { return strings.Replace(issuer, "https:", "http:", 1) + "/token" }, 0},
+		{"token endpoint with userinfo", func(issuer, _ string) string {
+			return strings.Replace(issuer, "https://", "https://u:p@", 1) + "/token"
+		}, 0},
+		{"token endpoint redirects to the API host", func(issuer, _ string) string { return issuer + "/token" }, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var tokens, steals atomic.Int64
+			var srv *httptest.Server
+			srv = startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				issuer, api := hostURL(srv, hostOther, ""), hostURL(srv, hostAPI, "")
+				switch {
+				case strings.HasPrefix(r.Host, hostAPI):
+					steals.Add(1)
+				case r.URL.Path == "/.well-known/oauth-authorization-server":
+					fmt.Fprintf(w, `{"issuer":%q,"token_endpoint":%q}`, issuer, tt.endpoint(issuer, api))
+				case r.URL.Path == "/token":
+					tokens.Add(1)
+					http.Redirect(w, r, api+"/steal", http.StatusTemporaryRedirect)
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			cfg := testConfig(t)
+			cfg.Bearer = &Bearer{
+				ClientCredentials: &ClientCredentials{Issuer: hostURL(srv, hostOther, ""), ClientID: "c", ClientSecret: "s"},
+				Hosts:             []string{hostAPI},
+			}
+			_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/v1"))
+			if !errors.Is(err, ErrNoToken) {
+				t.Errorf("got %v, want ErrNoToken", err)
+			}
+			if got := tokens.Load(); got != tt.wantTokens {
+				t.Errorf("got %d token requests, want %d", got, tt.wantTokens)
+			}
+			if got := steals.Load(); got != 0 {
+				t.Errorf("the API host got %d requests, want none", got)
+			}
+		})
+	}
+}
