@@ -5,61 +5,111 @@ import (
 	"strings"
 )
 
+// maxChallengeBytes caps how much of a response's WWW-Authenticate fields
+// is examined. Real challenges are a few hundred bytes; a server that sends
+// megabytes gets the first 8 KiB read and the rest ignored, so parsing costs
+// the same whatever the header's size.
+const maxChallengeBytes = 8 << 10
+
 // tokenRejected reports whether a 401 says the bearer token was refused, as
 // opposed to asking for another authentication scheme or a different
 // request. RFC 6750 section 3.1: error="invalid_token", or a Bearer challenge
 // with no error code, or no challenge at all.
 func tokenRejected(h http.Header) bool {
-	fields := h.Values("Www-Authenticate")
-	if len(fields) == 0 {
+	if len(h.Values("Www-Authenticate")) == 0 {
 		return true
 	}
-	for _, field := range fields {
-		for _, c := range splitChallenges(field) {
-			scheme, params := cutScheme(c)
-			if !strings.EqualFold(scheme, "Bearer") {
-				continue
-			}
-			code := authParam(params, "error")
-			return code == "" || code == "invalid_token"
-		}
+	_, params, ok := findChallenge(h, "Bearer")
+	if !ok {
+		return false
 	}
-	return false
+	code := params.Get("error")
+	return code == "" || code == "invalid_token"
 }
 
-// splitChallenges splits a WWW-Authenticate field value into its
-// challenges. One value may hold several, comma-separated like their
-// parameters (RFC 9110 section 11.6.1), and an intermediary may join
+// challengeParams is the auth-param list of one challenge, as it appears in
+// the header: comma-separated name=value or name="value".
+type challengeParams string
+
+// Get returns the value of the auth-param name (compared without case),
+// unquoted, or "" when it is absent.
+func (p challengeParams) Get(name string) string { return authParam(string(p), name) }
+
+// findChallenge returns the first challenge in h's WWW-Authenticate fields
+// whose auth-scheme is one of schemes (compared without case): the scheme
+// as the server wrote it, and its parameters. It reads the fields in order,
+// at most maxChallengeBytes in all, and stops at the first match, in time
+// linear in what it reads. One field may hold several comma-separated
+// challenges (RFC 9110 section 11.6.1), and an intermediary may join
 // separate header lines into one: an element starts a new challenge when it
 // begins with an auth-scheme rather than with name=value.
-func splitChallenges(field string) []string {
-	var out []string
-	for rest := field; rest != ""; {
-		var elem string
-		elem, rest = cutParam(rest)
-		elem = strings.TrimSpace(elem)
-		if elem == "" {
-			continue
+func findChallenge(h http.Header, schemes ...string) (scheme string, params challengeParams, ok bool) {
+	budget := maxChallengeBytes
+	for _, field := range h.Values("Www-Authenticate") {
+		if budget <= 0 {
+			break
 		}
-		word, after := cutScheme(elem)
-		isParam := strings.Contains(word, "=") || strings.HasPrefix(after, "=")
-		if isParam && len(out) > 0 {
-			out[len(out)-1] += ", " + elem
-			continue
+		if len(field) > budget {
+			field = field[:budget]
 		}
-		out = append(out, elem)
+		budget -= len(field)
+		if scheme, params, ok = scanChallenges(field, schemes); ok {
+			return scheme, params, true
+		}
 	}
-	return out
+	return "", "", false
 }
 
-// cutScheme splits a challenge into its auth-scheme and the rest.
+// scanChallenges is findChallenge for one field value. Each element is
+// visited once, and a challenge's parameters are a slice of field, never a
+// copy.
+func scanChallenges(field string, schemes []string) (string, challengeParams, bool) {
+	matched := false
+	var scheme string
+	paramStart := 0
+	for pos := 0; pos < len(field); {
+		start := pos
+		elem, _ := cutParam(field[pos:])
+		pos += len(elem) + 1 // past the comma, or past the end
+		word, after := cutScheme(elem)
+		if word == "" {
+			continue
+		}
+		isParam := strings.Contains(word, "=") || strings.HasPrefix(after, "=")
+		if isParam {
+			continue // a parameter of the challenge before it
+		}
+		if matched {
+			// A new challenge ends the matched one's parameters.
+			return scheme, challengeParams(field[paramStart:start]), true
+		}
+		for _, s := range schemes {
+			if strings.EqualFold(word, s) {
+				matched, scheme = true, word
+				paramStart = start + len(elem) - len(after)
+				if after == "" {
+					paramStart = min(start+len(elem), len(field))
+				}
+				break
+			}
+		}
+	}
+	if matched {
+		return scheme, challengeParams(field[paramStart:]), true
+	}
+	return "", "", false
+}
+
+// cutScheme splits a challenge into its auth-scheme and the rest, with
+// leading spaces trimmed from both and trailing ones from the rest kept, so
+// that rest stays a suffix of c.
 func cutScheme(c string) (scheme, rest string) {
-	c = strings.TrimSpace(c)
+	c = strings.TrimLeft(c, " \t")
 	i := strings.IndexAny(c, " \t")
 	if i < 0 {
-		return c, ""
+		return strings.TrimRight(c, " \t"), ""
 	}
-	return c[:i], strings.TrimSpace(c[i+1:])
+	return c[:i], strings.TrimLeft(c[i+1:], " \t")
 }
 
 // authParam returns the value of the auth-param name in params, a

@@ -2,6 +2,7 @@ package securehttp
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -26,6 +27,14 @@ type Config struct {
 	// PinSet get full validation only.
 	Pins []PinSet
 
+	// GetClientCertificate returns the client certificate (mTLS) when a
+	// server asks for one: typically the method of a *ClientCert from
+	// LoadClientCert, which follows the certificate's files as they rotate.
+	// Nil means no client certificate. With Bearer.ClientCredentials and
+	// neither Key nor ClientSecret, token requests authenticate with it
+	// (tls_client_auth, RFC 8705).
+	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+
 	// Bearer attaches tokens to requests for its hosts. Nil means no
 	// Authorization header is added.
 	Bearer *Bearer
@@ -46,6 +55,13 @@ type Config struct {
 	// OnPinFailure, if set, is called for every pin mismatch, enforced or
 	// report-only, from the goroutine doing the handshake. It must not block.
 	OnPinFailure func(*PinError)
+
+	// Hooks receives the client's events (attempts, retries, budget,
+	// refreshes, token requests, handshakes, pin failures, expiring
+	// certificates) for metrics and traces; see otelsecurehttp for
+	// OpenTelemetry. Nil means none, at no cost. NewTransport copies the
+	// struct, so changing it afterwards has no effect.
+	Hooks *Hooks
 
 	// RequireOCSPStaple refuses servers that do not staple a valid OCSP
 	// response. A leaf carrying the TLS Feature status_request extension

@@ -69,7 +69,9 @@
 // same server are different hosts, and so are two names of it, since only
 // DNS, which an attacker may forge, says they are the same. A connection to
 // a host no PinSet covers, and a request to a host outside Bearer.Hosts,
-// each log a Debug event.
+// each log a Debug event. Host patterns (PinSet.Host, Bearer.Hosts,
+// AllowHosts) are validated strictly, so that a typo is a *ConfigError
+// rather than a pattern that silently matches nothing.
 //
 // # Tokens
 //
@@ -93,9 +95,13 @@
 // already. A 401 with no challenge, or with a Bearer challenge whose error
 // is invalid_token or absent, invalidates the token that request carried;
 // the request is replayed once with a new token when its body can be
-// replayed (no body, or GetBody set). The token goes only to https requests
-// whose host matches Bearer.Hosts; every redirect hop is judged anew. A
-// request that already has an Authorization header is left alone.
+// replayed (no body, or GetBody set). Refreshes caused by 401s are spaced by
+// the same backoff, so a server that refuses every token costs at most one
+// refresh per backoff. The token goes only to https requests whose host
+// matches Bearer.Hosts; every redirect hop is judged anew. An entry without a
+// port covers every port of its hosts, as net/http does for the headers it
+// copies on redirects; "host:port" restricts it to one port. A request that
+// already has an Authorization header is left alone.
 //
 // The exact expiry guarantee: a token is attached when the request enters
 // the Transport, and only while at least min(lifetime/10, 5 s) of its life
@@ -121,6 +127,34 @@
 // error and its body intact, as net/http would return it. Each retry is
 // logged at Debug with the URL stripped of its query and userinfo.
 //
+// Every resend to a host (a retry, a replay after a 401 or a DPoP nonce
+// challenge) is paid for from that host's retry budget: RetryPolicy.Budget
+// (by default a fifth) of the requests sent to it over the last 10 seconds,
+// and at least 10 resends per second. Once it is spent the last response or
+// error is returned as it is, so that against a server failing everything
+// 400 requests cost about 480 attempts, not 1600. WithoutRetries and
+// WithoutToken turn retries or the token off for one request.
+//
+// # Hooks
+//
+// Config.Hooks receives events (attempts, retries, budget exhaustion,
+// refreshes, token endpoint calls, handshakes, pin failures, expiring
+// certificates) whose fields hold no secret: URLs lose their query and
+// userinfo, and failures are named by class, never by an error's text. A
+// nil *Hooks costs nothing. The subpackage otelsecurehttp turns them into
+// OpenTelemetry spans and metrics; this package imports no telemetry
+// library.
+//
+// # Client certificates
+//
+// LoadClientCert loads a certificate and key from PEM files and reloads
+// them when they change; pass its GetClientCertificate method as
+// Config.GetClientCertificate. After a rotation requests go out on new
+// connections, no TLS session of the old certificate is resumed, and a
+// bearer token bound to it (RFC 8705) is replaced before the next request.
+// With Bearer.ClientCredentials and neither Key nor ClientSecret, token
+// requests authenticate with the certificate (tls_client_auth).
+//
 // # Threat model
 //
 // securehttp defends against:
@@ -133,8 +167,26 @@
 //     pass (OkHttp's CVE-2016-2402);
 //   - a redirect to another host or to http://, which never receives the
 //     token (a downgrade is an error, not a silent follow);
-//   - secrets leaking into logs, errors and formatted values;
+//   - secrets leaking into logs, errors, formatted values and telemetry:
+//     hooks, and so OpenTelemetry, get no token, proof, cookie, query string
+//     or userinfo;
+//   - retries amplifying an outage: each host's resends are bounded by a
+//     retry budget;
 //   - a revoked certificate, when the server staples an OCSP response;
+//   - a stolen access token, when it is bound to the client certificate
+//     (RFC 8705): it is useless without the certificate's key, and after a
+//     rotation no connection, TLS session or bound token of the old
+//     certificate is used again;
+//   - another local user planting or swapping the token file: FileStore
+//     follows no symbolic link, opens a FIFO or device without blocking
+//     and refuses it, and refuses a file that others can read or that
+//     another user owns;
+//   - anyone who can read or write a shared token store (redisstore) without
+//     its EncryptionKey: records are sealed with AES-256-GCM and bound to
+//     their key and generation, so such a writer cannot read, plant or move
+//     a token; it can make replicas refresh on their own, or put back an
+//     older record of the same key, whose token is used only while still
+//     valid;
 //   - server-side request forgery, with AllowHosts and BlockPrivateNetworks:
 //     a URL, a redirect or a token endpoint pointing at another host, at
 //     cloud metadata (169.254.169.254, fd00:ec2::254) or at any private,
@@ -161,7 +213,8 @@
 //     the proxy resolves it, so the proxy must enforce its own egress policy
 //     (the proxy itself, chosen by the user, is always allowed; a target IP
 //     literal is still checked before CONNECT);
-//   - denial of service by anyone on the path.
+//   - denial of service by anyone on the path;
+//   - whoever holds a shared store's EncryptionKey: they can read its tokens.
 //
 // # Errors
 //
@@ -169,8 +222,9 @@
 // ErrBlockedAddress, ErrInsecureScheme,
 // ErrPinMismatch (and *PinError), ErrWeakKey, ErrRevoked, ErrOCSPStaple,
 // ErrNoToken (and *RefreshError), ErrIssuerMismatch, *OAuthError,
-// ErrInsecureTokenFile, and *ConfigError
-// from NewClient and NewTransport. Certificate failures from crypto/tls are
+// ErrInsecureTokenFile, ErrClientCert (from LoadClientCert), ErrStaleLease
+// (from a SharedTokenStore's Lease.Save), and *ConfigError from NewClient
+// and NewTransport. Certificate failures from crypto/tls are
 // *tls.CertificateVerificationError. Messages are lower case and start with
 // "securehttp:".
 package securehttp

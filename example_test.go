@@ -2,17 +2,22 @@ package securehttp_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/securehttp/securehttp"
+	"github.com/securehttp/securehttp/internal/testpki"
 )
 
 // A client for one API: its host is pinned to two keys (the current one and
@@ -190,4 +195,131 @@ func ExampleConfig_egress() {
 	// Output:
 	// true
 	// true
+}
+
+// Hooks see each attempt, retry and handshake, without secrets: the URL
+// has lost its query string here.
+func ExampleHooks() {
+	var n atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+
+	client, err := securehttp.NewClient(securehttp.Config{
+		RootCAs: roots,
+		Retry:   securehttp.RetryPolicy{MinWait: time.Millisecond},
+		Hooks: &securehttp.Hooks{
+			AttemptDone: func(_ context.Context, e securehttp.AttemptEvent, r securehttp.AttemptResult) {
+				fmt.Println("attempt", e.Attempt, e.Method, e.URL == srv.URL+"/orders", r.StatusCode)
+			},
+			RetryScheduled: func(_ context.Context, e securehttp.RetryEvent) {
+				fmt.Println("retry after", e.Reason)
+			},
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(srv.URL + "/orders?api_key=secret")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	// Output:
+	// attempt 1 GET true 503
+	// retry after 503
+	// attempt 2 GET true 200
+}
+
+// A request sent once, whatever the RetryPolicy: the caller retries it
+// itself, or not at all.
+func ExampleWithoutRetries() {
+	var n atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+
+	client, err := securehttp.NewClient(securehttp.Config{RootCAs: roots})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.CloseIdleConnections()
+	ctx := securehttp.WithoutRetries(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, n.Load())
+	// Output: 503 1
+}
+
+// A client certificate loaded from files that a tool such as cert-manager
+// renews in place: the client presents the new certificate within a
+// second of a change, without a restart.
+func ExampleLoadClientCert() {
+	// Setup: a CA, a client certificate in two files, and a server that
+	// requires a certificate from that CA and greets its subject.
+	ca := testpki.Must(testpki.NewRoot("example client CA", testpki.Options{}))
+	leaf := testpki.Must(ca.NewLeaf("reporting-service", testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
+	dir, _ := os.MkdirTemp("", "clientcert")
+	defer os.RemoveAll(dir)
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	_ = os.WriteFile(certFile, leaf.CertPEM(), 0o600)
+	_ = os.WriteFile(keyFile, leaf.KeyPEM(), 0o600)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello, %s\n", r.TLS.PeerCertificates[0].Subject.CommonName)
+	}))
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	srv.StartTLS()
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+
+	cert, err := securehttp.LoadClientCert(certFile, keyFile)
+	if err != nil {
+		fmt.Println(err) // errors.Is(err, securehttp.ErrClientCert)
+		return
+	}
+	defer cert.Close() // stops watching the files
+	client, err := securehttp.NewClient(securehttp.Config{
+		RootCAs:              roots,
+		GetClientCertificate: cert.GetClientCertificate,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Print(string(body))
+	fmt.Println("expires in under a day:", time.Until(cert.NotAfter()) < 24*time.Hour)
+	// Output:
+	// hello, reporting-service
+	// expires in under a day: true
 }

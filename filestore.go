@@ -16,22 +16,34 @@ import (
 )
 
 // ErrInsecureTokenFile is returned by FileStore.Load for a token file that
-// group or others may read.
-var ErrInsecureTokenFile = errors.New("securehttp: token file is accessible by group or others")
+// group or others may read, that another user owns, that is a symbolic link,
+// or that is not a regular file (such as a FIFO).
+var ErrInsecureTokenFile = errors.New("securehttp: insecure token file")
 
 // FileStore is a TokenStore in a file, shared by every process that uses the
 // same path. It writes with mode 0600, atomically (a temporary file, fsync,
 // rename), so a crash never leaves a torn token, and it creates a missing
 // parent directory with mode 0700. Like ssh with its keys, it refuses to load
-// a file that group or others can read. It is safe for concurrent use.
+// a file that group or others can read or that another user owns (on Unix).
+// It never follows a symbolic link at the path, and refuses anything but a
+// regular file there without blocking on it, so a FIFO planted at the path
+// cannot hang a load. Temporary files left by a crash between write and
+// rename are removed by a later Save once they are a minute old. It is safe
+// for concurrent use.
 //
 // The file holds a small JSON object with the token and its expiry. A file
 // holding only the token, as earlier versions wrote it, still loads, with an
 // unknown expiry.
 type FileStore struct {
 	path string
+	now  func() time.Time
 	mu   sync.Mutex // serialises this process's writes
 }
+
+// staleTempAge is how old a leftover temporary file must be before Save
+// removes it: far longer than any write takes, so that another process's
+// write in progress is never disturbed.
+const staleTempAge = time.Minute
 
 // fileRecord is the file's format. Expiry is omitted when unknown.
 type fileRecord struct {
@@ -48,18 +60,21 @@ func NewFileStore(path string) (*FileStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("securehttp: token file path: %w", err)
 	}
-	return &FileStore{path: abs}, nil
+	return &FileStore{path: abs, now: time.Now}, nil
 }
 
 // Load reads the token, or returns the zero Token and nil when the file does
-// not exist.
-func (s *FileStore) Load(context.Context) (Token, error) {
-	f, err := os.Open(s.path)
+// not exist. It returns at once when ctx is done.
+func (s *FileStore) Load(ctx context.Context) (Token, error) {
+	if err := ctx.Err(); err != nil {
+		return Token{}, fmt.Errorf("securehttp: reading token file: %w", err)
+	}
+	f, err := openTokenFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Token{}, nil
 	}
 	if err != nil {
-		return Token{}, fmt.Errorf("securehttp: reading token file: %w", err)
+		return Token{}, wrap("securehttp: reading token file", err)
 	}
 	defer f.Close()
 	info, err := f.Stat()
@@ -67,10 +82,13 @@ func (s *FileStore) Load(context.Context) (Token, error) {
 		return Token{}, fmt.Errorf("securehttp: reading token file: %w", err)
 	}
 	if !info.Mode().IsRegular() {
-		return Token{}, fmt.Errorf("securehttp: token file %s is not a regular file", s.path)
+		return Token{}, fmt.Errorf("%w: %s is not a regular file (%s)", ErrInsecureTokenFile, s.path, info.Mode().Type())
 	}
 	if perm := info.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
 		return Token{}, fmt.Errorf("%w: %s has mode %04o, want 0600 (chmod 600 it)", ErrInsecureTokenFile, s.path, perm)
+	}
+	if err := checkTokenFileOwner(s.path, info); err != nil {
+		return Token{}, err
 	}
 	// Room for a token at the limit, its expiry and the JSON around them;
 	// anything longer is refused rather than cut short.
@@ -108,8 +126,12 @@ func decodeTokenFile(path string, data []byte) (Token, error) {
 	return tok, nil
 }
 
-// Save writes tok atomically with mode 0600.
-func (s *FileStore) Save(_ context.Context, tok Token) (err error) {
+// Save writes tok atomically with mode 0600. It returns at once when ctx is
+// done.
+func (s *FileStore) Save(ctx context.Context, tok Token) (err error) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("securehttp: writing token file: %w", err)
+	}
 	rec := fileRecord{Value: tok.Value}
 	if !tok.Expiry.IsZero() {
 		rec.Expiry = &tok.Expiry
@@ -124,7 +146,8 @@ func (s *FileStore) Save(_ context.Context, tok Token) (err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("securehttp: creating token directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(s.path)+".tmp-*")
+	s.removeStaleTemps(dir)
+	tmp, err := os.CreateTemp(dir, s.tempPrefix()+"*")
 	if err != nil {
 		return fmt.Errorf("securehttp: writing token file: %w", err)
 	}
@@ -155,6 +178,32 @@ func (s *FileStore) Save(_ context.Context, tok Token) (err error) {
 		d.Close()
 	}
 	return nil
+}
+
+// tempPrefix starts the name of every temporary file Save writes.
+func (s *FileStore) tempPrefix() string { return "." + filepath.Base(s.path) + ".tmp-" }
+
+// removeStaleTemps removes this store's temporary files that a crash
+// between write and rename left behind, once they are staleTempAge old. It
+// removes only regular files (never following a link) with Save's prefix,
+// and ignores errors: the cleanup is best effort.
+func (s *FileStore) removeStaleTemps(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := s.tempPrefix()
+	cutoff := s.now().Add(-staleTempAge)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), prefix) || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || !info.ModTime().Before(cutoff) {
+			continue
+		}
+		_ = os.Remove(filepath.Join(dir, e.Name()))
+	}
 }
 
 // String names the file; the token is never printed.

@@ -479,7 +479,7 @@ func FuzzOCSPStaple(f *testing.F) {
 	}
 	chains := [][]*x509.Certificate{{p.leaf.Cert, p.inter.Cert, p.root.Cert}}
 	f.Fuzz(func(t *testing.T, staple []byte) {
-		err := tr.verifyStaple(staple, p.leaf.Cert, p.inter.Cert)
+		err := tr.verifyStaple(staple, p.leaf.Cert, p.inter.Cert, true)
 		fzCheckStapleErr(t, "verifyStaple", p, staple, err)
 
 		err = tr.checkStaple(tls.ConnectionState{OCSPResponse: staple}, chains)

@@ -138,6 +138,8 @@ type tokenClient struct {
 	rt     func(*http.Request) (*http.Response, error)
 	now    func() time.Time
 	logger *slog.Logger
+	hooks  *Hooks
+	resend func(*http.Request, string) bool // the retry budget; nil allows every resend
 
 	mu        sync.Mutex
 	endpoint  string    // discovered or configured token endpoint
@@ -245,6 +247,9 @@ func (tc *tokenClient) fetch(ctx context.Context) (Token, error) {
 	var last error
 	for attempt := 0; attempt < tokenRequestAttempts; attempt++ {
 		if attempt > 0 {
+			if !tc.allowResend(ctx, endpoint) {
+				return Token{}, last
+			}
 			if err := sleepCtx(ctx, tokenRequestMinWait<<(attempt-1)); err != nil {
 				return Token{}, last
 			}
@@ -316,6 +321,7 @@ func (tc *tokenClient) request(ctx context.Context, endpoint string) (tok Token,
 
 	start := tc.now()
 	resp, err := tc.rt(req)
+	tc.hooks.tokenRequest(ctx, req.URL, resp, err, tc.now().Sub(start))
 	if err != nil {
 		tc.logger.Debug("securehttp: token request failed", "url", redactURL(req.URL), "error_class", errorReason(err))
 		return Token{}, retryableError(err), wrap("token request", err)

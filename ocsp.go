@@ -49,6 +49,13 @@ func mustStaple(leaf *x509.Certificate) bool {
 // verified chain, refuses a revoked certificate, and requires a staple when
 // the configuration or the certificate asks for one. A staple that is present
 // must be valid: a server that staples garbage or a stale answer is refused.
+//
+// On a resumed session crypto/tls restores the staple of the full handshake,
+// which was judged fresh then; judging it at the current time would refuse
+// a session that is still good (its life is bounded by the session ticket's,
+// at most 7 days in TLS 1.3). So a resumed session's staple is checked for
+// everything but its age: issuer, signature, CertID and status. A required
+// staple is still required.
 func (t *Transport) checkStaple(cs tls.ConnectionState, chains [][]*x509.Certificate) error {
 	leaf := chains[0][0]
 	if len(cs.OCSPResponse) == 0 {
@@ -62,7 +69,7 @@ func (t *Transport) checkStaple(cs tls.ConnectionState, chains [][]*x509.Certifi
 		if len(chain) < 2 {
 			continue
 		}
-		err := t.verifyStaple(cs.OCSPResponse, leaf, chain[1])
+		err := t.verifyStaple(cs.OCSPResponse, leaf, chain[1], !cs.DidResume)
 		if err == nil || errors.Is(err, ErrRevoked) {
 			return err
 		}
@@ -74,7 +81,10 @@ func (t *Transport) checkStaple(cs tls.ConnectionState, chains [][]*x509.Certifi
 	return lastErr
 }
 
-func (t *Transport) verifyStaple(der []byte, leaf, issuer *x509.Certificate) error {
+// verifyStaple checks der for leaf. With fresh false, the times in the
+// response and in a delegated responder's certificate are not judged: the
+// staple is the one a full handshake already judged.
+func (t *Transport) verifyStaple(der []byte, leaf, issuer *x509.Certificate, fresh bool) error {
 	// The parser is given no issuer: with one, it takes any certificate sent
 	// with the response for a delegated responder, and so refuses a response
 	// the issuer signed and sent its own certificate with, as openssl ocsp
@@ -97,13 +107,31 @@ func (t *Transport) verifyStaple(der []byte, leaf, issuer *x509.Certificate) err
 		if !slices.Contains(r.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) {
 			return fmt.Errorf("%w: the responder certificate is not authorised for OCSP signing", ErrOCSPStaple)
 		}
-		if now.Before(r.NotBefore) || now.After(r.NotAfter) {
+		if fresh && (now.Before(r.NotBefore) || now.After(r.NotAfter)) {
 			return fmt.Errorf("%w: the responder certificate is not valid at %s", ErrOCSPStaple, now.Format(time.RFC3339))
 		}
 	}
 	if err := checkCertID(resp, leaf, issuer); err != nil {
 		return err
 	}
+	if fresh {
+		if err := checkStapleTimes(resp, now); err != nil {
+			return err
+		}
+	}
+	switch resp.Status {
+	case ocsp.Good:
+		return nil
+	case ocsp.Revoked:
+		return fmt.Errorf("%w: %q revoked at %s", ErrRevoked, leaf.Subject.CommonName, resp.RevokedAt.Format(time.RFC3339))
+	default:
+		return fmt.Errorf("%w: the responder does not know the certificate", ErrOCSPStaple)
+	}
+}
+
+// checkStapleTimes refuses a response that is not yet valid or has expired
+// at now.
+func checkStapleTimes(resp *ocsp.Response, now time.Time) error {
 	if resp.ThisUpdate.After(now.Add(stapleSkew)) {
 		return fmt.Errorf("%w: response is not valid until %s", ErrOCSPStaple, resp.ThisUpdate.Format(time.RFC3339))
 	}
@@ -115,14 +143,7 @@ func (t *Transport) verifyStaple(der []byte, leaf, issuer *x509.Certificate) err
 	if now.After(expires.Add(stapleSkew)) {
 		return fmt.Errorf("%w: response expired at %s", ErrOCSPStaple, expires.Format(time.RFC3339))
 	}
-	switch resp.Status {
-	case ocsp.Good:
-		return nil
-	case ocsp.Revoked:
-		return fmt.Errorf("%w: %q revoked at %s", ErrRevoked, leaf.Subject.CommonName, resp.RevokedAt.Format(time.RFC3339))
-	default:
-		return fmt.Errorf("%w: the responder does not know the certificate", ErrOCSPStaple)
-	}
+	return nil
 }
 
 // ocspResponseData is the start of RFC 6960 ResponseData, down to the

@@ -27,6 +27,14 @@ import (
 // or GetBody set). They are retried after connection errors (refused, reset,
 // timeouts) and on statuses 408, 429, 500, 502, 503 and 504. Certificate,
 // pin, scheme, token and context errors are never retried.
+//
+// Every resend to a host (a retry, a replay after a 401 or after a DPoP
+// nonce challenge) is paid for from that host's budget: by default, a fifth
+// of the requests sent to it over the last 10 seconds, and always at least
+// 10 resends per second. When the budget is spent, the caller gets the last
+// response as it is, body unread, or the last error, so that a failing
+// server does not receive four times its load just when it can least take
+// it. A context made by WithoutRetries turns retries off for one request.
 type RetryPolicy struct {
 	// MaxRetries is the number of retries after the first attempt. Zero
 	// means the default, 3 retries, so that the zero Config retries. For no
@@ -44,6 +52,8 @@ type RetryPolicy struct {
 	// longer one ends the retries and the response is returned at once.
 	// Zero means 30 s.
 	MaxRetryAfter time.Duration
+
+	Budget float64 // share of a host's requests that may be retried, over a 10 s window, plus a floor of 10 retries per second; zero means 0.2; negative means no budget
 }
 
 // NoRetries is the RetryPolicy.MaxRetries that turns retries off: every
@@ -62,6 +72,7 @@ type retryConfig struct {
 	max              int
 	minWait, maxWait time.Duration
 	maxRetryAfter    time.Duration
+	budget           float64
 }
 
 func newRetryConfig(p RetryPolicy) (retryConfig, error) {
@@ -70,6 +81,7 @@ func newRetryConfig(p RetryPolicy) (retryConfig, error) {
 		minWait:       orDefault(p.MinWait, defaultMinWait),
 		maxWait:       orDefault(p.MaxWait, defaultMaxWait),
 		maxRetryAfter: orDefault(p.MaxRetryAfter, defaultMaxRetryAfter),
+		budget:        p.Budget,
 	}
 	switch {
 	case c.max == 0:
@@ -89,6 +101,8 @@ func newRetryConfig(p RetryPolicy) (retryConfig, error) {
 		return c, &ConfigError{Field: "Retry.MaxWait", Value: p.MaxWait.String(), Err: errors.New("must not be below MinWait")}
 	case c.maxRetryAfter < 0:
 		return c, &ConfigError{Field: "Retry.MaxRetryAfter", Value: p.MaxRetryAfter.String(), Err: errors.New("must not be negative")}
+	case !validBudget(p.Budget):
+		return c, &ConfigError{Field: "Retry.Budget", Value: strconv.FormatFloat(p.Budget, 'g', -1, 64), Err: errors.New("must be a finite number")}
 	}
 	return c, nil
 }
@@ -105,7 +119,7 @@ func idempotent(method string) bool {
 
 // retryable reports whether req may be sent more than once.
 func (t *Transport) retryable(req *http.Request) bool {
-	return t.retry.max > 0 &&
+	return t.retry.max > 0 && !retriesOff(req.Context()) &&
 		(idempotent(req.Method) || req.Header.Get("Idempotency-Key") != "") &&
 		replayable(req)
 }
@@ -114,8 +128,9 @@ func (t *Transport) retryable(req *http.Request) bool {
 // scoped says whether req carries our bearer token, to be renewed between
 // attempts.
 func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error) {
+	req = t.hooks.track(req)
 	if !t.retryable(req) {
-		resp, err := t.base.RoundTrip(req)
+		resp, err := t.attempt(req)
 		return resp, explain(req, err, 1)
 	}
 	req = markBodyErrors(req)
@@ -123,14 +138,14 @@ func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error)
 	// that succeed, nearly all of them, cost what they cost with net/http.
 	// Only a request that will be retried is handed to the engine, which
 	// starts by replaying this first outcome through its own loop.
-	resp, err := t.base.RoundTrip(req)
+	resp, err := t.attempt(req)
 	if retry, _ := t.shouldRetry(req, resp, err); !retry {
 		return resp, explain(req, err, 1)
 	}
 	a := &attempt{t: t, req: req, scoped: scoped, tries: 1}
 	c := &a.engine
 	c.HTTPClient = &http.Client{
-		Transport:     &replayFirst{resp: resp, err: err, rt: t.base},
+		Transport:     &replayFirst{resp: resp, err: err, rt: attempts{t}},
 		CheckRedirect: useLastResponse,
 	}
 	c.RetryMax = t.retry.max
@@ -258,14 +273,22 @@ type attempt struct {
 	req    *http.Request
 	scoped bool
 	reason string // why the last attempt is retried, for the log
+	class  string // the same, for the hooks
 	tries  int    // attempts made, counting the one about to be sent
 	engine retryablehttp.Client
 }
 
 func (a *attempt) checkRetry(_ context.Context, resp *http.Response, err error) (bool, error) {
 	retry, reason := a.t.shouldRetry(a.req, resp, err)
+	// a.tries is the attempt judged here: another follows only below
+	// the maximum, and only that one is paid for.
+	if retry && a.tries <= a.t.retry.max && !a.t.allowResend(a.req, resendRetry) {
+		// The engine returns this outcome as it is: the response with
+		// its body unread, or the error.
+		return false, nil
+	}
 	if retry {
-		a.reason = reason
+		a.reason, a.class = reason, outcomeClass(resp, err)
 	}
 	return retry, nil
 }
@@ -322,6 +345,7 @@ func (a *attempt) backoff(minWait, maxWait time.Duration, n int, resp *http.Resp
 	}
 	a.t.logger.Debug("securehttp: retrying request", "method", a.req.Method, "url", redactURL(a.req.URL),
 		"attempt", n+2, "wait", wait, "reason", a.reason)
+	a.t.hooks.retry(a.req, a.class, wait)
 	return wait
 }
 

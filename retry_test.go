@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -1441,12 +1442,15 @@ func TestRetryPolicyConfig(t *testing.T) {
 		want      retryConfig
 		wantField string // a *ConfigError for this field
 	}{
-		{"zero value", RetryPolicy{}, retryConfig{3, 200 * time.Millisecond, 5 * time.Second, 30 * time.Second}, ""},
-		{"no retries", RetryPolicy{MaxRetries: -1}, retryConfig{0, 200 * time.Millisecond, 5 * time.Second, 30 * time.Second}, ""},
-		{"MinWait above the default MaxWait", RetryPolicy{MinWait: 10 * time.Second}, retryConfig{3, 10 * time.Second, 10 * time.Second, 30 * time.Second}, ""},
+		{"zero value", RetryPolicy{}, retryConfig{3, 200 * time.Millisecond, 5 * time.Second, 30 * time.Second, 0}, ""},
+		{"no retries", RetryPolicy{MaxRetries: -1}, retryConfig{0, 200 * time.Millisecond, 5 * time.Second, 30 * time.Second, 0}, ""},
+		{"MinWait above the default MaxWait", RetryPolicy{MinWait: 10 * time.Second}, retryConfig{3, 10 * time.Second, 10 * time.Second, 30 * time.Second, 0}, ""},
 		{"negative MinWait", RetryPolicy{MinWait: -1}, retryConfig{}, "Retry.MinWait"},
 		{"MaxWait below MinWait", RetryPolicy{MinWait: time.Second, MaxWait: time.Millisecond}, retryConfig{}, "Retry.MaxWait"},
 		{"negative MaxRetryAfter", RetryPolicy{MaxRetryAfter: -time.Second}, retryConfig{}, "Retry.MaxRetryAfter"},
+		{"no budget", RetryPolicy{Budget: -1}, retryConfig{3, 200 * time.Millisecond, 5 * time.Second, 30 * time.Second, -1}, ""},
+		{"NaN budget", RetryPolicy{Budget: math.NaN()}, retryConfig{}, "Retry.Budget"},
+		{"infinite budget", RetryPolicy{Budget: math.Inf(1)}, retryConfig{}, "Retry.Budget"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

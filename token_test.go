@@ -490,7 +490,8 @@ func TestBearerConfigErrors(t *testing.T) {
 		{"deep wildcard over a TLD", Bearer{Store: store, Hosts: []string{"**.uk"}}, "Bearer.Hosts[0]"},
 		{"bare wildcard", Bearer{Store: store, Hosts: []string{"*"}}, "Bearer.Hosts[0]"},
 		{"wildcard inside a label", Bearer{Store: store, Hosts: []string{"api*.example.com"}}, "Bearer.Hosts[0]"},
-		{"host with a port", Bearer{Store: store, Hosts: []string{"api.example.com:443"}}, "Bearer.Hosts[0]"},
+		{"host with port 0", Bearer{Store: store, Hosts: []string{"api.example.com:0"}}, "Bearer.Hosts[0]"},
+		{"host with a path", Bearer{Store: store, Hosts: []string{"api.example.com/v1"}}, "Bearer.Hosts[0]"},
 		{"URL", Bearer{Store: store, Hosts: []string{"https://api.example.com"}}, "Bearer.Hosts[0]"},
 		{"empty host", Bearer{Store: store, Hosts: []string{""}}, "Bearer.Hosts[0]"},
 		{"wildcard over an IP", Bearer{Store: store, Hosts: []string{"*.127.0.0.1"}}, "Bearer.Hosts[0]"},
@@ -499,6 +500,7 @@ func TestBearerConfigErrors(t *testing.T) {
 		{"negative timeout", Bearer{Store: store, Hosts: []string{hostAPI}, RefreshTimeout: -time.Second}, "Bearer.RefreshTimeout"},
 		{"wildcard below a public suffix", Bearer{Store: store, Hosts: []string{"*.example.co.uk", "**.api.test"}}, ""},
 		{"refresh only", Bearer{Refresh: tokStaticT("t"), Hosts: []string{hostAPI}}, ""},
+		{"host with a port", Bearer{Store: store, Hosts: []string{"api.example.com:443", "[::1]:8443"}}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -1475,6 +1477,9 @@ func TestBearer401ConcurrentOneRefresh(t *testing.T) {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			w.WriteHeader(http.StatusUnauthorized)
 		})
+	// n replays within a second of a client's first request exceed the
+	// retry budget's floor; TestBudgetUnauthorizedReplay covers the budget.
+	e.tr.budget = nil
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for range n {

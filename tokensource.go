@@ -42,6 +42,12 @@ type Bearer struct {
 	// Hosts lists the hosts that receive the token, as patterns like
 	// PinSet.Host. It is required: there is no "all hosts" default, and a
 	// wildcard may not cover a public suffix such as "*.com".
+	//
+	// A pattern without a port matches every port of its hosts, as
+	// net/http's redirect rule does for its own headers: a redirect to
+	// another port of a listed host carries the token. "host:port" (an
+	// IPv6 literal in brackets, as "[::1]:8443") restricts the token to that
+	// port; a URL without a port is port 443.
 	Hosts []string
 
 	// RefreshWindow is how long before expiry a background refresh starts
@@ -170,6 +176,7 @@ type tokenSource struct {
 	methods []string
 	logger  *slog.Logger
 	now     func() time.Time
+	hooks   *Hooks
 
 	mu          sync.Mutex
 	cur         *token
@@ -179,6 +186,12 @@ type tokenSource struct {
 	misses      int       // consecutive refreshes that failed or gave a token already due
 	lastErr     error     // the last refresh failure, returned until retryAt
 	warnedReuse bool      // the "Refresh returned the refused token" warning was logged
+
+	// Refreshes that a 401 causes are rate-limited on their own: a
+	// successful refresh resets the failure backoff above, and a server
+	// that refuses every token would otherwise cost a refresh per request.
+	unauthMisses  int       // consecutive 401-triggered refreshes
+	unauthRetryAt time.Time // no 401-triggered refresh before this
 }
 
 // flight is one refresh, shared by every request that waits for it.
@@ -216,7 +229,7 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 		return nil, &ConfigError{Field: "Bearer.ValidMethods", Err: errors.New("set only with Keyfunc")}
 	}
 	ts := &tokenSource{
-		store:   b.Store,
+		store:   storeFor(b.Store, ""), // a plain bearer token has no binding
 		refresh: b.Refresh,
 		window:  b.RefreshWindow,
 		timeout: orDefault(b.RefreshTimeout, defaultRefreshTimeout),
@@ -229,7 +242,7 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 		ts.store = NewMemoryStore(Token{})
 	}
 	for i, h := range b.Hosts {
-		p, err := parseHostPattern(h)
+		p, err := parseHostPortPattern(h)
 		if err != nil {
 			return nil, &ConfigError{Field: fmt.Sprintf("Bearer.Hosts[%d]", i), Value: h, Err: err}
 		}
@@ -244,10 +257,11 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 	return ts, nil
 }
 
-// covers reports whether host, already normalised, may receive the token.
-func (ts *tokenSource) covers(host string) bool {
+// covers reports whether host, already normalised, may receive the token
+// on port, as the URL gives it ("" for https's default).
+func (ts *tokenSource) covers(host, port string) bool {
 	for _, p := range ts.hosts {
-		if p.match(host) {
+		if p.match(host) && p.matchPort(port) {
 			return true
 		}
 	}
@@ -262,19 +276,21 @@ func (ts *tokenSource) covers(host string) bool {
 func (ts *tokenSource) token(ctx context.Context) (*token, error) {
 	ts.mu.Lock()
 	now := ts.now()
+	f := ts.flight
+	if f != nil && f.ctx.Err() != nil {
+		// A refresh that outlived its own deadline is abandoned: it
+		// ignored its context, and nobody waits for it any more. Left in
+		// place, a stuck background refresh would stop every later one
+		// until the token expired.
+		ts.abandon(f, now)
+		f = nil
+	}
 	if cur := ts.cur; cur.usable(now) {
-		if ts.flight == nil && ts.due(cur, now) && !now.Before(ts.retryAt) {
+		if f == nil && ts.due(cur, now) && !now.Before(ts.retryAt) {
 			ts.start()
 		}
 		ts.mu.Unlock()
 		return cur, nil
-	}
-	f := ts.flight
-	if f != nil && f.ctx.Err() != nil {
-		// A refresh that outlived its own deadline is abandoned: it
-		// ignored its context, and nobody waits for it any more.
-		ts.abandon(f, now)
-		f = nil
 	}
 	if f == nil {
 		if ts.lastErr != nil && now.Before(ts.retryAt) {
@@ -348,7 +364,9 @@ func (ts *tokenSource) start() *flight {
 
 func (ts *tokenSource) run(ctx context.Context, f *flight, prev *token) {
 	defer f.cancel()
+	start := ts.now()
 	tok, err := ts.obtain(ctx, prev)
+	ts.hooks.tokenRefresh(ctx, err, ts.now().Sub(start))
 
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -404,6 +422,11 @@ func (ts *tokenSource) callRefresh(ctx context.Context) (tok Token, err error) {
 // obtain re-reads the store, where another process may already have saved a
 // fresh token, and calls Refresh only if that does not give a usable one.
 func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) {
+	// A store shared by many processes lets one of them refresh for all
+	// (tokenshare.go).
+	if shared, ok := ts.store.(SharedTokenStore); ok && ts.refresh != nil {
+		return ts.obtainShared(ctx, shared, prev)
+	}
 	now := ts.now()
 	stored, loadErr := ts.store.Load(ctx)
 	rejected := ts.rejectedToken()
@@ -480,9 +503,11 @@ func (ts *tokenSource) rejectedToken() string {
 
 // invalidate marks sent as refused by a server, if it is still the current
 // token, so that concurrent 401s cause one refresh between them. It reports
-// whether a refresh may follow: after a refresh that a 401 caused, the next
-// one waits for the refresh backoff, so that a server refusing every token
-// cannot make each request cost a refresh.
+// whether a refresh may follow. Refreshes caused by 401s are spaced by the
+// refresh backoff, doubling from a second to a minute while servers keep
+// refusing the new tokens, so that a server refusing every token cannot
+// make each request cost a refresh: until then the refused token is kept
+// and the 401 goes to the caller. A 401 after a quiet minute starts over.
 func (ts *tokenSource) invalidate(sent string) bool {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -490,15 +515,16 @@ func (ts *tokenSource) invalidate(sent string) bool {
 		return true
 	}
 	now := ts.now()
-	if ts.rejected != "" && now.Before(ts.retryAt) {
-		// The token that replaced the last refused one is refused too:
-		// keep it, and let the refresh wait for the backoff.
+	if now.Before(ts.unauthRetryAt) {
 		return false
 	}
+	if ts.unauthRetryAt.IsZero() || now.Sub(ts.unauthRetryAt) > maxRefreshBackoff {
+		ts.unauthMisses = 0
+	}
+	ts.unauthMisses++
+	ts.unauthRetryAt = now.Add(refreshBackoff(ts.unauthMisses))
 	ts.rejected = sent
 	ts.cur = nil
-	ts.misses++
-	ts.retryAt = now.Add(refreshBackoff(ts.misses))
 	ts.logger.Debug("securehttp: bearer token refused by the server; it will be refreshed")
 	return true
 }
@@ -662,4 +688,30 @@ func isToken68(s string) bool {
 		}
 	}
 	return true
+}
+
+// invalidateBound drops the current token if it is bound to a client
+// certificate other than the one whose x5t#S256 is thumb (a JWT with
+// cnf["x5t#S256"], RFC 8705), so that the next request obtains a new one
+// rather than send a token the server will refuse. The token is also marked
+// refused, so that it is not taken back from the store.
+func (ts *tokenSource) invalidateBound(thumb string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.cur == nil {
+		return
+	}
+	var claims struct {
+		Cnf struct {
+			X5t string `json:"x5t#S256"`
+		} `json:"cnf"`
+		jwt.RegisteredClaims
+	}
+	if _, _, err := jwt.NewParser().ParseUnverified(ts.cur.raw, &claims); err != nil ||
+		claims.Cnf.X5t == "" || claims.Cnf.X5t == thumb {
+		return
+	}
+	ts.rejected = ts.cur.raw
+	ts.cur = nil
+	ts.logger.Debug("securehttp: bearer token bound to the previous client certificate dropped")
 }

@@ -53,7 +53,10 @@ type Transport struct {
 	expiryWarned  sync.Map // [sha256.Size]byte of a certificate: warned once
 
 	bearer *tokenSource // nil without Config.Bearer
+	cert   *certState   // nil without Config.GetClientCertificate
 	retry  retryConfig
+	budget *retryBudget // nil when Retry.Budget is negative
+	hooks  *Hooks       // nil without Config.Hooks
 
 	logger *slog.Logger // never nil: a discarding logger when Config.Logger is nil
 	now    func() time.Time
@@ -90,6 +93,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 		now:           time.Now,
 		jitter:        rand.Int64N,
 	}
+	t.budget, t.hooks = newRetryBudget(retry.budget, t.clock), cfg.Hooks.clone()
 	if cfg.MaxIdleConnsPerHost < 0 {
 		return nil, &ConfigError{Field: "MaxIdleConnsPerHost", Err: errors.New("must not be negative")}
 	}
@@ -126,16 +130,22 @@ func NewTransport(cfg Config) (*Transport, error) {
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 	}
+	if cfg.GetClientCertificate != nil {
+		t.cert = newCertState(cfg.GetClientCertificate, t.base, cfg.Logger)
+		t.base.TLSClientConfig.GetClientCertificate = t.getClientCertificate
+	}
 	if cfg.Bearer != nil {
 		if t.bearer, err = newTokenSource(cfg.Bearer, t.logger, t.clock); err != nil {
 			return nil, err
 		}
+		t.bearer.hooks = t.hooks
 		if cc := cfg.Bearer.ClientCredentials; cc != nil {
-			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, false)
+			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, cfg.GetClientCertificate != nil)
 			if err != nil {
 				return nil, err
 			}
 			t.bearer.refresh = tc.fetch
+			tc.hooks, tc.resend = t.hooks, t.allowResend
 		}
 	}
 	return t, nil
@@ -208,24 +218,31 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, fmt.Errorf("securehttp: bad request host: %w", err)
 	}
+	t.budget.request(host)
 
-	if t.bearer == nil || req.Header.Get("Authorization") != "" {
+	if t.bearer == nil || req.Header.Get("Authorization") != "" || tokenOff(req.Context()) {
 		return t.send(req, false)
 	}
-	if !t.bearer.covers(host) {
+	if !t.bearer.covers(host, req.URL.Port()) {
 		// Said once per request, so that a host spelt differently from its
-		// Bearer.Hosts entry (an IP for a name, another alias) is not a
-		// mystery 401.
-		t.logger.Debug("securehttp: no token sent: the host is not in Bearer.Hosts",
-			"host", host, "method", req.Method, "url", redactURL(req.URL))
+		// Bearer.Hosts entry (an IP for a name, another alias, another
+		// port) is not a mystery 401. Asked first, so that a silent logger
+		// costs nothing.
+		if t.logger.Enabled(req.Context(), slog.LevelDebug) {
+			t.logger.Debug("securehttp: no token sent: the host is not in Bearer.Hosts",
+				"host", host, "method", req.Method, "url", redactURL(req.URL))
+		}
 		return t.send(req, false)
 	}
+	// A rotated client certificate drops a token bound to the old one
+	// before a token is picked for this request.
+	t.pool()
 	tok, err := t.bearer.token(req.Context())
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
-	out := withToken(req, tok)
+	out := t.hooks.track(withToken(req, tok))
 	resp, err := t.send(out, true)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
 		resp, err = t.recoverUnauthorized(out, resp)
@@ -250,6 +267,7 @@ func (t *Transport) direct(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
 	}
+	t.budget.requestURL(req.URL)
 	return t.send(req, false)
 }
 
@@ -286,7 +304,7 @@ func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) 
 		return resp, nil
 	}
 	sent := sentToken(req)
-	if !t.bearer.invalidate(sent) || !replayable(req) {
+	if !t.bearer.invalidate(sent) || !replayable(req) || !t.allowResend(req, resendUnauthorized) {
 		return resp, nil
 	}
 	tok, err := t.bearer.token(req.Context())
@@ -342,11 +360,16 @@ func redactURL(u *url.URL) string {
 	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
-// CloseIdleConnections closes idle connections and stops any background
-// token refresh, waiting for it to end. Requests still waiting for that
-// refresh fail with an error wrapping context.Canceled.
+// CloseIdleConnections closes idle connections, those made with an earlier
+// client certificate included, and stops any background token refresh,
+// waiting for it to end, for at most a second when Refresh ignores its
+// context. Requests still waiting for that refresh fail with an error
+// wrapping context.Canceled.
 func (t *Transport) CloseIdleConnections() {
 	t.base.CloseIdleConnections()
+	if t.cert != nil {
+		t.cert.closeIdle()
+	}
 	if t.bearer != nil {
 		t.bearer.stop()
 	}
@@ -511,6 +534,7 @@ func (t *Transport) pinFailure(err *PinError) {
 	if t.onPinFailure != nil {
 		t.onPinFailure(err)
 	}
+	t.hooks.pinFailure(err)
 }
 
 // warnExpiring logs, once per certificate, that a certificate of a verified
@@ -531,6 +555,7 @@ func (t *Transport) warnExpiring(chains [][]*x509.Certificate) {
 			}
 			t.logger.Warn("securehttp: certificate expires soon", "subject", c.Subject.String(),
 				"not_after", c.NotAfter, "spki_pin", SPKIPin(c))
+			t.hooks.certificateExpiring(c)
 		}
 	}
 }

@@ -150,7 +150,9 @@ type secureOptions struct {
 	pins    bool   // pin the leaf's key (with a backup pin)
 	token   string // the token in the MemoryStore at the start
 	refresh func(context.Context) (string, error)
-	window  time.Duration // Bearer.RefreshWindow
+	window  time.Duration         // Bearer.RefreshWindow
+	hooks   *securehttp.Hooks     // Config.Hooks
+	store   securehttp.TokenStore // replaces the MemoryStore of token when set
 }
 
 // secureClient returns securehttp with bearer tokens and retries (the
@@ -169,6 +171,10 @@ func (f *fixture) secureClient(b *testing.B, o secureOptions) *http.Client {
 		Proxy:               noProxy,
 		DialContext:         f.dial,
 		MaxIdleConnsPerHost: poolSize,
+		Hooks:               o.hooks,
+	}
+	if o.store != nil {
+		cfg.Bearer.Store = o.store
 	}
 	if o.pins {
 		backup := sha256.Sum256([]byte("a backup key kept offline"))

@@ -9,9 +9,17 @@
 // BenchmarkHandshake (new connections, with and without pins),
 // BenchmarkHandshakePaired (securehttp with pins alternating with the same
 // client without pins, and with bare net/http), BenchmarkUpload (a 128 MiB
-// body, as an io.Reader that cannot be replayed and as one that can) and
+// body, as an io.Reader that cannot be replayed and as one that can),
 // BenchmarkRefreshStampede (1000 requests at token expiry and in the
-// refresh-ahead window).
+// refresh-ahead window) and, with redis-server installed,
+// BenchmarkGetRedisStore and BenchmarkGetRedisPaired (the keep-alive GET
+// with the token in redisstore against MemoryStore) and
+// BenchmarkFleetRefreshRedis (8 processes × 500 concurrent requests across
+// an expiry, sharing one redisstore key). run.sh does not run the Redis
+// ones; run them with
+//
+//	go test -run '^$' -bench 'FleetRefreshRedis' -benchtime 1x .  # one timeline
+//	go test -run '^$' -bench 'GetRedis' -benchtime 1s .
 //
 // It is a module of its own, with a replace directive to the library, so
 // that none of the comparators ever becomes a dependency of securehttp. The

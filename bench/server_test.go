@@ -62,6 +62,13 @@ const poolSize = 64
 var responseBody = []byte(`{"id":"0123456789abcdef","name":"securehttp benchmark","tags":["a","b","c"],"ok":true,"n":42}` + "\n")
 
 func TestMain(m *testing.M) {
+	if os.Getenv(fleetEnv) != "" {
+		if err := fleetChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench fleet replica:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv(serverEnv) != "" {
 		if err := serveChild(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench server:", err)
@@ -80,6 +87,7 @@ func TestMain(m *testing.M) {
 type fixture struct {
 	addr    string         // 127.0.0.1:port
 	roots   *x509.CertPool // the test root only
+	rootPEM string         // the same, as PEM
 	leafPin string         // "sha256/..." of the leaf's key
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser // the child exits when this is closed
@@ -126,7 +134,7 @@ func startServer() (*fixture, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	f := &fixture{roots: pki.roots, leafPin: pki.leafPin, cmd: cmd, stdin: stdin, stdout: bufio.NewReader(stdout)}
+	f := &fixture{roots: pki.roots, rootPEM: pki.rootPEM, leafPin: pki.leafPin, cmd: cmd, stdin: stdin, stdout: bufio.NewReader(stdout)}
 	line, err := f.stdout.ReadString('\n')
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
 	if err != nil || !ok {
@@ -273,6 +281,7 @@ func serveBench(w http.ResponseWriter, r *http.Request) {
 // ECDSA P-256, made fresh for each run: nothing on disk to expire.
 type pki struct {
 	roots    *x509.CertPool
+	rootPEM  string // the root, for client processes
 	chainPEM string // leaf then intermediate, as the server sends them
 	keyPEM   string
 	leafPin  string
@@ -314,7 +323,8 @@ func newPKI() (*pki, error) {
 	roots.AddCert(root)
 	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	return &pki{
-		roots: roots,
+		roots:   roots,
+		rootPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})),
 		chainPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})) +
 			string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw})),
 		keyPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})),

@@ -22,12 +22,12 @@ const getUsage = "get [options] URL"
 
 // getFlags holds get's options.
 type getFlags struct {
-	cacert, tokenFile, output, method, maxTime string
-	pins, headers, connectTo, allowHosts       []string
-	data                                       []dataArg
-	include, location, fail, failWithBody      bool
-	blockPrivate                               bool
-	verbose                                    bool
+	cacert, tokenFile, output, method, maxTime, cert, key string
+	pins, headers, connectTo, allowHosts                  []string
+	data                                                  []dataArg
+	include, location, fail, failWithBody                 bool
+	blockPrivate                                          bool
+	verbose                                               bool
 }
 
 // dataArg is one -d or --data-binary value.
@@ -43,6 +43,9 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 			"host only. The response body goes to stdout, error responses (status 400 or more)\n"+
 			"included unless --fail; such a response exits with 6.", stdout, stderr)
 	o.str(&f.cacert, "", "cacert", "FILE", "trust the roots in this PEM file instead of the system roots")
+	o.str(&f.cert, "E", "cert", "FILE", "present the client certificate (PEM, leaf first) in FILE, as curl --cert;\n"+
+		"its key may follow it in FILE or come from --key")
+	o.str(&f.key, "", "key", "FILE", "the private key of --cert (PEM: PKCS #8, PKCS #1 or SEC 1, not encrypted)")
 	o.fn("", "pin", "PIN", "accept the URL's host only if its verified chain has this pin: sha256/<base64>,\n"+
 		"curl's sha256//<base64>, or a SHA-256 certificate fingerprint; repeat it, or join\n"+
 		"pins with ; (as curl does) or with commas, to give a backup pin", func(v string) error {
@@ -162,6 +165,21 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 	if f.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if f.key != "" && f.cert == "" {
+		return fail(exitUsage, "--key needs --cert")
+	}
+	if f.cert != "" {
+		keyFile := f.key
+		if keyFile == "" {
+			keyFile = f.cert // as curl: the key may follow the certificate in one file
+		}
+		cert, err := securehttp.LoadClientCert(f.cert, keyFile)
+		if err != nil {
+			return fail(exitError, "--cert: %v", err) // matches securehttp.ErrClientCert
+		}
+		defer cert.Close()
+		cfg.GetClientCertificate = cert.GetClientCertificate
 	}
 	if f.maxTime != "" {
 		secs, err := strconv.ParseFloat(f.maxTime, 64)

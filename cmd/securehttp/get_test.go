@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -287,6 +289,56 @@ func TestGetEgressFlags(t *testing.T) {
 			}
 			if got := accepted.Load() - before; tt.wantCode != exitOK && got != 0 {
 				t.Fatalf("the server accepted %d connections, want 0", got)
+			}
+		})
+	}
+}
+
+// --cert and --key present a client certificate, as curl does; a server
+// that requires one sees its serial.
+func TestGetClientCert(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	client := testpki.Must(p.inter.NewLeaf("cmd test client", testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
+	other := testpki.Must(p.inter.NewLeaf("another client", testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "serial=%s", r.TLS.PeerCertificates[0].SerialNumber)
+	}))
+	srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{testpki.TLSCertificate(p.leaf, p.inter)},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    p.root.Pool(),
+	}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
+	certPEM := writeFile(t, "client.pem", testpki.ChainPEM(client, p.inter), 0o644)
+	keyPEM := writeFile(t, "client.key", client.KeyPEM(), 0o600)
+	combined := writeFile(t, "combined.pem", append(testpki.ChainPEM(client, p.inter), client.KeyPEM()...), 0o600)
+	otherKey := writeFile(t, "other.key", other.KeyPEM(), 0o600)
+	want := "serial=" + client.Cert.SerialNumber.String()
+	for _, tt := range []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+	}{
+		{"cert and key", []string{"--cert", certPEM, "--key", keyPEM}, exitOK, want},
+		{"key in the cert file", []string{"-E", combined}, exitOK, want},
+		{"no certificate", nil, exitTLS, ""},
+		{"key of another certificate", []string{"--cert", certPEM, "--key", otherKey}, exitError, ""},
+		{"key without cert", []string{"--key", keyPEM}, exitUsage, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"get", "--cacert", rootPEM}, tt.args...)
+			code, stdout, stderr := runCmd(t, append(args, srv.URL+"/")...)
+			if code != tt.wantCode || stdout != tt.wantStdout {
+				t.Fatalf("got exit %d, stdout %q (stderr %q), want %d and %q", code, stdout, stderr, tt.wantCode, tt.wantStdout)
+			}
+			if strings.Contains(stderr, "PRIVATE KEY") {
+				t.Fatalf("stderr shows key material: %q", stderr)
 			}
 		})
 	}

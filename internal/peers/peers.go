@@ -1,5 +1,5 @@
 // Package peers starts real third-party network peers (nginx, openssl
-// s_server and tinyproxy) on the loopback interface for tests, and stops them
+// s_server, tinyproxy and redis-server) on the loopback interface for tests, and stops them
 // when the test finishes.
 //
 // Every peer listens on 127.0.0.1 only, on a free port picked at start, and
@@ -11,10 +11,10 @@
 // registered with t.Cleanup) signals the whole group, waits a bounded time and
 // then kills it.
 //
-// The binaries come from Debian packages: nginx-light (or nginx), openssl and
-// tinyproxy. When one is missing the test is skipped, unless the environment
-// variable CI is "true", in which case the test fails: a missing peer in CI is
-// an installation bug. See Require.
+// The binaries come from Debian packages: nginx-light (or nginx), openssl,
+// tinyproxy and redis-server. When one is missing the test is skipped,
+// unless the environment variable CI is "true", in which case the test
+// fails: a missing peer in CI is an installation bug. See Require.
 //
 // The package is for tests only and works on Unix (Linux is what CI runs).
 package peers
@@ -71,7 +71,7 @@ const LegacyCiphers = "DEFAULT:@SECLEVEL=0"
 
 // Peer is a running third-party peer.
 type Peer struct {
-	// Name is the peer kind: "nginx", "openssl" or "tinyproxy".
+	// Name is the peer kind: "nginx", "openssl", "tinyproxy" or "redis".
 	Name string
 	// Addr is the listening address, "127.0.0.1:port".
 	Addr string
@@ -90,10 +90,14 @@ type Peer struct {
 	stopSig syscall.Signal
 
 	stopOnce sync.Once
+
+	// restart starts the same peer again on the same port; nil for peers
+	// that do not support Restart.
+	restart func(t testing.TB) *Peer
 }
 
 // URL returns scheme://127.0.0.1:port followed by path. The scheme is https
-// for nginx and openssl s_server and http for tinyproxy.
+// for nginx and openssl s_server, http for tinyproxy and redis for redis-server.
 func (p *Peer) URL(path string) string {
 	return p.scheme + "://" + p.Addr + path
 }
@@ -519,9 +523,14 @@ type NginxConfig struct {
 	// StapleFile is an optional DER OCSP response, stapled with
 	// "ssl_stapling on; ssl_stapling_file ...;".
 	StapleFile []byte
+	// ClientCAPEM, when set, makes nginx require a client certificate
+	// issued by one of these CA certificates ("ssl_verify_client on" with
+	// "ssl_client_certificate"): a request without one gets 400.
+	ClientCAPEM []byte
 	// ExtraServer holds extra directives placed inside the server block,
 	// before the built-in locations (so it must not redefine
-	// "location /", "location /proto" or "location /echo-ssl").
+	// "location /", "location /proto", "location /echo-ssl" or
+	// "location /echo-client").
 	ExtraServer string
 }
 
@@ -532,6 +541,9 @@ type NginxConfig struct {
 //	/          -> 200 "ok\n"
 //	/proto     -> 200 "$server_protocol\n"   (HTTP/1.1 or HTTP/2.0)
 //	/echo-ssl  -> 200 "$ssl_protocol $ssl_cipher\n"
+//	/echo-client -> 200 "$ssl_client_serial $ssl_session_reused\n"
+//	              (the client certificate's serial in upper-case hex, empty
+//	              without one; "r" for a resumed TLS session, "." otherwise)
 //
 // and registers Stop with t.Cleanup. It skips or fails the test as Require
 // does when nginx is not installed.
@@ -554,6 +566,9 @@ func startNginx(t testing.TB, cfg NginxConfig, pick func(testing.TB) int) *Peer 
 	files := map[string][]byte{"cert.pem": cfg.CertPEM, "key.pem": cfg.KeyPEM}
 	if len(cfg.StapleFile) > 0 {
 		files["ocsp.der"] = cfg.StapleFile
+	}
+	if len(cfg.ClientCAPEM) > 0 {
+		files["client-ca.pem"] = cfg.ClientCAPEM
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
@@ -647,6 +662,9 @@ func nginxConf(dir string, port int, cfg NginxConfig, ver version) string {
 	if len(cfg.StapleFile) > 0 {
 		fmt.Fprintf(&b, "        ssl_stapling on;\n        ssl_stapling_file %s;\n", q("ocsp.der"))
 	}
+	if len(cfg.ClientCAPEM) > 0 {
+		fmt.Fprintf(&b, "        ssl_client_certificate %s;\n        ssl_verify_client on;\n", q("client-ca.pem"))
+	}
 	if cfg.ExtraServer != "" {
 		b.WriteString("        # ExtraServer\n")
 		b.WriteString(cfg.ExtraServer)
@@ -655,6 +673,7 @@ func nginxConf(dir string, port int, cfg NginxConfig, ver version) string {
 	b.WriteString("        location / { return 200 \"ok\\n\"; }\n")
 	b.WriteString("        location /proto { return 200 \"$server_protocol\\n\"; }\n")
 	b.WriteString("        location /echo-ssl { return 200 \"$ssl_protocol $ssl_cipher\\n\"; }\n")
+	b.WriteString("        location /echo-client { return 200 \"$ssl_client_serial $ssl_session_reused\\n\"; }\n")
 	b.WriteString("    }\n}\n")
 	return b.String()
 }

@@ -806,6 +806,9 @@ func startFuncs(t *testing.T) map[string]func(t *testing.T, pick func(testing.TB
 		"tinyproxy": func(t *testing.T, pick func(testing.TB) int) *Peer {
 			return startTinyproxy(t, TinyproxyConfig{}, pick)
 		},
+		"redis": func(t *testing.T, pick func(testing.TB) int) *Peer {
+			return startRedis(t, pick)
+		},
 	}
 }
 

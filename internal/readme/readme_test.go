@@ -236,3 +236,22 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestOTelExampleIsTheProgram: README's OpenTelemetry program is
+// examples/otel, byte for byte, which `go vet ./...` compiles.
+func TestOTelExampleIsTheProgram(t *testing.T) {
+	t.Parallel()
+	want, err := os.ReadFile(filepath.Join(root, "examples", "otel", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range goBlock.FindAllSubmatch(readme(t), -1) {
+		if bytes.Contains(b[1], []byte(`"github.com/securehttp/securehttp/otelsecurehttp"`)) {
+			if !bytes.Equal(b[1], want) {
+				t.Errorf("README's OpenTelemetry program differs from examples/otel/main.go:\n%s", b[1])
+			}
+			return
+		}
+	}
+	t.Error("README.md has no go block importing otelsecurehttp, want the OpenTelemetry program")
+}

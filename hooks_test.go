@@ -1,0 +1,446 @@
+package securehttp
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/securehttp/securehttp/internal/testpki"
+)
+
+// hookRecorder keeps every event it is given, formatted with %#v, so that
+// tests can search them for secrets.
+type hookRecorder struct {
+	mu        sync.Mutex
+	starts    []AttemptEvent
+	dones     []AttemptResult
+	retries   []RetryEvent
+	refreshes []TokenRefreshEvent
+	tokenReqs []TokenRequestEvent
+	shakes    []HandshakeEvent
+	pinFails  []PinFailureEvent
+	expiring  []CertificateEvent
+	all       []string
+}
+
+type attemptKey struct{}
+
+func (r *hookRecorder) keep(v any) {
+	r.all = append(r.all, fmt.Sprintf("%#v", v))
+}
+
+func (r *hookRecorder) hooks() *Hooks {
+	return &Hooks{
+		AttemptStart: func(ctx context.Context, e AttemptEvent) context.Context {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.starts = append(r.starts, e)
+			r.keep(e)
+			return context.WithValue(ctx, attemptKey{}, e.Attempt)
+		},
+		InjectHeader: func(ctx context.Context, h http.Header) {
+			h.Set("X-Trace", fmt.Sprintf("attempt-%d", ctx.Value(attemptKey{})))
+			// Neither may replace what the transport sends.
+			h.Set("Authorization", "Bearer injected")
+			h.Set("DPoP", "injected")
+		},
+		AttemptDone: func(ctx context.Context, e AttemptEvent, res AttemptResult) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if ctx.Value(attemptKey{}) != e.Attempt {
+				r.all = append(r.all, "AttemptDone without the context AttemptStart returned")
+			}
+			r.dones = append(r.dones, res)
+			r.keep(res)
+		},
+		RetryScheduled: func(_ context.Context, e RetryEvent) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.retries = append(r.retries, e)
+			r.keep(e)
+		},
+		BudgetExhausted: func(_ context.Context, e BudgetEvent) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.keep(e)
+		},
+		TokenRefresh: func(_ context.Context, e TokenRefreshEvent) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.refreshes = append(r.refreshes, e)
+			r.keep(e)
+		},
+		TokenRequest: func(_ context.Context, e TokenRequestEvent) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.tokenReqs = append(r.tokenReqs, e)
+			r.keep(e)
+		},
+		Handshake: func(_ context.Context, e HandshakeEvent) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.shakes = append(r.shakes, e)
+			r.keep(e)
+		},
+		PinFailure: func(e PinFailureEvent) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.pinFails = append(r.pinFails, e)
+			r.keep(e)
+		},
+		CertificateExpiring: func(e CertificateEvent) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.expiring = append(r.expiring, e)
+			r.keep(e)
+		},
+	}
+}
+
+// noSecrets fails the test if any recorded event holds one of secrets.
+func (r *hookRecorder) noSecrets(t *testing.T, secrets ...string) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.all) == 0 {
+		t.Fatal("got no events, want some")
+	}
+	for _, e := range r.all {
+		for _, s := range secrets {
+			if strings.Contains(e, s) {
+				t.Errorf("event %s holds the secret %q", e, s)
+			}
+		}
+		if strings.Contains(e, "without the context") {
+			t.Error(e)
+		}
+	}
+}
+
+// TestHooksAttempts follows a request with a token through a 503, a retry,
+// a 401 and a replay: four attempts, numbered across the retry and the
+// replay, each with its own injected header, and no secret in any event.
+func TestHooksAttempts(t *testing.T) {
+	t.Parallel()
+	const secretQuery = "QSECRET"
+	var n atomic.Int64
+	var seen sync.Map // attempt number → the X-Trace and Authorization it carried
+	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1)
+		seen.Store(i, r.Header.Get("X-Trace")+" "+r.Header.Get("Authorization")+" "+r.Header.Get("DPoP"))
+		switch i {
+		case 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case 2:
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		default:
+			io.WriteString(w, "ok")
+		}
+	}))
+	var rec hookRecorder
+	var refreshes atomic.Int64
+	cfg := testConfig(t)
+	cfg.Hooks = rec.hooks()
+	cfg.ExpiryWarning = -1
+	cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, Refresh: func(context.Context) (Token, error) {
+		return Token{Value: fmt.Sprintf("TOKSECRET%d", refreshes.Add(1)), Expiry: time.Now().Add(time.Hour)}, nil
+	}}
+	tr := newTestTransport(t, cfg)
+
+	req, err := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/things?key="+secretQuery), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Dpop", "PROOFSECRET.caller")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request != req {
+		t.Fatalf("got status %d, resp.Request is the caller's: %v; want 200, true", resp.StatusCode, resp.Request == req)
+	}
+	if len(req.Header) != 1 {
+		t.Errorf("got caller's header %v, want it unchanged", req.Header)
+	}
+
+	for i, want := range map[int64]string{
+		1: "attempt-1 Bearer TOKSECRET1 PROOFSECRET.caller",
+		2: "attempt-2 Bearer TOKSECRET1 PROOFSECRET.caller",
+		3: "attempt-3 Bearer TOKSECRET2 PROOFSECRET.caller",
+	} {
+		if got, _ := seen.Load(i); got != want {
+			t.Errorf("attempt %d: server got %q, want %q", i, got, want)
+		}
+	}
+
+	rec.mu.Lock()
+	wantURL := hostURL(srv, hostAPI, "/things")
+	wantPort := srv.Listener.Addr().(interface{ String() string }).String()
+	for i, e := range rec.starts {
+		if e.Attempt != i+1 || e.URL != wantURL || e.Method != http.MethodGet || e.Host != hostAPI ||
+			!strings.HasSuffix(wantPort, fmt.Sprintf(":%d", e.Port)) {
+			t.Errorf("attempt event %d: got %+v, want attempt %d of GET %s", i, e, i+1, wantURL)
+		}
+	}
+	var statuses []int
+	for _, d := range rec.dones {
+		statuses = append(statuses, d.StatusCode)
+	}
+	if fmt.Sprint(statuses) != "[503 401 200]" || len(rec.starts) != 3 {
+		t.Errorf("got %d attempts with statuses %v, want 3 with [503 401 200]", len(rec.starts), statuses)
+	}
+	if len(rec.retries) != 1 || rec.retries[0].Reason != "503" || rec.retries[0].URL != wantURL {
+		t.Errorf("got retry events %+v, want one for 503", rec.retries)
+	}
+	if len(rec.refreshes) != 2 || rec.refreshes[0].Error != "" || rec.refreshes[1].Error != "" {
+		t.Errorf("got refresh events %+v, want two successes", rec.refreshes)
+	}
+	rec.mu.Unlock()
+	rec.noSecrets(t, "TOKSECRET", secretQuery, "PROOFSECRET", "key=")
+}
+
+// TestHooksHandshakeAndPins checks the handshake events (version, resumed,
+// pin outcome), pin failures and expiring certificates.
+func TestHooksHandshakeAndPins(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	srv := startServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	stranger := testpki.Must(testpki.NewRoot("stranger", testpki.Options{}))
+	var rec hookRecorder
+	cfg := testConfig(t)
+	cfg.Hooks = rec.hooks()
+	cfg.ExpiryWarning = 100 * 365 * 24 * time.Hour // every certificate expires "soon"
+	cfg.Pins = []PinSet{
+		{Host: hostAPI, Pins: []string{p.leaf.SPKIPin()}},
+		{Host: hostOther, Pins: []string{stranger.SPKIPin()}},
+		{Host: hostSub, Pins: []string{stranger.SPKIPin()}, ReportOnly: true},
+	}
+	tr := newTestTransport(t, cfg)
+	c := &http.Client{Transport: tr}
+	for _, host := range []string{hostAPI, hostOther, hostSub} {
+		resp, err := c.Get(hostURL(srv, host, "/"))
+		if err == nil {
+			resp.Body.Close()
+		}
+		if (host == hostOther) != errors.Is(err, ErrPinMismatch) {
+			t.Errorf("%s: got error %v, want a pin mismatch only for %s", host, err, hostOther)
+		}
+	}
+	// A new connection resumes the TLS session of the first.
+	tr.CloseIdleConnections()
+	resp, err := c.Get(hostURL(srv, hostAPI, "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if n := len(rec.shakes); n != 4 || !rec.shakes[3].Resumed || rec.shakes[3].Pin != "match" || rec.shakes[0].Resumed {
+		t.Errorf("got handshakes %+v, want 4, the last resumed and matching its pin, the first not resumed", rec.shakes)
+	}
+	rec.shakes = rec.shakes[:3]
+	got := map[string]string{}
+	for _, e := range rec.shakes {
+		got[e.Host] = e.Pin + " " + e.Version + " " + e.Error
+	}
+	want := map[string]string{
+		hostAPI:   "match TLS 1.3 ",
+		hostOther: "mismatch  pin_mismatch",
+		hostSub:   "report_only TLS 1.3 ",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got handshakes %v, want %v", got, want)
+	}
+	if len(rec.pinFails) != 2 {
+		t.Fatalf("got pin failures %+v, want 2", rec.pinFails)
+	}
+	for _, e := range rec.pinFails {
+		if (e.Host == hostSub) != e.ReportOnly || len(e.Pins) == 0 {
+			t.Errorf("got pin failure %+v, want report-only for %s only, with the chain's pins", e, hostSub)
+		}
+	}
+	subjects := map[string]bool{}
+	for _, e := range rec.expiring {
+		subjects[e.Subject] = true
+	}
+	if !subjects[p.leaf.Cert.Subject.String()] || !subjects[p.inter.Cert.Subject.String()] {
+		t.Errorf("got expiring certificates %v, want the leaf and the intermediate", subjects)
+	}
+	if len(rec.expiring) != len(subjects) {
+		t.Errorf("got %d expiry events for %d certificates, want one each", len(rec.expiring), len(subjects))
+	}
+}
+
+// TestHooksTokenRequest checks the token endpoint events of
+// ClientCredentials, and that neither the client secret nor the token
+// reaches an event.
+func TestHooksTokenRequest(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"access_token":"ATSECRET","token_type":"Bearer","expires_in":3600}`)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	var rec hookRecorder
+	cfg := testConfig(t)
+	cfg.Hooks = rec.hooks()
+	cfg.ExpiryWarning = -1
+	cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, ClientCredentials: &ClientCredentials{
+		ClientID: "client", ClientSecret: "CSSECRET", TokenURL: hostURL(srv, hostOther, "/token?tenant=QSECRET"),
+	}}
+	tr := newTestTransport(t, cfg)
+	resp, err := (&http.Client{Transport: tr}).Get(hostURL(srv, hostAPI, "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	rec.mu.Lock()
+	if len(rec.tokenReqs) != 1 || rec.tokenReqs[0].StatusCode != 200 || rec.tokenReqs[0].URL != hostURL(srv, hostOther, "/token") {
+		t.Errorf("got token request events %+v, want one 200 from /token", rec.tokenReqs)
+	}
+	var methods []string
+	for _, e := range rec.starts {
+		methods = append(methods, e.Method+" "+e.Host)
+	}
+	if fmt.Sprint(methods) != fmt.Sprintf("[POST %s GET %s]", hostOther, hostAPI) {
+		t.Errorf("got attempts %v, want the token request's and the request's", methods)
+	}
+	rec.mu.Unlock()
+	rec.noSecrets(t, "ATSECRET", "CSSECRET", "QSECRET", base64Of("client:CSSECRET"))
+}
+
+// TestHooksNilAllocs checks that a request with no hooks allocates what the
+// same request through the bare http.Transport allocates, budget included,
+// and reports what hooks cost.
+func TestHooksNilAllocs(t *testing.T) {
+	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	allocs := func(rt http.RoundTripper) float64 {
+		req, err := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/?q=1"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The least of three runs, as a fraction: testing.AllocsPerRun
+		// truncates, which turns noise of a fraction of an allocation (the
+		// race detector, the in-process server's HTTP/2 goroutines) into a
+		// whole one.
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+		const runs = 300
+		least := 0.0
+		for i := range 3 {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			for range runs {
+				resp, err := rt.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			runtime.ReadMemStats(&after)
+			n := float64(after.Mallocs-before.Mallocs) / runs
+			if i == 0 || n < least {
+				least = n
+			}
+		}
+		return least
+	}
+	plain := newTestTransport(t, testConfig(t))
+	cfg := testConfig(t)
+	var rec hookRecorder
+	cfg.Hooks = rec.hooks()
+	hooked := newTestTransport(t, cfg)
+	cfg.Hooks = &Hooks{}
+	empty := newTestTransport(t, cfg)
+	base := plain.base.Clone()
+	t.Cleanup(base.CloseIdleConnections)
+
+	bare, none, noFuncs, all := allocs(base), allocs(plain), allocs(empty), allocs(hooked)
+	t.Logf("allocs per request: bare http.Transport %.2f, hooks nil %.2f, hooks with no funcs %.2f, every hook set %.2f",
+		bare, none, noFuncs, all)
+	if none > bare+0.5 {
+		t.Errorf("with nil hooks, got %.1f allocs per request, want at most the bare transport's %.1f", none, bare)
+	}
+	if all <= none {
+		t.Errorf("with hooks, got %.1f allocs per request, want more than %.1f: are they called?", all, none)
+	}
+}
+
+func base64Of(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestHooksTarget checks that an event's URL keeps neither userinfo, query
+// nor fragment, and that the method and port get their defaults.
+func TestHooksTarget(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		method, url string
+		want        Target
+	}{
+		{"", "https://user:PWSECRET@api.test/a/b?key=QSECRET#FRAGSECRET",
+			Target{Method: "GET", URL: "https://api.test/a/b", Host: "api.test", Port: 443}},
+		{"PUT", "https://api.test:8443/x%2Fy?", Target{Method: "PUT", URL: "https://api.test:8443/x%2Fy", Host: "api.test", Port: 8443}},
+		{"GET", "https://[::1]:9443/", Target{Method: "GET", URL: "https://[::1]:9443/", Host: "::1", Port: 9443}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequest(tt.method, tt.url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := target(req); got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestErrorClass checks that failures are named by their type, whatever
+// their text says.
+func TestErrorClass(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"pin mismatch", &PinError{Host: "api.test"}, "pin_mismatch"},
+		{"refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, "connection_refused"},
+		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), "connection_reset"},
+		{"closed", io.ErrUnexpectedEOF, "connection_closed"},
+		{"canceled", context.Canceled, "canceled"},
+		{"deadline", fmt.Errorf("get: %w", context.DeadlineExceeded), "timeout"},
+		{"token", &RefreshError{Err: errors.New("timeout")}, "token_unavailable"},
+		{"oauth", &OAuthError{StatusCode: 400, Code: "invalid_client"}, "oauth_error"},
+		{"scheme", fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, "http"), "insecure_scheme"},
+		{"host", ErrHostNotAllowed, "host_not_allowed"},
+		{"dns", &net.DNSError{Err: "no such host", Name: "x.test", IsNotFound: true}, "dns"},
+		{"text says timeout", errors.New("i/o timeout https://api.test/?key=QSECRET"), "error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := errorClass(tt.err); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

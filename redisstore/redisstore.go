@@ -1,0 +1,476 @@
+// Package redisstore keeps a securehttp bearer token in Redis, shared by
+// every replica of a service, so that one of them refreshes it per expiry
+// instead of all of them.
+//
+// A *Store is a securehttp.SharedTokenStore: set it as Bearer.Store and the
+// transport coordinates its refreshes through it. A token held in memory
+// serves requests without touching Redis; Redis is read only when the token
+// nears its expiry and after a 401.
+//
+// # What is in Redis
+//
+// For a key K the store uses three Redis keys, all with the hash tag {K} so
+// that they share a slot under Redis Cluster:
+//
+//   - {K}:token, a hash with the record's generation (field g) and the
+//     sealed token (field v): the token and its expiry, encrypted with
+//     AES-256-GCM under Options.EncryptionKey, with the record's key name
+//     and generation as associated data. The token never appears in Redis
+//     in clear (unless Options.Plaintext is set), nor in any error or log;
+//   - {K}:lease, held by the one process that refreshes: SET NX PX with a
+//     random owner value, renewed while it refreshes, released by a
+//     compare-and-delete script;
+//   - {K}:gen, the counter that gives each lease and each save its
+//     generation. A save is a compare-and-set script that refuses a
+//     generation older than the stored one, so that a process whose lease
+//     expired during a slow refresh cannot overwrite a newer token.
+//
+// Tokens bound to a key (DPoP, client certificates) are kept apart per
+// binding: see Store.ForBinding. A record, and its generation counter,
+// expire an hour after their token does, so that the keys of bindings no
+// longer in use go away by themselves; a token without a known expiry is
+// kept until it is replaced or its keys are deleted.
+//
+// Everything goes through redis.UniversalClient, so a single node, Redis
+// Sentinel and Redis Cluster all work.
+//
+// # When Redis is down
+//
+// Any error from Redis makes the process refresh on its own, as it would
+// without a shared store, and no request fails because of it; the next
+// refresh tries Redis again. How soon the fallback starts is up to the
+// client's options: give it short timeouts and few retries (DialTimeout,
+// ReadTimeout, DialerRetries, MaxRetries), as in the example.
+package redisstore
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/securehttp/securehttp"
+)
+
+// Options configures a Store.
+type Options struct {
+	// EncryptionKey is the 32-byte AES-256-GCM key that seals records at
+	// rest. Every process sharing a key must use the same EncryptionKey.
+	// It is required unless Plaintext is set.
+	EncryptionKey []byte
+
+	// LeaseTTL is how long a refreshing process holds the lease without
+	// renewing it: when that process dies, the lease is free again after at
+	// most this long. The holder renews the lease every third of it while
+	// it refreshes. (A process waiting for another's refresh waits at most
+	// half of its own RefreshTimeout in any case, then refreshes alone.) Zero means the time left to the
+	// refresh (Bearer.RefreshTimeout, 30 s by default), and 30 s when the
+	// refresh has no deadline.
+	LeaseTTL time.Duration
+
+	// Plaintext stores tokens in Redis unencrypted, readable by anyone who
+	// can read Redis or its backups. It must be set, with no
+	// EncryptionKey, to run without encryption; the zero value refuses to.
+	Plaintext bool
+}
+
+// Errors returned by the store. They never contain the token.
+var (
+	// ErrNoEncryptionKey is returned by New when Options has neither an
+	// EncryptionKey nor Plaintext.
+	ErrNoEncryptionKey = errors.New("securehttp: redisstore: no EncryptionKey: set a 32-byte key, or Plaintext to store tokens unencrypted")
+
+	// ErrUnreadableRecord is returned by Load when the stored record
+	// cannot be opened: it was tampered with, sealed under another
+	// EncryptionKey, copied from another key, or written in another
+	// format (such as plaintext read by an encrypting store).
+	ErrUnreadableRecord = errors.New("securehttp: redisstore: stored record cannot be opened")
+)
+
+const (
+	defaultLeaseTTL = 30 * time.Second
+	// recordGrace is how long a record outlives its token: long enough that
+	// no refresh still in flight for it can find its generation gone.
+	recordGrace = time.Hour
+	minLeaseTTL = 10 * time.Millisecond
+	// format versions: the first byte of a record's v field.
+	formatPlain  = 0
+	formatSealed = 1
+	expiryLen    = 8
+)
+
+// Store is a securehttp.SharedTokenStore in Redis. It is safe for
+// concurrent use and prints no secret.
+type Store struct {
+	rdb     redis.UniversalClient
+	key     string // the key given to New, without binding
+	tag     string // the hash tag: key, or key and the binding's hash
+	record  string
+	lease   string
+	gen     string
+	aead    cipher.AEAD // nil in plaintext mode
+	ttl     time.Duration
+	scripts *scripts
+}
+
+// scripts are the store's Lua scripts, loaded once per Redis and run by
+// their SHA-1.
+type scripts struct {
+	acquire, renew, release, save, next *redis.Script
+}
+
+func newScripts() *scripts {
+	// nextGen gives a generation newer than both the counter and the
+	// stored record, so that a counter lost on its own (evicted, say)
+	// cannot hand out generations the record already passed.
+	const nextGen = `
+local g = redis.call('INCR', KEYS[2])
+local cur = tonumber(redis.call('HGET', KEYS[1], 'g') or '0')
+if g <= cur then
+  g = cur + 1
+  redis.call('SET', KEYS[2], g)
+end
+`
+	return &scripts{
+		// KEYS: record, gen, lease. ARGV: owner, ttl in ms.
+		acquire: redis.NewScript(`
+if not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 0
+end` + nextGen + `return g`),
+		// KEYS: lease. ARGV: owner, ttl in ms.
+		renew: redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`),
+		// KEYS: lease. ARGV: owner.
+		release: redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`),
+		// KEYS: record, gen. ARGV: generation, sealed value, time to
+		// live in ms (0: none).
+		save: redis.NewScript(`
+local cur = tonumber(redis.call('HGET', KEYS[1], 'g') or '0')
+if cur >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'g', ARGV[1], 'v', ARGV[2])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+else
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
+end
+return 1`),
+		// KEYS: record, gen.
+		next: redis.NewScript(nextGen + `return g`),
+	}
+}
+
+// New returns a Store that keeps the token under key in rdb. Processes that
+// share key (and EncryptionKey) share the token. key must not contain '{'
+// or '}', which would change its hash tag.
+func New(rdb redis.UniversalClient, key string, opts Options) (*Store, error) {
+	if rdb == nil {
+		return nil, errors.New("securehttp: redisstore: nil Redis client")
+	}
+	if key == "" || strings.ContainsAny(key, "{}") {
+		return nil, fmt.Errorf("securehttp: redisstore: key %q: must be non-empty, without '{' or '}'", key)
+	}
+	if opts.LeaseTTL < 0 {
+		return nil, fmt.Errorf("securehttp: redisstore: LeaseTTL %v: must not be negative", opts.LeaseTTL)
+	}
+	s := &Store{rdb: rdb, key: key, ttl: opts.LeaseTTL, scripts: newScripts()}
+	switch {
+	case opts.Plaintext && len(opts.EncryptionKey) > 0:
+		return nil, errors.New("securehttp: redisstore: set EncryptionKey or Plaintext, not both")
+	case opts.Plaintext:
+	case len(opts.EncryptionKey) == 0:
+		return nil, ErrNoEncryptionKey
+	case len(opts.EncryptionKey) != 32:
+		return nil, fmt.Errorf("securehttp: redisstore: EncryptionKey of %d bytes: AES-256 needs 32", len(opts.EncryptionKey))
+	default:
+		block, err := aes.NewCipher(opts.EncryptionKey)
+		if err != nil {
+			return nil, fmt.Errorf("securehttp: redisstore: %w", err)
+		}
+		if s.aead, err = cipher.NewGCM(block); err != nil {
+			return nil, fmt.Errorf("securehttp: redisstore: %w", err)
+		}
+	}
+	s.setTag(key)
+	return s, nil
+}
+
+func (s *Store) setTag(tag string) {
+	s.tag = tag
+	s.record = "{" + tag + "}:token"
+	s.lease = "{" + tag + "}:lease"
+	s.gen = "{" + tag + "}:gen"
+}
+
+// ForBinding returns a Store for tokens bound to binding (see
+// securehttp.BindingStore), under the same Redis client, key and options.
+// Its keys carry a SHA-256 hash of binding inside the hash tag, so that
+// processes with different keys never share a bound token; "" returns s.
+func (s *Store) ForBinding(binding string) securehttp.TokenStore {
+	if binding == "" {
+		return s
+	}
+	sum := sha256.Sum256([]byte(binding))
+	b := *s
+	b.setTag(s.key + ":" + hex.EncodeToString(sum[:16]))
+	return &b
+}
+
+// Load returns the stored token, or the zero Token when there is none. It
+// returns an error matching ErrUnreadableRecord when the record cannot be
+// opened.
+func (s *Store) Load(ctx context.Context) (securehttp.Token, error) {
+	vals, err := s.rdb.HMGet(ctx, s.record, "g", "v").Result()
+	if err != nil {
+		return securehttp.Token{}, s.redisError("load", err)
+	}
+	if len(vals) != 2 || (vals[0] == nil && vals[1] == nil) {
+		return securehttp.Token{}, nil
+	}
+	gs, ok1 := vals[0].(string)
+	vs, ok2 := vals[1].(string)
+	if !ok1 || !ok2 {
+		return securehttp.Token{}, s.unreadable()
+	}
+	gen, err := strconv.ParseInt(gs, 10, 64)
+	if err != nil || gen <= 0 {
+		return securehttp.Token{}, s.unreadable()
+	}
+	tok, err := s.open(gen, []byte(vs))
+	if err != nil {
+		return securehttp.Token{}, s.unreadable()
+	}
+	return tok, nil
+}
+
+// Save stores tok with a new generation, newer than any saved or leased
+// before it.
+func (s *Store) Save(ctx context.Context, tok securehttp.Token) error {
+	gen, err := s.scripts.next.Run(ctx, s.rdb, []string{s.record, s.gen}).Int64()
+	if err != nil {
+		return s.redisError("save", err)
+	}
+	return s.saveGen(ctx, gen, tok)
+}
+
+// saveGen stores tok as generation gen, unless the stored record is as new
+// or newer.
+func (s *Store) saveGen(ctx context.Context, gen int64, tok securehttp.Token) error {
+	sealed, err := s.seal(gen, tok)
+	if err != nil {
+		return err
+	}
+	var ttl int64 // none for a token without a known expiry
+	if !tok.Expiry.IsZero() {
+		ttl = max(time.Until(tok.Expiry)+recordGrace, recordGrace).Milliseconds()
+	}
+	ok, err := s.scripts.save.Run(ctx, s.rdb, []string{s.record, s.gen}, gen, sealed, ttl).Int64()
+	if err != nil {
+		return s.redisError("save", err)
+	}
+	if ok == 0 {
+		return &wrapError{fmt.Sprintf("securehttp: redisstore: save %s generation %d", s.record, gen), securehttp.ErrStaleLease}
+	}
+	return nil
+}
+
+// TryLease tries to take the lease on the token; see
+// securehttp.SharedTokenStore. The lease is renewed every third of its TTL
+// until Release or until ctx ends.
+func (s *Store) TryLease(ctx context.Context) (securehttp.Lease, error) {
+	ttl := s.ttl
+	if ttl == 0 {
+		ttl = defaultLeaseTTL
+		if deadline, ok := ctx.Deadline(); ok {
+			ttl = time.Until(deadline)
+		}
+	}
+	ttl = max(ttl, minLeaseTTL)
+	var owner [16]byte
+	if _, err := rand.Read(owner[:]); err != nil {
+		return nil, fmt.Errorf("securehttp: redisstore: lease owner: %w", err)
+	}
+	l := &lease{s: s, owner: hex.EncodeToString(owner[:]), ttl: ttl}
+	gen, err := s.scripts.acquire.Run(ctx, s.rdb, []string{s.record, s.gen, s.lease}, l.owner, ttl.Milliseconds()).Int64()
+	if err != nil {
+		return nil, s.redisError("lease", err)
+	}
+	if gen == 0 {
+		return nil, nil
+	}
+	l.gen = gen
+	rctx, cancel := context.WithCancel(ctx)
+	l.stop = cancel
+	l.done = make(chan struct{})
+	go l.renew(rctx)
+	return l, nil
+}
+
+// lease is a held lease, renewed in the background until released.
+type lease struct {
+	s     *Store
+	owner string
+	ttl   time.Duration
+	gen   int64
+
+	stop     context.CancelFunc
+	done     chan struct{} // closed when renew returns
+	released sync.Once
+	err      error
+}
+
+func (l *lease) renew(ctx context.Context) {
+	defer close(l.done)
+	t := time.NewTicker(max(l.ttl/3, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ok, err := l.s.scripts.renew.Run(ctx, l.s.rdb, []string{l.s.lease}, l.owner, l.ttl.Milliseconds()).Int64()
+		if err == nil && ok == 0 {
+			// Lost: it expired, and another process may hold it now. The
+			// generation still orders this holder's save.
+			return
+		}
+	}
+}
+
+// Save stores tok with the lease's generation, or returns an error matching
+// securehttp.ErrStaleLease when a newer token was saved meanwhile.
+func (l *lease) Save(ctx context.Context, tok securehttp.Token) error {
+	return l.s.saveGen(ctx, l.gen, tok)
+}
+
+// Release stops renewing the lease and deletes it if this holder still has
+// it.
+func (l *lease) Release(ctx context.Context) error {
+	l.released.Do(func() {
+		l.stop()
+		<-l.done
+		if err := l.s.scripts.release.Run(ctx, l.s.rdb, []string{l.s.lease}, l.owner).Err(); err != nil {
+			l.err = l.s.redisError("release", err)
+		}
+	})
+	return l.err
+}
+
+// seal encodes tok as a record value: a format byte, then for a sealed
+// record a random nonce and the AES-GCM ciphertext of the expiry and the
+// token, with the record's key and gen as associated data.
+func (s *Store) seal(gen int64, tok securehttp.Token) ([]byte, error) {
+	plain := make([]byte, expiryLen, expiryLen+len(tok.Value))
+	var exp int64
+	if !tok.Expiry.IsZero() {
+		exp = tok.Expiry.UnixNano()
+	}
+	binary.BigEndian.PutUint64(plain, uint64(exp))
+	plain = append(plain, tok.Value...)
+	if s.aead == nil {
+		return append([]byte{formatPlain}, plain...), nil
+	}
+	out := make([]byte, 1+s.aead.NonceSize(), 1+s.aead.NonceSize()+len(plain)+s.aead.Overhead())
+	out[0] = formatSealed
+	if _, err := rand.Read(out[1:]); err != nil {
+		return nil, fmt.Errorf("securehttp: redisstore: nonce: %w", err)
+	}
+	return s.aead.Seal(out, out[1:], plain, s.associatedData(gen)), nil
+}
+
+// open reverses seal. Its errors say nothing of the record's contents.
+func (s *Store) open(gen int64, rec []byte) (securehttp.Token, error) {
+	if len(rec) == 0 {
+		return securehttp.Token{}, ErrUnreadableRecord
+	}
+	var plain []byte
+	switch {
+	case s.aead == nil && rec[0] == formatPlain:
+		plain = rec[1:]
+	case s.aead != nil && rec[0] == formatSealed && len(rec) >= 1+s.aead.NonceSize()+s.aead.Overhead():
+		n := s.aead.NonceSize()
+		var err error
+		plain, err = s.aead.Open(nil, rec[1:1+n], rec[1+n:], s.associatedData(gen))
+		if err != nil {
+			return securehttp.Token{}, ErrUnreadableRecord
+		}
+	default:
+		return securehttp.Token{}, ErrUnreadableRecord
+	}
+	if len(plain) < expiryLen {
+		return securehttp.Token{}, ErrUnreadableRecord
+	}
+	tok := securehttp.Token{Value: string(plain[expiryLen:])}
+	if exp := int64(binary.BigEndian.Uint64(plain)); exp != 0 {
+		tok.Expiry = time.Unix(0, exp)
+	}
+	return tok, nil
+}
+
+// associatedData binds a sealed record to its Redis key and generation: a
+// record copied to another key, or given another generation, does not open.
+func (s *Store) associatedData(gen int64) []byte {
+	return fmt.Appendf(nil, "securehttp/redisstore/v1\x00%s\x00%d", s.record, gen)
+}
+
+func (s *Store) unreadable() error {
+	return &wrapError{"securehttp: redisstore: load " + s.record, ErrUnreadableRecord}
+}
+
+// wrapError prefixes msg to an error's text without repeating the package
+// prefix, and keeps the error for errors.Is and errors.As.
+type wrapError struct {
+	msg string
+	err error
+}
+
+func (e *wrapError) Error() string {
+	return e.msg + ": " + strings.TrimPrefix(e.err.Error(), "securehttp: ")
+}
+func (e *wrapError) Unwrap() error { return e.err }
+
+// redisError wraps an error from Redis. go-redis errors name the command
+// and the server's reply, never the values sent, so the token cannot be in
+// them.
+func (s *Store) redisError(op string, err error) error {
+	return fmt.Errorf("securehttp: redisstore: %s %s: %w", op, s.record, err)
+}
+
+// String describes the store by its key, never its token or key material.
+func (s *Store) String() string {
+	return fmt.Sprintf("redisstore.Store{key: %q, encrypted: %t}", s.record, s.aead != nil)
+}
+
+// GoString is String.
+func (s *Store) GoString() string { return s.String() }
+
+// LogValue is String.
+func (s *Store) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+var (
+	_ securehttp.SharedTokenStore = (*Store)(nil)
+	_ securehttp.BindingStore     = (*Store)(nil)
+)

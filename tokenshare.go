@@ -1,0 +1,250 @@
+package securehttp
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// SharedTokenStore is a TokenStore shared by many processes that also lets
+// them agree on which one refreshes, so that a fleet of replicas makes one
+// token request per expiry instead of one per process. A Bearer whose Store
+// implements it coordinates every refresh through it; redisstore.Store is
+// one, and other backends (etcd, a SQL database) can implement it as well.
+//
+// When a refresh is due, the token source:
+//
+//  1. loads the shared token, and takes it if another process already
+//     replaced the one being refreshed;
+//  2. otherwise calls TryLease. The process that gets the lease loads the
+//     token again (another may have saved one in between), calls Refresh
+//     only if it still needs to, saves the result with Lease.Save and
+//     calls Release;
+//  3. the others poll Load with backoff, trying for the lease between
+//     polls, until a new token appears. They wait at most half of what
+//     remains of the refresh's time (Bearer.RefreshTimeout), then refresh
+//     on their own rather than fail.
+//
+// Any error from the store (the shared engine is down, a record cannot be
+// opened) makes the process refresh on its own, as with an unshared store,
+// and try the store again at the next refresh: no request fails because
+// the store does. Requests holding a usable token never touch the store.
+//
+// Implementations must be safe for concurrent use. Save without a lease
+// must still never let an older token overwrite a newer one: it takes a
+// generation of its own, as a lease does.
+type SharedTokenStore interface {
+	TokenStore
+	// TryLease tries to become the one process that refreshes. It returns
+	// a nil Lease and a nil error when another process holds the lease. A
+	// lease lasts until Release or until ctx ends, whichever comes first;
+	// an implementation renews it while it is held and lets it expire by
+	// itself if the holder disappears.
+	TryLease(ctx context.Context) (Lease, error)
+}
+
+// Lease is the right to refresh the token of a SharedTokenStore, held by one
+// process at a time. Each lease carries a generation (a fencing token) newer
+// than every lease taken before it.
+type Lease interface {
+	// Save stores tok with the lease's generation. It returns an error
+	// matching ErrStaleLease, and stores nothing, when a token of a newer
+	// generation has been saved since the lease was taken: a holder whose
+	// lease expired during a slow refresh cannot overwrite the newer token
+	// of the process that took over.
+	Save(ctx context.Context, tok Token) error
+	// Release gives the lease up, if this holder still has it. It is safe
+	// to call more than once.
+	Release(ctx context.Context) error
+}
+
+// ErrStaleLease is returned by Lease.Save when a newer token has been saved
+// since the lease was taken. The newer token stays.
+var ErrStaleLease = errors.New("securehttp: a newer token was saved since the lease was taken")
+
+// BindingStore is a TokenStore that keeps a separate token for each binding,
+// so that processes holding different proof-of-possession keys never share
+// a bound token. A binding is an opaque string that is equal for two
+// processes exactly when a token obtained by one is valid for the other:
+// "" for a plain bearer token, and for a bound token a name of the key it is
+// bound to, such as "dpop:" followed by the DPoP key's JWK thumbprint, or
+// "mtls:" followed by the client certificate's SHA-256 thumbprint.
+// Implementations should store a hash of it, not the string itself.
+//
+// The Transport asks for the store of its binding through storeFor when it
+// knows the binding; a store that does not implement BindingStore is used
+// as it is for every binding.
+type BindingStore interface {
+	TokenStore
+	// ForBinding returns the store for tokens bound to binding. For ""
+	// it returns a store equivalent to the receiver.
+	ForBinding(binding string) TokenStore
+}
+
+// storeFor returns the store for tokens with binding: s.ForBinding(binding)
+// when s is a BindingStore, else s.
+func storeFor(s TokenStore, binding string) TokenStore {
+	if bs, ok := s.(BindingStore); ok {
+		return bs.ForBinding(binding)
+	}
+	return s
+}
+
+const (
+	// firstPoll and maxPoll bound the backoff of a process waiting for
+	// another's refresh: a follower sees the new token at most maxPoll
+	// after it is saved, for two store calls per poll.
+	firstPoll = 10 * time.Millisecond
+	maxPoll   = 100 * time.Millisecond
+	// releaseTimeout bounds giving a lease back after the refresh's own
+	// context has ended; an unreleased lease expires by itself.
+	releaseTimeout = time.Second
+)
+
+// obtainShared is obtain for a SharedTokenStore: one process of many
+// refreshes, the others take its token from the store.
+func (ts *tokenSource) obtainShared(ctx context.Context, s SharedTokenStore, prev *token) (*token, error) {
+	rejected := ts.rejectedToken()
+	// Waiting for others gets at most half of the refresh's remaining time,
+	// so that a process left waiting can still refresh on its own.
+	wctx, cancel := halfOf(ctx)
+	defer cancel()
+	wait := firstPoll
+	for {
+		stored, err := s.Load(wctx)
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err() // stopped, or out of time
+		}
+		if err != nil {
+			ts.logger.Warn("securehttp: shared token store unavailable; refreshing without it", "error", err)
+			break
+		}
+		if tok := ts.adoptable(stored, prev, rejected); tok != nil {
+			ts.logger.Debug("securehttp: bearer token taken from the shared store", "expires", tok.exp)
+			return tok, nil
+		}
+		lease, err := s.TryLease(ctx)
+		if err != nil {
+			ts.logger.Warn("securehttp: shared token store unavailable; refreshing without it", "error", err)
+			break
+		}
+		if lease != nil {
+			return ts.lead(ctx, s, lease, prev, rejected)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-wctx.Done():
+		}
+		timer.Stop()
+		if wctx.Err() != nil {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			ts.logger.Warn("securehttp: no other process saved a new token in time; refreshing without waiting longer")
+			break
+		}
+		wait = min(wait*2, maxPoll)
+	}
+	tok, got, err := ts.fetch(ctx, rejected)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := halfOf(ctx)
+	defer cancel()
+	if err := s.Save(sctx, got); err != nil {
+		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
+	}
+	return tok, nil
+}
+
+// lead refreshes while holding lease, unless the store already holds a
+// fresh token, and releases the lease.
+func (ts *tokenSource) lead(ctx context.Context, s SharedTokenStore, lease Lease, prev *token, rejected string) (*token, error) {
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		if err := lease.Release(rctx); err != nil {
+			ts.logger.Debug("securehttp: releasing the shared token lease failed; it expires by itself", "error", err)
+		}
+	}()
+	lctx, cancel := halfOf(ctx)
+	defer cancel()
+	if stored, err := s.Load(lctx); err == nil {
+		if tok := ts.adoptable(stored, prev, rejected); tok != nil {
+			ts.logger.Debug("securehttp: bearer token taken from the shared store", "expires", tok.exp)
+			return tok, nil
+		}
+	}
+	tok, got, err := ts.fetch(ctx, rejected)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := halfOf(ctx)
+	defer cancel()
+	switch err := lease.Save(sctx, got); {
+	case err == nil:
+		ts.logger.Debug("securehttp: bearer token refreshed and shared", "expires", tok.exp)
+	case errors.Is(err, ErrStaleLease):
+		// The lease ran out during the refresh and another process saved
+		// a newer token: take it, so that every process ends on it.
+		if stored, lerr := s.Load(sctx); lerr == nil {
+			if newer := ts.adoptable(stored, prev, rejected); newer != nil {
+				ts.logger.Debug("securehttp: a newer bearer token was shared during the refresh; taking it")
+				return newer, nil
+			}
+		}
+	default:
+		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
+	}
+	return tok, nil
+}
+
+// adoptable parses stored and returns it if this process may use it instead
+// of refreshing: usable, not the token a server refused and, when replacing
+// prev, a different token that is not itself due.
+func (ts *tokenSource) adoptable(stored Token, prev *token, rejected string) *token {
+	if stored.Value == "" || stored.Value == rejected {
+		return nil
+	}
+	now := ts.now()
+	tok, err := ts.parse(stored, now)
+	if err != nil || !tok.usable(now) {
+		return nil
+	}
+	if prev != nil && (stored.Value == prev.raw || ts.due(tok, now)) {
+		return nil
+	}
+	return tok
+}
+
+// fetch calls Refresh and checks what it returns, as obtain does.
+func (ts *tokenSource) fetch(ctx context.Context, rejected string) (*token, Token, error) {
+	ts.logger.Debug("securehttp: refreshing bearer token")
+	got, err := ts.callRefresh(ctx)
+	if err != nil {
+		return nil, Token{}, wrap("refresh", err)
+	}
+	if got.Value != "" && got.Value == rejected {
+		ts.warnReuse()
+	}
+	now := ts.now()
+	tok, err := ts.parse(got, now)
+	if err != nil {
+		return nil, Token{}, wrap("refresh returned an unusable token", err)
+	}
+	if !tok.usable(now) {
+		return nil, Token{}, errors.New("refresh returned an expired or not yet valid token")
+	}
+	return tok, got, nil
+}
+
+// halfOf returns a context that ends halfway between now and ctx's
+// deadline, or with ctx when it has none.
+func halfOf(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Until(deadline)/2)
+}

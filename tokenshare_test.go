@@ -1,0 +1,166 @@
+package securehttp
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeShared is a SharedTokenStore in memory whose behaviour each test sets.
+type fakeShared struct {
+	mu       sync.Mutex
+	tok      Token
+	loadErr  error
+	leaseErr error
+	held     bool // another process holds the lease for good
+	// After saveAfter loads, another process has saved other.
+	saveAfter int
+	other     Token
+	// A leased Save finds that other was saved first.
+	stale bool
+
+	loads, leases, saves, leaseSaves, releases int
+}
+
+func (f *fakeShared) Load(context.Context) (Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.loads++
+	if f.loadErr != nil {
+		return Token{}, f.loadErr
+	}
+	if f.saveAfter > 0 && f.loads >= f.saveAfter {
+		f.tok = f.other
+	}
+	return f.tok, nil
+}
+
+func (f *fakeShared) Save(_ context.Context, tok Token) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.saves++
+	if f.loadErr != nil {
+		return f.loadErr
+	}
+	f.tok = tok
+	return nil
+}
+
+func (f *fakeShared) TryLease(context.Context) (Lease, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leases++
+	if f.leaseErr != nil {
+		return nil, f.leaseErr
+	}
+	if f.held {
+		return nil, nil
+	}
+	return fakeLease{f}, nil
+}
+
+type fakeLease struct{ f *fakeShared }
+
+func (l fakeLease) Save(_ context.Context, tok Token) error {
+	l.f.mu.Lock()
+	defer l.f.mu.Unlock()
+	l.f.leaseSaves++
+	if l.f.stale {
+		l.f.tok = l.f.other
+		return ErrStaleLease
+	}
+	l.f.tok = tok
+	return nil
+}
+
+func (l fakeLease) Release(context.Context) error {
+	l.f.mu.Lock()
+	defer l.f.mu.Unlock()
+	l.f.releases++
+	return nil
+}
+
+func TestSharedStoreCoordination(t *testing.T) {
+	t.Parallel()
+	errDown := errors.New("shared store down")
+	tests := []struct {
+		name string
+		// setup configures the store; mine is what Refresh returns, other
+		// what another process saves.
+		setup func(f *fakeShared, other Token)
+		// want is "mine" or "other": the token the request carries.
+		want                              string
+		refreshes, leaseSaves, releasesAt int
+	}{
+		{"store down: refresh alone", func(f *fakeShared, _ Token) { f.loadErr = errDown }, "mine", 1, 0, 0},
+		{"lease error: refresh alone", func(f *fakeShared, _ Token) { f.leaseErr = errDown }, "mine", 1, 0, 0},
+		{"leader refreshes and shares", func(*fakeShared, Token) {}, "mine", 1, 1, 1},
+		{"leader re-reads and finds a token", func(f *fakeShared, o Token) { f.saveAfter, f.other = 2, o }, "other", 0, 0, 1},
+		{"follower takes the leader's token", func(f *fakeShared, o Token) { f.held, f.saveAfter, f.other = true, 3, o }, "other", 0, 0, 0},
+		{"stale lease takes the newer token", func(f *fakeShared, o Token) { f.stale, f.other = true, o }, "other", 1, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := tokNewClock()
+			mine := tokFresh(t, clk.Now(), time.Hour)
+			other := tokFresh(t, clk.Now().Add(-time.Second), time.Hour)
+			f := &fakeShared{}
+			tt.setup(f, Token{Value: other})
+			refresh, calls := tokCounted(tokStatic(mine))
+			e := tokSetup(t, clk, &Bearer{Store: f, Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+			got := e.tokMustGet(t)
+			want := map[string]string{"mine": tokBearer(mine), "other": tokBearer(other)}[tt.want]
+			if got != want {
+				t.Errorf("server got the %s token, want %s", map[bool]string{true: "refreshed", false: "other"}[got == tokBearer(mine)], tt.want)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if c := calls.Load(); c != int64(tt.refreshes) {
+				t.Errorf("Refresh calls: got %d, want %d", c, tt.refreshes)
+			}
+			if f.leaseSaves != tt.leaseSaves {
+				t.Errorf("leased saves: got %d, want %d", f.leaseSaves, tt.leaseSaves)
+			}
+			if f.releases != tt.releasesAt {
+				t.Errorf("releases: got %d, want %d", f.releases, tt.releasesAt)
+			}
+			if tt.refreshes > 0 && tt.leaseSaves == 0 && f.saves != 1 {
+				t.Errorf("saves of a token refreshed alone: got %d, want 1", f.saves)
+			}
+		})
+	}
+}
+
+// bindingFake is a BindingStore that records the bindings asked for.
+type bindingFake struct {
+	*MemoryStore
+	mu    sync.Mutex
+	asked []string
+	inner *MemoryStore
+}
+
+func (b *bindingFake) ForBinding(binding string) TokenStore {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.asked = append(b.asked, binding)
+	return b.inner
+}
+
+func TestBindingStoreForPlainBearer(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	outer, inner := tokFresh(t, clk.Now(), time.Hour), tokFresh(t, clk.Now().Add(-time.Second), time.Hour)
+	b := &bindingFake{MemoryStore: NewMemoryStore(Token{Value: outer}), inner: NewMemoryStore(Token{Value: inner})}
+	e := tokSetup(t, clk, &Bearer{Store: b, Hosts: []string{hostAPI}}, nil)
+	if got := e.tokMustGet(t); got != tokBearer(inner) {
+		t.Errorf("server got the outer store's token, want the one of ForBinding(\"\")")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.asked) != 1 || b.asked[0] != "" {
+		t.Errorf("ForBinding calls: got %q, want one with \"\"", b.asked)
+	}
+}
