@@ -56,7 +56,7 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 		}
 		return nil
 	})
-	o.str(&f.tokenFile, "", "token-file", "FILE", "send the bearer token kept in this file (mode 0600) to the URL's host, and to no other")
+	o.str(&f.tokenFile, "", "token-file", "FILE", "send the bearer token kept in this file (mode 0600) to the URL's host and port, and to no other")
 	o.fn("H", "header", "'NAME: VALUE'", "add a request header; repeatable. 'NAME:' removes a header the client would send", func(v string) error {
 		f.headers = append(f.headers, v)
 		return nil
@@ -211,14 +211,17 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if tok.Value == "" {
 			return fail(exitError, "--token-file: %s holds no token", f.tokenFile)
 		}
-		cfg.Bearer = &securehttp.Bearer{Store: store, Hosts: []string{u.Hostname()}}
+		// The URL's host and port only: with -L, a redirect to another
+		// port of the host, which may be another service, gets no token.
+		port := u.Port()
+		if port == "" {
+			port = "443"
+		}
+		cfg.Bearer = &securehttp.Bearer{Store: store, Hosts: []string{net.JoinHostPort(u.Hostname(), port)}}
 	}
 	client, err := securehttp.NewClient(cfg)
 	if err != nil {
 		return fail(exitUsage, "%v", err) // a *ConfigError: a bad --pin, say
-	}
-	if cfg.Bearer != nil && f.location {
-		client.Transport = &originToken{origin: originOf(u), withToken: client.Transport, cfg: cfg}
 	}
 	defer client.CloseIdleConnections()
 	if f.location {
@@ -315,48 +318,6 @@ func originOf(u *url.URL) string {
 	}
 	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 	return scheme + "://" + net.JoinHostPort(host, port)
-}
-
-// originToken sends the --token-file token, under -L, to the URL's origin
-// only: a redirect hop to another port of the same host goes through a
-// transport without the token. Bearer.Hosts names hosts, not ports.
-type originToken struct {
-	origin    string
-	withToken http.RoundTripper
-	cfg       securehttp.Config // withToken's, for the transport without the token
-
-	once    sync.Once
-	without http.RoundTripper
-	err     error
-}
-
-func (o *originToken) RoundTrip(req *http.Request) (*http.Response, error) {
-	if originOf(req.URL) == o.origin {
-		return o.withToken.RoundTrip(req)
-	}
-	o.once.Do(func() {
-		cfg := o.cfg
-		cfg.Bearer = nil
-		o.without, o.err = securehttp.NewTransport(cfg)
-	})
-	if o.err != nil {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return nil, o.err
-	}
-	return o.without.RoundTrip(req)
-}
-
-// CloseIdleConnections closes both transports' idle connections, and stops
-// the token source.
-func (o *originToken) CloseIdleConnections() {
-	type closeIdler interface{ CloseIdleConnections() }
-	for _, rt := range []http.RoundTripper{o.withToken, o.without} {
-		if c, ok := rt.(closeIdler); ok {
-			c.CloseIdleConnections()
-		}
-	}
 }
 
 // readData builds the request body from -d and --data-binary values, as

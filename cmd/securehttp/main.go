@@ -26,8 +26,8 @@
 // flags: -H, -X, -d, --data-binary, -i, -L, --max-time, --connect-to,
 // --fail, --fail-with-body and -o. --cacert replaces the system roots, as
 // with curl; --pin (repeatable) pins the URL's host; --token-file sends the
-// token kept in that file, which must have mode 0600, to the URL's host
-// only. No token is ever printed. "securehttp help get" lists every option.
+// token kept in that file, which must have mode 0600, to the URL's host and
+// port only. No token is ever printed. "securehttp help get" lists every option.
 //
 // Exit codes:
 //
