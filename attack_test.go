@@ -28,7 +28,6 @@ import (
 // key, with any verb and as an slog value.
 func TestAttackClientCredentialsValueRedacted(t *testing.T) {
 	t.Parallel()
-	t.Skip("defect: String/GoString/LogValue have pointer receivers, so a ClientCredentials value prints ClientSecret and an Ed25519 Key with fmt verbs and slog, and json (slog JSON handler) prints them even through a pointer; fix in oauth.go")
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +285,6 @@ func TestAttackUnicodeIPLiteralThroughProxy(t *testing.T) {
 // redirect to the Unicode spelling of any HTTP/2 host.
 func TestAttackNonASCIIHostReconnectLoop(t *testing.T) {
 	t.Parallel()
-	t.Skip("defect: a non-ASCII request host makes net/http's HTTP/2 pool redial in a loop (about 1000 TLS connections a second) until the context ends; fix in transport.go: send the IDNA ASCII form of the host")
 	var srvURL string
 	srv, conns, requests := startCountingServer(t, "", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/redirect" {
@@ -458,7 +456,6 @@ func (f oauth2TokenSourceFunc) Token() (*oauth2.Token, error) { return f() }
 // fronting).
 func TestAttackHostHeaderCarriesToken(t *testing.T) {
 	t.Parallel()
-	t.Skip("defect: the token is attached by the URL's host alone, whatever req.Host names; fix in transport.go: also require req.Host, when set, to be covered by Bearer.Hosts")
 	var seen sync.Map // Host header → Authorization
 	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen.Store(strings.Split(r.Host, ":")[0], r.Header.Get("Authorization"))
