@@ -71,7 +71,10 @@ func (e *egress) checkHost(hostname string) error {
 	if !e.blockPrivate {
 		return nil
 	}
-	addr, ok := hostAddr(hostname)
+	// host is in the ASCII form net/http dials and names to a proxy: a
+	// literal spelt with full-width digits or ideographic full stops is the
+	// literal itself.
+	addr, ok := hostAddr(host)
 	if !ok {
 		return nil // a name: its addresses are checked when dialled
 	}

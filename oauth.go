@@ -70,21 +70,35 @@ type ClientCredentials struct {
 	Resource []string
 }
 
-// String describes c without its secret.
-func (c *ClientCredentials) String() string {
-	if c == nil {
-		return "<nil>"
-	}
+// String describes c without its secret or key. The methods that print a
+// ClientCredentials have value receivers, so that one held by value in
+// another struct prints no secret either.
+func (c ClientCredentials) String() string {
 	return fmt.Sprintf("securehttp.ClientCredentials{Issuer: %q, ClientID: %q, Auth: %s}", c.Issuer, c.ClientID, c.authMethod())
 }
 
 // GoString is String.
-func (c *ClientCredentials) GoString() string { return c.String() }
+func (c ClientCredentials) GoString() string { return c.String() }
+
+// Format prints String for every verb, so that no verb reaches the secret
+// or the key.
+func (c ClientCredentials) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
 
 // LogValue keeps the secret out of structured logs.
-func (c *ClientCredentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
+func (c ClientCredentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
-func (c *ClientCredentials) authMethod() string {
+// MarshalJSON encodes only what identifies the client, never the secret
+// or the key.
+func (c ClientCredentials) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Issuer   string `json:"issuer,omitempty"`
+		TokenURL string `json:"token_url,omitempty"`
+		ClientID string `json:"client_id"`
+		Auth     string `json:"auth"`
+	}{c.Issuer, c.TokenURL, c.ClientID, c.authMethod()})
+}
+
+func (c ClientCredentials) authMethod() string {
 	switch {
 	case c.Key != nil:
 		return "private_key_jwt"

@@ -2,7 +2,9 @@ package securehttp
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"golang.org/x/oauth2"
@@ -18,6 +20,10 @@ import (
 // The source's own HTTP client bounds the call, since TokenSource takes no
 // context: give it a client with a Timeout. For client credentials, prefer
 // Bearer.ClientCredentials, which needs neither.
+//
+// An error response from the token endpoint is returned as an *OAuthError
+// (the *oauth2.RetrieveError stays reachable with errors.As), so that the
+// response body never reaches an error message or a log.
 func OAuth2Refresh(src oauth2.TokenSource) func(context.Context) (Token, error) {
 	return func(ctx context.Context) (Token, error) {
 		if err := ctx.Err(); err != nil {
@@ -25,7 +31,7 @@ func OAuth2Refresh(src oauth2.TokenSource) func(context.Context) (Token, error) 
 		}
 		tok, err := src.Token()
 		if err != nil {
-			return Token{}, err
+			return Token{}, oauth2Error(err)
 		}
 		if tt := tok.Type(); !strings.EqualFold(tt, "Bearer") {
 			return Token{}, fmt.Errorf("oauth2 token type %q is not Bearer", tt)
@@ -33,3 +39,42 @@ func OAuth2Refresh(src oauth2.TokenSource) func(context.Context) (Token, error) 
 		return Token{Value: tok.AccessToken, Expiry: tok.Expiry}, nil
 	}
 }
+
+// oauth2Error keeps a token endpoint's raw response out of error text: an
+// *oauth2.RetrieveError prints up to a megabyte of the response body
+// verbatim, which a broken or hostile server may fill with control
+// characters or with an echo of the request and its client secret. The
+// error reads as the *OAuthError it is, cleaned and cut short as
+// ClientCredentials reports one, and errors.As still finds both. A
+// *url.Error's URL loses its query and userinfo.
+func oauth2Error(err error) error {
+	if re, ok := errors.AsType[*oauth2.RetrieveError](err); ok {
+		oe := &OAuthError{Code: "(no OAuth error in the response)"}
+		if re.Response != nil {
+			oe.StatusCode = re.Response.StatusCode
+		}
+		if re.ErrorCode != "" {
+			oe.Code = clean(re.ErrorCode, 64)
+			oe.Description = clean(re.ErrorDescription, maxDescription)
+			oe.URI = clean(re.ErrorURI, maxDescription)
+		}
+		return &retrieveError{oauth: oe, err: re}
+	}
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		u, perr := url.Parse(ue.URL)
+		if perr != nil {
+			return wrap("oauth2 token request", ue.Err)
+		}
+		return wrap("oauth2 "+ue.Op+" "+redactURL(u), ue.Err)
+	}
+	return err
+}
+
+// retrieveError is an *oauth2.RetrieveError told as an *OAuthError.
+type retrieveError struct {
+	oauth *OAuthError
+	err   *oauth2.RetrieveError
+}
+
+func (e *retrieveError) Error() string   { return e.oauth.Error() }
+func (e *retrieveError) Unwrap() []error { return []error{e.oauth, e.err} }

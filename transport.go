@@ -180,11 +180,61 @@ func (t *Transport) clock() time.Time { return t.now() }
 // ErrInsecureScheme for any scheme but https, without connecting. It does not
 // modify req, and it closes req.Body on every path.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.roundTrip(req)
+	out, err := asciiHost(req)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	resp, err := t.roundTrip(out)
 	if err != nil {
 		awaitClientTimeout(req)
 	}
+	if resp != nil {
+		resp.Request = req
+	}
 	return resp, err
+}
+
+// asciiHost returns req, or a copy of it whose URL names its host in the
+// ASCII form that TLS and DNS use (IDNA). net/http's HTTP/2 pool files a
+// new connection under the ASCII name and looks it up under the name as
+// given, so a Unicode host would make it dial again and again until the
+// request's context ends: a redirect to such a spelling would turn the
+// client into a connection flood.
+func asciiHost(req *http.Request) (*http.Request, error) {
+	if req.URL == nil || isASCII(req.URL.Host) {
+		return req, nil
+	}
+	host, err := normalizeHost(req.URL.Hostname())
+	if err != nil {
+		return nil, fmt.Errorf("securehttp: bad request host: %w", err)
+	}
+	u := *req.URL
+	u.Host = host
+	if port := req.URL.Port(); port != "" {
+		u.Host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		u.Host = "[" + host + "]"
+	}
+	out := new(http.Request)
+	*out = *req
+	out.URL = &u
+	return out, nil
+}
+
+// hostHeaderCovered reports whether the Host header, when it names another
+// host than the URL, is covered by Bearer.Hosts too: a front end that
+// routes by Host would otherwise hand the token to the host it names.
+func (t *Transport) hostHeaderCovered(req *http.Request) bool {
+	if req.Host == "" || req.Host == req.URL.Host {
+		return true
+	}
+	name, port, err := net.SplitHostPort(req.Host)
+	if err != nil {
+		name, port = req.Host, req.URL.Port()
+	}
+	host, err := normalizeHost(name)
+	return err == nil && t.bearer.covers(host, port)
 }
 
 // clientTimeoutGrace bounds awaitClientTimeout's wait.
@@ -236,7 +286,7 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 	if t.bearer == nil || req.Header.Get("Authorization") != "" || tokenOff(req.Context()) {
 		return t.send(req, false)
 	}
-	if !t.bearer.covers(host, req.URL.Port()) {
+	if !t.bearer.covers(host, req.URL.Port()) || !t.hostHeaderCovered(req) {
 		// Said once per request, so that a host spelt differently from its
 		// Bearer.Hosts entry (an IP for a name, another alias, another
 		// port) is not a mystery 401. Asked first, so that a silent logger
@@ -280,6 +330,12 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 // through every stage that guards where and how it connects, and through
 // none that adds a credential.
 func (t *Transport) direct(req *http.Request) (*http.Response, error) {
+	in := req
+	req, err := asciiHost(req)
+	if err != nil {
+		closeBody(in)
+		return nil, err
+	}
 	if err := t.egress.checkHost(req.URL.Hostname()); err != nil {
 		closeBody(req)
 		return nil, err

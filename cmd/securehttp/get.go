@@ -56,7 +56,7 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 		}
 		return nil
 	})
-	o.str(&f.tokenFile, "", "token-file", "FILE", "send the bearer token kept in this file (mode 0600) to the URL's host, and to no other")
+	o.str(&f.tokenFile, "", "token-file", "FILE", "send the bearer token kept in this file (mode 0600) to the URL's host and port, and to no other")
 	o.fn("H", "header", "'NAME: VALUE'", "add a request header; repeatable. 'NAME:' removes a header the client would send", func(v string) error {
 		f.headers = append(f.headers, v)
 		return nil
@@ -72,7 +72,8 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 		return nil
 	})
 	o.boolean(&f.include, "i", "include", "print the status line and the response headers before the body")
-	o.boolean(&f.location, "L", "location", "follow redirects (off by default, as in curl); the token still goes to the URL's host only")
+	o.boolean(&f.location, "L", "location", "follow redirects (off by default, as in curl); the token, and an Authorization or\n"+
+		"Cookie header given with -H, still go to the URL's host and port only")
 	o.str(&f.maxTime, "m", "max-time", "SECONDS", "give up on the whole transfer after this many seconds (decimals allowed)")
 	o.fn("", "connect-to", "HOST1:PORT1:HOST2:PORT2", "connect to HOST2:PORT2 for requests to HOST1:PORT1, as curl does: the\n"+
 		"certificate, the pins and the token are still judged on HOST1. An empty HOST1 or PORT1\n"+
@@ -210,14 +211,22 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if tok.Value == "" {
 			return fail(exitError, "--token-file: %s holds no token", f.tokenFile)
 		}
-		cfg.Bearer = &securehttp.Bearer{Store: store, Hosts: []string{u.Hostname()}}
+		// The URL's host and port only: with -L, a redirect to another
+		// port of the host, which may be another service, gets no token.
+		port := u.Port()
+		if port == "" {
+			port = "443"
+		}
+		cfg.Bearer = &securehttp.Bearer{Store: store, Hosts: []string{net.JoinHostPort(u.Hostname(), port)}}
 	}
 	client, err := securehttp.NewClient(cfg)
 	if err != nil {
 		return fail(exitUsage, "%v", err) // a *ConfigError: a bad --pin, say
 	}
 	defer client.CloseIdleConnections()
-	if !f.location {
+	if f.location {
+		client.CheckRedirect = keepCredentials(originOf(u))
+	} else {
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
 
@@ -265,6 +274,50 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return fail(exitError, "-o: %v", err)
 	}
 	return exitOK
+}
+
+// maxRedirects is net/http's own limit, kept when -L replaces its
+// CheckRedirect.
+const maxRedirects = 10
+
+// keepCredentials is -L's CheckRedirect. As curl does, the credentials
+// given for the URL (an Authorization or Cookie header given with -H) go to
+// its scheme, host and port only: net/http alone forwards them to the same
+// host on another port, which may be another service, and to its
+// subdomains.
+func keepCredentials(origin string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		if err := asciiHost(req.URL); err != nil {
+			return err
+		}
+		if originOf(req.URL) != origin {
+			for _, h := range []string{"Authorization", "Cookie", "Cookie2", "Proxy-Authorization"} {
+				req.Header.Del(h)
+			}
+		}
+		return nil
+	}
+}
+
+// originOf is u's scheme, host and port, the port made explicit, in one
+// spelling: a redirect hop is judged the same origin only if it names the
+// same one.
+func originOf(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "https":
+			port = "443"
+		case "http":
+			port = "80"
+		}
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // readData builds the request body from -d and --data-binary values, as

@@ -26,8 +26,8 @@
 // flags: -H, -X, -d, --data-binary, -i, -L, --max-time, --connect-to,
 // --fail, --fail-with-body and -o. --cacert replaces the system roots, as
 // with curl; --pin (repeatable) pins the URL's host; --token-file sends the
-// token kept in that file, which must have mode 0600, to the URL's host
-// only. No token is ever printed. "securehttp help get" lists every option.
+// token kept in that file, which must have mode 0600, to the URL's host and
+// port only. No token is ever printed. "securehttp help get" lists every option.
 //
 // Exit codes:
 //
@@ -58,6 +58,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/net/idna"
 
 	"github.com/securehttp/securehttp"
 )
@@ -365,9 +367,60 @@ func loadRoots(path string) (*x509.CertPool, error) {
 func parseAbsoluteURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("%q is not an absolute URL: write https://host[:port]/path", raw)
+		return nil, fmt.Errorf("%q is not an absolute URL: write https://host[:port]/path", redactRaw(raw))
+	}
+	if err := asciiHost(u); err != nil {
+		return nil, err
 	}
 	return u, nil
+}
+
+// asciiHost rewrites u's host in the IDNA ASCII form that net/http dials,
+// so that pins, the token's host and redirect hops compare with what is
+// dialled. Given a Unicode host, net/http's HTTP/2 pool (go1.26) redials
+// in a loop until the request's deadline.
+func asciiHost(u *url.URL) error {
+	if isASCII(u.Host) {
+		return nil
+	}
+	ascii, err := idna.Lookup.ToASCII(u.Hostname())
+	if err != nil {
+		return fmt.Errorf("%q is not a valid host name: %w", u.Hostname(), err)
+	}
+	if port := u.Port(); port != "" {
+		ascii = net.JoinHostPort(ascii, port)
+	}
+	u.Host = ascii
+	return nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// redactRaw is a URL as typed, for an error message: cut before its query
+// or fragment and without userinfo, which may carry secrets, as redactURL
+// renders a parsed one.
+func redactRaw(raw string) string {
+	s, _, _ := strings.Cut(raw, "?")
+	s, _, _ = strings.Cut(s, "#")
+	start := 0
+	if i := strings.Index(s, "//"); i >= 0 {
+		start = i + 2
+	}
+	end := len(s)
+	if j := strings.IndexByte(s[start:], '/'); j >= 0 {
+		end = start + j
+	}
+	if k := strings.LastIndexByte(s[start:end], '@'); k >= 0 {
+		s = s[:start] + s[start+k+1:]
+	}
+	return s
 }
 
 // exitCode classifies a request error. It looks only at error values and

@@ -1,0 +1,481 @@
+package securehttp
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A ClientCredentials held by value, as in an application's own config
+// struct, prints no secret either: not the client secret, not the private
+// key, with any verb and as an slog value.
+func TestAttackClientCredentialsValueRedacted(t *testing.T) {
+	t.Parallel()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "attack-client-secret-value"
+	cc := ClientCredentials{Issuer: "https://as.test", ClientID: "svc", Key: key, ClientSecret: secret}
+	type appConfig struct {
+		Name  string
+		OAuth ClientCredentials
+	}
+	app := appConfig{Name: "app", OAuth: cc}
+
+	var logged bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logged, nil))
+	logger.Info("config", "cc", cc, "app", app)
+	var jsonLogged bytes.Buffer
+	// The JSON handler marshals a struct field by field, and a pointer
+	// field with it: LogValue is not consulted there.
+	ptr := struct{ OAuth *ClientCredentials }{&cc}
+	slog.New(slog.NewJSONHandler(&jsonLogged, nil)).Info("config", "cc", cc, "ptr", ptr)
+
+	outputs := map[string]string{
+		"slog text": logged.String(),
+		"slog json": jsonLogged.String(),
+	}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%d", "%x", "%q"} {
+		outputs[verb] = fmt.Sprintf(verb, cc)
+		outputs[verb+" nested"] = fmt.Sprintf(verb, app)
+	}
+	// The key as fmt prints a byte slice, in decimal, hex and base64.
+	keyForms := []string{
+		strings.Trim(fmt.Sprint([]byte(key[:8])), "[]"),
+		fmt.Sprintf("%x", []byte(key[:8])),
+		base64.StdEncoding.EncodeToString(key[:12]),
+	}
+	for name, out := range outputs {
+		if strings.Contains(out, secret) || strings.Contains(out, fmt.Sprintf("%x", secret)) {
+			t.Errorf("%s: got %q, want no client secret", name, out)
+		}
+		for _, k := range keyForms {
+			if strings.Contains(out, k) {
+				t.Errorf("%s: got %q, want no private key bytes (found %q)", name, out, k)
+			}
+		}
+	}
+}
+
+// stormServer is a token endpoint and an API behind one listener, on
+// other.test and api.test, with counters.
+type stormServer struct {
+	srv                *httptest.Server
+	tokenReqs, apiReqs atomic.Int64
+}
+
+func newStormServer(t *testing.T, token, api http.HandlerFunc) *stormServer {
+	s := &stormServer{}
+	s.srv = startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.Host, hostAPI) {
+			s.apiReqs.Add(1)
+			api(w, r)
+			return
+		}
+		s.tokenReqs.Add(1)
+		token(w, r)
+	}))
+	return s
+}
+
+func (s *stormServer) config(t *testing.T) Config {
+	cfg := testConfig(t)
+	cfg.Bearer = &Bearer{
+		ClientCredentials: &ClientCredentials{TokenURL: hostURL(s.srv, hostOther, "/token"), ClientID: "c", ClientSecret: "s"},
+		Hosts:             []string{hostAPI},
+		RefreshTimeout:    5 * time.Second,
+	}
+	return cfg
+}
+
+// storm sends n concurrent GETs to the API and returns how many failed.
+func storm(t *testing.T, c *http.Client, s *stormServer, n int) int {
+	t.Helper()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range n {
+		wg.Go(func() {
+			resp, err := c.Get(hostURL(s.srv, hostAPI, "/v1"))
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(failed.Load())
+}
+
+// Under 200 concurrent requests, a failing token endpoint gets one refresh
+// (its own bounded retries), not one per request, and a second wave within
+// the backoff gets none.
+func TestAttackTokenEndpointStorm(t *testing.T) {
+	t.Parallel()
+	s := newStormServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}, func(w http.ResponseWriter, _ *http.Request) {})
+	c := &http.Client{Transport: newTestTransport(t, s.config(t))}
+	if failed := storm(t, c, s, 200); failed != 200 {
+		t.Errorf("got %d failed requests, want 200", failed)
+	}
+	if got := s.tokenReqs.Load(); got != tokenRequestAttempts {
+		t.Errorf("got %d token requests, want %d (one refresh)", got, tokenRequestAttempts)
+	}
+	if failed := storm(t, c, s, 200); failed != 200 {
+		t.Errorf("second wave: got %d failed requests, want 200", failed)
+	}
+	if got := s.tokenReqs.Load(); got != tokenRequestAttempts {
+		t.Errorf("after a second wave within the backoff: got %d token requests, want %d", got, tokenRequestAttempts)
+	}
+	if got := s.apiReqs.Load(); got != 0 {
+		t.Errorf("the API got %d requests, want none without a token", got)
+	}
+}
+
+// An API that refuses every token with 401 under 200 concurrent requests
+// costs a bounded number of token requests, not one per request.
+func TestAttackUnauthorizedStorm(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	s := newStormServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, `{"access_token":"at-%d","token_type":"bearer","expires_in":"3600"}`, n.Add(1))
+	}, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	c := &http.Client{Transport: newTestTransport(t, s.config(t))}
+	if failed := storm(t, c, s, 200); failed != 200 {
+		t.Errorf("got %d failed requests, want 200", failed)
+	}
+	// The first token, and at most one refresh that a 401 caused: the
+	// next one waits for the backoff.
+	if got := s.tokenReqs.Load(); got > 2 {
+		t.Errorf("got %d token requests, want at most 2", got)
+	}
+	t.Logf("%d token requests, %d API requests", s.tokenReqs.Load(), s.apiReqs.Load())
+}
+
+// A token endpoint that sends its headers and then stalls, or sends an
+// endless body, fails the waiting requests within RefreshTimeout.
+func TestAttackTokenEndpointStalls(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		h    http.HandlerFunc
+	}{
+		{"stalls after headers", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			io.WriteString(w, `{"access_token":`)
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		}},
+		{"endless body", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusOK)
+			chunk := []byte(strings.Repeat(" ", 32<<10))
+			for i := 0; i < 1<<15 && r.Context().Err() == nil; i++ { // 1 GiB at most
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStormServer(t, tt.h, func(w http.ResponseWriter, _ *http.Request) {})
+			cfg := s.config(t)
+			cfg.Bearer.RefreshTimeout = 500 * time.Millisecond
+			c := &http.Client{Transport: newTestTransport(t, cfg)}
+			start := time.Now()
+			failed := storm(t, c, s, 20)
+			elapsed := time.Since(start)
+			if failed != 20 {
+				t.Errorf("got %d failed requests, want 20", failed)
+			}
+			if elapsed > 3*time.Second {
+				t.Errorf("requests took %v, want them to fail within about RefreshTimeout (500ms)", elapsed)
+			}
+			if got := s.tokenReqs.Load(); got > tokenRequestAttempts {
+				t.Errorf("got %d token requests, want at most %d", got, tokenRequestAttempts)
+			}
+		})
+	}
+}
+
+// An IP literal spelt with Unicode characters that IDNA maps to ASCII
+// (full-width digits, ideographic full stops, circled digits) is the same
+// literal to net/http, which sends it to the proxy in ASCII: it is refused
+// before CONNECT like its ASCII spelling.
+func TestAttackUnicodeIPLiteralThroughProxy(t *testing.T) {
+	t.Parallel()
+	srv, _, requests := startCountingServer(t, "", "", http.HandlerFunc(okHandler))
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	proxyURL, tunnels := connectProxy(t)
+	cfg := testConfig(t)
+	cfg.BlockPrivateNetworks = true
+	cfg.Proxy = http.ProxyURL(proxyURL)
+	cfg.Retry.MaxRetries = NoRetries
+	tr := newTestTransport(t, cfg)
+	e, err := newEgress(nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"１２７.０.０.１", "127。0。0。1", "①②⑦.0.0.1", "１２７。１", "ＬＯＣＡＬＨＯＳＴ"} {
+		t.Run(host, func(t *testing.T) {
+			if host == "ＬＯＣＡＬＨＯＳＴ" {
+				// A name, Unicode or not, is the proxy's to resolve.
+				if err := e.checkHost(host); err != nil {
+					t.Fatalf("checkHost(%q): got %v, want the name left to the dial check", host, err)
+				}
+				return
+			}
+			if err := e.checkHost(host); !errors.Is(err, ErrBlockedAddress) {
+				t.Errorf("checkHost(%q): got %v, want ErrBlockedAddress", host, err)
+			}
+			beforeTunnels, beforeReqs := tunnels.Load(), requests.Load()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+":"+port+"/", nil)
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			if !errors.Is(err, ErrBlockedAddress) {
+				t.Errorf("through the proxy: got %v, want ErrBlockedAddress", err)
+			}
+			if n, r := tunnels.Load()-beforeTunnels, requests.Load()-beforeReqs; n != 0 || r != 0 {
+				t.Errorf("the proxy opened %d tunnels and the loopback server saw %d requests, want 0 and 0", n, r)
+			}
+		})
+	}
+}
+
+// A host spelt with non-ASCII characters that IDNA maps to a served name
+// ("ａｐｉ.test", full-width) reaches that name once. With net/http's
+// bundled HTTP/2 (go1.26), the pool files the new connection under the
+// ASCII name and looks for it under the Unicode one, so the request dials,
+// handshakes and drops connections in a tight loop until its context ends,
+// and forever without a deadline. A hostile server triggers it with a
+// redirect to the Unicode spelling of any HTTP/2 host.
+func TestAttackNonASCIIHostReconnectLoop(t *testing.T) {
+	t.Parallel()
+	var srvURL string
+	srv, conns, requests := startCountingServer(t, "", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/redirect" {
+			http.Redirect(w, r, strings.Replace(srvURL, "127.0.0.1", "ａｐｉ.test", 1)+"/", http.StatusFound)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	srvURL = srv.URL
+	cfg := testConfig(t)
+	cfg.Retry.MaxRetries = NoRetries
+	client, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.CloseIdleConnections)
+	for _, tt := range []struct{ name, url string }{
+		{"request", hostURL(srv, "ａｐｉ.test", "/")},
+		{"redirect hop", hostURL(srv, hostAPI, "/redirect")},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tt.url, nil)
+		beforeConns, beforeReqs := conns.n.Load(), requests.Load()
+		resp, err := client.Do(req)
+		var body []byte
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		cancel()
+		if err != nil || string(body) != "ok" {
+			t.Errorf("%s: got (%q, %v), want ok", tt.name, body, err)
+		}
+		if n := conns.n.Load() - beforeConns; n > 2 {
+			t.Errorf("%s: the server accepted %d connections for %d requests, want at most 2", tt.name, n, requests.Load()-beforeReqs)
+		}
+	}
+}
+
+// A lying authorization server: metadata naming a plain-HTTP or userinfo
+// token endpoint, or a token endpoint that redirects elsewhere. No client
+// secret leaves for anywhere but the token endpoint, and the redirect is
+// not followed.
+func TestAttackLyingAuthorizationServer(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		endpoint   func(issuer, api string) string // the metadata's token_endpoint
+		wantTokens int64                           // requests to /token
+	}{
+		{"plain-HTTP token endpoint", func(issuer, _ string) string { return strings.Replace(issuer, "https:", "http:", 1) + "/token" }, 0},
+		{"token endpoint with userinfo", func(issuer, _ string) string {
+			return strings.Replace(issuer, "https://", "https://u:p@", 1) + "/token"
+		}, 0},
+		{"token endpoint redirects to the API host", func(issuer, _ string) string { return issuer + "/token" }, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var tokens, steals atomic.Int64
+			var srv *httptest.Server
+			srv = startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				issuer, api := hostURL(srv, hostOther, ""), hostURL(srv, hostAPI, "")
+				switch {
+				case strings.HasPrefix(r.Host, hostAPI):
+					steals.Add(1)
+				case r.URL.Path == "/.well-known/oauth-authorization-server":
+					fmt.Fprintf(w, `{"issuer":%q,"token_endpoint":%q}`, issuer, tt.endpoint(issuer, api))
+				case r.URL.Path == "/token":
+					tokens.Add(1)
+					http.Redirect(w, r, api+"/steal", http.StatusTemporaryRedirect)
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			cfg := testConfig(t)
+			cfg.Bearer = &Bearer{
+				ClientCredentials: &ClientCredentials{Issuer: hostURL(srv, hostOther, ""), ClientID: "c", ClientSecret: "s"},
+				Hosts:             []string{hostAPI},
+			}
+			_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/v1"))
+			if !errors.Is(err, ErrNoToken) {
+				t.Errorf("got %v, want ErrNoToken", err)
+			}
+			if got := tokens.Load(); got != tt.wantTokens {
+				t.Errorf("got %d token requests, want %d", got, tt.wantTokens)
+			}
+			if got := steals.Load(); got != 0 {
+				t.Errorf("the API host got %d requests, want none", got)
+			}
+		})
+	}
+}
+
+// A hostile or broken token endpoint behind OAuth2Refresh: x/oauth2 puts
+// up to 1 MB of the error response, verbatim, in its RetrieveError's
+// text. Through the adapter, errors and logs carry the server's OAuth
+// error, cleaned and cut short, as with ClientCredentials, never the raw
+// body (which may echo the request's client secret).
+func TestAttackOAuth2RefreshErrorBody(t *testing.T) {
+	t.Parallel()
+	const marker = "client_secret=echoed-s3cret"
+	for _, tt := range []struct {
+		name, contentType, body string
+		wantCode                string
+	}{
+		{"HTML page echoing the request", "text/html", "<pre>bad request: grant_type=client_credentials&" + marker + "\n\x1b[2J" + strings.Repeat("x", 512<<10) + "</pre>", "(no OAuth error in the response)"},
+		{"OAuth error with a hostile description", "application/json", `{"error":"invalid_client","error_description":"bad\u001b[2J` + strings.Repeat("y", 512<<10) + `"}`, "invalid_client"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tt.contentType)
+				w.WriteHeader(http.StatusBadRequest)
+				io.WriteString(w, tt.body)
+			}))
+			httpClient := &http.Client{Transport: newTestTransport(t, testConfig(t))}
+			cc := clientcredentials.Config{ClientID: "c", ClientSecret: "s", TokenURL: hostURL(srv, hostOther, "/token")}
+			src := cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, httpClient))
+			cfg := testConfig(t)
+			logger, logs := newLogger()
+			cfg.Logger = logger
+			cfg.Bearer = &Bearer{Refresh: OAuth2Refresh(src), Hosts: []string{hostAPI}}
+			_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/v1"))
+			if !errors.Is(err, ErrNoToken) {
+				t.Fatalf("got %v, want ErrNoToken", err)
+			}
+			text := err.Error()
+			if strings.Contains(text, "echoed-s3cret") || strings.Contains(logs.String(), "echoed-s3cret") {
+				t.Errorf("the error or the log holds the response body's secret; error: %.300q", text)
+			}
+			if len(text) > 1024 || strings.ContainsAny(text, "\x1b\n") {
+				t.Errorf("got an error of %d bytes (%.200q), want under 1 KiB without control characters", len(text), text)
+			}
+			oe, ok := errors.AsType[*OAuthError](err)
+			if !ok || oe.StatusCode != http.StatusBadRequest || oe.Code != tt.wantCode {
+				t.Errorf("got %v, want an *OAuthError 400 %s", oe, tt.wantCode)
+			}
+			if _, ok := errors.AsType[*oauth2.RetrieveError](err); !ok {
+				t.Errorf("got %T, want the *oauth2.RetrieveError kept for errors.As", err)
+			}
+		})
+	}
+}
+
+// The x/oauth2 client's own transport errors name the token URL: through
+// OAuth2Refresh, without its query or userinfo.
+func TestAttackOAuth2RefreshURLError(t *testing.T) {
+	t.Parallel()
+	src := oauth2TokenSourceFunc(func() (*oauth2.Token, error) {
+		return nil, &url.Error{Op: "Post", URL: "https://u:pw-s3cret@as.test/token?key=q-s3cret", Err: io.ErrUnexpectedEOF}
+	})
+	_, err := OAuth2Refresh(src)(context.Background())
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("got %v, want an error without the URL's userinfo and query", err)
+	}
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("got %v, want it to wrap io.ErrUnexpectedEOF", err)
+	}
+}
+
+type oauth2TokenSourceFunc func() (*oauth2.Token, error)
+
+func (f oauth2TokenSourceFunc) Token() (*oauth2.Token, error) { return f() }
+
+// A request whose Host header names another host than its URL, as
+// httputil.ReverseProxy forwards an inbound request's Host by default,
+// carries no token: a shared front end (a CDN, an ingress) routes by the
+// Host header, so the token would reach whichever tenant it names (domain
+// fronting).
+func TestAttackHostHeaderCarriesToken(t *testing.T) {
+	t.Parallel()
+	var seen sync.Map // Host header → Authorization
+	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(strings.Split(r.Host, ":")[0], r.Header.Get("Authorization"))
+	}))
+	cfg := testConfig(t)
+	cfg.Bearer = &Bearer{Store: NewMemoryStore(Token{Value: "host-header-token"}), Hosts: []string{hostAPI}}
+	tr := newTestTransport(t, cfg)
+	for _, host := range []string{hostAPI, hostOther} {
+		req, _ := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+		req.Host = host
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("Host %s: %v", host, err)
+		}
+		resp.Body.Close()
+	}
+	if got, _ := seen.Load(hostAPI); got != "Bearer host-header-token" {
+		t.Errorf("Host %s: got Authorization %q, want the token", hostAPI, got)
+	}
+	if got, _ := seen.Load(hostOther); got != "" {
+		t.Errorf("Host %s on a URL for %s: got Authorization %q, want none", hostOther, hostAPI, got)
+	}
+}
