@@ -63,22 +63,27 @@ func (d *DPoP) Thumbprint() (string, error) {
 	return jwkThumbprint(jwk), nil
 }
 
-// String describes d without key material.
-func (d *DPoP) String() string {
-	switch {
-	case d == nil:
-		return "<nil>"
-	case d.Key == nil:
+// String describes d without key material. The methods that print a DPoP
+// have value receivers, so that one held by value in another struct prints
+// no key either.
+func (d DPoP) String() string {
+	if d.Key == nil {
 		return "securehttp.DPoP{Key: generated P-256}"
 	}
 	return fmt.Sprintf("securehttp.DPoP{Key: %T}", d.Key.Public())
 }
 
 // GoString is String: %#v prints no key either.
-func (d *DPoP) GoString() string { return d.String() }
+func (d DPoP) GoString() string { return d.String() }
+
+// Format prints String for every verb, so that no verb reaches the key.
+func (d DPoP) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(d.String())) }
 
 // LogValue keeps the key out of structured logs.
-func (d *DPoP) LogValue() slog.Value { return slog.StringValue(d.String()) }
+func (d DPoP) LogValue() slog.Value { return slog.StringValue(d.String()) }
+
+// MarshalJSON encodes the key's type only, never the key.
+func (d DPoP) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
 const (
 	dpopType = "dpop+jwt"

@@ -763,8 +763,8 @@ func TestDPoPProofClaims(t *testing.T) {
 	}
 }
 
-// TestDPoPNotFormatted: a DPoP and a Bearer holding one print no key
-// material with any verb.
+// TestDPoPNotFormatted: a DPoP, by pointer or by value, and a Bearer
+// holding one print no key material with any verb, nor as JSON.
 func TestDPoPNotFormatted(t *testing.T) {
 	t.Parallel()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -778,8 +778,17 @@ func TestDPoPNotFormatted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []any{d, &Bearer{DPoP: d, Hosts: []string{hostAPI}}, k} {
-		for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+	type holder struct{ D DPoP }
+	for _, v := range []any{d, *d, holder{*d}, &Bearer{DPoP: d, Hosts: []string{hostAPI}}, k} {
+		j, err := json.Marshal(v)
+		if err == nil {
+			for _, secret := range secrets {
+				if strings.Contains(string(j), secret) {
+					t.Fatalf("JSON of %T shows the private key", v)
+				}
+			}
+		}
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%d"} {
 			out := fmt.Sprintf(verb, v)
 			for _, secret := range secrets {
 				if strings.Contains(out, secret) {
