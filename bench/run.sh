@@ -77,6 +77,9 @@ if [ "$measure" = 1 ]; then
     "$bin -test.run '^\$' -test.bench '^BenchmarkUpload\$' -test.benchtime $upload_time"
     "$bin -test.run '^\$' -test.bench '^BenchmarkRefreshStampede\$' -test.benchtime $stampede_time"
     "$bin -test.run '^\$' -test.bench '^BenchmarkDPoP\$' -test.benchtime $get_time"
+    "$bin -test.run '^\$' -test.bench '^BenchmarkGetOTel\$' -test.benchtime $get_time"
+    "$bin -test.run '^\$' -test.bench '^BenchmarkGetRedis(Store|Paired)\$' -test.benchtime $get_time"
+    "$bin -test.run '^\$' -test.bench '^BenchmarkFleetRefreshRedis\$' -test.benchtime $stampede_time"
   )
   load_start=$(loadavg)
   started=$(date +%s)
@@ -105,6 +108,10 @@ if [ "$measure" = 1 ]; then
       echo
     done
     go tool benchstat -filter '.name:RefreshStampede' out/bench.txt
+    for name in DPoP GetOTel GetRedisStore GetRedisPaired FleetRefreshRedis; do
+      echo
+      go tool benchstat -filter ".name:$name" out/bench.txt
+    done
   } >out/benchstat.txt
   cat out/benchstat.txt
 
