@@ -168,7 +168,12 @@
 //     certificate to a chain that verifies through another root does not
 //     pass (OkHttp's CVE-2016-2402);
 //   - a redirect to another host or to http://, which never receives the
-//     token (a downgrade is an error, not a silent follow);
+//     token (a downgrade is an error, not a silent follow), and a Host
+//     header naming a host outside Bearer.Hosts, which gets no token either
+//     (a front end that routes by Host would hand it to that host);
+//   - a hostile authorization server's lies: metadata naming another issuer
+//     (a mix-up), a plain-HTTP token endpoint, a redirect, a stalled or
+//     endless response, a downgrade from DPoP to a plain bearer token;
 //   - secrets leaking into logs, errors, formatted values and telemetry:
 //     hooks, and so OpenTelemetry, get no token, proof, cookie, query string
 //     or userinfo;
@@ -222,6 +227,9 @@
 //     the proxy resolves it, so the proxy must enforce its own egress policy
 //     (the proxy itself, chosen by the user, is always allowed; a target IP
 //     literal is still checked before CONNECT);
+//   - the URL in http.Client's own errors: *url.Error quotes the request
+//     URL with its query string (our errors and logs never do), so do not
+//     put secrets in query strings, or strip them before logging errors;
 //   - denial of service by anyone on the path;
 //   - whoever holds a shared store's EncryptionKey: they can read its tokens.
 //
