@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -205,11 +206,11 @@ func (c *ClientCert) watch(seen pairState) {
 // load reads and checks the pair.
 func (c *ClientCert) load() (*certPair, error) {
 	fail := func(file string, err error) error { return &clientCertError{file: file, err: err} }
-	certPEM, err := os.ReadFile(c.certFile)
+	certPEM, err := readCertFile(c.certFile)
 	if err != nil {
 		return nil, fail(c.certFile, err)
 	}
-	keyPEM, err := os.ReadFile(c.keyFile)
+	keyPEM, err := readCertFile(c.keyFile)
 	if err != nil {
 		return nil, fail(c.keyFile, err)
 	}
@@ -249,7 +250,43 @@ func (c *ClientCert) load() (*certPair, error) {
 	return p, nil
 }
 
+// maxCertFileSize bounds a certificate or key file: a chain of a few
+// certificates is some kilobytes.
+const maxCertFileSize = 1 << 20
+
+// readCertFile reads a certificate or key file, following symbolic links
+// (as a mounted Kubernetes Secret has them), without blocking on a FIFO and
+// without reading more than maxCertFileSize: a FIFO, a device such as
+// /dev/zero or an oversized file planted at the path is refused at once,
+// and the watcher, and Close, never hang on it.
+func readCertFile(path string) ([]byte, error) {
+	f, err := openCertFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: not a regular file (%s)", errCertFileUnfit, info.Mode().Type())
+	}
+	if info.Size() > maxCertFileSize {
+		return nil, fmt.Errorf("%w: %d bytes, more than %d", errCertFileUnfit, info.Size(), maxCertFileSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxCertFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxCertFileSize {
+		return nil, fmt.Errorf("%w: more than %d bytes", errCertFileUnfit, maxCertFileSize)
+	}
+	return data, nil
+}
+
 var (
+	errCertFileUnfit = errors.New("not a certificate or key file")
 	errKeyMismatch   = errors.New("the private key does not match the certificate")
 	errEncryptedKey  = errors.New("the private key is encrypted; store it decrypted, readable only by this process (openssl pkey -in KEY -out KEY)")
 	errNoCertificate = errors.New("no CERTIFICATE block")

@@ -46,3 +46,19 @@ func checkTokenFileOwner(path string, info fs.FileInfo) error {
 	}
 	return nil
 }
+
+// openCertFile opens a client certificate or key file for reading,
+// following symbolic links, without blocking: a FIFO planted at the path
+// opens at once, and readCertFile's fstat then refuses it.
+func openCertFile(path string) (*os.File, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return os.NewFile(uintptr(fd), path), nil
+	}
+}
