@@ -123,13 +123,17 @@ func (ts *tokenSource) obtainShared(ctx context.Context, s SharedTokenStore, pre
 			ts.logger.Debug("securehttp: bearer token taken from the shared store", "expires", tok.exp)
 			return tok, nil
 		}
-		lease, err := s.TryLease(ctx)
+		lease, lctx, lcancel, err := tryLease(ctx, wctx, s)
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
 			ts.logger.Warn("securehttp: shared token store unavailable; refreshing without it", "error", err)
 			break
 		}
 		if lease != nil {
-			return ts.lead(ctx, s, lease, prev, rejected)
+			defer lcancel()
+			return ts.lead(lctx, s, lease, prev, rejected)
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -156,6 +160,34 @@ func (ts *tokenSource) obtainShared(ctx context.Context, s SharedTokenStore, pre
 		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
 	}
 	return tok, nil
+}
+
+// tryLease calls s.TryLease, giving up when wctx ends: a store that stalls
+// must not take the time left to refresh alone. The lease, if one comes in
+// time, lasts as long as ctx, under the context returned, until the caller
+// calls the cancel function returned with it.
+func tryLease(ctx, wctx context.Context, s SharedTokenStore) (Lease, context.Context, context.CancelFunc, error) {
+	lctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(wctx, cancel)
+	lease, err := s.TryLease(lctx)
+	if !stop() {
+		// wctx ended first: lctx is canceled, and a lease taken under it
+		// is over; give it back rather than leave it to expire.
+		if lease != nil {
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+			_ = lease.Release(rctx)
+			rcancel()
+		}
+		if err == nil {
+			err = wctx.Err()
+		}
+		return nil, nil, nil, wrap("shared token store lease", err)
+	}
+	if err != nil || lease == nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return lease, lctx, cancel, nil
 }
 
 // lead refreshes while holding lease, unless the store already holds a
