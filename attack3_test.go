@@ -107,3 +107,65 @@ func TestAttack3PanickingHooks(t *testing.T) {
 		})
 	}
 }
+
+// deafStore is a shared store every call of which ignores its context and
+// blocks until the test ends, as go-redis does against a stalled Redis
+// (without ContextTimeoutEnabled, it waits out its own ReadTimeout).
+type deafStore struct {
+	stuck chan struct{}
+	// what blocks: "load", "lease" or "save".
+	blocks string
+	fakeShared
+}
+
+func (d *deafStore) block(op string) {
+	if d.blocks == op {
+		<-d.stuck
+	}
+}
+
+func (d *deafStore) Load(ctx context.Context) (Token, error) {
+	d.block("load")
+	return d.fakeShared.Load(ctx)
+}
+
+func (d *deafStore) TryLease(ctx context.Context) (Lease, error) {
+	d.block("lease")
+	return d.fakeShared.TryLease(ctx)
+}
+
+func (d *deafStore) Save(ctx context.Context, tok Token) error {
+	d.block("save")
+	return d.fakeShared.Save(ctx, tok)
+}
+
+// TestAttack3DeafStoreBounded proves that a shared store that ignores its
+// context cannot hold a refresh past RefreshTimeout: the process refreshes
+// on its own and the request succeeds in time.
+func TestAttack3DeafStoreBounded(t *testing.T) {
+	t.Parallel()
+	for _, op := range []string{"load", "lease", "save"} {
+		t.Run(op, func(t *testing.T) {
+			t.Parallel()
+			clk := tokNewClock()
+			mine := tokFresh(t, clk.Now(), time.Hour)
+			d := &deafStore{stuck: make(chan struct{}), blocks: op}
+			d.held = op == "save" // the save without a lease is the one that blocks
+			t.Cleanup(func() { close(d.stuck) })
+			refresh, calls := tokCounted(tokStatic(mine))
+			const timeout = 600 * time.Millisecond
+			e := tokSetup(t, clk, &Bearer{Store: d, Refresh: refresh, Hosts: []string{hostAPI}, RefreshTimeout: timeout}, nil)
+			start := time.Now()
+			code, _, err := e.get("/")
+			if err != nil || code != 200 {
+				t.Fatalf("request with a store deaf on %s: got %d, %v; want 200", op, code, err)
+			}
+			if d := time.Since(start); d > timeout {
+				t.Errorf("request took %v, want at most RefreshTimeout (%v)", d, timeout)
+			}
+			if c := calls.Load(); c != 1 {
+				t.Errorf("Refresh calls: got %d, want 1", c)
+			}
+		})
+	}
+}
