@@ -28,7 +28,10 @@ import (
 // Any error from the store (the shared engine is down, a record cannot be
 // opened) makes the process refresh on its own, as with an unshared store,
 // and try the store again at the next refresh: no request fails because
-// the store does. Requests holding a usable token never touch the store.
+// the store does. A store call that outlasts its share of the refresh's
+// time is abandoned, even if the store ignores its context, and any lease
+// it brings later is released. Requests holding a usable token never touch
+// the store.
 //
 // Implementations must be safe for concurrent use. Save without a lease
 // must still never let an older token overwrite a newer one: it takes a
