@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -23,7 +25,8 @@ import (
 // spans and metrics.
 //
 // Hooks are called synchronously, from the goroutine doing the work, and
-// must not block. Events hold only the fields listed here: never a token, a
+// must not block. A hook that panics loses its event, and the panic's type
+// is logged at Warn; the request goes on. Events hold only the fields listed here: never a token, a
 // DPoP proof, a cookie, a query string or URL userinfo, and never an
 // error's text, which may quote any of them; failures are named by class.
 //
@@ -79,6 +82,9 @@ type Hooks struct {
 	// CertificateExpiring is called, once per certificate, when a
 	// certificate of a verified chain expires within Config.ExpiryWarning.
 	CertificateExpiring func(e CertificateEvent)
+
+	// logger reports a hook's panic; set by clone.
+	logger *slog.Logger
 }
 
 // Target names the request an event is about.
@@ -222,7 +228,7 @@ func (h *Hooks) attempt(t *Transport, req *http.Request) (*http.Response, error)
 	}
 	actx := ctx
 	if h.AttemptStart != nil {
-		if c := h.AttemptStart(ctx, e); c != nil {
+		if c := h.attemptStart(ctx, e); c != nil {
 			actx = c
 		}
 	}
@@ -230,6 +236,7 @@ func (h *Hooks) attempt(t *Transport, req *http.Request) (*http.Response, error)
 	if h.Handshake != nil {
 		sent = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
 			TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+				defer h.recovered("Handshake")
 				h.Handshake(actx, t.handshakeEvent(e.Host, cs, err))
 			},
 		})
@@ -240,7 +247,7 @@ func (h *Hooks) attempt(t *Transport, req *http.Request) (*http.Response, error)
 	}
 	if h.InjectHeader != nil {
 		extra := make(http.Header)
-		h.InjectHeader(actx, extra)
+		h.injectHeader(actx, extra)
 		if hdr := addHeaders(req.Header, extra); hdr != nil {
 			if out == req {
 				out = new(http.Request)
@@ -259,9 +266,35 @@ func (h *Hooks) attempt(t *Transport, req *http.Request) (*http.Response, error)
 		resp.Request = shown
 	}
 	if h.AttemptDone != nil {
-		h.AttemptDone(actx, e, r)
+		h.attemptDone(actx, e, r)
 	}
 	return resp, err
+}
+
+// recovered, deferred around a hook's call, ends the hook's panic: several
+// hooks run on goroutines of net/http or of a background refresh, where a
+// panic would end the whole process, and the others between sending an
+// attempt and returning its response, whose body would be left open. Only
+// the panic's type is logged: its value may quote anything.
+func (h *Hooks) recovered(hook string) {
+	if p := recover(); p != nil && h.logger != nil {
+		h.logger.Warn("securehttp: a hook panicked; its event is dropped", "hook", hook, "panic", fmt.Sprintf("%T", p))
+	}
+}
+
+func (h *Hooks) attemptStart(ctx context.Context, e AttemptEvent) context.Context {
+	defer h.recovered("AttemptStart")
+	return h.AttemptStart(ctx, e)
+}
+
+func (h *Hooks) injectHeader(ctx context.Context, extra http.Header) {
+	defer h.recovered("InjectHeader")
+	h.InjectHeader(ctx, extra)
+}
+
+func (h *Hooks) attemptDone(ctx context.Context, e AttemptEvent, r AttemptResult) {
+	defer h.recovered("AttemptDone")
+	h.AttemptDone(ctx, e, r)
 }
 
 // addHeaders returns a copy of base with the entries of extra it may take,
@@ -358,6 +391,7 @@ func (h *Hooks) retry(req *http.Request, reason string, wait time.Duration) {
 	if h == nil || h.RetryScheduled == nil {
 		return
 	}
+	defer h.recovered("RetryScheduled")
 	h.RetryScheduled(req.Context(), RetryEvent{Target: target(req), Reason: reason, Wait: wait})
 }
 
@@ -365,6 +399,7 @@ func (h *Hooks) budgetExhausted(req *http.Request, resend string) {
 	if h == nil || h.BudgetExhausted == nil {
 		return
 	}
+	defer h.recovered("BudgetExhausted")
 	h.BudgetExhausted(req.Context(), BudgetEvent{Target: target(req), Resend: resend})
 }
 
@@ -376,6 +411,7 @@ func (h *Hooks) tokenRefresh(ctx context.Context, err error, d time.Duration) {
 	if err != nil {
 		e.Error = errorClass(err)
 	}
+	defer h.recovered("TokenRefresh")
 	h.TokenRefresh(ctx, e)
 }
 
@@ -389,6 +425,7 @@ func (h *Hooks) tokenRequest(ctx context.Context, u *url.URL, resp *http.Respons
 	} else {
 		e.StatusCode = resp.StatusCode
 	}
+	defer h.recovered("TokenRequest")
 	h.TokenRequest(ctx, e)
 }
 
@@ -396,6 +433,7 @@ func (h *Hooks) pinFailure(err *PinError) {
 	if h == nil || h.PinFailure == nil {
 		return
 	}
+	defer h.recovered("PinFailure")
 	h.PinFailure(PinFailureEvent{Host: err.Host, ReportOnly: err.ReportOnly, Pins: append([]string(nil), err.Pins...)})
 }
 
@@ -403,6 +441,7 @@ func (h *Hooks) certificateExpiring(c *x509.Certificate) {
 	if h == nil || h.CertificateExpiring == nil {
 		return
 	}
+	defer h.recovered("CertificateExpiring")
 	h.CertificateExpiring(CertificateEvent{Subject: c.Subject.String(), NotAfter: c.NotAfter, SPKIPin: SPKIPin(c)})
 }
 
@@ -467,11 +506,12 @@ func errorClass(err error) string {
 }
 
 // clone returns a copy of h, so that a Config changed after NewTransport
-// changes nothing, or nil for nil.
-func (h *Hooks) clone() *Hooks {
+// changes nothing, reporting hook panics to logger, or nil for nil.
+func (h *Hooks) clone(logger *slog.Logger) *Hooks {
 	if h == nil {
 		return nil
 	}
 	c := *h
+	c.logger = logger
 	return &c
 }

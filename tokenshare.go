@@ -28,7 +28,10 @@ import (
 // Any error from the store (the shared engine is down, a record cannot be
 // opened) makes the process refresh on its own, as with an unshared store,
 // and try the store again at the next refresh: no request fails because
-// the store does. Requests holding a usable token never touch the store.
+// the store does. A store call that outlasts its share of the refresh's
+// time is abandoned, even if the store ignores its context, and any lease
+// it brings later is released. Requests holding a usable token never touch
+// the store.
 //
 // Implementations must be safe for concurrent use. Save without a lease
 // must still never let an older token overwrite a newer one: it takes a
@@ -111,7 +114,7 @@ func (ts *tokenSource) obtainShared(ctx context.Context, s SharedTokenStore, pre
 	defer cancel()
 	wait := firstPoll
 	for {
-		stored, err := s.Load(wctx)
+		stored, err := bounded(wctx, s.Load)
 		if err != nil && ctx.Err() != nil {
 			return nil, ctx.Err() // stopped, or out of time
 		}
@@ -123,13 +126,17 @@ func (ts *tokenSource) obtainShared(ctx context.Context, s SharedTokenStore, pre
 			ts.logger.Debug("securehttp: bearer token taken from the shared store", "expires", tok.exp)
 			return tok, nil
 		}
-		lease, err := s.TryLease(ctx)
+		lease, lctx, lcancel, err := tryLease(ctx, wctx, s)
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
 			ts.logger.Warn("securehttp: shared token store unavailable; refreshing without it", "error", err)
 			break
 		}
 		if lease != nil {
-			return ts.lead(ctx, s, lease, prev, rejected)
+			defer lcancel()
+			return ts.lead(lctx, s, lease, prev, rejected)
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -152,10 +159,96 @@ func (ts *tokenSource) obtainShared(ctx context.Context, s SharedTokenStore, pre
 	}
 	sctx, cancel := halfOf(ctx)
 	defer cancel()
-	if err := s.Save(sctx, got); err != nil {
+	if _, err := bounded(sctx, saver(s.Save, got)); err != nil {
 		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
 	}
 	return tok, nil
+}
+
+// tryLease calls s.TryLease, giving up when wctx ends: a store that stalls
+// must not take the time left to refresh alone. The lease, if one comes in
+// time, lasts as long as ctx, under the context returned, until the caller
+// calls the cancel function returned with it.
+func tryLease(ctx, wctx context.Context, s SharedTokenStore) (Lease, context.Context, context.CancelFunc, error) {
+	lctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(wctx, cancel)
+	type result struct {
+		lease Lease
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		l, err := s.TryLease(lctx)
+		ch <- result{l, err}
+	}()
+	var lease Lease
+	var err error
+	select {
+	case r := <-ch:
+		lease, err = r.lease, r.err
+	case <-wctx.Done():
+		// The store ignores its context: leave the call to finish on its
+		// own, and give back any lease it brings.
+		go func() {
+			if r := <-ch; r.lease != nil {
+				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+				defer rcancel()
+				_, _ = bounded(rctx, releaser(r.lease))
+			}
+		}()
+	}
+	if !stop() {
+		// wctx ended first: lctx is canceled, and a lease taken under it
+		// is over; give it back rather than leave it to expire.
+		if lease != nil {
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+			_, _ = bounded(rctx, releaser(lease))
+			rcancel()
+		}
+		if err == nil {
+			err = wctx.Err()
+		}
+		return nil, nil, nil, wrap("shared token store lease", err)
+	}
+	if err != nil || lease == nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return lease, lctx, cancel, nil
+}
+
+// bounded runs call, a call to the shared store, and returns when it does
+// or when ctx ends, whichever comes first: a store that ignores its context
+// (go-redis without ContextTimeoutEnabled waits out its own ReadTimeout and
+// retries) must not hold a refresh past its time. An abandoned call is left
+// to finish on its own.
+func bounded[T any](ctx context.Context, call func(context.Context) (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := call(ctx)
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// saver adapts a Save method to bounded.
+func saver(save func(context.Context, Token) error, tok Token) func(context.Context) (struct{}, error) {
+	return func(ctx context.Context) (struct{}, error) { return struct{}{}, save(ctx, tok) }
+}
+
+// releaser adapts Lease.Release to bounded.
+func releaser(l Lease) func(context.Context) (struct{}, error) {
+	return func(ctx context.Context) (struct{}, error) { return struct{}{}, l.Release(ctx) }
 }
 
 // lead refreshes while holding lease, unless the store already holds a
@@ -164,13 +257,13 @@ func (ts *tokenSource) lead(ctx context.Context, s SharedTokenStore, lease Lease
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
-		if err := lease.Release(rctx); err != nil {
+		if _, err := bounded(rctx, releaser(lease)); err != nil {
 			ts.logger.Debug("securehttp: releasing the shared token lease failed; it expires by itself", "error", err)
 		}
 	}()
 	lctx, cancel := halfOf(ctx)
 	defer cancel()
-	if stored, err := s.Load(lctx); err == nil {
+	if stored, err := bounded(lctx, s.Load); err == nil {
 		if tok := ts.adoptable(stored, prev, rejected); tok != nil {
 			ts.logger.Debug("securehttp: bearer token taken from the shared store", "expires", tok.exp)
 			return tok, nil
@@ -182,13 +275,13 @@ func (ts *tokenSource) lead(ctx context.Context, s SharedTokenStore, lease Lease
 	}
 	sctx, cancel := halfOf(ctx)
 	defer cancel()
-	switch err := lease.Save(sctx, got); {
+	switch _, err := bounded(sctx, saver(lease.Save, got)); {
 	case err == nil:
 		ts.logger.Debug("securehttp: bearer token refreshed and shared", "expires", tok.exp)
 	case errors.Is(err, ErrStaleLease):
 		// The lease ran out during the refresh and another process saved
 		// a newer token: take it, so that every process ends on it.
-		if stored, lerr := s.Load(sctx); lerr == nil {
+		if stored, lerr := bounded(sctx, s.Load); lerr == nil {
 			if newer := ts.adoptable(stored, prev, rejected); newer != nil {
 				ts.logger.Debug("securehttp: a newer bearer token was shared during the refresh; taking it")
 				return newer, nil

@@ -94,7 +94,7 @@ func NewTransport(cfg Config) (*Transport, error) {
 		now:           time.Now,
 		jitter:        rand.Int64N,
 	}
-	t.budget, t.hooks = newRetryBudget(retry.budget, t.clock), cfg.Hooks.clone()
+	t.budget, t.hooks = newRetryBudget(retry.budget, t.clock), cfg.Hooks.clone(logger)
 	if cfg.MaxIdleConnsPerHost < 0 {
 		return nil, &ConfigError{Field: "MaxIdleConnsPerHost", Err: errors.New("must not be negative")}
 	}

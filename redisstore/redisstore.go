@@ -109,6 +109,12 @@ const (
 	formatPlain  = 0
 	formatSealed = 1
 	expiryLen    = 8
+	// maxRecordLen bounds the v field Load reads: twice what a record of
+	// the longest token securehttp accepts (16 KiB) takes. A larger one
+	// was not written by a Store, and is refused without being read.
+	maxRecordLen = 32 << 10
+	// maxGenLen bounds the g field: an int64 in decimal.
+	maxGenLen = 20
 )
 
 // Store is a securehttp.SharedTokenStore in Redis. It is safe for
@@ -128,7 +134,7 @@ type Store struct {
 // scripts are the store's Lua scripts, loaded once per Redis and run by
 // their SHA-1.
 type scripts struct {
-	acquire, renew, release, save, next *redis.Script
+	acquire, renew, release, save, next, load *redis.Script
 }
 
 func newScripts() *scripts {
@@ -179,6 +185,14 @@ end
 return 1`),
 		// KEYS: record, gen.
 		next: redis.NewScript(nextGen + `return g`),
+		// KEYS: record. ARGV: the longest g and v to read. Returns g and
+		// v, nil for a missing field, or 0 when a field is longer.
+		load: redis.NewScript(`
+if redis.call('HSTRLEN', KEYS[1], 'g') > tonumber(ARGV[1]) or
+   redis.call('HSTRLEN', KEYS[1], 'v') > tonumber(ARGV[2]) then
+  return 0
+end
+return redis.call('HMGET', KEYS[1], 'g', 'v')`),
 	}
 }
 
@@ -242,9 +256,13 @@ func (s *Store) ForBinding(binding string) securehttp.TokenStore {
 // returns an error matching ErrUnreadableRecord when the record cannot be
 // opened.
 func (s *Store) Load(ctx context.Context) (securehttp.Token, error) {
-	vals, err := s.rdb.HMGet(ctx, s.record, "g", "v").Result()
+	res, err := s.scripts.load.Run(ctx, s.rdb, []string{s.record}, maxGenLen, maxRecordLen).Result()
 	if err != nil {
 		return securehttp.Token{}, s.redisError("load", err)
+	}
+	vals, ok := res.([]any)
+	if !ok {
+		return securehttp.Token{}, s.unreadable() // oversize
 	}
 	if len(vals) != 2 || (vals[0] == nil && vals[1] == nil) {
 		return securehttp.Token{}, nil
