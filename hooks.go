@@ -40,7 +40,8 @@ type Hooks struct {
 	// retry, and each replay after a 401 or a DPoP nonce challenge. The
 	// context it returns, if not nil, is the attempt's: the attempt is
 	// sent under it, and InjectHeader, Handshake and AttemptDone receive
-	// it.
+	// it. Derive it from ctx (as trace.ContextWithSpan does): a context
+	// that is not loses the request's deadline and cancellation.
 	AttemptStart func(ctx context.Context, e AttemptEvent) context.Context
 
 	// InjectHeader is called for each attempt, after AttemptStart, with an
