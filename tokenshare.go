@@ -293,45 +293,6 @@ func (ts *tokenSource) lead(ctx context.Context, s SharedTokenStore, lease Lease
 	return tok, nil
 }
 
-// adoptable parses stored and returns it if this process may use it instead
-// of refreshing: usable, not the token a server refused and, when replacing
-// prev, a different token that is not itself due.
-func (ts *tokenSource) adoptable(stored Token, prev *token, rejected string) *token {
-	if stored.Value == "" || stored.Value == rejected {
-		return nil
-	}
-	now := ts.now()
-	tok, err := ts.parse(stored, now)
-	if err != nil || !tok.usable(now) {
-		return nil
-	}
-	if prev != nil && (stored.Value == prev.raw || ts.due(tok, now)) {
-		return nil
-	}
-	return tok
-}
-
-// fetch calls Refresh and checks what it returns, as obtain does.
-func (ts *tokenSource) fetch(ctx context.Context, rejected string) (*token, Token, error) {
-	ts.logger.Debug("securehttp: refreshing bearer token")
-	got, err := ts.callRefresh(ctx)
-	if err != nil {
-		return nil, Token{}, wrap("refresh", err)
-	}
-	if got.Value != "" && got.Value == rejected {
-		ts.warnReuse()
-	}
-	now := ts.now()
-	tok, err := ts.parse(got, now)
-	if err != nil {
-		return nil, Token{}, wrap("refresh returned an unusable token", err)
-	}
-	if !tok.usable(now) {
-		return nil, Token{}, errors.New("refresh returned an expired or not yet valid token")
-	}
-	return tok, got, nil
-}
-
 // halfOf returns a context that ends halfway between now and ctx's
 // deadline, or with ctx when it has none.
 func halfOf(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -444,58 +444,85 @@ func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) 
 	if shared, ok := ts.store.(SharedTokenStore); ok && ts.refresh != nil {
 		return ts.obtainShared(ctx, shared, prev)
 	}
-	now := ts.now()
 	stored, loadErr := ts.store.Load(ctx)
 	rejected := ts.rejectedToken()
-	var storedExpired bool
-	switch {
-	case loadErr != nil:
+	if loadErr != nil {
 		ts.logger.Warn("securehttp: loading the bearer token from the store failed", "error", loadErr)
-	case stored.Value != "" && stored.Value != rejected:
-		// Take a token another process saved, unless it is the one being
-		// replaced or is itself due for a refresh. On the first load any
-		// usable token will do.
-		tok, perr := ts.parse(stored, now)
-		if perr == nil && tok.usable(now) && (prev == nil || (stored.Value != prev.raw && !ts.due(tok, now))) {
-			ts.logger.Debug("securehttp: bearer token taken from the store", "expires", tok.exp)
-			return tok, nil
-		}
-		storedExpired = perr == nil && !tok.usable(now)
+	} else if tok := ts.adoptable(stored, prev, rejected); tok != nil {
+		// Another process saved a token this one may use.
+		ts.logger.Debug("securehttp: bearer token taken from the store", "expires", tok.exp)
+		return tok, nil
 	}
 	if ts.refresh == nil {
-		switch {
-		case loadErr != nil:
-			// Keep the cause, such as ErrInsecureTokenFile, for errors.Is.
-			return nil, wrap("no Refresh function is set and loading the store failed", loadErr)
-		case storedExpired:
-			return nil, errors.New("the stored token has expired and no Refresh function is set")
-		case stored.Value != "" && stored.Value == rejected:
-			return nil, errors.New("the server refused the stored token and no Refresh function is set")
-		case stored.Value != "":
-			return nil, errors.New("the stored token is unusable and no Refresh function is set")
-		}
-		return nil, errors.New("the store holds no token and no Refresh function is set")
+		return nil, ts.noRefresh(stored, loadErr, rejected)
 	}
-	ts.logger.Debug("securehttp: refreshing bearer token")
-	got, err := ts.callRefresh(ctx)
+	tok, got, err := ts.fetch(ctx, rejected)
 	if err != nil {
-		return nil, wrap("refresh", err)
-	}
-	if got.Value != "" && got.Value == rejected {
-		ts.warnReuse()
-	}
-	tok, err := ts.parse(got, ts.now())
-	if err != nil {
-		return nil, wrap("refresh returned an unusable token", err)
-	}
-	if !tok.usable(ts.now()) {
-		return nil, errors.New("refresh returned an expired or not yet valid token")
+		return nil, err
 	}
 	if err := ts.store.Save(ctx, got); err != nil {
 		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
 	}
 	ts.logger.Debug("securehttp: bearer token refreshed", "expires", tok.exp)
 	return tok, nil
+}
+
+// noRefresh says why no token can be had when there is no Refresh function
+// and the store gave none that may be used.
+func (ts *tokenSource) noRefresh(stored Token, loadErr error, rejected string) error {
+	switch {
+	case loadErr != nil:
+		// Keep the cause, such as ErrInsecureTokenFile, for errors.Is.
+		return wrap("no Refresh function is set and loading the store failed", loadErr)
+	case stored.Value == "":
+		return errors.New("the store holds no token and no Refresh function is set")
+	case stored.Value == rejected:
+		return errors.New("the server refused the stored token and no Refresh function is set")
+	}
+	now := ts.now()
+	if tok, err := ts.parse(stored, now); err == nil && !tok.usable(now) {
+		return errors.New("the stored token has expired and no Refresh function is set")
+	}
+	return errors.New("the stored token is unusable and no Refresh function is set")
+}
+
+// adoptable parses stored and returns it if this process may use it instead
+// of refreshing: usable, not the token a server refused and, when replacing
+// prev, a different token that is not itself due.
+func (ts *tokenSource) adoptable(stored Token, prev *token, rejected string) *token {
+	if stored.Value == "" || stored.Value == rejected {
+		return nil
+	}
+	now := ts.now()
+	tok, err := ts.parse(stored, now)
+	if err != nil || !tok.usable(now) {
+		return nil
+	}
+	if prev != nil && (stored.Value == prev.raw || ts.due(tok, now)) {
+		return nil
+	}
+	return tok
+}
+
+// fetch calls Refresh and checks what it returns.
+func (ts *tokenSource) fetch(ctx context.Context, rejected string) (*token, Token, error) {
+	ts.logger.Debug("securehttp: refreshing bearer token")
+	got, err := ts.callRefresh(ctx)
+	if err != nil {
+		return nil, Token{}, wrap("refresh", err)
+	}
+	if got.Value != "" && got.Value == rejected {
+		ts.warnReuse()
+	}
+	now := ts.now()
+	tok, err := ts.parse(got, now)
+	if err != nil {
+		return nil, Token{}, wrap("refresh returned an unusable token", err)
+	}
+	if !tok.usable(now) {
+		return nil, Token{}, errors.New("refresh returned an expired or not yet valid token")
+	}
+	return tok, got, nil
 }
 
 // warnReuse says, once, that Refresh handed back the token a server had

@@ -268,13 +268,9 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errors.New("securehttp: request has no URL")
 	}
-	if err := t.egress.checkHost(req.URL.Hostname()); err != nil {
+	if err := t.admit(req); err != nil {
 		closeBody(req)
 		return nil, err
-	}
-	if !strings.EqualFold(req.URL.Scheme, "https") {
-		closeBody(req)
-		return nil, fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
 	}
 	host, err := normalizeHost(req.URL.Hostname())
 	if err != nil {
@@ -326,6 +322,19 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// admit runs the stages that refuse a request before any connection:
+// egress (AllowHosts, and an address literal under BlockPrivateNetworks),
+// then the scheme.
+func (t *Transport) admit(req *http.Request) error {
+	if err := t.egress.checkHost(req.URL.Hostname()); err != nil {
+		return err
+	}
+	if !strings.EqualFold(req.URL.Scheme, "https") {
+		return fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
+	}
+	return nil
+}
+
 // direct sends a request of the client's own, such as a token request,
 // through every stage that guards where and how it connects, and through
 // none that adds a credential.
@@ -336,13 +345,9 @@ func (t *Transport) direct(req *http.Request) (*http.Response, error) {
 		closeBody(in)
 		return nil, err
 	}
-	if err := t.egress.checkHost(req.URL.Hostname()); err != nil {
+	if err := t.admit(req); err != nil {
 		closeBody(req)
 		return nil, err
-	}
-	if !strings.EqualFold(req.URL.Scheme, "https") {
-		closeBody(req)
-		return nil, fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
 	}
 	t.budget.requestURL(req.URL)
 	return t.send(req, false)
