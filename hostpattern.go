@@ -3,14 +3,18 @@ package securehttp
 // Host patterns, shared by PinSet.Host, Bearer.Hosts and AllowHosts, and
 // the normalisation of request hosts that they are matched against.
 
+//go:generate go run ./internal/pslgen/cmd -o suffixbelow_table.go
+
 import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+	"golang.org/x/net/publicsuffix"
 )
 
 // hostPattern is a parsed PinSet.Host or Bearer.Hosts entry.
@@ -62,6 +66,74 @@ func isLowerASCII(s string) bool {
 	return true
 }
 
+// wildcardError reports a wildcard pattern that would cover names anyone
+// can register: its base is a public suffix, or one lies below it.
+type wildcardError struct {
+	base   string
+	suffix string // base itself, or a rule of the list below it
+	more   int    // how many other rules lie below base
+}
+
+func (e *wildcardError) Error() string {
+	if e.suffix == e.base {
+		return fmt.Sprintf("a wildcard over %q would cover names anyone can register: it is a public suffix; list the hosts, or put the wildcard below a name of your own", e.base)
+	}
+	more := ""
+	if e.more > 0 {
+		more = fmt.Sprintf(" and %d more", e.more)
+	}
+	what := "the public suffix"
+	if strings.HasPrefix(e.suffix, "*.") {
+		what = "the public suffixes"
+	}
+	return fmt.Sprintf("a wildcard over %q would cover names anyone can register under %s %q%s; list the hosts, or put the wildcard below a name of your own", e.base, what, e.suffix, more)
+}
+
+// checkWildcardBase refuses a wildcard over base when base is a public
+// suffix, or when a public suffix lies below it (the private section of
+// the list included, as s3.amazonaws.com below amazonaws.com): either way
+// the wildcard covers names that strangers register. The special-use names
+// of RFC 6761 are exempt: they are never delegated in the public DNS, so
+// nobody registers names below them.
+func checkWildcardBase(base string) error {
+	if ps, _ := publicsuffix.PublicSuffix(base); ps == base && !specialUseName(base) {
+		return &wildcardError{base: base, suffix: base}
+	}
+	if suffix, more, ok := suffixUnder(base); ok {
+		return &wildcardError{base: base, suffix: suffix, more: more}
+	}
+	return nil
+}
+
+// specialUseName reports whether name is one of the top-level names that
+// RFC 6761 reserves and the root zone never delegates.
+func specialUseName(name string) bool {
+	switch name {
+	case "test", "example", "invalid", "localhost":
+		return true
+	}
+	return false
+}
+
+// suffixUnder looks base up in suffixBelow, the table generated from the
+// public suffix list that x/net/publicsuffix embeds (publicsuffix offers
+// no way to list the suffixes below a name). It returns one rule below
+// base, and how many others there are.
+func suffixUnder(base string) (suffix string, more int, ok bool) {
+	i := strings.Index(suffixBelow, "\n"+base+" ")
+	if i < 0 {
+		return "", 0, false
+	}
+	line, _, _ := strings.Cut(suffixBelow[i+len(base)+2:], "\n")
+	labels, count, _ := strings.Cut(line, " ")
+	more, err := strconv.Atoi(count)
+	if err != nil || labels == "" {
+		// A damaged table still refuses the wildcard.
+		return base, 0, true
+	}
+	return labels + "." + base, more, true
+}
+
 // Host pattern limits (RFC 1035 section 2.3.4).
 const (
 	maxHostLen  = 253
@@ -77,7 +149,8 @@ const (
 // (RFC 952, RFC 1123), and a certificate's DNS names cannot hold them
 // (RFC 5280 section 4.2.1.6). A wildcard never covers an IP address, nor a
 // name ending in a numeric label, which some URL parsers read as an IPv4
-// address.
+// address, nor a name that is, or lies above, a public suffix (see
+// checkWildcardBase).
 func parseHostPattern(s string) (hostPattern, error) {
 	var p hostPattern
 	switch {
@@ -103,6 +176,11 @@ func parseHostPattern(s string) (hostPattern, error) {
 	base, err := validHostName(s)
 	if err != nil {
 		return p, err
+	}
+	if p.wild != 0 {
+		if err := checkWildcardBase(base); err != nil {
+			return p, err
+		}
 	}
 	p.base, p.dot = base, "."+base
 	return p, nil
@@ -290,10 +368,21 @@ func (p hostPattern) match(host string) bool {
 		return host == p.base
 	case 1:
 		label, rest, ok := strings.Cut(host, ".")
-		return ok && label != "" && rest == p.base
+		return ok && label != "" && rest == p.base && p.ownSide(host)
 	default:
-		return host == p.base || (strings.HasSuffix(host, p.dot) && len(host) > len(p.dot))
+		return host == p.base || (strings.HasSuffix(host, p.dot) && len(host) > len(p.dot) && p.ownSide(host))
 	}
+}
+
+// ownSide reports whether host, a name below a wildcard's base, lies on the
+// base's side of the public suffix list: a host whose own public suffix is
+// longer than the base was registered by someone else, whatever the
+// pattern says. parseHostPattern already refuses such patterns; this holds
+// even if its table were out of date. It runs only for wildcard patterns:
+// PublicSuffix costs an allocation (of netip.ParseAddr's error).
+func (p hostPattern) ownSide(host string) bool {
+	ps, _ := publicsuffix.PublicSuffix(host)
+	return len(ps) <= len(p.base)
 }
 
 func (p hostPattern) String() string {

@@ -30,7 +30,12 @@ type PinSet struct {
 	// matches that address. An internationalised name is converted with
 	// IDNA. Anything else, such as an empty label, a space, an underscore
 	// or a wildcard over an IP address or numeric labels, is a
-	// *ConfigError, so that a typo cannot turn pinning off unnoticed.
+	// *ConfigError, so that a typo cannot turn pinning off unnoticed. So is
+	// a wildcard over names that anyone can register: one whose base is a
+	// public suffix ("*.com", "**.github.io") or has one below it
+	// ("**.amazonaws.com", above s3.amazonaws.com), by the public suffix
+	// list of golang.org/x/net/publicsuffix, private section included. The
+	// special-use names of RFC 6761 ("**.test") are exempt.
 	Host string
 
 	// Pins lists the accepted certificates. Each entry is either

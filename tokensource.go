@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/net/publicsuffix"
 )
 
 // Bearer attaches "Authorization: Bearer <token>" (or "DPoP <token>" with a
@@ -51,7 +50,8 @@ type Bearer struct {
 
 	// Hosts lists the hosts that receive the token, as patterns like
 	// PinSet.Host. It is required: there is no "all hosts" default, and a
-	// wildcard may not cover a public suffix such as "*.com".
+	// wildcard may not cover names that anyone can register, such as
+	// "*.com" or "**.amazonaws.com" (above s3.amazonaws.com).
 	//
 	// A pattern without a port matches every port of its hosts, as
 	// net/http's redirect rule does for its own headers: a redirect to
@@ -262,12 +262,6 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 		p, err := parseHostPortPattern(h)
 		if err != nil {
 			return nil, &ConfigError{Field: fmt.Sprintf("Bearer.Hosts[%d]", i), Value: h, Err: err}
-		}
-		if p.wild != 0 {
-			if suffix, _ := publicsuffix.PublicSuffix(p.base); suffix == p.base {
-				return nil, &ConfigError{Field: fmt.Sprintf("Bearer.Hosts[%d]", i), Value: h,
-					Err: errors.New("a wildcard must not cover a public suffix")}
-			}
 		}
 		ts.hosts = append(ts.hosts, p)
 	}
