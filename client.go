@@ -115,9 +115,11 @@ type Config struct {
 	// by its remote address before any byte is sent, and one without an IP
 	// address is refused. A host written as a blocked IP literal is refused
 	// before anything is sent, to a proxy too. The proxy that Proxy chooses
-	// is dialled unchecked, since the user chose it; it resolves the names
-	// it is asked to tunnel to, so it must enforce this policy itself for
-	// them. False means no check.
+	// for a request is dialled unchecked for that request, since the user
+	// chose it; a request that Proxy sends direct is checked, even to the
+	// proxy's own address. The proxy resolves the names it is asked to
+	// tunnel to, so it must enforce this policy itself for them. False
+	// means no check.
 	BlockPrivateNetworks bool
 
 	// Timeout is the returned client's http.Client.Timeout. Zero means none:

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"unicode/utf8"
 
@@ -23,23 +22,7 @@ import (
 type egress struct {
 	allow        []hostPattern // empty: any host
 	blockPrivate bool
-
-	// proxies holds the lower-cased "host:port" of every proxy that
-	// Config.Proxy has chosen, as http.Transport dials it. The user chose
-	// those, so their addresses are not checked.
-	proxies  sync.Map
-	nproxies atomic.Int32
-	// lastProxy is the proxy noted last, so that the usual single proxy
-	// costs each request two string comparisons.
-	lastProxy atomic.Pointer[proxyKey]
 }
-
-type proxyKey struct{ scheme, host string }
-
-// maxProxies bounds the proxy addresses remembered. A Proxy func that
-// names more distinct proxies than this gets the others checked like any
-// target, which fails closed.
-const maxProxies = 64
 
 func newEgress(allowHosts []string, blockPrivate bool) (*egress, error) {
 	e := &egress{blockPrivate: blockPrivate}
@@ -160,7 +143,8 @@ func parseLooseIPv4(s string) (netip.Addr, bool) {
 // own dialer checks each address in ControlContext, after DNS resolution
 // and before the connection is attempted; a user's DialContext has the
 // connection it returns checked by its remote address, before any byte is
-// written. Proxies chosen by Config.Proxy are dialled unchecked.
+// written. The dial net/http makes to the proxy that Config.Proxy chose for
+// the request is not checked (see proxyDial).
 func (e *egress) dialFunc(user func(ctx context.Context, network, addr string) (net.Conn, error), d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	switch {
 	case !e.blockPrivate && user != nil:
@@ -170,7 +154,7 @@ func (e *egress) dialFunc(user func(ctx context.Context, network, addr string) (
 	case user != nil:
 		return func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conn, err := user(ctx, network, addr)
-			if err != nil || e.isProxy(addr) {
+			if err != nil || proxyDial(ctx, addr) {
 				return conn, err
 			}
 			if err := checkRemote(dialHost(addr), conn.RemoteAddr()); err != nil {
@@ -181,7 +165,7 @@ func (e *egress) dialFunc(user func(ctx context.Context, network, addr string) (
 		}
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if e.isProxy(addr) {
+		if proxyDial(ctx, addr) {
 			return d.DialContext(ctx, network, addr)
 		}
 		host := dialHost(addr)
@@ -197,27 +181,85 @@ func (e *egress) dialFunc(user func(ctx context.Context, network, addr string) (
 	}
 }
 
-// proxyFunc wraps Config.Proxy so that the proxies it chooses are known to
-// the dialer, which then lets their addresses through.
+// proxyChoice is what Config.Proxy chose for one attempt of a request. It
+// rides in the attempt's context, which http.Transport passes on, values
+// kept, to the dial it starts for that attempt (its getConn detaches the
+// dial from the request's cancellation, not from its values). A connection
+// so dialled may serve another request, but only one with the same proxy:
+// the pool is keyed by proxy and target.
+type proxyChoice struct {
+	mu     sync.Mutex
+	chosen bool
+	addr   string // the proxy's address as http.Transport dials it; "" for none
+	mixed  bool   // Config.Proxy answered differently for the same attempt
+}
+
+type proxyChoiceKey struct{}
+
+// track returns req with a fresh proxyChoice in its context when
+// BlockPrivateNetworks is on, and req itself otherwise. Every attempt goes
+// through it, so that a choice never outlives the attempt it was made for.
+func (e *egress) track(req *http.Request) *http.Request {
+	if !e.blockPrivate {
+		return req
+	}
+	return req.WithContext(context.WithValue(req.Context(), proxyChoiceKey{}, new(proxyChoice)))
+}
+
+// note records a choice. http.Transport asks Config.Proxy again when it
+// retries a request on a new connection, so an attempt may see several
+// answers; if they differ, a dial cannot tell which one it serves, and no
+// dial of the attempt is let through unchecked.
+func (c *proxyChoice) note(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case !c.chosen:
+		c.chosen, c.addr = true, addr
+	case c.addr != addr:
+		c.mixed = true
+	}
+}
+
+// proxyDial reports whether a dial of addr under ctx is the dial to the
+// proxy chosen for the request: the proxy's address, dialled for a request
+// that Config.Proxy sent to that proxy. A request sent direct to the same
+// address is checked like any other.
+func proxyDial(ctx context.Context, addr string) bool {
+	c, ok := ctx.Value(proxyChoiceKey{}).(*proxyChoice)
+	if !ok {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.chosen && !c.mixed && c.addr != "" && c.addr == strings.ToLower(addr)
+}
+
+// proxyFunc wraps Config.Proxy so that each attempt records the proxy
+// chosen for it, for dialFunc to let through.
 func (e *egress) proxyFunc(proxy func(*http.Request) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
 	if !e.blockPrivate {
 		return proxy
 	}
 	return func(req *http.Request) (*url.URL, error) {
 		u, err := proxy(req)
-		if err == nil && u != nil {
-			e.noteProxy(u)
+		if err != nil {
+			return u, err // the request fails without a dial
+		}
+		if c, ok := req.Context().Value(proxyChoiceKey{}).(*proxyChoice); ok {
+			addr := ""
+			if u != nil {
+				addr = proxyAddr(u)
+			}
+			c.note(addr)
 		}
 		return u, err
 	}
 }
 
-// noteProxy remembers u's address in the form http.Transport dials it
-// (its canonicalAddr: host in ASCII, port defaulting by scheme).
-func (e *egress) noteProxy(u *url.URL) {
-	if last := e.lastProxy.Load(); last != nil && last.scheme == u.Scheme && last.host == u.Host {
-		return
-	}
+// proxyAddr is u's address in the form http.Transport dials it (its
+// canonicalAddr: host in ASCII, port defaulting by scheme), lower-cased.
+func proxyAddr(u *url.URL) string {
 	host := u.Hostname()
 	if !isASCII(host) {
 		if ascii, err := idna.Lookup.ToASCII(host); err == nil {
@@ -235,16 +277,7 @@ func (e *egress) noteProxy(u *url.URL) {
 			port = "1080"
 		}
 	}
-	key := strings.ToLower(net.JoinHostPort(host, port))
-	if _, ok := e.proxies.Load(key); !ok {
-		if e.nproxies.Load() >= maxProxies {
-			return
-		}
-		if _, loaded := e.proxies.LoadOrStore(key, struct{}{}); !loaded {
-			e.nproxies.Add(1)
-		}
-	}
-	e.lastProxy.Store(&proxyKey{u.Scheme, u.Host})
+	return strings.ToLower(net.JoinHostPort(host, port))
 }
 
 func isASCII(s string) bool {
@@ -254,11 +287,6 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
-}
-
-func (e *egress) isProxy(addr string) bool {
-	_, ok := e.proxies.Load(strings.ToLower(addr))
-	return ok
 }
 
 // dialHost is the host part of a dial address, for error messages.

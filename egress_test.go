@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,9 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/securehttp/securehttp/internal/peers"
+	"github.com/securehttp/securehttp/internal/testpki"
 )
 
 func TestBlockedReason(t *testing.T) {
@@ -722,6 +726,90 @@ func TestBlockPrivateThroughProxy(t *testing.T) {
 	}
 }
 
+// TestBlockPrivateDirectDialToProxyAddress: the proxy's address is let
+// through only for the dials net/http makes to the proxy for a proxied
+// request. A request that Config.Proxy sends direct (net/http never proxies
+// localhost) to the proxy's own host and port is judged like any other
+// and refused, before and after a proxied request has used that proxy.
+func TestBlockPrivateDirectDialToProxyAddress(t *testing.T) {
+	t.Parallel()
+	srv, _, requests := startCountingServer(t, "", "", http.HandlerFunc(okHandler))
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	connect, tunnels := connectProxy(t)
+	_, proxyPort, _ := net.SplitHostPort(connect.Host)
+	proxyURL := &url.URL{Scheme: "http", Host: net.JoinHostPort("localhost", proxyPort)}
+	for _, ownDialer := range []bool{true, false} {
+		t.Run(fmt.Sprintf("own dialer %v", ownDialer), func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.BlockPrivateNetworks = true
+			cfg.Retry.MaxRetries = NoRetries
+			cfg.Proxy = func(req *http.Request) (*url.URL, error) {
+				if req.URL.Hostname() == hostAPI {
+					return proxyURL, nil
+				}
+				return nil, nil
+			}
+			if ownDialer {
+				cfg.DialContext = nil
+			}
+			tr := newTestTransport(t, cfg)
+			direct := "https://" + proxyURL.Host + "/"
+			if _, err := get(t, tr, direct); !errors.Is(err, ErrBlockedAddress) {
+				t.Fatalf("direct to the proxy's address, before any proxied request: got %v, want ErrBlockedAddress", err)
+			}
+			beforeTunnels, beforeReqs := tunnels.Load(), requests.Load()
+			body, err := get(t, tr, "https://"+net.JoinHostPort(hostAPI, port)+"/")
+			if err != nil || body != "ok" {
+				t.Fatalf("through the proxy: got (%q, %v), want ok", body, err)
+			}
+			if n, r := tunnels.Load()-beforeTunnels, requests.Load()-beforeReqs; n != 1 || r != 1 {
+				t.Fatalf("the proxy opened %d tunnels and the server saw %d requests, want 1 and 1", n, r)
+			}
+			if _, err := get(t, tr, direct); !errors.Is(err, ErrBlockedAddress) {
+				t.Fatalf("direct to the proxy's address, after a proxied request: got %v, want ErrBlockedAddress", err)
+			}
+		})
+	}
+}
+
+// TestBlockPrivateTinyproxy: with a real proxy on loopback, a request that
+// Config.Proxy sends through it reaches the origin (the proxy resolves the
+// name), and a request to the proxy's own address that Config.Proxy sends
+// direct is refused.
+func TestBlockPrivateTinyproxy(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	leaf, err := p.inter.NewLeaf("localhost", testpki.Options{DNSNames: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := peers.StartNginx(t, peers.NginxConfig{CertPEM: testpki.ChainPEM(leaf, p.inter), KeyPEM: leaf.KeyPEM()})
+	proxy := peers.StartTinyproxy(t, peers.TinyproxyConfig{})
+	proxyURL := &url.URL{Scheme: "http", Host: net.JoinHostPort("localhost", strconv.Itoa(proxy.Port))}
+	originURL := "https://" + net.JoinHostPort("localhost", strconv.Itoa(origin.Port)) + "/"
+	cfg := testConfig(t)
+	cfg.DialContext = nil
+	cfg.BlockPrivateNetworks = true
+	cfg.Retry.MaxRetries = NoRetries
+	cfg.Proxy = func(req *http.Request) (*url.URL, error) {
+		if req.URL.Port() == strconv.Itoa(origin.Port) {
+			return proxyURL, nil
+		}
+		return nil, nil
+	}
+	tr := newTestTransport(t, cfg)
+	body, err := get(t, tr, originURL)
+	if err != nil || body != "ok\n" {
+		t.Fatalf("through tinyproxy: got (%q, %v), want \"ok\\n\"", body, err)
+	}
+	if n := proxy.ConnectCount(); n != 1 {
+		t.Fatalf("tinyproxy logged %d CONNECTs, want 1", n)
+	}
+	if _, err := get(t, tr, "https://"+proxyURL.Host+"/"); !errors.Is(err, ErrBlockedAddress) {
+		t.Fatalf("direct to tinyproxy's address: got %v, want ErrBlockedAddress", err)
+	}
+}
+
 // TestBlockPrivateOffByDefault: the zero Config dials loopback as before.
 func TestBlockPrivateOffByDefault(t *testing.T) {
 	t.Parallel()
@@ -734,11 +822,23 @@ func TestBlockPrivateOffByDefault(t *testing.T) {
 	}
 }
 
-func TestNoteProxyKeys(t *testing.T) {
+// TestProxyDialAddr: a dial is let through as the proxy's only when its
+// address is, in http.Transport's form, the proxy Config.Proxy chose for
+// the attempt whose context it carries.
+func TestProxyDialAddr(t *testing.T) {
 	t.Parallel()
 	e, err := newEgress(nil, true)
 	if err != nil {
 		t.Fatal(err)
+	}
+	choose := func(answers ...*url.URL) context.Context {
+		req := e.track(httptest.NewRequest(http.MethodGet, "https://api.example/", nil))
+		for _, u := range answers {
+			if _, err := e.proxyFunc(func(*http.Request) (*url.URL, error) { return u, nil })(req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return req.Context()
 	}
 	for _, tt := range []struct{ proxy, dialled string }{
 		{"http://Proxy.Example:3128", "proxy.example:3128"},
@@ -752,27 +852,38 @@ func TestNoteProxyKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.noteProxy(u)
-		if !e.isProxy(tt.dialled) {
-			t.Fatalf("proxy %s: %s not recognised as its address", tt.proxy, tt.dialled)
+		ctx := choose(u)
+		if !proxyDial(ctx, tt.dialled) {
+			t.Errorf("proxy %s: got %s checked, want it let through as the proxy", tt.proxy, tt.dialled)
+		}
+		if proxyDial(ctx, "proxy.example:8080") {
+			t.Errorf("proxy %s: got another port let through, want it checked", tt.proxy)
 		}
 	}
-	if e.isProxy("proxy.example:8080") {
-		t.Fatalf("another port of a proxy's host was recognised as the proxy")
+	proxy := &url.URL{Scheme: "http", Host: "proxy.example:3128"}
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"a direct request", choose(nil)},
+		{"an attempt that Proxy answered both ways", choose(proxy, nil)},
+		{"an attempt that Proxy answered both ways, direct first", choose(nil, proxy)},
+		{"an attempt not tracked", context.Background()},
+	} {
+		if proxyDial(tt.ctx, "proxy.example:3128") {
+			t.Errorf("%s: got the proxy's address let through, want it checked", tt.name)
+		}
 	}
-	// Past maxProxies, new proxies are not remembered: their dials are
-	// checked like any other, which fails closed.
-	for i := 0; i < maxProxies; i++ {
-		e.noteProxy(&url.URL{Scheme: "http", Host: fmt.Sprintf("p%d.example:3128", i)})
+	if !proxyDial(choose(proxy, proxy), "proxy.example:3128") {
+		t.Errorf("an attempt that Proxy answered twice alike: got the proxy checked, want it let through")
 	}
-	if n := e.nproxies.Load(); n != maxProxies {
-		t.Fatalf("remembered %d proxies, want the cap %d", n, maxProxies)
+	off, err := newEgress(nil, false)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if e.isProxy(fmt.Sprintf("p%d.example:3128", maxProxies-1)) {
-		t.Fatalf("a proxy past the cap was remembered")
-	}
-	if !e.isProxy("proxy.example:3128") {
-		t.Fatalf("a proxy remembered before the cap was forgotten")
+	req := httptest.NewRequest(http.MethodGet, "https://api.example/", nil)
+	if got := off.track(req); got != req {
+		t.Errorf("without BlockPrivateNetworks: got a new request, want the same one")
 	}
 }
 

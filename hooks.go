@@ -176,6 +176,7 @@ const (
 // and so does every response, whose DPoP nonce is learnt (RFC 9449 section
 // 8.2: any response may carry one).
 func (t *Transport) attempt(req *http.Request) (*http.Response, error) {
+	req = t.egress.track(req)
 	var resp *http.Response
 	var err error
 	if t.hooks == nil {
