@@ -73,7 +73,8 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 	})
 	o.boolean(&f.include, "i", "include", "print the status line and the response headers before the body")
 	o.boolean(&f.location, "L", "location", "follow redirects (off by default, as in curl); the token, and an Authorization or\n"+
-		"Cookie header given with -H, still go to the URL's host and port only")
+		"Cookie header given with -H, still go to the URL's host and port only; hops carry no\n"+
+		"Referer but one given with -H")
 	o.str(&f.maxTime, "m", "max-time", "SECONDS", "give up on the whole transfer after this many seconds (decimals allowed)")
 	o.fn("", "connect-to", "HOST1:PORT1:HOST2:PORT2", "connect to HOST2:PORT2 for requests to HOST1:PORT1, as curl does: the\n"+
 		"certificate, the pins and the token are still judged on HOST1. An empty HOST1 or PORT1\n"+
@@ -284,7 +285,8 @@ const maxRedirects = 10
 // given for the URL (an Authorization or Cookie header given with -H) go to
 // its scheme, host and port only: net/http alone forwards them to the same
 // host on another port, which may be another service, and to its
-// subdomains.
+// subdomains. As curl does too, a hop carries no Referer but one given
+// with -H: the previous URL tells the next server nothing it needs.
 func keepCredentials(origin string) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if len(via) >= maxRedirects {
@@ -292,6 +294,9 @@ func keepCredentials(origin string) func(*http.Request, []*http.Request) error {
 		}
 		if err := asciiHost(req.URL); err != nil {
 			return err
+		}
+		if len(via[0].Header["Referer"]) == 0 {
+			req.Header.Del("Referer")
 		}
 		if originOf(req.URL) != origin {
 			for _, h := range []string{"Authorization", "Cookie", "Cookie2", "Proxy-Authorization"} {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -339,6 +340,50 @@ func TestGetClientCert(t *testing.T) {
 			}
 			if strings.Contains(stderr, "PRIVATE KEY") {
 				t.Fatalf("stderr shows key material: %q", stderr)
+			}
+		})
+	}
+}
+
+// TestGetRedirectReferer checks that get -L sends no Referer on a redirect
+// hop, to the same origin or another, as curl does, while a Referer given
+// with -H goes to every hop as it was given.
+func TestGetRedirectReferer(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/go", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+	})
+	mux.HandleFunc("/land", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%q", r.Header.Values("Referer"))
+	})
+	cert := testpki.TLSCertificate(p.leaf, p.inter)
+	srv := startTLS(t, cert, mux)
+	other := startTLS(t, cert, mux) // another port
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
+	via := func(to string) string { return srv.URL + "/go?sig=QSECRET&to=" + url.QueryEscape(to) }
+	const given = "https://app.example/page"
+
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"same origin", []string{via("/land")}, nil},
+		{"another port", []string{via(other.URL + "/land")}, nil},
+		{"-H Referer, same origin", []string{"-H", "Referer: " + given, via("/land")}, []string{given}},
+		{"-H Referer, another port", []string{"-H", "Referer: " + given, via(other.URL + "/land")}, []string{given}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := runCmd(t, append([]string{"get", "-L", "--cacert", rootPEM}, tt.args...)...)
+			if code != exitOK {
+				t.Fatalf("got exit code %d, want %d; stderr %q", code, exitOK, errOut)
+			}
+			if want := fmt.Sprintf("%q", tt.want); out != want {
+				t.Errorf("got Referer %s, want %s", out, want)
 			}
 		})
 	}
