@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,7 +122,9 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return o.refuse(positional[1], "get takes one URL; quote a URL holding spaces or &, and put flags before or after it")
 	}
 	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "securehttp get: "+format+"\n", a...)
+		// A message may quote the server: a reason phrase, a name in its
+		// certificate.
+		fmt.Fprintf(stderr, "securehttp get: %s\n", escapeControls(fmt.Sprintf(format, a...)))
 		return code
 	}
 	if f.fail && f.failWithBody {
@@ -261,11 +265,22 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if f.include && !(failed && f.fail) {
 		writeHead(dst, resp)
 	}
+	// stdout gets the body byte for byte, as with curl; an error body on
+	// stderr, the terminal that stdout is not with -o, is escaped.
+	var escaped *escaper
+	if failed && out.file && !f.fail {
+		escaped = &escaper{w: dst, lines: true}
+		dst = escaped
+	}
 	var progress io.Writer
 	if out.file && !failed && isTerminal(stderr) {
 		progress = stderr
 	}
-	if err := copyBody(dst, resp.Body, resp.ContentLength, progress); err != nil {
+	err = copyBody(dst, resp.Body, resp.ContentLength, progress)
+	if escaped != nil {
+		escaped.flush()
+	}
+	if err != nil {
 		return fail(exitCode(err), "%v", err)
 	}
 	if failed {
@@ -378,10 +393,16 @@ func applyHeaders(req *http.Request, headers []string) error {
 	return nil
 }
 
-// writeHead writes the status line and headers, as curl -i does.
+// writeHead writes the status line and headers, as curl -i does, their
+// control characters escaped: net/http accepts a reason phrase holding an
+// escape sequence, and C1 controls in header values.
 func writeHead(w io.Writer, resp *http.Response) {
-	fmt.Fprintf(w, "%s %s\r\n", resp.Proto, resp.Status)
-	resp.Header.Write(w)
+	fmt.Fprintf(w, "%s %s\r\n", escapeControls(resp.Proto), escapeControls(resp.Status))
+	for _, k := range slices.Sorted(maps.Keys(resp.Header)) {
+		for _, v := range resp.Header[k] {
+			fmt.Fprintf(w, "%s: %s\r\n", escapeControls(k), escapeControls(v))
+		}
+	}
 	io.WriteString(w, "\r\n")
 }
 
