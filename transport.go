@@ -178,7 +178,10 @@ func (t *Transport) clock() time.Time { return t.now() }
 // RoundTrip implements http.RoundTripper. It returns an error wrapping
 // ErrHostNotAllowed for a host outside Config.AllowHosts, or
 // ErrInsecureScheme for any scheme but https, without connecting. It does not
-// modify req, and it closes req.Body on every path.
+// modify req, and it closes req.Body on every path. On a redirect hop that
+// http.Client made, it sends the Referer set on the first request, if any;
+// otherwise none to another origin, and the previous URL without its query
+// and fragment to the same origin.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	out, err := asciiHost(req)
 	if err != nil {
