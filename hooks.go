@@ -14,6 +14,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,6 +30,9 @@ import (
 // is logged at Warn; the request goes on. Events hold only the fields listed here: never a token, a
 // DPoP proof, a cookie, a query string or URL userinfo, and never an
 // error's text, which may quote any of them; failures are named by class.
+// An httptrace.ClientTrace in an attempt's context, put there by
+// AttemptStart or by the caller, is handed the values of Authorization,
+// DPoP, Cookie and Proxy-Authorization as "[redacted]".
 //
 // Error classes are "timeout", "connection_refused", "connection_reset",
 // "connection_closed", "dns", "certificate", "weak_key", "pin_mismatch",
@@ -180,7 +184,14 @@ func (t *Transport) attempt(req *http.Request) (*http.Response, error) {
 	var resp *http.Response
 	var err error
 	if t.hooks == nil {
-		resp, err = t.pool().RoundTrip(req)
+		out := req
+		if ctx, rctx := req.Context(), redactTrace(req.Context()); rctx != ctx {
+			out = req.WithContext(rctx)
+		}
+		resp, err = t.pool().RoundTrip(out)
+		if resp != nil {
+			resp.Request = req
+		}
 	} else {
 		resp, err = t.hooks.attempt(t, req)
 	}
@@ -243,6 +254,7 @@ func (h *Hooks) attempt(t *Transport, req *http.Request) (*http.Response, error)
 			},
 		})
 	}
+	sent = redactTrace(sent)
 	out := req
 	if sent != ctx {
 		out = req.WithContext(sent)
@@ -271,6 +283,62 @@ func (h *Hooks) attempt(t *Transport, req *http.Request) (*http.Response, error)
 		h.attemptDone(actx, e, r)
 	}
 	return resp, err
+}
+
+// redactTrace returns ctx, or, when the httptrace.ClientTrace in ctx would
+// be handed the request's header fields (WroteHeaderField), a context whose
+// trace is a copy of it handed the values of Authorization, DPoP, Cookie and
+// Proxy-Authorization redacted. Trace propagation code records the header
+// fields it is handed (otelhttptrace does, and does not know DPoP), and the
+// token and the proof were never the caller's to see, nor a hook's. The
+// trace the caller put in the request's context is redacted too, as is one
+// a hook composed with it: both are what ctx holds.
+func redactTrace(ctx context.Context) context.Context {
+	trace := httptrace.ContextClientTrace(ctx)
+	if trace == nil || trace.WroteHeaderField == nil {
+		return ctx
+	}
+	wrote := trace.WroteHeaderField
+	redacted := *trace
+	redacted.WroteHeaderField = func(key string, values []string) {
+		if credentialHeader(key) {
+			r := make([]string, len(values))
+			for i := range r {
+				r[i] = "[redacted]"
+			}
+			values = r
+		}
+		wrote(key, values)
+	}
+	// WithClientTrace would compose the copy with the trace it finds, which
+	// would then be handed the values after all: it must find none.
+	return httptrace.WithClientTrace(hiddenTrace{ctx, trace}, &redacted)
+}
+
+// hiddenTrace is a context in which trace is no longer found, and which is
+// otherwise its parent's, deadline and cancellation included.
+type hiddenTrace struct {
+	context.Context
+	trace *httptrace.ClientTrace
+}
+
+func (c hiddenTrace) Value(key any) any {
+	v := c.Context.Value(key)
+	if t, ok := v.(*httptrace.ClientTrace); ok && t == c.trace {
+		return nil
+	}
+	return v
+}
+
+// credentialHeader reports whether the header field named key, in any case
+// (HTTP/2 writes names in lower case), carries a credential.
+func credentialHeader(key string) bool {
+	for _, k := range [...]string{"Authorization", "Proxy-Authorization", "Dpop", "Cookie"} {
+		if strings.EqualFold(key, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // recovered, deferred around a hook's call, ends the hook's panic: several

@@ -2,12 +2,15 @@ package securehttp
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
 	"runtime"
 	"strings"
 	"sync"
@@ -442,5 +445,145 @@ func TestErrorClass(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestTraceSeesNoCredential checks that an httptrace.ClientTrace, whether a
+// hook put it in the attempt's context or the caller in the request's, is
+// handed Authorization, DPoP, Cookie and Proxy-Authorization with their
+// values redacted, over HTTP/1.1 and HTTP/2, with DPoP on: neither the
+// token, nor the proof, nor the caller's own credentials.
+func TestTraceSeesNoCredential(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	var proofs sync.Map // every DPoP proof the servers received
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proofs.Store(r.Header.Get("DPoP"), true)
+		io.WriteString(w, "ok")
+	})
+	h2 := startServer(t, p.serverCert(), handler)
+	h1 := httptest.NewUnstartedServer(handler)
+	h1.TLS = &tls.Config{Certificates: []tls.Certificate{p.serverCert()}}
+	h1.Config.ErrorLog = quietLog()
+	h1.StartTLS() // without EnableHTTP2: HTTP/1.1 only
+	t.Cleanup(h1.Close)
+
+	for _, server := range []struct {
+		srv   *httptest.Server
+		proto int
+	}{{h1, 1}, {h2, 2}} {
+		for _, placement := range []string{"hook", "caller"} {
+			t.Run(fmt.Sprintf("HTTP/%d, trace from the %s", server.proto, placement), func(t *testing.T) {
+				t.Parallel()
+				var mu sync.Mutex
+				seen := map[string][]string{} // header name in lower case → values
+				var gotConns, handshakes atomic.Int64
+				trace := &httptrace.ClientTrace{
+					WroteHeaderField: func(key string, values []string) {
+						mu.Lock()
+						defer mu.Unlock()
+						k := strings.ToLower(key)
+						seen[k] = append(seen[k], values...)
+					},
+					GotConn: func(httptrace.GotConnInfo) { gotConns.Add(1) },
+				}
+				cfg := testConfig(t)
+				cfg.ExpiryWarning = -1
+				cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, DPoP: &DPoP{}, Refresh: func(context.Context) (Token, error) {
+					return Token{Value: "TOKSECRET", Expiry: time.Now().Add(time.Hour)}, nil
+				}}
+				if placement == "hook" {
+					cfg.Hooks = &Hooks{
+						AttemptStart: func(ctx context.Context, _ AttemptEvent) context.Context {
+							return httptrace.WithClientTrace(ctx, trace)
+						},
+						// Its own trace is composed with the hook's.
+						Handshake: func(context.Context, HandshakeEvent) { handshakes.Add(1) },
+					}
+				}
+				tr := newTestTransport(t, cfg)
+				req, err := http.NewRequest(http.MethodGet, hostURL(server.srv, hostAPI, "/"), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Cookie", "sid=COOKIESECRET")
+				req.Header.Set("Proxy-Authorization", "Basic PROXYSECRET")
+				if placement == "caller" {
+					req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+				}
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.ProtoMajor != server.proto {
+					t.Fatalf("got %s, want HTTP/%d", resp.Proto, server.proto)
+				}
+				// The trace's other hooks, and the Handshake hook's own
+				// trace, are still called.
+				if n := gotConns.Load(); n != 1 {
+					t.Errorf("got %d GotConn calls, want 1", n)
+				}
+				if n, want := handshakes.Load(), map[string]int64{"hook": 1, "caller": 0}[placement]; n != want {
+					t.Errorf("got %d Handshake events, want %d", n, want)
+				}
+
+				secrets := []string{"TOKSECRET", "COOKIESECRET", "PROXYSECRET"}
+				proofs.Range(func(k, _ any) bool {
+					if proof := k.(string); proof != "" {
+						secrets = append(secrets, proof, proof[strings.LastIndexByte(proof, '.'):])
+					}
+					return true
+				})
+				mu.Lock()
+				defer mu.Unlock()
+				for _, k := range []string{"authorization", "dpop", "cookie", "proxy-authorization"} {
+					if len(seen[k]) == 0 {
+						t.Errorf("the trace saw no %s header, want it with its value redacted", k)
+					}
+				}
+				for k, values := range seen {
+					for _, v := range values {
+						for _, s := range secrets {
+							if strings.Contains(v, s) {
+								t.Errorf("the trace saw %s: %q, holding the secret %q", k, v, s)
+							}
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestTraceRedactionKeepsCancellation checks that a request sent under a
+// trace, whose context the Transport replaces to redact the trace's view,
+// still ends when the caller cancels it.
+func TestTraceRedactionKeepsCancellation(t *testing.T) {
+	t.Parallel()
+	arrived := make(chan struct{})
+	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-r.Context().Done()
+	}))
+	tr := newTestTransport(t, testConfig(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaderField: func(string, []string) {}})
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		<-arrived
+		cancel()
+	}()
+	resp, err := tr.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("got error %v, want context.Canceled", err)
 	}
 }

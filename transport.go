@@ -178,13 +178,17 @@ func (t *Transport) clock() time.Time { return t.now() }
 // RoundTrip implements http.RoundTripper. It returns an error wrapping
 // ErrHostNotAllowed for a host outside Config.AllowHosts, or
 // ErrInsecureScheme for any scheme but https, without connecting. It does not
-// modify req, and it closes req.Body on every path.
+// modify req, and it closes req.Body on every path. On a redirect hop that
+// http.Client made, it sends the Referer set on the first request, if any;
+// otherwise none to another origin, and the previous URL without its query
+// and fragment to the same origin.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	out, err := asciiHost(req)
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
+	out = redirectReferer(out)
 	resp, err := t.roundTrip(out)
 	if err != nil {
 		awaitClientTimeout(req)
@@ -220,6 +224,82 @@ func asciiHost(req *http.Request) (*http.Request, error) {
 	*out = *req
 	out.URL = &u
 	return out, nil
+}
+
+// maxRefererHops bounds redirectReferer's walk back to the first request,
+// in case a chain of requests and responses loops.
+const maxRefererHops = 100
+
+// redirectReferer returns req, or a copy of it with the Referer this
+// Transport sends on a redirect hop. net/http's client sets the previous
+// URL, query and fragment included, on every hop, whatever its origin: a
+// signed URL or an api_key would reach another host. A hop's Referer is
+// instead the one the caller set on the first request, if any; otherwise
+// none to another origin, and the previous URL without userinfo, query and
+// fragment to the same origin, which served that path itself. A hop
+// without a Referer (a CheckRedirect removed it) is sent without one. It is
+// decided here rather than in CheckRedirect so that a caller's own
+// CheckRedirect cannot bring the query back. A request is a redirect hop
+// when http.Client made it: its Response is the redirect, whose Request is
+// the previous hop.
+func redirectReferer(req *http.Request) *http.Request {
+	if req.Response == nil || req.Response.Request == nil || len(req.Header["Referer"]) == 0 {
+		return req // nothing to do, and nothing allocated
+	}
+	prev := req.Response.Request
+	first := prev
+	for i := 0; first.Response != nil && first.Response.Request != nil; i++ {
+		if i == maxRefererHops {
+			first = nil
+			break
+		}
+		first = first.Response.Request
+	}
+	var want string
+	if first != nil {
+		want = first.Header.Get("Referer")
+	}
+	if want == "" && prev.URL != nil && sameOrigin(prev.URL, req.URL) {
+		u := *prev.URL
+		u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+		want = u.String()
+	}
+	if vs := req.Header["Referer"]; len(vs) == 1 && vs[0] == want {
+		return req
+	}
+	out := new(http.Request)
+	*out = *req
+	out.Header = req.Header.Clone()
+	if want == "" {
+		delete(out.Header, "Referer")
+	} else {
+		out.Header["Referer"] = []string{want}
+	}
+	return out
+}
+
+// sameOrigin reports whether a and b name the same scheme, host and port.
+func sameOrigin(a, b *url.URL) bool {
+	if !strings.EqualFold(a.Scheme, b.Scheme) || schemePort(a) != schemePort(b) {
+		return false
+	}
+	ha, err := normalizeHost(a.Hostname())
+	if err != nil {
+		return false
+	}
+	hb, err := normalizeHost(b.Hostname())
+	return err == nil && ha == hb
+}
+
+// schemePort is u's port, or its scheme's default port when it names none.
+func schemePort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "http") {
+		return "80"
+	}
+	return "443"
 }
 
 // hostHeaderCovered reports whether the Host header, when it names another

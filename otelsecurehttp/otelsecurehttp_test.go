@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/httptrace/otelhttptrace"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -312,4 +314,108 @@ func attr(attrs []attribute.KeyValue, key string) string {
 		}
 	}
 	return ""
+}
+
+// TestClientTraceExportsNoCredential adds otelhttptrace, which records the
+// request's header fields as span attributes, beside the hooks, with DPoP
+// on: from AttemptStart (as trace propagation code does), with its default
+// redaction (which does not know DPoP) and without any, and from the
+// caller's request context. No exported span holds the token, the proof,
+// or the caller's cookie and proxy credentials.
+func TestClientTraceExportsNoCredential(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	var proofs sync.Map // every DPoP proof the server received
+	srv := startServer(t, p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proofs.Store(r.Header.Get("DPoP"), true)
+		io.WriteString(w, "ok")
+	}))
+	tests := []struct {
+		name      string
+		fromHook  bool
+		traceOpts []otelhttptrace.ClientTraceOption
+	}{
+		{"from AttemptStart, default redaction", true, nil},
+		{"from AttemptStart, insecure headers", true, []otelhttptrace.ClientTraceOption{otelhttptrace.WithInsecureHeaders()}},
+		{"from the request's context, insecure headers", false, []otelhttptrace.ClientTraceOption{otelhttptrace.WithInsecureHeaders()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			exporter := tracetest.NewInMemoryExporter()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exporter))
+			t.Cleanup(func() { tp.Shutdown(context.Background()) })
+			opts := append([]otelhttptrace.ClientTraceOption{otelhttptrace.WithTracerProvider(tp)}, tt.traceOpts...)
+
+			hooks := otelsecurehttp.NewHooks(otelsecurehttp.WithTracerProvider(tp), otelsecurehttp.WithPropagators(propagation.TraceContext{}))
+			if tt.fromHook {
+				start := hooks.AttemptStart
+				hooks.AttemptStart = func(ctx context.Context, e securehttp.AttemptEvent) context.Context {
+					ctx = start(ctx, e)
+					return httptrace.WithClientTrace(ctx, otelhttptrace.NewClientTrace(ctx, opts...))
+				}
+			}
+			client, err := securehttp.NewClient(securehttp.Config{
+				RootCAs:     p.root.Pool(),
+				DialContext: loopbackDial,
+				Proxy:       func(*http.Request) (*url.URL, error) { return nil, nil },
+				Bearer: &securehttp.Bearer{Hosts: []string{hostAPI}, DPoP: &securehttp.DPoP{},
+					Refresh: func(context.Context) (securehttp.Token, error) {
+						return securehttp.Token{Value: tokenSecret, Expiry: time.Now().Add(time.Hour)}, nil
+					}},
+				Hooks: hooks,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(client.CloseIdleConnections)
+
+			ctx, parent := tp.Tracer("test").Start(context.Background(), "parent")
+			if !tt.fromHook {
+				ctx = httptrace.WithClientTrace(ctx, otelhttptrace.NewClientTrace(ctx, opts...))
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Cookie", "sid=COOKIESECRET")
+			req.Header.Set("Proxy-Authorization", "Basic PROXYSECRET")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			parent.End()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("got status %d, want 200", resp.StatusCode)
+			}
+
+			exported, err := json.Marshal(exporter.GetSpans())
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := string(exported)
+			for _, k := range []string{"authorization", "dpop", "cookie", "proxy-authorization"} {
+				if !strings.Contains(all, `"http.request.header.`+k+`"`) {
+					t.Fatalf("the export has no http.request.header.%s attribute: the search below would prove nothing", k)
+				}
+			}
+			secrets := []string{tokenSecret, "COOKIESECRET", "PROXYSECRET"}
+			proofs.Range(func(k, _ any) bool {
+				if proof := k.(string); proof != "" {
+					secrets = append(secrets, proof, proof[strings.LastIndexByte(proof, '.'):])
+				}
+				return true
+			})
+			if len(secrets) == 3 {
+				t.Fatal("the server got no DPoP proof, want one")
+			}
+			for _, s := range secrets {
+				if strings.Contains(all, s) {
+					t.Errorf("the export holds the secret %q", s)
+				}
+			}
+		})
+	}
 }

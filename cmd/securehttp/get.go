@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,7 +75,8 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 	})
 	o.boolean(&f.include, "i", "include", "print the status line and the response headers before the body")
 	o.boolean(&f.location, "L", "location", "follow redirects (off by default, as in curl); the token, and an Authorization or\n"+
-		"Cookie header given with -H, still go to the URL's host and port only")
+		"Cookie header given with -H, still go to the URL's host and port only; hops carry no\n"+
+		"Referer but one given with -H")
 	o.str(&f.maxTime, "m", "max-time", "SECONDS", "give up on the whole transfer after this many seconds (decimals allowed)")
 	o.fn("", "connect-to", "HOST1:PORT1:HOST2:PORT2", "connect to HOST2:PORT2 for requests to HOST1:PORT1, as curl does: the\n"+
 		"certificate, the pins and the token are still judged on HOST1. An empty HOST1 or PORT1\n"+
@@ -119,7 +122,9 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return o.refuse(positional[1], "get takes one URL; quote a URL holding spaces or &, and put flags before or after it")
 	}
 	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "securehttp get: "+format+"\n", a...)
+		// A message may quote the server: a reason phrase, a name in its
+		// certificate.
+		fmt.Fprintf(stderr, "securehttp get: %s\n", escapeControls(fmt.Sprintf(format, a...)))
 		return code
 	}
 	if f.fail && f.failWithBody {
@@ -260,11 +265,22 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if f.include && !(failed && f.fail) {
 		writeHead(dst, resp)
 	}
+	// stdout gets the body byte for byte, as with curl; an error body on
+	// stderr, the terminal that stdout is not with -o, is escaped.
+	var escaped *escaper
+	if failed && out.file && !f.fail {
+		escaped = &escaper{w: dst, lines: true}
+		dst = escaped
+	}
 	var progress io.Writer
 	if out.file && !failed && isTerminal(stderr) {
 		progress = stderr
 	}
-	if err := copyBody(dst, resp.Body, resp.ContentLength, progress); err != nil {
+	err = copyBody(dst, resp.Body, resp.ContentLength, progress)
+	if escaped != nil {
+		escaped.flush()
+	}
+	if err != nil {
 		return fail(exitCode(err), "%v", err)
 	}
 	if failed {
@@ -284,7 +300,8 @@ const maxRedirects = 10
 // given for the URL (an Authorization or Cookie header given with -H) go to
 // its scheme, host and port only: net/http alone forwards them to the same
 // host on another port, which may be another service, and to its
-// subdomains.
+// subdomains. As curl does too, a hop carries no Referer but one given
+// with -H: the previous URL tells the next server nothing it needs.
 func keepCredentials(origin string) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if len(via) >= maxRedirects {
@@ -292,6 +309,9 @@ func keepCredentials(origin string) func(*http.Request, []*http.Request) error {
 		}
 		if err := asciiHost(req.URL); err != nil {
 			return err
+		}
+		if len(via[0].Header["Referer"]) == 0 {
+			req.Header.Del("Referer")
 		}
 		if originOf(req.URL) != origin {
 			for _, h := range []string{"Authorization", "Cookie", "Cookie2", "Proxy-Authorization"} {
@@ -373,10 +393,16 @@ func applyHeaders(req *http.Request, headers []string) error {
 	return nil
 }
 
-// writeHead writes the status line and headers, as curl -i does.
+// writeHead writes the status line and headers, as curl -i does, their
+// control characters escaped: net/http accepts a reason phrase holding an
+// escape sequence, and C1 controls in header values.
 func writeHead(w io.Writer, resp *http.Response) {
-	fmt.Fprintf(w, "%s %s\r\n", resp.Proto, resp.Status)
-	resp.Header.Write(w)
+	fmt.Fprintf(w, "%s %s\r\n", escapeControls(resp.Proto), escapeControls(resp.Status))
+	for _, k := range slices.Sorted(maps.Keys(resp.Header)) {
+		for _, v := range resp.Header[k] {
+			fmt.Fprintf(w, "%s: %s\r\n", escapeControls(k), escapeControls(v))
+		}
+	}
 	io.WriteString(w, "\r\n")
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -342,4 +343,148 @@ func TestGetClientCert(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGetRedirectReferer checks that get -L sends no Referer on a redirect
+// hop, to the same origin or another, as curl does, while a Referer given
+// with -H goes to every hop as it was given.
+func TestGetRedirectReferer(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/go", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+	})
+	mux.HandleFunc("/land", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%q", r.Header.Values("Referer"))
+	})
+	cert := testpki.TLSCertificate(p.leaf, p.inter)
+	srv := startTLS(t, cert, mux)
+	other := startTLS(t, cert, mux) // another port
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
+	via := func(to string) string { return srv.URL + "/go?sig=QSECRET&to=" + url.QueryEscape(to) }
+	const given = "https://app.example/page"
+
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"same origin", []string{via("/land")}, nil},
+		{"another port", []string{via(other.URL + "/land")}, nil},
+		{"-H Referer, same origin", []string{"-H", "Referer: " + given, via("/land")}, []string{given}},
+		{"-H Referer, another port", []string{"-H", "Referer: " + given, via(other.URL + "/land")}, []string{given}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := runCmd(t, append([]string{"get", "-L", "--cacert", rootPEM}, tt.args...)...)
+			if code != exitOK {
+				t.Fatalf("got exit code %d, want %d; stderr %q", code, exitOK, errOut)
+			}
+			if want := fmt.Sprintf("%q", tt.want); out != want {
+				t.Errorf("got Referer %s, want %s", out, want)
+			}
+		})
+	}
+}
+
+// rawServer starts an HTTP/1.1 TLS server that answers each path in
+// responses with those bytes exactly, status line and headers included,
+// which net/http's server would not write.
+func rawServer(t *testing.T, responses map[string]string) *httptest.Server {
+	t.Helper()
+	p := sharedChain()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf.WriteString(responses[r.URL.Path])
+		buf.Flush()
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(p.leaf, p.inter)}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS() // without EnableHTTP2: HTTP/1.1, whose connections can be hijacked
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestGetEscapesServerText checks that get escapes the control characters
+// of what a server controls when it prints it: the reason phrase in the
+// error line (with and without --fail), the headers of -i, and an error
+// body sent to stderr with -o, where only newlines and tabs stay. A
+// sequence such as OSC 52 (write the clipboard) then reaches the terminal
+// as text. A body on stdout stays byte for byte.
+func TestGetEscapesServerText(t *testing.T) {
+	t.Parallel()
+	const (
+		osc52      = "\x1b]52;c;cHduZWQ=\x07"
+		osc52Shown = `\x1b]52;c;cHduZWQ=\x07`
+		errBody    = "line one\r\n" + osc52 + "\tline two\n\rX\x9b2J\u009b2J\xff\n"
+		errShown   = "line one\r\n" + osc52Shown + "\tline two\n\\x0dX\\x9b2J\\u009b2J\\xff\n"
+		okBody     = "raw " + osc52 + "\r\x00\n"
+		c1         = "a\u009b2Jb\x9b31mc" // CSI, as a UTF-8 character and as one byte
+		c1Shown    = `a\u009b2Jb\x9b31mc`
+	)
+	srv := rawServer(t, map[string]string{
+		"/reason": "HTTP/1.1 403 Forbidden" + osc52 + "\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbody\n",
+		// net/http refuses C0 controls in a header value, not C1 ones.
+		"/header": "HTTP/1.1 200 OK\r\nX-Note: " + c1 + "\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
+		"/error": fmt.Sprintf("HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+			len(errBody), errBody),
+		"/ok": fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(okBody), okBody),
+	})
+	rootPEM := writeFile(t, "root.pem", sharedChain().root.CertPEM(), 0o644)
+	raw := func(s string) bool { return strings.ContainsAny(s, "\x1b\x07\u009b") || strings.Contains(s, "\x9b") }
+
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string // checked when not empty
+		wantStderr string // a part that stderr must hold, when not empty
+		stdoutRaw  bool   // stdout is the body, byte for byte
+	}{
+		{"reason phrase", []string{srv.URL + "/reason"}, exitHTTP, "body\n", "HTTP 403 Forbidden" + osc52Shown, false},
+		{"reason phrase, --fail", []string{"--fail", srv.URL + "/reason"}, exitHTTP, "", "HTTP 403 Forbidden" + osc52Shown, false},
+		{"header with -i", []string{"-i", srv.URL + "/header"}, exitOK, "", "", false},
+		{"error body with -o", []string{"-o", filepath.Join(t.TempDir(), "out"), srv.URL + "/error"}, exitHTTP, "", errShown, false},
+		{"error body on stdout", []string{srv.URL + "/error"}, exitHTTP, errBody, "", true},
+		{"body on stdout", []string{srv.URL + "/ok"}, exitOK, okBody, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := runCmd(t, append([]string{"get", "--cacert", rootPEM}, tt.args...)...)
+			if code != tt.wantCode {
+				t.Fatalf("got exit code %d, want %d; stderr %q", code, tt.wantCode, errOut)
+			}
+			if raw(errOut) {
+				t.Errorf("got stderr %q, want its control characters escaped", errOut)
+			}
+			if tt.wantStderr != "" && !strings.Contains(errOut, tt.wantStderr) {
+				t.Errorf("got stderr %q, want it to hold %q", errOut, tt.wantStderr)
+			}
+			if tt.wantStdout != "" && out != tt.wantStdout {
+				t.Errorf("got stdout %q, want %q", out, tt.wantStdout)
+			}
+			if !tt.stdoutRaw && raw(out) {
+				t.Errorf("got stdout %q, want its control characters escaped", out)
+			}
+		})
+	}
+
+	t.Run("the head of -i", func(t *testing.T) {
+		t.Parallel()
+		code, out, errOut := runCmd(t, "get", "--cacert", rootPEM, "-i", srv.URL+"/header")
+		if code != exitOK {
+			t.Fatalf("got exit code %d, want %d; stderr %q", code, exitOK, errOut)
+		}
+		if want := "X-Note: " + c1Shown + "\r\n"; !strings.Contains(out, want) || !strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n") ||
+			!strings.HasSuffix(out, "\r\n\r\nok\n") {
+			t.Errorf("got stdout %q, want the status line, %q and the body", out, want)
+		}
+	})
 }

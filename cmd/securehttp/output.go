@@ -1,7 +1,8 @@
 package main
 
 // Where get -o writes: stdout, a special file written in place, or a
-// regular file replaced atomically once the download is complete.
+// regular file replaced atomically once the download is complete; and how
+// server text is escaped before it reaches a terminal.
 
 import (
 	"crypto/rand"
@@ -12,7 +13,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"unicode/utf8"
 )
 
 // output is get's destination. Writes go to w; commit makes them final and
@@ -149,4 +152,97 @@ func (o *output) abort() {
 	}
 	o.tmp.Close()
 	os.Remove(o.tmp.Name())
+}
+
+// escaper writes to w what is written to it with its control characters
+// escaped, so that text a server controls cannot drive the terminal it is
+// printed on: an escape sequence could set the title, clear the screen or
+// write the clipboard (OSC 52). C0 controls and DEL become \xNN, C1
+// controls \u00NN, and bytes that are not UTF-8 \xNN, as a terminal that
+// is not in UTF-8 mode reads 0x80 to 0x9F as C1 controls. With lines set,
+// newlines, tabs and CR LF pairs are kept. Characters split across writes
+// are put together: call flush after the last write.
+type escaper struct {
+	w       io.Writer
+	lines   bool
+	pending []byte // an incomplete character, or a CR, ending the last write
+	buf     []byte
+}
+
+func (e *escaper) Write(p []byte) (int, error) {
+	data := p
+	if len(e.pending) > 0 {
+		data = append(e.pending, p...)
+		e.pending = nil
+	}
+	out := e.buf[:0]
+	for i := 0; i < len(data); {
+		c := data[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c >= 0x20 && c != 0x7f, e.lines && (c == '\n' || c == '\t'):
+				out = append(out, c)
+			case e.lines && c == '\r' && i+1 == len(data):
+				e.pending = []byte{c} // a CR LF pair, perhaps
+			case e.lines && c == '\r' && data[i+1] == '\n':
+				out = append(out, "\r\n"...)
+				i++
+			default:
+				out = fmt.Appendf(out, `\x%02x`, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size == 1 && !utf8.FullRune(data[i:]):
+			e.pending = append([]byte(nil), data[i:]...)
+			size = len(data) - i
+		case r == utf8.RuneError && size == 1:
+			out = fmt.Appendf(out, `\x%02x`, c)
+		case r < 0xa0: // C1
+			out = fmt.Appendf(out, `\u%04x`, r)
+		default:
+			out = append(out, data[i:i+size]...)
+		}
+		i += size
+	}
+	e.buf = out
+	if _, err := e.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// flush writes what the last write left pending, escaped.
+func (e *escaper) flush() error {
+	p := e.pending
+	e.pending = nil
+	out := e.buf[:0]
+	for _, c := range p {
+		out = fmt.Appendf(out, `\x%02x`, c)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	_, err := e.w.Write(out)
+	return err
+}
+
+// escapeControls returns s with its control characters escaped, newlines
+// and tabs included, for a line that names server text: a status line, a
+// header, an error message.
+func escapeControls(s string) string {
+	i := 0
+	for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f {
+		i++
+	}
+	if i == len(s) {
+		return s // printable ASCII, the common case, without allocating
+	}
+	var b strings.Builder
+	e := &escaper{w: &b}
+	e.Write([]byte(s))
+	e.flush()
+	return b.String()
 }

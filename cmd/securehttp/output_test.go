@@ -262,3 +262,64 @@ func TestDefect05GetOutput(t *testing.T) {
 		onlyEntry(t, filepath.Dir(dst), "keep.txt")
 	})
 }
+
+// TestEscaper checks what reaches the terminal of server text: C0 controls,
+// DEL, C1 controls (as characters and as bytes) and bytes that are not
+// UTF-8 escaped; newlines, tabs and CR LF pairs kept where lines are; the
+// rest, other scripts included, as it came. The output is the same however
+// the input is split across writes.
+func TestEscaper(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		in    string
+		lines bool
+		want  string
+	}{
+		{"printable", "HTTP 404 Not Found", false, "HTTP 404 Not Found"},
+		{"OSC 52", "a\x1b]52;c;cHduZWQ=\x07b", false, `a\x1b]52;c;cHduZWQ=\x07b`},
+		{"C0 and DEL", "\x00\x08\x7f\t\n\r", false, `\x00\x08\x7f\x09\x0a\x0d`},
+		{"C1", "\u009b2J \u0085", false, `\u009b2J \u0085`},
+		{"not UTF-8", "\x9b2J\xff\xc3", false, `\x9b2J\xff\xc3`},
+		{"other scripts", "é 日本 \U0001F600 \ufffd", false, "é 日本 \U0001F600 \ufffd"},
+		{"lines kept", "one\r\n\ttwo\nthree\r\n", true, "one\r\n\ttwo\nthree\r\n"},
+		{"lone CR", "one\rtwo\r", true, `one\x0dtwo\x0d`},
+		{"controls among lines", "one\n\x1b[2J\u009b2J\n", true, "one\n" + `\x1b[2J\u009b2J` + "\n"},
+		{"truncated character", "日本"[:4], true, "日" + `\xe6`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if !tt.lines {
+				if got := escapeControls(tt.in); got != tt.want {
+					t.Errorf("escapeControls(%q) = %q, want %q", tt.in, got, tt.want)
+				}
+			}
+			// Every split in two, and one byte at a time.
+			splits := [][]string{}
+			for i := 0; i <= len(tt.in); i++ {
+				splits = append(splits, []string{tt.in[:i], tt.in[i:]})
+			}
+			var bytewise []string
+			for i := range len(tt.in) {
+				bytewise = append(bytewise, tt.in[i:i+1])
+			}
+			splits = append(splits, bytewise)
+			for _, chunks := range splits {
+				var b bytes.Buffer
+				e := &escaper{w: &b, lines: tt.lines}
+				for _, c := range chunks {
+					if n, err := e.Write([]byte(c)); n != len(c) || err != nil {
+						t.Fatalf("Write(%q) = %d, %v; want %d, nil", c, n, err, len(c))
+					}
+				}
+				if err := e.flush(); err != nil {
+					t.Fatal(err)
+				}
+				if got := b.String(); got != tt.want {
+					t.Errorf("written as %q: got %q, want %q", chunks, got, tt.want)
+				}
+			}
+		})
+	}
+}
