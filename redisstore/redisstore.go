@@ -51,6 +51,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,7 +65,8 @@ import (
 	"github.com/securehttp/securehttp"
 )
 
-// Options configures a Store.
+// Options configures a Store. It prints no EncryptionKey, under any fmt
+// verb, in slog or in JSON, alone or held in another struct.
 type Options struct {
 	// EncryptionKey is the 32-byte AES-256-GCM key that seals records at
 	// rest. Every process sharing a key must use the same EncryptionKey.
@@ -84,6 +86,41 @@ type Options struct {
 	// can read Redis or its backups. It must be set, with no
 	// EncryptionKey, to run without encryption; the zero value refuses to.
 	Plaintext bool
+}
+
+// String describes o without its EncryptionKey. The methods that print an
+// Options have value receivers, so that one held by value in another
+// struct prints no key either.
+func (o Options) String() string {
+	key := "none"
+	if len(o.EncryptionKey) > 0 {
+		key = "[redacted]"
+	}
+	return fmt.Sprintf("redisstore.Options{EncryptionKey: %s, LeaseTTL: %v, Plaintext: %t}", key, o.LeaseTTL, o.Plaintext)
+}
+
+// GoString is String: %#v prints no key either.
+func (o Options) GoString() string { return o.String() }
+
+// Format prints String for every verb, so that no verb (%x, %d, %q…)
+// reaches the key.
+func (o Options) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(o.String())) }
+
+// LogValue keeps the key out of structured logs.
+func (o Options) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Bool("encryption_key_set", len(o.EncryptionKey) > 0),
+		slog.Duration("lease_ttl", o.LeaseTTL),
+		slog.Bool("plaintext", o.Plaintext))
+}
+
+// MarshalJSON says whether a key is set, never what it is.
+func (o Options) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		EncryptionKeySet bool   `json:"encryption_key_set"`
+		LeaseTTL         string `json:"lease_ttl"`
+		Plaintext        bool   `json:"plaintext"`
+	}{len(o.EncryptionKey) > 0, o.LeaseTTL.String(), o.Plaintext})
 }
 
 // Errors returned by the store. They never contain the token.
@@ -478,15 +515,21 @@ func (s *Store) redisError(op string, err error) error {
 }
 
 // String describes the store by its key, never its token or key material.
-func (s *Store) String() string {
+// The methods that print a Store have value receivers, so that a copy held
+// in another struct prints no key material either.
+func (s Store) String() string {
 	return fmt.Sprintf("redisstore.Store{key: %q, encrypted: %t}", s.record, s.aead != nil)
 }
 
 // GoString is String.
-func (s *Store) GoString() string { return s.String() }
+func (s Store) GoString() string { return s.String() }
+
+// Format prints String for every verb: fmt prints the fields of a Store
+// held by value under a verb such as %s, down to the cipher's key schedule.
+func (s Store) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
 
 // LogValue is String.
-func (s *Store) LogValue() slog.Value { return slog.StringValue(s.String()) }
+func (s Store) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 var (
 	_ securehttp.SharedTokenStore = (*Store)(nil)
