@@ -12,18 +12,39 @@
 // For a key K the store uses three Redis keys, all with the hash tag {K} so
 // that they share a slot under Redis Cluster:
 //
-//   - {K}:token, a hash with the record's generation (field g) and the
+//   - {K}:token, a hash with the record's generation (field g), its
+//     token's expiry in Unix milliseconds (field e, 0 when unknown) and the
 //     sealed token (field v): the token and its expiry, encrypted with
-//     AES-256-GCM under Options.EncryptionKey, with the record's key name
-//     and generation as associated data. The token never appears in Redis
-//     in clear (unless Options.Plaintext is set), nor in any error or log;
+//     AES-256-GCM under Options.EncryptionKey, with the record's key name,
+//     generation and field e as associated data. The token never appears
+//     in Redis in clear (unless Options.Plaintext is set), nor in any error
+//     or log;
 //   - {K}:lease, held by the one process that refreshes: SET NX PX with a
 //     random owner value, renewed while it refreshes, released by a
 //     compare-and-delete script;
 //   - {K}:gen, the counter that gives each lease and each save its
-//     generation. A save is a compare-and-set script that refuses a
-//     generation older than the stored one, so that a process whose lease
-//     expired during a slow refresh cannot overwrite a newer token.
+//     generation.
+//
+// # Which save wins
+//
+// A save is a compare-and-set script. It refuses a generation older than
+// the stored one, so that a process whose lease expired during a slow
+// refresh cannot overwrite the token of the process that took over. A
+// lease's generation is taken before its refresh begins, and the holder
+// reads the record after taking it: a record of an older generation is the
+// one it read and found unusable (about to expire, or refused by a
+// server), or one saved since by a process that started before the lease
+// was taken. The holder's token replaces it even if it expires earlier:
+// ordering by expiry would keep a token that a server refused whenever the
+// new one happens to expire first (an issuer that varies lifetimes, or
+// shortened them), and every replica would take the refused token again.
+//
+// A save without a lease (a process that refreshed on its own, after a
+// Redis error or a long wait for the leader) takes its generation when it
+// saves, which says nothing of when its token was obtained. It is also
+// refused when the stored token expires later than its own, so that a late
+// save cannot put back an older token for every replica to adopt. When
+// either expiry is unknown the generation alone decides.
 //
 // Tokens bound to a key (DPoP, client certificates) are kept apart per
 // binding: see Store.ForBinding. A record, and its generation counter,
@@ -51,6 +72,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,7 +86,8 @@ import (
 	"github.com/securehttp/securehttp"
 )
 
-// Options configures a Store.
+// Options configures a Store. It prints no EncryptionKey, under any fmt
+// verb, in slog or in JSON, alone or held in another struct.
 type Options struct {
 	// EncryptionKey is the 32-byte AES-256-GCM key that seals records at
 	// rest. Every process sharing a key must use the same EncryptionKey.
@@ -86,6 +109,41 @@ type Options struct {
 	Plaintext bool
 }
 
+// String describes o without its EncryptionKey. The methods that print an
+// Options have value receivers, so that one held by value in another
+// struct prints no key either.
+func (o Options) String() string {
+	key := "none"
+	if len(o.EncryptionKey) > 0 {
+		key = "[redacted]"
+	}
+	return fmt.Sprintf("redisstore.Options{EncryptionKey: %s, LeaseTTL: %v, Plaintext: %t}", key, o.LeaseTTL, o.Plaintext)
+}
+
+// GoString is String: %#v prints no key either.
+func (o Options) GoString() string { return o.String() }
+
+// Format prints String for every verb, so that no verb (%x, %d, %q…)
+// reaches the key.
+func (o Options) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(o.String())) }
+
+// LogValue keeps the key out of structured logs.
+func (o Options) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Bool("encryption_key_set", len(o.EncryptionKey) > 0),
+		slog.Duration("lease_ttl", o.LeaseTTL),
+		slog.Bool("plaintext", o.Plaintext))
+}
+
+// MarshalJSON says whether a key is set, never what it is.
+func (o Options) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		EncryptionKeySet bool   `json:"encryption_key_set"`
+		LeaseTTL         string `json:"lease_ttl"`
+		Plaintext        bool   `json:"plaintext"`
+	}{len(o.EncryptionKey) > 0, o.LeaseTTL.String(), o.Plaintext})
+}
+
 // Errors returned by the store. They never contain the token.
 var (
 	// ErrNoEncryptionKey is returned by New when Options has neither an
@@ -105,15 +163,21 @@ const (
 	// no refresh still in flight for it can find its generation gone.
 	recordGrace = time.Hour
 	minLeaseTTL = 10 * time.Millisecond
-	// format versions: the first byte of a record's v field.
-	formatPlain  = 0
-	formatSealed = 1
-	expiryLen    = 8
+	// Formats: the first byte of a record's v field. Records of the current
+	// formats carry their token's expiry in field e, which orders saves
+	// without a lease. The earlier formats, without it, are still read;
+	// their field e, if any, was left by a newer writer and is ignored,
+	// and any save of a newer generation replaces them.
+	formatPlainV1  = 0
+	formatSealedV1 = 1
+	formatPlain    = 2
+	formatSealed   = 3
+	expiryLen      = 8
 	// maxRecordLen bounds the v field Load reads: twice what a record of
 	// the longest token securehttp accepts (16 KiB) takes. A larger one
 	// was not written by a Store, and is refused without being read.
 	maxRecordLen = 32 << 10
-	// maxGenLen bounds the g field: an int64 in decimal.
+	// maxGenLen bounds the g and e fields: an int64 in decimal.
 	maxGenLen = 20
 )
 
@@ -168,13 +232,24 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`),
 		// KEYS: record, gen. ARGV: generation, sealed value, time to
-		// live in ms (0: none).
+		// live in ms (0: none), expiry in Unix ms (0: unknown), and "1" to
+		// refuse a record that expires later (a save without a lease).
+		// Returns 1 when saved, 0 for an older generation, -1 for an
+		// earlier expiry.
 		save: redis.NewScript(`
-local cur = tonumber(redis.call('HGET', KEYS[1], 'g') or '0')
-if cur >= tonumber(ARGV[1]) then
+local cur = redis.call('HMGET', KEYS[1], 'g', 'e', 'v')
+if tonumber(cur[1] or '0') >= tonumber(ARGV[1]) then
   return 0
 end
-redis.call('HSET', KEYS[1], 'g', ARGV[1], 'v', ARGV[2])
+if ARGV[5] == '1' and cur[2] and cur[3] then
+  -- Only the current formats (2 and 3) wrote this field e.
+  local format = string.byte(cur[3], 1)
+  local stored, new = tonumber(cur[2]) or 0, tonumber(ARGV[4])
+  if (format == 2 or format == 3) and stored > 0 and new > 0 and stored > new then
+    return -1
+  end
+end
+redis.call('HSET', KEYS[1], 'g', ARGV[1], 'e', ARGV[4], 'v', ARGV[2])
 if tonumber(ARGV[3]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
@@ -185,14 +260,16 @@ end
 return 1`),
 		// KEYS: record, gen.
 		next: redis.NewScript(nextGen + `return g`),
-		// KEYS: record. ARGV: the longest g and v to read. Returns g and
-		// v, nil for a missing field, or 0 when a field is longer.
+		// KEYS: record. ARGV: the longest g (and e) and v to read.
+		// Returns g, v and e, nil for a missing field, or 0 when a field
+		// is longer.
 		load: redis.NewScript(`
 if redis.call('HSTRLEN', KEYS[1], 'g') > tonumber(ARGV[1]) or
+   redis.call('HSTRLEN', KEYS[1], 'e') > tonumber(ARGV[1]) or
    redis.call('HSTRLEN', KEYS[1], 'v') > tonumber(ARGV[2]) then
   return 0
 end
-return redis.call('HMGET', KEYS[1], 'g', 'v')`),
+return redis.call('HMGET', KEYS[1], 'g', 'v', 'e')`),
 	}
 }
 
@@ -264,7 +341,7 @@ func (s *Store) Load(ctx context.Context) (securehttp.Token, error) {
 	if !ok {
 		return securehttp.Token{}, s.unreadable() // oversize
 	}
-	if len(vals) != 2 || (vals[0] == nil && vals[1] == nil) {
+	if len(vals) != 3 || (vals[0] == nil && vals[1] == nil) {
 		return securehttp.Token{}, nil
 	}
 	gs, ok1 := vals[0].(string)
@@ -276,7 +353,8 @@ func (s *Store) Load(ctx context.Context) (securehttp.Token, error) {
 	if err != nil || gen <= 0 {
 		return securehttp.Token{}, s.unreadable()
 	}
-	tok, err := s.open(gen, []byte(vs))
+	es, _ := vals[2].(string) // absent from records of the earlier formats
+	tok, err := s.open(gen, es, []byte(vs))
 	if err != nil {
 		return securehttp.Token{}, s.unreadable()
 	}
@@ -284,19 +362,23 @@ func (s *Store) Load(ctx context.Context) (securehttp.Token, error) {
 }
 
 // Save stores tok with a new generation, newer than any saved or leased
-// before it.
+// before it, unless the stored token expires later than tok: then it
+// returns an error matching securehttp.ErrStaleLease and the later token
+// stays. When either expiry is unknown, tok is stored.
 func (s *Store) Save(ctx context.Context, tok securehttp.Token) error {
 	gen, err := s.scripts.next.Run(ctx, s.rdb, []string{s.record, s.gen}).Int64()
 	if err != nil {
 		return s.redisError("save", err)
 	}
-	return s.saveGen(ctx, gen, tok)
+	return s.saveGen(ctx, gen, tok, true)
 }
 
-// saveGen stores tok as generation gen, unless the stored record is as new
-// or newer.
-func (s *Store) saveGen(ctx context.Context, gen int64, tok securehttp.Token) error {
-	sealed, err := s.seal(gen, tok)
+// saveGen stores tok as generation gen, unless the stored record is of the
+// same or a newer generation, or, when byExpiry is set, its token expires
+// later than tok.
+func (s *Store) saveGen(ctx context.Context, gen int64, tok securehttp.Token, byExpiry bool) error {
+	exp := expiryMillis(tok)
+	sealed, err := s.seal(gen, exp, tok)
 	if err != nil {
 		return err
 	}
@@ -304,14 +386,30 @@ func (s *Store) saveGen(ctx context.Context, gen int64, tok securehttp.Token) er
 	if !tok.Expiry.IsZero() {
 		ttl = max(time.Until(tok.Expiry)+recordGrace, recordGrace).Milliseconds()
 	}
-	ok, err := s.scripts.save.Run(ctx, s.rdb, []string{s.record, s.gen}, gen, sealed, ttl).Int64()
+	order := "0"
+	if byExpiry {
+		order = "1"
+	}
+	res, err := s.scripts.save.Run(ctx, s.rdb, []string{s.record, s.gen}, gen, sealed, ttl, exp, order).Int64()
 	if err != nil {
 		return s.redisError("save", err)
 	}
-	if ok == 0 {
+	switch res {
+	case 0:
 		return &wrapError{fmt.Sprintf("securehttp: redisstore: save %s generation %d", s.record, gen), securehttp.ErrStaleLease}
+	case -1:
+		return &wrapError{fmt.Sprintf("securehttp: redisstore: save %s: the stored token expires later", s.record), securehttp.ErrStaleLease}
 	}
 	return nil
+}
+
+// expiryMillis is tok's expiry in Unix milliseconds, which orders saves (a
+// Lua number holds it exactly), or 0 when it is unknown.
+func expiryMillis(tok securehttp.Token) int64 {
+	if tok.Expiry.IsZero() {
+		return 0
+	}
+	return max(tok.Expiry.UnixMilli(), 0)
 }
 
 // TryLease tries to take the lease on the token; see
@@ -379,9 +477,12 @@ func (l *lease) renew(ctx context.Context) {
 }
 
 // Save stores tok with the lease's generation, or returns an error matching
-// securehttp.ErrStaleLease when a newer token was saved meanwhile.
+// securehttp.ErrStaleLease when a newer token was saved meanwhile. The
+// generation alone orders it (see the package comment): the holder read
+// the record after taking the lease, and refreshed because that token would
+// not do, even if it expires later.
 func (l *lease) Save(ctx context.Context, tok securehttp.Token) error {
-	return l.s.saveGen(ctx, l.gen, tok)
+	return l.s.saveGen(ctx, l.gen, tok, false)
 }
 
 // Release stops renewing the lease and deletes it if this holder still has
@@ -399,14 +500,15 @@ func (l *lease) Release(ctx context.Context) error {
 
 // seal encodes tok as a record value: a format byte, then for a sealed
 // record a random nonce and the AES-GCM ciphertext of the expiry and the
-// token, with the record's key and gen as associated data.
-func (s *Store) seal(gen int64, tok securehttp.Token) ([]byte, error) {
+// token, with the record's key, gen and exp (its field e) as associated
+// data.
+func (s *Store) seal(gen, exp int64, tok securehttp.Token) ([]byte, error) {
 	plain := make([]byte, expiryLen, expiryLen+len(tok.Value))
-	var exp int64
+	var nanos int64
 	if !tok.Expiry.IsZero() {
-		exp = tok.Expiry.UnixNano()
+		nanos = tok.Expiry.UnixNano()
 	}
-	binary.BigEndian.PutUint64(plain, uint64(exp))
+	binary.BigEndian.PutUint64(plain, uint64(nanos))
 	plain = append(plain, tok.Value...)
 	if s.aead == nil {
 		return append([]byte{formatPlain}, plain...), nil
@@ -416,22 +518,35 @@ func (s *Store) seal(gen int64, tok securehttp.Token) ([]byte, error) {
 	if _, err := rand.Read(out[1:]); err != nil {
 		return nil, fmt.Errorf("securehttp: redisstore: nonce: %w", err)
 	}
-	return s.aead.Seal(out, out[1:], plain, s.associatedData(gen)), nil
+	return s.aead.Seal(out, out[1:], plain, s.associatedData(gen, exp)), nil
 }
 
-// open reverses seal. Its errors say nothing of the record's contents.
-func (s *Store) open(gen int64, rec []byte) (securehttp.Token, error) {
+// open reverses seal, given the record's fields g, e (empty when absent)
+// and v. It also reads the earlier formats, whose associated data has no
+// expiry. Its errors say nothing of the record's contents.
+func (s *Store) open(gen int64, e string, rec []byte) (securehttp.Token, error) {
 	if len(rec) == 0 {
 		return securehttp.Token{}, ErrUnreadableRecord
 	}
+	var ad []byte
+	switch rec[0] {
+	case formatSealed:
+		exp, err := strconv.ParseInt(e, 10, 64)
+		if err != nil {
+			return securehttp.Token{}, ErrUnreadableRecord
+		}
+		ad = s.associatedData(gen, exp)
+	case formatSealedV1:
+		ad = s.associatedDataV1(gen)
+	}
 	var plain []byte
 	switch {
-	case s.aead == nil && rec[0] == formatPlain:
+	case s.aead == nil && (rec[0] == formatPlain || rec[0] == formatPlainV1):
 		plain = rec[1:]
-	case s.aead != nil && rec[0] == formatSealed && len(rec) >= 1+s.aead.NonceSize()+s.aead.Overhead():
+	case s.aead != nil && ad != nil && len(rec) >= 1+s.aead.NonceSize()+s.aead.Overhead():
 		n := s.aead.NonceSize()
 		var err error
-		plain, err = s.aead.Open(nil, rec[1:1+n], rec[1+n:], s.associatedData(gen))
+		plain, err = s.aead.Open(nil, rec[1:1+n], rec[1+n:], ad)
 		if err != nil {
 			return securehttp.Token{}, ErrUnreadableRecord
 		}
@@ -448,9 +563,15 @@ func (s *Store) open(gen int64, rec []byte) (securehttp.Token, error) {
 	return tok, nil
 }
 
-// associatedData binds a sealed record to its Redis key and generation: a
-// record copied to another key, or given another generation, does not open.
-func (s *Store) associatedData(gen int64) []byte {
+// associatedData binds a sealed record to its Redis key, its generation
+// and the expiry that orders it: a record copied to another key, or given
+// another generation or expiry, does not open.
+func (s *Store) associatedData(gen, exp int64) []byte {
+	return fmt.Appendf(nil, "securehttp/redisstore/v2\x00%s\x00%d\x00%d", s.record, gen, exp)
+}
+
+// associatedDataV1 is the associated data of the earlier sealed format.
+func (s *Store) associatedDataV1(gen int64) []byte {
 	return fmt.Appendf(nil, "securehttp/redisstore/v1\x00%s\x00%d", s.record, gen)
 }
 
@@ -478,15 +599,21 @@ func (s *Store) redisError(op string, err error) error {
 }
 
 // String describes the store by its key, never its token or key material.
-func (s *Store) String() string {
+// The methods that print a Store have value receivers, so that a copy held
+// in another struct prints no key material either.
+func (s Store) String() string {
 	return fmt.Sprintf("redisstore.Store{key: %q, encrypted: %t}", s.record, s.aead != nil)
 }
 
 // GoString is String.
-func (s *Store) GoString() string { return s.String() }
+func (s Store) GoString() string { return s.String() }
+
+// Format prints String for every verb: fmt prints the fields of a Store
+// held by value under a verb such as %s, down to the cipher's key schedule.
+func (s Store) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
 
 // LogValue is String.
-func (s *Store) LogValue() slog.Value { return slog.StringValue(s.String()) }
+func (s Store) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 var (
 	_ securehttp.SharedTokenStore = (*Store)(nil)

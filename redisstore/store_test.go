@@ -3,9 +3,15 @@ package redisstore_test
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,6 +232,15 @@ func TestSealedRecordRefusesTampering(t *testing.T) {
 		{"read in plaintext mode", func(t *testing.T, key string) *redisstore.Store {
 			return newStore(t, rdb, key, redisstore.Options{Plaintext: true})
 		}},
+		{"changed expiry", func(t *testing.T, key string) *redisstore.Store {
+			rec := "{" + key + "}:token"
+			e, err := rdb.HGet(ctx, rec, "e").Int64()
+			if err != nil {
+				t.Fatalf("HGET e: %v", err)
+			}
+			rdb.HSet(ctx, rec, "e", e+1)
+			return newStore(t, rdb, key, redisstore.Options{})
+		}},
 		{"truncated", func(t *testing.T, key string) *redisstore.Store {
 			rdb.HSet(ctx, "{"+key+"}:token", "v", "\x01abc")
 			return newStore(t, rdb, key, redisstore.Options{})
@@ -255,6 +270,56 @@ func TestSealedRecordRefusesTampering(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// countingConn counts the bytes read from Redis.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestOversizeRecordNotRead shows that a record far larger than any token,
+// planted by a writer without the key, is refused without being read: each
+// Load of it (followers poll every 10 to 100 ms) would otherwise pull it
+// whole into memory.
+func TestOversizeRecordNotRead(t *testing.T) {
+	t.Parallel()
+	p, admin := startRedis(t)
+	ctx := context.Background()
+	const size = 8 << 20
+	var read atomic.Int64
+	opts := redisOptions(p.Addr)
+	opts.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{c, &read}, nil
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := newStore(t, rdb, "oversize", redisstore.Options{})
+	if err := admin.HSet(ctx, keyOf(t, s), "g", 1, "v", "\x01"+strings.Repeat("A", size)).Err(); err != nil {
+		t.Fatalf("HSET: %v", err)
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING: %v", err)
+	}
+	before := read.Load()
+	got, err := s.Load(ctx)
+	if !errors.Is(err, redisstore.ErrUnreadableRecord) || got.Value != "" {
+		t.Fatalf("Load of an oversize record: got %q, %v; want the zero Token and ErrUnreadableRecord", got.Value, err)
+	}
+	if n := read.Load() - before; n > 64<<10 {
+		t.Errorf("Load read %d bytes from Redis, want at most 64 KiB for a record of %d", n, size)
 	}
 }
 
@@ -382,6 +447,146 @@ func TestLeaseFencing(t *testing.T) {
 			t.Errorf("lease keys after the former holder's Release: got %d, want 1", n)
 		}
 	})
+}
+
+// TestSaveWithoutLeaseKeepsLaterExpiry shows how saves are ordered. A
+// save without a lease (a process that refreshed on its own, after a Redis
+// blip or a long wait) takes its generation when it saves, which says
+// nothing of when its token was obtained: it never replaces a token that
+// expires later. A lease's generation is taken before its refresh begins,
+// and orders its save alone.
+func TestSaveWithoutLeaseKeepsLaterExpiry(t *testing.T) {
+	t.Parallel()
+	p, rdb := startRedis(t)
+	ctx := context.Background()
+	now := time.Now()
+	at := func(v string, in time.Duration) securehttp.Token {
+		if in == 0 {
+			return securehttp.Token{Value: v}
+		}
+		return securehttp.Token{Value: v, Expiry: now.Add(in)}
+	}
+	type save struct {
+		tok    securehttp.Token
+		leased bool
+	}
+	tests := []struct {
+		name   string
+		first  save
+		second save
+		want   string // the token stored at the end
+	}{
+		{"late save of an earlier expiry after a leader's", save{at("tok-leader", 60*time.Second), true}, save{at("tok-late", 30*time.Second), false}, "tok-leader"},
+		{"late save of an earlier expiry after another's", save{at("tok-first", 60*time.Second), false}, save{at("tok-late", 30*time.Second), false}, "tok-first"},
+		{"save of a later expiry", save{at("tok-leader", 60*time.Second), true}, save{at("tok-later", 90*time.Second), false}, "tok-later"},
+		{"save of the same expiry", save{at("tok-leader", 60*time.Second), true}, save{at("tok-same", 60*time.Second), false}, "tok-same"},
+		// Without two expiries to compare, the generation orders.
+		{"save of an unknown expiry", save{at("tok-leader", 60*time.Second), true}, save{at("tok-opaque", 0), false}, "tok-opaque"},
+		{"save over an unknown expiry", save{at("tok-opaque", 0), true}, save{at("tok-known", 30*time.Second), false}, "tok-known"},
+		// A lease holder loaded the store after taking its lease and
+		// refreshed because the stored token would not do (due, or
+		// refused by a server): its newer generation replaces it, even
+		// if that token expires later.
+		{"lease holder after a later expiry", save{at("tok-refused", 60*time.Second), false}, save{at("tok-leader", 30*time.Second), true}, "tok-leader"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			key := fmt.Sprintf("order-%d", i)
+			// Two replicas, each with its own client.
+			first := newStore(t, rdb, key, redisstore.Options{})
+			second := newStore(t, newClient(t, p.Addr), key, redisstore.Options{})
+			do := func(s *redisstore.Store, sv save) error {
+				if !sv.leased {
+					return s.Save(ctx, sv.tok)
+				}
+				l, err := s.TryLease(ctx)
+				if err != nil || l == nil {
+					t.Fatalf("TryLease: got %v, %v; want a lease", l, err)
+				}
+				defer l.Release(ctx)
+				return l.Save(ctx, sv.tok)
+			}
+			if err := do(first, tt.first); err != nil {
+				t.Fatalf("first Save: %v", err)
+			}
+			err := do(second, tt.second)
+			if kept := tt.want == tt.first.tok.Value; kept != errors.Is(err, securehttp.ErrStaleLease) {
+				t.Errorf("second Save: got error %v; want one matching ErrStaleLease: %t", err, kept)
+			} else if !kept && err != nil {
+				t.Errorf("second Save: got error %v, want none", err)
+			}
+			got, err := second.Load(ctx)
+			want := tt.first.tok
+			if tt.want == tt.second.tok.Value {
+				want = tt.second.tok
+			}
+			if err != nil || got.Value != want.Value || !got.Expiry.Equal(want.Expiry) {
+				t.Errorf("Load: got %q expiring %v, %v; want %q expiring %v", got.Value, got.Expiry, err, want.Value, want.Expiry)
+			}
+		})
+	}
+}
+
+// legacyRecord writes tok under key as the store's first record format
+// wrote it: no field e, and associated data without an expiry. A field e
+// is left beside it, as a newer writer would have.
+func legacyRecord(t *testing.T, rdb *redis.Client, key string, gen int64, tok securehttp.Token, plaintext bool) {
+	t.Helper()
+	rec := "{" + key + "}:token"
+	plain := binary.BigEndian.AppendUint64(nil, uint64(tok.Expiry.UnixNano()))
+	plain = append(plain, tok.Value...)
+	v := append([]byte{0}, plain...)
+	if !plaintext {
+		block, err := aes.NewCipher(encKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v = make([]byte, 1+aead.NonceSize())
+		v[0] = 1
+		if _, err := rand.Read(v[1:]); err != nil {
+			t.Fatal(err)
+		}
+		v = aead.Seal(v, v[1:], plain, fmt.Appendf(nil, "securehttp/redisstore/v1\x00%s\x00%d", rec, gen))
+	}
+	stale := time.Now().Add(24 * time.Hour).UnixMilli()
+	if err := rdb.HSet(context.Background(), rec, "g", gen, "v", v, "e", stale).Err(); err != nil {
+		t.Fatalf("HSET: %v", err)
+	}
+}
+
+// TestRecordOfEarlierFormat shows that a record written in the first
+// format, before records carried their expiry, is still read, and that a
+// save without a lease replaces it whatever its expiry: it has none that
+// can be trusted to order it.
+func TestRecordOfEarlierFormat(t *testing.T) {
+	t.Parallel()
+	_, rdb := startRedis(t)
+	ctx := context.Background()
+	for _, plaintext := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plaintext=%t", plaintext), func(t *testing.T) {
+			t.Parallel()
+			key := fmt.Sprintf("legacy-%t", plaintext)
+			s := newStore(t, rdb, key, redisstore.Options{Plaintext: plaintext})
+			old := securehttp.Token{Value: secretToken, Expiry: time.Now().Add(time.Hour)}
+			legacyRecord(t, rdb, key, 7, old, plaintext)
+			got, err := s.Load(ctx)
+			if err != nil || got.Value != old.Value || !got.Expiry.Equal(old.Expiry) {
+				t.Fatalf("Load: got %v (same value: %t), %v; want %v", got, got.Value == old.Value, err, old)
+			}
+			earlier := securehttp.Token{Value: "tok-new", Expiry: time.Now().Add(time.Minute)}
+			if err := s.Save(ctx, earlier); err != nil {
+				t.Fatalf("Save over a record of the earlier format: got %v, want nil", err)
+			}
+			if got, err := s.Load(ctx); err != nil || got.Value != earlier.Value {
+				t.Errorf("Load: got %q, %v; want %q", got.Value, err, earlier.Value)
+			}
+		})
+	}
 }
 
 func TestLeaseRenewedWhileHeld(t *testing.T) {

@@ -1,0 +1,131 @@
+package securehttp_test
+
+import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/securehttp/securehttp"
+	"github.com/securehttp/securehttp/internal/secrettest"
+	"github.com/securehttp/securehttp/internal/testpki"
+)
+
+// TestExportedTypesPrintNoSecret checks every exported struct type of the
+// package: none prints a token, a client secret or a private key through
+// fmt, slog or encoding/json, alone or held in another struct.
+func TestExportedTypesPrintNoSecret(t *testing.T) {
+	t.Parallel()
+	// Canaries, and keys made of them.
+	var (
+		tokenValue   = secrettest.Canary("token", 40)
+		clientSecret = secrettest.Canary("client-secret", 32)
+		assertionKey = secrettest.Canary("assertion-key", ed25519.SeedSize)
+		dpopKey      = secrettest.Canary("dpop-key", ed25519.SeedSize)
+	)
+	token := func() securehttp.Token {
+		return securehttp.Token{Value: tokenValue, Expiry: time.Now().Add(time.Hour)}
+	}
+	credentials := func() *securehttp.ClientCredentials {
+		return &securehttp.ClientCredentials{
+			Issuer:       "https://issuer.test",
+			ClientID:     "client",
+			Key:          ed25519.NewKeyFromSeed([]byte(assertionKey)),
+			ClientSecret: clientSecret,
+		}
+	}
+	dpop := func() *securehttp.DPoP {
+		return &securehttp.DPoP{Key: ed25519.NewKeyFromSeed([]byte(dpopKey))}
+	}
+	bearer := func() *securehttp.Bearer {
+		return &securehttp.Bearer{
+			Store:             securehttp.NewMemoryStore(token()),
+			ClientCredentials: credentials(),
+			DPoP:              dpop(),
+			Hosts:             []string{"api.test"},
+		}
+	}
+	bearerSecrets := []string{tokenValue, clientSecret, assertionKey, dpopKey}
+	// clientCert loads a client certificate whose Ed25519 key's seed is
+	// returned as its secret.
+	clientCert := func(t *testing.T) (*securehttp.ClientCert, string) {
+		leaf := testpki.Must(testpki.SelfSignedLeaf("client", testpki.Options{KeyType: testpki.Ed25519, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
+		dir := t.TempDir()
+		certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+		if err := os.WriteFile(certFile, leaf.CertPEM(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, leaf.KeyPEM(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cc, err := securehttp.LoadClientCert(certFile, keyFile)
+		if err != nil {
+			t.Fatalf("LoadClientCert: %v", err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		return cc, string(leaf.Key.(ed25519.PrivateKey).Seed())
+	}
+
+	secrettest.Package{
+		Dir: ".",
+		Samples: map[string]func(t *testing.T) secrettest.Sample{
+			"Token": func(*testing.T) secrettest.Sample {
+				return secrettest.Sample{Value: token(), Secrets: []string{tokenValue}}
+			},
+			"ClientCredentials": func(*testing.T) secrettest.Sample {
+				return secrettest.Sample{Value: credentials(), Secrets: []string{clientSecret, assertionKey}}
+			},
+			"DPoP": func(*testing.T) secrettest.Sample {
+				return secrettest.Sample{Value: dpop(), Secrets: []string{dpopKey}}
+			},
+			"MemoryStore": func(*testing.T) secrettest.Sample {
+				return secrettest.Sample{Value: securehttp.NewMemoryStore(token()), Secrets: []string{tokenValue}}
+			},
+			"Bearer": func(*testing.T) secrettest.Sample {
+				return secrettest.Sample{Value: bearer(), Secrets: bearerSecrets}
+			},
+			"ClientCert": func(t *testing.T) secrettest.Sample {
+				cc, key := clientCert(t)
+				return secrettest.Sample{Value: cc, Secrets: []string{key}}
+			},
+			"Config": func(t *testing.T) secrettest.Sample {
+				cc, key := clientCert(t)
+				cfg := securehttp.Config{Bearer: bearer(), GetClientCertificate: cc.GetClientCertificate}
+				return secrettest.Sample{Value: cfg, Secrets: append(bearerSecrets, key)}
+			},
+			"Transport": func(t *testing.T) secrettest.Sample {
+				cc, key := clientCert(t)
+				b := bearer()
+				b.ClientCredentials.Key = nil // one way to authenticate
+				tr, err := securehttp.NewTransport(securehttp.Config{Bearer: b, GetClientCertificate: cc.GetClientCertificate})
+				if err != nil {
+					t.Fatalf("NewTransport: %v", err)
+				}
+				t.Cleanup(tr.CloseIdleConnections)
+				return secrettest.Sample{Value: tr, Secrets: []string{tokenValue, clientSecret, dpopKey, key}}
+			},
+		},
+		NoSecret: map[string]string{
+			"AttemptEvent":      "a target and an attempt number",
+			"AttemptResult":     "a status, an error class and a duration",
+			"BudgetEvent":       "a target and the kind of resend",
+			"CertificateEvent":  "a certificate's subject, expiry and public-key pin",
+			"ConfigError":       "a field's name, its value only when it is not a secret, and the cause",
+			"FileStore":         "the token file's path: the token stays in the file",
+			"HandshakeEvent":    "a host, a TLS version, a pin verdict and an error class",
+			"Hooks":             "functions, which print as addresses, and a logger",
+			"OAuthError":        "the authorization server's error response, which carries no credential",
+			"PinError":          "a host and public pins",
+			"PinFailureEvent":   "a host and public pins",
+			"PinSet":            "a host pattern and public pins",
+			"RefreshError":      "its cause, an error, and errors never hold a secret",
+			"RetryEvent":        "a target, a reason and a wait",
+			"RetryPolicy":       "counts, durations and a share",
+			"Target":            "a method and a URL without userinfo or query",
+			"TokenRefreshEvent": "an error class and a duration",
+			"TokenRequestEvent": "the token endpoint's URL, a status, an error class and a duration",
+		},
+	}.Check(t)
+}
