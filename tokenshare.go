@@ -160,7 +160,7 @@ func (ts *tokenSource) obtainShared(ctx context.Context, s SharedTokenStore, pre
 	sctx, cancel := halfOf(ctx)
 	defer cancel()
 	if _, err := bounded(sctx, saver(s.Save, got)); err != nil {
-		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
+		ts.saveFailed(ctx, err)
 	}
 	return tok, nil
 }
@@ -288,7 +288,7 @@ func (ts *tokenSource) lead(ctx context.Context, s SharedTokenStore, lease Lease
 			}
 		}
 	default:
-		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
+		ts.saveFailed(ctx, err)
 	}
 	return tok, nil
 }

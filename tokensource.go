@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -209,11 +210,12 @@ type tokenSource struct {
 
 // flight is one refresh, shared by every request that waits for it.
 type flight struct {
-	done   chan struct{}
-	ctx    context.Context // the refresh's own, bounded by RefreshTimeout
-	cancel context.CancelFunc
-	tok    *token
-	err    error
+	done    chan struct{}
+	ctx     context.Context // the refresh's own, bounded by RefreshTimeout
+	cancel  context.CancelFunc
+	stopped atomic.Bool // by CloseIdleConnections: the result is no failure
+	tok     *token
+	err     error
 }
 
 func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*tokenSource, error) {
@@ -289,9 +291,26 @@ func (ts *tokenSource) covers(host, port string) bool {
 // starting a background refresh when it is inside its refresh window.
 // Without one, the caller waits for the single refresh in flight, bounded by
 // ctx and by the refresh's own deadline. After a failed refresh, callers
-// get its error at once until the backoff has passed.
+// get its error at once until the backoff has passed. A refresh stopped by
+// CloseIdleConnections is no failure: its waiters go on to a new one.
 func (ts *tokenSource) token(ctx context.Context) (*token, error) {
+	for {
+		tok, f, err := ts.current()
+		if f == nil {
+			return tok, err
+		}
+		tok, err = ts.await(ctx, f)
+		if !errors.Is(err, errStopped) {
+			return tok, err
+		}
+	}
+}
+
+// current returns a usable token, or the refresh to wait for, or the error
+// of the last failed refresh while its backoff lasts.
+func (ts *tokenSource) current() (*token, *flight, error) {
 	ts.mu.Lock()
+	defer ts.mu.Unlock()
 	now := ts.now()
 	f := ts.flight
 	if f != nil && f.ctx.Err() != nil {
@@ -306,19 +325,24 @@ func (ts *tokenSource) token(ctx context.Context) (*token, error) {
 		if f == nil && ts.due(cur, now) && !now.Before(ts.retryAt) {
 			ts.start()
 		}
-		ts.mu.Unlock()
-		return cur, nil
+		return cur, nil, nil
 	}
 	if f == nil {
 		if ts.lastErr != nil && now.Before(ts.retryAt) {
-			err := ts.lastErr
-			ts.mu.Unlock()
-			return nil, &RefreshError{Err: err}
+			return nil, nil, &RefreshError{Err: ts.lastErr}
 		}
 		f = ts.start()
 	}
-	ts.mu.Unlock()
+	return nil, f, nil
+}
 
+// errStopped says that the refresh waited for was stopped by
+// CloseIdleConnections. It never leaves token.
+var errStopped = errors.New("securehttp: refresh stopped")
+
+// await waits for f, bounded by ctx and by f's own deadline. It returns
+// errStopped when f was stopped before it brought a token.
+func (ts *tokenSource) await(ctx context.Context, f *flight) (*token, error) {
 	select {
 	case <-f.done:
 	case <-ctx.Done():
@@ -329,10 +353,16 @@ func (ts *tokenSource) token(ctx context.Context) (*token, error) {
 		select {
 		case <-f.done:
 		default:
+			if f.stopped.Load() {
+				return nil, errStopped
+			}
 			return nil, &RefreshError{Err: fmt.Errorf("refresh did not finish within RefreshTimeout: %w", f.ctx.Err())}
 		}
 	}
 	if f.err != nil {
+		if f.stopped.Load() {
+			return nil, errStopped
+		}
 		return nil, &RefreshError{Err: f.err}
 	}
 	if !f.tok.usable(ts.now()) {
@@ -390,8 +420,9 @@ func (ts *tokenSource) run(ctx context.Context, f *flight, prev *token) {
 	defer close(f.done)
 	f.tok, f.err = tok, err
 	if ts.flight != f {
-		// Abandoned after its deadline: its result comes too late to be
-		// trusted as the current state.
+		// Stopped by CloseIdleConnections, which is no failure of the
+		// token endpoint, or abandoned after its deadline: either way its
+		// result is not the current state, and leaves no backoff.
 		return
 	}
 	ts.flight = nil
@@ -446,6 +477,9 @@ func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) 
 	}
 	stored, loadErr := ts.store.Load(ctx)
 	rejected := ts.rejectedToken()
+	if loadErr != nil && ctx.Err() != nil {
+		return nil, ctx.Err() // stopped, or out of time
+	}
 	if loadErr != nil {
 		ts.logger.Warn("securehttp: loading the bearer token from the store failed", "error", loadErr)
 	} else if tok := ts.adoptable(stored, prev, rejected); tok != nil {
@@ -461,10 +495,21 @@ func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) 
 		return nil, err
 	}
 	if err := ts.store.Save(ctx, got); err != nil {
-		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
+		ts.saveFailed(ctx, err)
 	}
 	ts.logger.Debug("securehttp: bearer token refreshed", "expires", tok.exp)
 	return tok, nil
+}
+
+// saveFailed logs a failed Save of a refreshed token: a warning, unless the
+// refresh was stopped by CloseIdleConnections, which cancels the refresh's
+// context and is no failure of the store.
+func (ts *tokenSource) saveFailed(ctx context.Context, err error) {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		ts.logger.Debug("securehttp: saving the refreshed bearer token stopped", "error", err)
+		return
+	}
+	ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
 }
 
 // noRefresh says why no token can be had when there is no Refresh function
@@ -574,10 +619,17 @@ func (ts *tokenSource) invalidate(sent string) bool {
 }
 
 // stop cancels the refresh in flight, if any, and waits for it to end, for
-// at most stopWait: a Refresh that ignores its context is left behind.
+// at most stopWait: a Refresh that ignores its context is left behind. A
+// stopped refresh is no failed refresh: it leaves no error or backoff, the
+// next request starts a new one, and the requests that waited for it wait
+// for a new one instead.
 func (ts *tokenSource) stop() {
 	ts.mu.Lock()
 	f := ts.flight
+	if f != nil {
+		f.stopped.Store(true)
+		ts.flight = nil
+	}
 	ts.mu.Unlock()
 	if f == nil {
 		return
