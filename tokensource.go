@@ -25,7 +25,9 @@ import (
 // Bearer is configuration: NewTransport copies what it needs and never
 // modifies it.
 type Bearer struct {
-	// Store holds the token. Nil means an empty in-memory store.
+	// Store holds the token. Nil means an empty in-memory store. A
+	// BindingStore keeps the tokens bound to a DPoP key or to a client
+	// certificate apart from others' (see BindingStore).
 	Store TokenStore
 
 	// Refresh obtains a new token: a JWT, or an opaque token with its
@@ -179,7 +181,8 @@ func (t *token) usable(now time.Time) bool {
 // tokenSource is the runtime state behind a Bearer: the one owner of the
 // current token.
 type tokenSource struct {
-	store   TokenStore
+	base    TokenStore   // Bearer.Store, or a MemoryStore; a BindingStore is asked per binding (bound)
+	local   *MemoryStore // tokens whose binding cannot be named, kept out of a BindingStore
 	refresh func(ctx context.Context) (Token, error)
 	hosts   []hostPattern
 	window  time.Duration
@@ -188,9 +191,15 @@ type tokenSource struct {
 	methods []string
 	scheme  string // "Bearer", or "DPoP": a token's binding is part of it
 	jkt     string // with DPoP, our key's thumbprint: a JWT bound to another key is unusable
-	logger  *slog.Logger
-	now     func() time.Time
-	hooks   *Hooks
+	// cert, with a client certificate, names it by its x5t#S256, or
+	// reports false when it cannot (see certState.thumbprint): a JWT
+	// bound to another certificate is unusable.
+	cert   func() (string, bool)
+	logger *slog.Logger
+	now    func() time.Time
+	hooks  *Hooks
+
+	lastBound atomic.Pointer[boundStore] // the last binding's store, asked of base once
 
 	mu          sync.Mutex
 	cur         *token
@@ -244,7 +253,8 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 		return nil, &ConfigError{Field: "Bearer.ValidMethods", Err: errors.New("set only with Keyfunc")}
 	}
 	ts := &tokenSource{
-		store:   storeFor(b.Store, ""), // a plain bearer token has no binding
+		base:    b.Store,
+		local:   NewMemoryStore(Token{}),
 		refresh: b.Refresh,
 		window:  b.RefreshWindow,
 		timeout: orDefault(b.RefreshTimeout, defaultRefreshTimeout),
@@ -257,8 +267,8 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 	if b.DPoP != nil {
 		ts.scheme = "DPoP"
 	}
-	if ts.store == nil {
-		ts.store = NewMemoryStore(Token{})
+	if ts.base == nil {
+		ts.base = ts.local
 	}
 	for i, h := range b.Hosts {
 		p, err := parseHostPortPattern(h)
@@ -469,13 +479,29 @@ func (ts *tokenSource) callRefresh(ctx context.Context) (tok Token, err error) {
 
 // obtain re-reads the store, where another process may already have saved a
 // fresh token, and calls Refresh only if that does not give a usable one.
+// The store is the one of the tokens' binding (tokenshare.go). When the
+// client certificate rotates during the refresh, the token it brings may be
+// bound to the old certificate, and it is obtained once more for the new.
 func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) {
+	b := ts.bound()
+	tok, err := ts.obtainFor(ctx, b, prev)
+	// A certificate named for the first time during the refresh (learnt at
+	// its handshake) is no rotation: the token was obtained with it.
+	if now := ts.bound(); ctx.Err() == nil && b.named && !b.same(now) {
+		ts.logger.Debug("securehttp: the client certificate changed during the refresh; refreshing for the new one")
+		tok, err = ts.obtainFor(ctx, now, prev)
+	}
+	return tok, err
+}
+
+// obtainFor is obtain with b's store.
+func (ts *tokenSource) obtainFor(ctx context.Context, b *boundStore, prev *token) (*token, error) {
 	// A store shared by many processes lets one of them refresh for all
 	// (tokenshare.go).
-	if shared, ok := ts.store.(SharedTokenStore); ok && ts.refresh != nil {
-		return ts.obtainShared(ctx, shared, prev)
+	if shared, ok := b.store.(SharedTokenStore); ok && ts.refresh != nil {
+		return ts.obtainShared(ctx, b, shared, prev)
 	}
-	stored, loadErr := ts.store.Load(ctx)
+	stored, loadErr := b.store.Load(ctx)
 	rejected := ts.rejectedToken()
 	if loadErr != nil && ctx.Err() != nil {
 		return nil, ctx.Err() // stopped, or out of time
@@ -494,8 +520,10 @@ func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := ts.store.Save(ctx, got); err != nil {
-		ts.saveFailed(ctx, err)
+	if ts.stillBound(b) {
+		if err := b.store.Save(ctx, got); err != nil {
+			ts.saveFailed(ctx, err)
+		}
 	}
 	ts.logger.Debug("securehttp: bearer token refreshed", "expires", tok.exp)
 	return tok, nil

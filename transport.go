@@ -144,10 +144,15 @@ func NewTransport(cfg Config) (*Transport, error) {
 				return nil, err
 			}
 			t.bearer.jkt = t.dpop.jkt
-			if cfg.Bearer.Store != nil {
-				// Binding is part of a token's identity: a shared store
-				// keeps this key's tokens apart from other processes'.
-				t.bearer.store = storeFor(cfg.Bearer.Store, "dpop:"+t.dpop.jkt)
+		}
+		if t.cert != nil {
+			t.bearer.cert = t.cert.thumbprint
+			if _, split := cfg.Bearer.Store.(BindingStore); split {
+				if _, named := t.cert.thumbprint(); !named {
+					t.logger.Warn("securehttp: tokens are kept in this process, not in Bearer.Store, " +
+						"while the client certificate cannot be named: Config.GetClientCertificate is not " +
+						"a ClientCert's method, and a function of your own may choose a certificate per server")
+				}
 			}
 		}
 		t.bearer.hooks = t.hooks
