@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,13 +53,15 @@ var ErrClientCert = errors.New("securehttp: unusable client certificate")
 // written), one warning is logged for that change, to the Config.Logger of
 // the first Transport that made a handshake with the certificate.
 //
-// A Transport learns at its first handshake that its
-// Config.GetClientCertificate is a ClientCert's, and from then on follows
-// its rotations: before each request it checks which pair is current, and
+// A Transport learns that its Config.GetClientCertificate is a
+// ClientCert's when it is made, when it is the GetClientCertificate method
+// itself, or else at its first handshake, and from then on follows its
+// rotations: before each request it checks which pair is current, and
 // after a change it sends requests on new connections with a new TLS
 // session cache, so that no connection or resumed session keeps the old
 // identity, and it drops a bearer token bound to the old certificate
-// (RFC 8705) before the next request.
+// (RFC 8705) before the next request. Its tokens are kept under the
+// certificate's binding in a BindingStore (see there).
 //
 // Close stops the watcher; the last pair stays in use. A Transport's
 // CloseIdleConnections does not stop it, as a ClientCert may be shared by
@@ -390,10 +393,10 @@ func clientAuthUsage(leaf *x509.Certificate) bool {
 }
 
 // clientKey is the private key of a loaded pair. It signs as the key does,
-// and lets a Transport that gets the certificate at a handshake find the
-// ClientCert it came from, so that it can follow its rotations: a Config
-// holds only the GetClientCertificate method value, whose receiver cannot be
-// recovered. It prints no key material.
+// and lets a Transport that gets the certificate find the ClientCert it came
+// from, so that it can follow its rotations: a Config holds only the
+// GetClientCertificate method value, whose receiver cannot be recovered
+// otherwise. It prints no key material.
 type clientKey struct {
 	crypto.Signer
 	owner *ClientCert
@@ -479,7 +482,45 @@ type identity struct {
 func newCertState(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error), base *http.Transport, logger *slog.Logger) *certState {
 	s := &certState{get: get, base: base, logger: logger}
 	s.ident.Store(&identity{pool: base})
+	if c := clientCertOf(get); c != nil {
+		s.owner.Store(c)
+	}
 	return s
+}
+
+// clientCertOf returns the ClientCert whose GetClientCertificate method get
+// is, or nil. A method value's code pointer is the same whatever its
+// receiver, so a ClientCert's method is told from any other function
+// without calling it; only then is get called, to find the receiver, and a
+// ClientCert's never fails, blocks or looks at its argument. A function of
+// the user's is never called here: it may block, or choose by server.
+func clientCertOf(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *ClientCert {
+	var c *ClientCert
+	if reflect.ValueOf(get).Pointer() != reflect.ValueOf(c.GetClientCertificate).Pointer() {
+		return nil
+	}
+	crt, err := get(&tls.CertificateRequestInfo{})
+	if err != nil || crt == nil {
+		return nil
+	}
+	if k, ok := crt.PrivateKey.(*clientKey); ok {
+		return k.owner
+	}
+	return nil
+}
+
+// thumbprint names the certificate the next handshake presents, by its
+// RFC 8705 x5t#S256, when it is a ClientCert's: from NewTransport when
+// Config.GetClientCertificate is a ClientCert's method, else from the first
+// handshake that shows a ClientCert's pair. It reports false for a function
+// of the user's, which may choose a certificate per server, so that no one
+// certificate names the binding of the tokens.
+func (s *certState) thumbprint() (string, bool) {
+	c := s.owner.Load()
+	if c == nil {
+		return "", false
+	}
+	return thumbprint(c.pair.Load().hash), true
 }
 
 // pool returns the connection pool for the client identity in use: the base
@@ -514,10 +555,9 @@ func (t *Transport) getClientCertificate(cri *tls.CertificateRequestInfo) (*tls.
 	}
 	leaf := crt.Leaf
 	if k, ok := crt.PrivateKey.(*clientKey); ok {
-		if s.owner.CompareAndSwap(nil, k.owner) {
-			k.owner.useLogger(s.logger)
-		}
+		s.owner.CompareAndSwap(nil, k.owner)
 		if k.owner == s.owner.Load() {
+			k.owner.useLogger(s.logger)
 			if id := s.ident.Load(); id.leaf != k.pair.hash {
 				t.rotate(id, k.pair.hash)
 			}

@@ -2,8 +2,10 @@ package securehttp
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -20,6 +22,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1197,15 +1200,10 @@ func TestInvalidateBound(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The source's own DPoP key: a token bound to another one, or
-			// a DPoP-bound token in a source without DPoP, is refused at
-			// parse (TestDPoPForeignBoundToken).
-			ts.jkt = previous
-			tok, err := ts.parse(Token{Value: tt.token}, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			ts.cur = tok
+			// The token in use when the certificate changes; parse would
+			// refuse one bound to another certificate or DPoP key than the
+			// source's (TestClientCertForeignBoundToken).
+			ts.cur = &token{raw: tt.token}
 			ts.invalidateBound(current)
 			if dropped := ts.cur == nil; dropped != tt.wantDrop {
 				t.Errorf("dropped: got %v, want %v", dropped, tt.wantDrop)
@@ -1214,5 +1212,376 @@ func TestInvalidateBound(t *testing.T) {
 				t.Errorf("marked refused (not taken back from the store): got %v, want %v", marked, tt.wantDrop)
 			}
 		})
+	}
+}
+
+// x5tOf is the RFC 8705 x5t#S256 of a DER certificate.
+func x5tOf(der []byte) string {
+	h := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+// certBoundJWT is a JWT valid for an hour, bound to the certificate whose
+// x5t#S256 is x5t.
+func certBoundJWT(t testing.TB, x5t string) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"exp": time.Now().Add(time.Hour).Unix(), "jti": rand.Text(), "cnf": map[string]string{"x5t#S256": x5t},
+	}).SignedString(tokKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// certBoundAPI is an authorization server and an API on one mTLS test
+// server. /token issues, by tls_client_auth, JWTs bound (cnf x5t#S256) to
+// the certificate presented; /api refuses with 401 invalid_token a token
+// bound to any other certificate than the one presented to it.
+type certBoundAPI struct {
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	issued  map[string]int // x5t#S256 -> tokens issued for it
+	refused int
+}
+
+func newCertBoundAPI(t testing.TB) *certBoundAPI {
+	t.Helper()
+	a := &certBoundAPI{issued: map[string]int{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		thumb := x5tOf(r.TLS.PeerCertificates[0].Raw)
+		a.mu.Lock()
+		a.issued[thumb]++
+		a.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":3600}`, certBoundJWT(t, thumb))
+	})
+	mux.HandleFunc("/api", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		var claims struct {
+			Cnf map[string]string `json:"cnf"`
+			jwt.RegisteredClaims
+		}
+		raw := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		_, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return tokKey(), nil }, jwt.WithValidMethods([]string{"HS256"}))
+		if err != nil || claims.Cnf["x5t#S256"] != x5tOf(r.TLS.PeerCertificates[0].Raw) {
+			a.mu.Lock()
+			a.refused++
+			a.mu.Unlock()
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	})
+	a.srv = startMTLSServer(t, mux, nil)
+	return a
+}
+
+// bearer is a Bearer that gets tokens from a's token endpoint by
+// tls_client_auth, for the API's host.
+func (a *certBoundAPI) bearer(store TokenStore) *Bearer {
+	return &Bearer{
+		Store:             store,
+		ClientCredentials: &ClientCredentials{TokenURL: hostURL(a.srv, hostAPI, "/token"), ClientID: "svc"},
+		Hosts:             []string{hostAPI},
+	}
+}
+
+// post sends a POST to the API whose body cannot be replayed, so that a
+// refused token fails the request: the first token sent must be right.
+func (a *certBoundAPI) post(tr http.RoundTripper) error {
+	req, err := http.NewRequest(http.MethodPost, hostURL(a.srv, hostAPI, "/api"), io.NopCloser(strings.NewReader("payload")))
+	if err != nil {
+		return err
+	}
+	status, _, err := tokDo(&http.Client{Transport: tr}, req)
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("status %d", status)
+	}
+	return err
+}
+
+// TestClientCertBindingStore: with a client certificate, a BindingStore is
+// asked for the store of "mtls:" and the certificate's x5t#S256 from the
+// first request on, never for unbound tokens: replicas with the same
+// certificate share a token, a replica with another certificate never takes
+// it, and after a rotation the new token is kept under the new certificate.
+func TestClientCertBindingStore(t *testing.T) {
+	t.Parallel()
+	a := newCertBoundAPI(t)
+	store := &bindingStore{MemoryStore: NewMemoryStore(Token{}), stores: map[string]*MemoryStore{}}
+	leafA, leafB, leafC := newClientLeaf(t, testpki.Options{}), newClientLeaf(t, testpki.Options{}), newClientLeaf(t, testpki.Options{})
+	filesA1 := newPairFiles(t, leafA)
+	replica := func(files pairFiles) *Transport {
+		return certTransport(t, loadTestCert(t, files.cert, files.key), Config{Bearer: a.bearer(store)})
+	}
+	a1, b, a2 := replica(filesA1), replica(newPairFiles(t, leafB)), replica(newPairFiles(t, leafA))
+	for i, tr := range []*Transport{a1, b, a2} {
+		if err := a.post(tr); err != nil {
+			t.Fatalf("replica %d: got %v, want 200", i, err)
+		}
+	}
+	renameInto(t, filesA1.cert, leafC.CertPEM())
+	renameInto(t, filesA1.key, leafC.KeyPEM())
+	waitForPair(t, a1.cert.owner.Load(), leafC)
+	if err := a.post(a1); err != nil {
+		t.Fatalf("after rotation: got %v, want 200", err)
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.refused != 0 {
+		t.Errorf("the API refused %d requests, want 0", a.refused)
+	}
+	for _, leaf := range []*testpki.Cert{leafA, leafB, leafC} {
+		if got := a.issued[x5tOf(leaf.Cert.Raw)]; got != 1 {
+			t.Errorf("tokens issued for %s: got %d, want 1", leaf.Cert.Subject.SerialNumber, got)
+		}
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	for _, binding := range store.asked {
+		if !strings.HasPrefix(binding, "mtls:") {
+			t.Errorf("got binding %q asked for, want only mtls: bindings", binding)
+		}
+	}
+	for _, leaf := range []*testpki.Cert{leafA, leafB, leafC} {
+		thumb := x5tOf(leaf.Cert.Raw)
+		s := store.stores["mtls:"+thumb]
+		if s == nil {
+			t.Errorf("no store asked for the binding of certificate %s", thumb)
+			continue
+		}
+		tok, _ := s.Load(t.Context())
+		var claims struct {
+			Cnf map[string]string `json:"cnf"`
+			jwt.RegisteredClaims
+		}
+		if _, _, err := jwt.NewParser().ParseUnverified(tok.Value, &claims); err != nil || claims.Cnf["x5t#S256"] != thumb {
+			t.Errorf("the store of certificate %s holds a token bound to %q, want one bound to it", thumb, claims.Cnf["x5t#S256"])
+		}
+	}
+	if tok, _ := store.MemoryStore.Load(t.Context()); tok.Value != "" {
+		t.Errorf("the store of unbound tokens holds a token, want none")
+	}
+}
+
+// TestClientCertForeignBoundToken: a JWT bound (cnf x5t#S256) to another
+// certificate than the transport's, as another replica may leave in a
+// shared store, is never sent: the stored one is passed over for a refresh,
+// a refresh that returns one fails without sending anything, and a
+// certificate-bound token is not sent by a transport without a certificate.
+func TestClientCertForeignBoundToken(t *testing.T) {
+	t.Parallel()
+	leaf, other := newClientLeaf(t, testpki.Options{}), newClientLeaf(t, testpki.Options{})
+	ours, theirs := x5tOf(leaf.Cert.Raw), x5tOf(other.Cert.Raw)
+	for _, tt := range []struct {
+		name      string
+		refreshed string // the cnf x5t#S256 of what Refresh returns
+		withCert  bool
+		wantOK    bool
+	}{
+		{"stored token of another certificate is replaced", ours, true, true},
+		{"refresh returning another certificate's token fails", theirs, true, false},
+		{"a certificate-bound token is not sent without a certificate", ours, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var received atomic.Int64
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				received.Add(1)
+				fmt.Fprint(w, "ok")
+			})
+			cfg := testConfig(t)
+			var srv *httptest.Server
+			if tt.withCert {
+				srv = startMTLSServer(t, h, nil)
+				f := newPairFiles(t, leaf)
+				cfg.GetClientCertificate = loadTestCert(t, f.cert, f.key).GetClientCertificate
+			} else {
+				srv = startServer(t, sharedPKI(t).serverCert(), h)
+			}
+			var refreshes atomic.Int64
+			cfg.Bearer = &Bearer{Hosts: []string{hostAPI},
+				Store: NewMemoryStore(Token{Value: certBoundJWT(t, theirs)}),
+				Refresh: func(context.Context) (Token, error) {
+					refreshes.Add(1)
+					return Token{Value: certBoundJWT(t, tt.refreshed)}, nil
+				}}
+			status, _, err := fetch(newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
+			if !tt.wantOK {
+				tokWantRefused(t, err, int(received.Load()))
+				return
+			}
+			if err != nil || status != http.StatusOK {
+				t.Fatalf("got status %d and error %v, want 200", status, err)
+			}
+			if got := refreshes.Load(); got != 1 {
+				t.Fatalf("got %d refreshes, want 1", got)
+			}
+		})
+	}
+}
+
+// TestClientCertBindingWithDPoP: with both a DPoP key and a client
+// certificate, a token may be bound to either or to both, so a BindingStore
+// keeps it under both: "dpop:" and the key's thumbprint, "+", "mtls:" and
+// the certificate's x5t#S256.
+func TestClientCertBindingWithDPoP(t *testing.T) {
+	t.Parallel()
+	leaf := newClientLeaf(t, testpki.Options{})
+	f := newPairFiles(t, leaf)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	d := &DPoP{Key: key}
+	jkt, _ := d.Thumbprint()
+	srv := startMTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }), nil)
+	store := &bindingStore{MemoryStore: NewMemoryStore(Token{}), stores: map[string]*MemoryStore{}}
+	tr := certTransport(t, loadTestCert(t, f.cert, f.key), Config{Bearer: &Bearer{
+		Store: store, Refresh: tokStaticT(tokOpaque("bound")), Hosts: []string{hostAPI}, DPoP: d,
+	}})
+	if status, _, err := fetch(tr, hostURL(srv, hostAPI, "/")); err != nil || status != http.StatusOK {
+		t.Fatalf("got status %d and error %v, want 200", status, err)
+	}
+	want := "dpop:" + jkt + "+mtls:" + x5tOf(leaf.Cert.Raw)
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.asked) == 0 || slices.ContainsFunc(store.asked, func(b string) bool { return b != want }) {
+		t.Fatalf("got bindings %q, want only %q", store.asked, want)
+	}
+	if tok, _ := store.stores[want].Load(t.Context()); tok.Value == "" {
+		t.Errorf("the store of the binding holds no token, want the refreshed one")
+	}
+}
+
+// TestClientCertCustomFuncKeepsTokensInProcess: a GetClientCertificate of
+// the user's own may choose a certificate per server, so no certificate
+// names its tokens' binding: a BindingStore is then neither read nor
+// written (tokens stay in the process), and a warning says why.
+func TestClientCertCustomFuncKeepsTokensInProcess(t *testing.T) {
+	t.Parallel()
+	crt := testpki.TLSCertificate(newClientLeaf(t, testpki.Options{}))
+	srv := startMTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }), nil)
+	store := &bindingStore{MemoryStore: NewMemoryStore(Token{}), stores: map[string]*MemoryStore{}}
+	refresh, calls := tokCounted(tokStatic(tokOpaque("bound")))
+	logger, logs := newLogger()
+	cfg := testConfig(t)
+	cfg.Logger = logger
+	cfg.ExpiryWarning = -1 // only the store's warning
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &crt, nil }
+	cfg.Bearer = &Bearer{Store: store, Refresh: refresh, Hosts: []string{hostAPI}}
+	tr := newTestTransport(t, cfg)
+	for i := range 2 {
+		if status, _, err := fetch(tr, hostURL(srv, hostAPI, "/")); err != nil || status != http.StatusOK {
+			t.Fatalf("request %d: got status %d and error %v, want 200", i, status, err)
+		}
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("Refresh calls: got %d, want 1 (the token is kept in memory)", got)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.asked) != 0 {
+		t.Errorf("got bindings %q asked for, want none", store.asked)
+	}
+	if tok, _ := store.MemoryStore.Load(t.Context()); tok.Value != "" {
+		t.Errorf("the store of unbound tokens holds the token, want nothing")
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "GetClientCertificate") {
+		t.Errorf("got no warning about the store, want one; log:\n%s", logs)
+	}
+}
+
+// TestClientCertRotationDuringRefresh: the certificate rotates while
+// Refresh runs, which returns a token bound to the old one. That token is
+// neither saved, under either certificate's binding, nor sent: the token is
+// obtained again for the new certificate, and the request succeeds with it.
+func TestClientCertRotationDuringRefresh(t *testing.T) {
+	t.Parallel()
+	a := newCertBoundAPI(t)
+	leafA, leafB := newClientLeaf(t, testpki.Options{}), newClientLeaf(t, testpki.Options{})
+	thumbB := x5tOf(leafB.Cert.Raw)
+	f := newPairFiles(t, leafA)
+	c := loadTestCert(t, f.cert, f.key)
+	var calls atomic.Int64
+	var issued sync.Map // token -> x5t#S256
+	refresh := func(context.Context) (Token, error) {
+		thumb := thumbprint(c.pair.Load().hash) // the certificate the token is bound to
+		if calls.Add(1) == 1 {
+			renameInto(t, f.cert, leafB.CertPEM())
+			renameInto(t, f.key, leafB.KeyPEM())
+			waitForPair(t, c, leafB)
+		}
+		tok := certBoundJWT(t, thumb)
+		issued.Store(tok, thumb)
+		return Token{Value: tok}, nil
+	}
+	store := &bindingStore{MemoryStore: NewMemoryStore(Token{}), stores: map[string]*MemoryStore{}}
+	tr := certTransport(t, c, Config{Bearer: &Bearer{Store: store, Refresh: refresh, Hosts: []string{hostAPI}}})
+	if err := a.post(tr); err != nil {
+		t.Fatalf("got %v, want 200", err)
+	}
+	a.mu.Lock()
+	refused := a.refused
+	a.mu.Unlock()
+	if refused != 0 {
+		t.Errorf("the API refused %d requests, want 0", refused)
+	}
+	if got := calls.Load(); got != 2 {
+		t.Errorf("Refresh calls: got %d, want 2 (one per certificate)", got)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	for binding, s := range store.stores {
+		tok, _ := s.Load(t.Context())
+		if tok.Value == "" {
+			continue
+		}
+		if bound, _ := issued.Load(tok.Value); "mtls:"+bound.(string) != binding {
+			t.Errorf("the store of %q holds a token bound to %q, want one bound to its own certificate", binding, bound)
+		}
+	}
+	if tok, _ := store.stores["mtls:"+thumbB].Load(t.Context()); tok.Value == "" {
+		t.Errorf("the store of the new certificate holds no token, want the one obtained for it")
+	}
+}
+
+// TestClientCertWrappedFuncNamedAtHandshake: a function of the user's that
+// returns a ClientCert's pair is known to be one from its first handshake:
+// the first token stays in the process, and later ones are kept under the
+// certificate's binding.
+func TestClientCertWrappedFuncNamedAtHandshake(t *testing.T) {
+	t.Parallel()
+	leaf := newClientLeaf(t, testpki.Options{})
+	f := newPairFiles(t, leaf)
+	c := loadTestCert(t, f.cert, f.key)
+	srv := startMTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }), nil)
+	clk := tokNewClock()
+	var calls atomic.Int64
+	refresh := func(context.Context) (Token, error) {
+		return Token{Value: fmt.Sprintf("tok-%d", calls.Add(1)), Expiry: clk.Now().Add(time.Hour)}, nil
+	}
+	store := &bindingStore{MemoryStore: NewMemoryStore(Token{}), stores: map[string]*MemoryStore{}}
+	cfg := testConfig(t)
+	cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.GetClientCertificate(cri) }
+	cfg.Bearer = &Bearer{Store: store, Refresh: refresh, Hosts: []string{hostAPI}}
+	tr := newTestTransport(t, cfg)
+	tr.now = clk.Now
+	for i := range 2 {
+		if status, _, err := fetch(tr, hostURL(srv, hostAPI, "/")); err != nil || status != http.StatusOK {
+			t.Fatalf("request %d: got status %d and error %v, want 200", i, status, err)
+		}
+		clk.Add(2 * time.Hour) // the token expires
+	}
+	want := "mtls:" + x5tOf(leaf.Cert.Raw)
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if !slices.Equal(store.asked, []string{want}) {
+		t.Fatalf("got bindings %q, want only %q", store.asked, want)
+	}
+	if tok, _ := store.stores[want].Load(t.Context()); tok.Value != "tok-2" {
+		t.Errorf("the store of the certificate's binding holds %q, want tok-2", tok.Value)
 	}
 }

@@ -155,7 +155,10 @@
 // connections, no TLS session of the old certificate is resumed, and a
 // bearer token bound to it (RFC 8705) is replaced before the next request.
 // With Bearer.ClientCredentials and neither Key nor ClientSecret, token
-// requests authenticate with the certificate (tls_client_auth).
+// requests authenticate with the certificate (tls_client_auth). Tokens are
+// kept under the certificate's binding in a store shared by replicas
+// (BindingStore), and a JWT bound to another certificate (cnf["x5t#S256"])
+// is never sent.
 //
 // # Threat model
 //

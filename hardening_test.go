@@ -186,12 +186,21 @@ func TestDefect01RefreshIgnoresContext(t *testing.T) {
 	t.Run("CloseIdleConnections is bounded", func(t *testing.T) {
 		t.Parallel()
 		ep := newSilentEndpoint(t)
-		e := tokSetup(t, tokNewClock(), &Bearer{Refresh: hangingOAuth2Refresh(t, ep), Hosts: []string{hostAPI},
+		hanging := hangingOAuth2Refresh(t, ep)
+		var calls atomic.Int64
+		refresh := func(ctx context.Context) (Token, error) {
+			calls.Add(1)
+			return hanging(ctx)
+		}
+		e := tokSetup(t, tokNewClock(), &Bearer{Refresh: refresh, Hosts: []string{hostAPI},
 			RefreshTimeout: time.Hour}, nil)
 		t.Cleanup(ep.release)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
 		reqErr := make(chan error, 1)
 		go func() {
-			_, _, err := e.get("/")
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url(hostAPI, "/"), nil)
+			_, _, err := tokDo(e.client, req)
 			reqErr <- err
 		}()
 		tokWait(t, ep.accepted, "token endpoint connection")
@@ -201,7 +210,22 @@ func TestDefect01RefreshIgnoresContext(t *testing.T) {
 			close(closed)
 		}()
 		tokWait(t, closed, "CloseIdleConnections with a Refresh ignoring its context")
-		err := tokWait(t, reqErr, "request waiting for the stopped refresh")
+		// The stop fails no request: the one waiting goes on to a new
+		// refresh (stuck as well), bounded by its own context.
+		deadline := time.Now().Add(tokPatience)
+		for calls.Load() < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("Refresh calls: got %d after %v, want a second one for the waiting request", calls.Load(), tokPatience)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		select {
+		case err := <-reqErr:
+			t.Fatalf("waiting request: ended with %v after CloseIdleConnections, want it waiting for the new refresh", err)
+		default:
+		}
+		cancel()
+		err := tokWait(t, reqErr, "request waiting for the new refresh")
 		tokWantRefused(t, err, e.rec.count(), context.Canceled)
 	})
 }

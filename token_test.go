@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/hashicorp/go-retryablehttp"
 )
 
 // tokKey is the HS256 key of the test JWTs. The client never needs it
@@ -1503,7 +1504,8 @@ func TestBearer401ConcurrentOneRefresh(t *testing.T) {
 }
 
 // CloseIdleConnections cancels a refresh stuck in Refresh and waits for it,
-// so that no goroutine outlives it (TestMain checks with goleak).
+// so that no goroutine outlives it (TestMain checks with goleak). A request
+// that was waiting for it is not failed: it waits for a new refresh.
 func TestRefreshStoppedByCloseIdleConnections(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -1517,10 +1519,14 @@ func TestRefreshStoppedByCloseIdleConnections(t *testing.T) {
 			t.Parallel()
 			clk := tokNewClock()
 			called, returned := make(chan struct{}), make(chan struct{})
-			var once sync.Once
+			fresh := tokFresh(t, clk.Now(), time.Hour)
+			var calls atomic.Int64
 			refresh := func(ctx context.Context) (string, error) {
+				if calls.Add(1) > 1 {
+					return fresh, nil
+				}
 				defer close(returned)
-				once.Do(func() { close(called) })
+				close(called)
 				<-ctx.Done() // stuck until cancelled
 				return "", ctx.Err()
 			}
@@ -1541,7 +1547,10 @@ func TestRefreshStoppedByCloseIdleConnections(t *testing.T) {
 				}
 			} else {
 				go func() {
-					_, _, err := e.get("/")
+					status, _, err := e.get("/")
+					if err == nil && status != http.StatusOK {
+						err = fmt.Errorf("status %d", status)
+					}
 					errc <- err
 				}()
 			}
@@ -1555,11 +1564,14 @@ func TestRefreshStoppedByCloseIdleConnections(t *testing.T) {
 			if tt.background {
 				return
 			}
-			if err := tokWait(t, errc, "waiting request"); !errors.Is(err, context.Canceled) {
-				t.Fatalf("waiting request: got error %v, want context.Canceled", err)
+			if err := tokWait(t, errc, "waiting request"); err != nil {
+				t.Fatalf("waiting request: got error %v, want a token from a new refresh", err)
 			}
-			if n := e.rec.count(); n != 0 {
-				t.Fatalf("server got %d requests, want 0", n)
+			if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(fresh)}) {
+				t.Fatalf("server got %q, want one request with the new token", got)
+			}
+			if n := calls.Load(); n != 2 {
+				t.Fatalf("Refresh calls: got %d, want 2", n)
 			}
 		})
 	}
@@ -1838,4 +1850,262 @@ func TestRefreshPanicIsAnError(t *testing.T) {
 	}
 	_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
 	tokWantRefused(t, err, int(hits.Load()))
+}
+
+// tokStoppable is a Refresh whose first call blocks until its context is
+// cancelled, as a slow token endpoint does when CloseIdleConnections stops
+// it, and whose later calls return a fresh token at once.
+type tokStoppable struct {
+	calls  atomic.Int64
+	called chan struct{} // closed when the first call starts
+	fresh  string
+}
+
+func newTokStoppable(t *testing.T, now time.Time) *tokStoppable {
+	return &tokStoppable{called: make(chan struct{}), fresh: tokFresh(t, now, time.Hour)}
+}
+
+func (s *tokStoppable) refresh(ctx context.Context) (Token, error) {
+	if s.calls.Add(1) == 1 {
+		close(s.called)
+		<-ctx.Done()
+		return Token{}, ctx.Err()
+	}
+	return Token{Value: s.fresh}, nil
+}
+
+// A refresh stopped by CloseIdleConnections is not a failed refresh: it
+// leaves no error, backoff or warning behind, the next request refreshes at
+// once, and a request that was waiting for it gets a token from a new one.
+func TestCloseIdleConnectionsDuringRefreshLeavesNoFailure(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		// start makes a refresh start and returns once Refresh runs; wait,
+		// if not nil, returns what a request that waited for it got.
+		start func(t *testing.T, e *tokEnv, s *tokStoppable) (wait func() error)
+	}{
+		{"background refresh", func(t *testing.T, e *tokEnv, s *tokStoppable) func() error {
+			e.tokMustGet(t)                    // takes the stored token
+			e.clk.Add(time.Hour - time.Minute) // inside the window, still usable
+			e.tokMustGet(t)
+			tokWait(t, s.called, "Refresh")
+			return nil
+		}},
+		{"refresh its caller gave up on", func(t *testing.T, e *tokEnv, s *tokStoppable) func() error {
+			e.clk.Add(time.Hour) // expired
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url(hostAPI, "/"), nil)
+				_, _, err := tokDo(e.client, req)
+				done <- err
+			}()
+			tokWait(t, s.called, "Refresh")
+			cancel()
+			if err := tokWait(t, done, "cancelled request"); !errors.Is(err, context.Canceled) {
+				t.Fatalf("cancelled request: got error %v, want context.Canceled", err)
+			}
+			return nil
+		}},
+		{"refresh a request waits for", func(t *testing.T, e *tokEnv, s *tokStoppable) func() error {
+			e.clk.Add(time.Hour) // expired
+			done := make(chan error, 1)
+			go func() {
+				status, _, err := e.get("/waiting")
+				if err == nil && status != http.StatusOK {
+					err = fmt.Errorf("status %d", status)
+				}
+				done <- err
+			}()
+			tokWait(t, s.called, "Refresh")
+			return func() error { return tokWait(t, done, "waiting request") }
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := tokNewClock()
+			s := newTokStoppable(t, clk.Now().Add(time.Hour))
+			old := tokFresh(t, clk.Now(), time.Hour)
+			e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(Token{Value: old}), Refresh: s.refresh, Hosts: []string{hostAPI}}, nil)
+			wait := tt.start(t, e, s)
+			e.tr.CloseIdleConnections()
+			if wait != nil {
+				if err := wait(); err != nil {
+					t.Fatalf("request waiting for the stopped refresh: got error %v, want a token from a new refresh", err)
+				}
+			}
+			// The next request refreshes at once (in the background when
+			// the old token is still usable); the one after carries the new
+			// token.
+			if status, _, err := e.get("/"); err != nil || status != http.StatusOK {
+				t.Fatalf("request after CloseIdleConnections: got status %d and error %v, want 200", status, err)
+			}
+			tokWaitIdle(t, e.tr)
+			if got := e.tokMustGet(t); got != tokBearer(s.fresh) {
+				t.Errorf("request after the new refresh: got the %s token, want the new one",
+					map[bool]string{true: "old", false: "other"}[got == tokBearer(old)])
+			}
+			if got := s.calls.Load(); got != 2 {
+				t.Errorf("Refresh calls: got %d, want 2 (the stopped one and one more)", got)
+			}
+			if logs := e.logs.String(); strings.Contains(logs, "refresh failed") || strings.Contains(logs, "level=WARN") {
+				t.Errorf("logs: got a warning for a stopped refresh, want none:\n%s", logs)
+			}
+		})
+	}
+}
+
+// go-retryablehttp calls CloseIdleConnections each time it gives up on a
+// request. A client wrapped in it, giving up on a failing endpoint while a
+// token refresh is in flight, goes on refreshing tokens for later requests.
+func TestRetryableHTTPGiveUpKeepsRefreshing(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	s := newTokStoppable(t, clk.Now().Add(time.Hour))
+	old := tokFresh(t, clk.Now(), time.Hour)
+	e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(Token{Value: old}), Refresh: s.refresh, Hosts: []string{hostAPI}},
+		func(w http.ResponseWriter, r *http.Request, _ tokHit) {
+			if r.URL.Path == "/failing" {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			io.WriteString(w, "ok")
+		})
+	rc := retryablehttp.NewClient()
+	rc.HTTPClient = e.client
+	rc.Logger = nil
+	rc.RetryMax = 1
+	rc.RetryWaitMin, rc.RetryWaitMax = time.Millisecond, time.Millisecond
+
+	e.tokMustGet(t)
+	e.clk.Add(time.Hour - time.Minute) // inside the refresh window
+	e.tokMustGet(t)                    // starts a background refresh, which hangs
+	tokWait(t, s.called, "Refresh")
+	resp, err := rc.Get(e.url(hostAPI, "/failing"))
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("failing endpoint: got status %d, want go-retryablehttp to give up", resp.StatusCode)
+	}
+	// The next request refreshes at once, in the background (the old
+	// token is still usable), and the one after carries the new token.
+	for i := range 2 {
+		resp, err := rc.Get(e.url(hostAPI, "/"))
+		if err != nil {
+			t.Fatalf("request %d after the give-up: got error %v, want none", i+1, err)
+		}
+		resp.Body.Close()
+		tokWaitIdle(t, e.tr)
+	}
+	hits := e.rec.all()
+	if got := hits[len(hits)-1].auth; got != tokBearer(s.fresh) {
+		t.Errorf("last request: got the %s token, want the new one", map[bool]string{true: "old", false: "other"}[got == tokBearer(old)])
+	}
+	if got := s.calls.Load(); got != 2 {
+		t.Errorf("Refresh calls: got %d, want 2 (the stopped one and one more)", got)
+	}
+}
+
+// tokBlockOnce returns a function that blocks its nth call until its
+// context ends, closing entered when it starts, and returns at once on the
+// others.
+func tokBlockOnce(entered chan struct{}, nth int64) func(ctx context.Context) error {
+	var calls atomic.Int64
+	return func(ctx context.Context) error {
+		if calls.Add(1) != nth {
+			return nil
+		}
+		close(entered)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+}
+
+// blockingLeaseStore is a SharedTokenStore whose first leased Save blocks
+// until its context ends.
+type blockingLeaseStore struct {
+	*fakeShared
+	save func(ctx context.Context) error
+}
+
+func (s *blockingLeaseStore) TryLease(ctx context.Context) (Lease, error) {
+	l, err := s.fakeShared.TryLease(ctx)
+	if l == nil || err != nil {
+		return l, err
+	}
+	return blockingLease{l.(fakeLease), s.save}, nil
+}
+
+type blockingLease struct {
+	fakeLease
+	save func(ctx context.Context) error
+}
+
+func (l blockingLease) Save(ctx context.Context, tok Token) error {
+	if err := l.save(ctx); err != nil {
+		return err
+	}
+	return l.fakeLease.Save(ctx, tok)
+}
+
+// A store call cut short by CloseIdleConnections is no store failure:
+// nothing is logged as a warning, and the next request refreshes.
+func TestCloseIdleConnectionsDuringStoreCallLogsNoWarning(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		nth   int64 // the store call that blocks
+		store func(initial string, block func(context.Context) error) TokenStore
+	}{
+		{"load", 2, func(initial string, block func(context.Context) error) TokenStore {
+			return tokStoreFunc{
+				load: func(ctx context.Context) (string, error) { return initial, block(ctx) },
+				save: func(context.Context, string) error { return nil },
+			}
+		}},
+		{"save", 1, func(initial string, block func(context.Context) error) TokenStore {
+			var loaded atomic.Bool
+			return tokStoreFunc{
+				load: func(context.Context) (string, error) {
+					if loaded.Swap(true) {
+						return "", nil
+					}
+					return initial, nil
+				},
+				save: func(ctx context.Context, _ string) error { return block(ctx) },
+			}
+		}},
+		{"leased save in a shared store", 1, func(initial string, block func(context.Context) error) TokenStore {
+			return &blockingLeaseStore{fakeShared: &fakeShared{tok: Token{Value: initial}}, save: block}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := tokNewClock()
+			old := tokFresh(t, clk.Now(), time.Hour)
+			fresh := tokFresh(t, clk.Now().Add(time.Hour), time.Hour)
+			entered := make(chan struct{})
+			refresh, calls := tokCounted(tokStatic(fresh))
+			e := tokSetup(t, clk, &Bearer{Store: tt.store(old, tokBlockOnce(entered, tt.nth)), Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+			if got := e.tokMustGet(t); got != tokBearer(old) {
+				t.Fatalf("first request: got another token, want the stored one")
+			}
+			clk.Add(time.Hour - time.Minute) // inside the window, still usable
+			e.tokMustGet(t)
+			tokWait(t, entered, "the store call")
+			e.tr.CloseIdleConnections()
+			before := calls.Load()
+			e.tokMustGet(t)
+			tokWaitIdle(t, e.tr)
+			if got := e.tokMustGet(t); got != tokBearer(fresh) {
+				t.Errorf("request after the new refresh: got another token, want the refreshed one")
+			}
+			if got := calls.Load(); got != before+1 {
+				t.Errorf("Refresh calls after CloseIdleConnections: got %d, want 1", got-before)
+			}
+			if logs := e.logs.String(); strings.Contains(logs, "level=WARN") {
+				t.Errorf("logs: got a warning for a stopped store call, want none:\n%s", logs)
+			}
+		})
+	}
 }

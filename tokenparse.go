@@ -39,15 +39,10 @@ func (ts *tokenSource) parse(in Token, now time.Time) (*token, error) {
 	}
 	tok.exp = in.Expiry
 	var iat time.Time
-	if claims != nil && claims.Cnf != nil && claims.Cnf.JKT != "" && claims.Cnf.JKT != ts.jkt {
-		// Binding is part of a token's identity. A token bound to another
-		// key (saved in a shared store by a process with its own key, say)
-		// can only be refused with our proofs, and a DPoP-bound token sent
-		// as a bearer token must be refused (RFC 9449 section 7.2).
-		if ts.jkt == "" {
-			return nil, errors.New("token is bound to a DPoP key (cnf.jkt): set Bearer.DPoP to send it")
+	if claims != nil && claims.Cnf != nil {
+		if err := ts.checkCnf(claims.Cnf.JKT, claims.Cnf.X5t); err != nil {
+			return nil, err
 		}
-		return nil, errors.New("token is bound (cnf.jkt) to another DPoP key")
 	}
 	if claims != nil {
 		if claims.ExpiresAt != nil && (tok.exp.IsZero() || claims.ExpiresAt.Before(tok.exp)) {
@@ -68,6 +63,33 @@ func (ts *tokenSource) parse(in Token, now time.Time) (*token, error) {
 		tok.lifetime = max(tok.exp.Sub(start), 0)
 	}
 	return tok, nil
+}
+
+// checkCnf refuses a token bound (RFC 7800 cnf) to a key or a certificate
+// that this process does not hold. Binding is part of a token's identity: a
+// token bound to another DPoP key or client certificate (saved in a shared
+// store by a process with its own, say) can only be refused by the server,
+// and a request whose body cannot be replayed would fail with it. A
+// DPoP-bound token sent as a bearer token must be refused too (RFC 9449
+// section 7.2). The certificate is checked only when it can be named (see
+// certState.thumbprint).
+func (ts *tokenSource) checkCnf(jkt, x5t string) error {
+	if jkt != "" && jkt != ts.jkt {
+		if ts.jkt == "" {
+			return errors.New("token is bound to a DPoP key (cnf.jkt): set Bearer.DPoP to send it")
+		}
+		return errors.New("token is bound (cnf.jkt) to another DPoP key")
+	}
+	if x5t == "" {
+		return nil
+	}
+	if ts.cert == nil {
+		return errors.New(`token is bound to a client certificate (cnf["x5t#S256"]): set Config.GetClientCertificate to send it`)
+	}
+	if ours, ok := ts.cert(); ok && x5t != ours {
+		return errors.New(`token is bound (cnf["x5t#S256"]) to another client certificate`)
+	}
+	return nil
 }
 
 // claims decodes raw as a JWT, verifying it when a Keyfunc is set. The
@@ -99,11 +121,13 @@ func (ts *tokenSource) claims(raw string) (*tokenClaims, error) {
 
 // tokenClaims are the claims a token source reads: the registered ones for
 // the token's lifetime, and the confirmation of a sender-constrained token
-// (RFC 7800), whose DPoP key thumbprint must be ours.
+// (RFC 7800), whose DPoP key thumbprint (RFC 9449) and client certificate
+// thumbprint (RFC 8705) must be ours.
 type tokenClaims struct {
 	jwt.RegisteredClaims
 	Cnf *struct {
-		JKT string `json:"jkt"` // empty for other bindings, such as mTLS (x5t#S256)
+		JKT string `json:"jkt"`
+		X5t string `json:"x5t#S256"`
 	} `json:"cnf,omitempty"`
 }
 

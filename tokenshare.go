@@ -69,14 +69,18 @@ var ErrStaleLease = errors.New("securehttp: a newer token was saved since the le
 // so that processes holding different proof-of-possession keys never share
 // a bound token. A binding is an opaque string that is equal for two
 // processes exactly when a token obtained by one is valid for the other:
-// "" for a plain bearer token, and for a bound token a name of the key it is
-// bound to, such as "dpop:" followed by the DPoP key's JWK thumbprint, or
-// "mtls:" followed by the client certificate's SHA-256 thumbprint.
-// Implementations should store a hash of it, not the string itself.
+// "" for a plain bearer token; "dpop:" followed by the DPoP key's JWK
+// thumbprint (RFC 7638); "mtls:" followed by the client certificate's
+// x5t#S256 (RFC 8705: the base64url SHA-256 of the leaf); or, with both a
+// DPoP key and a client certificate, the two joined by "+", since a server
+// may bind a token to either or to both. Implementations should store a
+// hash of it, not the string itself.
 //
-// The Transport asks for the store of its binding through storeFor when it
-// knows the binding; a store that does not implement BindingStore is used
-// as it is for every binding.
+// The Transport asks for the store of its binding before each refresh, so
+// that after a client certificate rotates, tokens go to the new
+// certificate's store. A store that does not implement BindingStore is used
+// as it is for every binding; a bound JWT (cnf.jkt, cnf["x5t#S256"]) that
+// names another key or certificate is still never taken from it.
 type BindingStore interface {
 	TokenStore
 	// ForBinding returns the store for tokens bound to binding. For ""
@@ -93,6 +97,67 @@ func storeFor(s TokenStore, binding string) TokenStore {
 	return s
 }
 
+// boundStore is where the tokens obtained now are kept: the store of their
+// binding.
+type boundStore struct {
+	binding string
+	// named is false when the client certificate cannot be named (a
+	// GetClientCertificate of the user's): tokens then stay in the
+	// process, out of a BindingStore, rather than be filed under a binding
+	// that may be another certificate's.
+	named bool
+	store TokenStore
+}
+
+// same reports whether b and o file tokens under the same binding.
+func (b *boundStore) same(o *boundStore) bool { return b.binding == o.binding && b.named == o.named }
+
+// bound returns the binding of the tokens obtained now and their store. The
+// binding follows the client certificate: a token obtained with one
+// certificate is never saved to, or taken from, another's store.
+func (ts *tokenSource) bound() *boundStore {
+	binding, named := ts.jkt, true
+	if binding != "" {
+		binding = "dpop:" + binding
+	}
+	if ts.cert != nil {
+		x5t, ok := ts.cert()
+		if binding != "" {
+			binding += "+"
+		}
+		binding, named = binding+"mtls:"+x5t, ok
+	}
+	if !named {
+		if _, split := ts.base.(BindingStore); split {
+			return &boundStore{named: false, store: ts.local}
+		}
+		return &boundStore{named: false, store: ts.base}
+	}
+	// ForBinding is asked again only when the binding changes.
+	if last := ts.lastBound.Load(); last != nil && last.named && last.binding == binding {
+		return last
+	}
+	b := &boundStore{binding: binding, named: true, store: storeFor(ts.base, binding)}
+	ts.lastBound.Store(b)
+	return b
+}
+
+// stillBound reports whether the tokens obtained now still go to b's
+// store: false when the client certificate changed during the refresh, so
+// that a token just obtained, which may be bound to either certificate, is
+// not saved under b's binding. A store that is not a BindingStore is the
+// same for every binding.
+func (ts *tokenSource) stillBound(b *boundStore) bool {
+	if _, split := ts.base.(BindingStore); !split {
+		return true
+	}
+	if !b.same(ts.bound()) {
+		ts.logger.Debug("securehttp: the client certificate changed during the refresh; the token is not saved")
+		return false
+	}
+	return true
+}
+
 const (
 	// firstPoll and maxPoll bound the backoff of a process waiting for
 	// another's refresh: a follower sees the new token at most maxPoll
@@ -104,9 +169,9 @@ const (
 	releaseTimeout = time.Second
 )
 
-// obtainShared is obtain for a SharedTokenStore: one process of many
+// obtainShared is obtain for a SharedTokenStore, b's: one process of many
 // refreshes, the others take its token from the store.
-func (ts *tokenSource) obtainShared(ctx context.Context, s SharedTokenStore, prev *token) (*token, error) {
+func (ts *tokenSource) obtainShared(ctx context.Context, b *boundStore, s SharedTokenStore, prev *token) (*token, error) {
 	rejected := ts.rejectedToken()
 	// Waiting for others gets at most half of the refresh's remaining time,
 	// so that a process left waiting can still refresh on its own.
@@ -136,7 +201,7 @@ func (ts *tokenSource) obtainShared(ctx context.Context, s SharedTokenStore, pre
 		}
 		if lease != nil {
 			defer lcancel()
-			return ts.lead(lctx, s, lease, prev, rejected)
+			return ts.lead(lctx, b, s, lease, prev, rejected)
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -154,13 +219,13 @@ func (ts *tokenSource) obtainShared(ctx context.Context, s SharedTokenStore, pre
 		wait = min(wait*2, maxPoll)
 	}
 	tok, got, err := ts.fetch(ctx, rejected)
-	if err != nil {
-		return nil, err
+	if err != nil || !ts.stillBound(b) {
+		return tok, err
 	}
 	sctx, cancel := halfOf(ctx)
 	defer cancel()
 	if _, err := bounded(sctx, saver(s.Save, got)); err != nil {
-		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
+		ts.saveFailed(ctx, err)
 	}
 	return tok, nil
 }
@@ -253,7 +318,7 @@ func releaser(l Lease) func(context.Context) (struct{}, error) {
 
 // lead refreshes while holding lease, unless the store already holds a
 // fresh token, and releases the lease.
-func (ts *tokenSource) lead(ctx context.Context, s SharedTokenStore, lease Lease, prev *token, rejected string) (*token, error) {
+func (ts *tokenSource) lead(ctx context.Context, b *boundStore, s SharedTokenStore, lease Lease, prev *token, rejected string) (*token, error) {
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
@@ -270,8 +335,8 @@ func (ts *tokenSource) lead(ctx context.Context, s SharedTokenStore, lease Lease
 		}
 	}
 	tok, got, err := ts.fetch(ctx, rejected)
-	if err != nil {
-		return nil, err
+	if err != nil || !ts.stillBound(b) {
+		return tok, err
 	}
 	sctx, cancel := halfOf(ctx)
 	defer cancel()
@@ -288,7 +353,7 @@ func (ts *tokenSource) lead(ctx context.Context, s SharedTokenStore, lease Lease
 			}
 		}
 	default:
-		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
+		ts.saveFailed(ctx, err)
 	}
 	return tok, nil
 }

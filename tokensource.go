@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -23,7 +24,9 @@ import (
 // Bearer is configuration: NewTransport copies what it needs and never
 // modifies it.
 type Bearer struct {
-	// Store holds the token. Nil means an empty in-memory store.
+	// Store holds the token. Nil means an empty in-memory store. A
+	// BindingStore keeps the tokens bound to a DPoP key or to a client
+	// certificate apart from others' (see BindingStore).
 	Store TokenStore
 
 	// Refresh obtains a new token: a JWT, or an opaque token with its
@@ -178,7 +181,8 @@ func (t *token) usable(now time.Time) bool {
 // tokenSource is the runtime state behind a Bearer: the one owner of the
 // current token.
 type tokenSource struct {
-	store   TokenStore
+	base    TokenStore   // Bearer.Store, or a MemoryStore; a BindingStore is asked per binding (bound)
+	local   *MemoryStore // tokens whose binding cannot be named, kept out of a BindingStore
 	refresh func(ctx context.Context) (Token, error)
 	hosts   []hostPattern
 	window  time.Duration
@@ -187,9 +191,15 @@ type tokenSource struct {
 	methods []string
 	scheme  string // "Bearer", or "DPoP": a token's binding is part of it
 	jkt     string // with DPoP, our key's thumbprint: a JWT bound to another key is unusable
-	logger  *slog.Logger
-	now     func() time.Time
-	hooks   *Hooks
+	// cert, with a client certificate, names it by its x5t#S256, or
+	// reports false when it cannot (see certState.thumbprint): a JWT
+	// bound to another certificate is unusable.
+	cert   func() (string, bool)
+	logger *slog.Logger
+	now    func() time.Time
+	hooks  *Hooks
+
+	lastBound atomic.Pointer[boundStore] // the last binding's store, asked of base once
 
 	mu          sync.Mutex
 	cur         *token
@@ -209,11 +219,12 @@ type tokenSource struct {
 
 // flight is one refresh, shared by every request that waits for it.
 type flight struct {
-	done   chan struct{}
-	ctx    context.Context // the refresh's own, bounded by RefreshTimeout
-	cancel context.CancelFunc
-	tok    *token
-	err    error
+	done    chan struct{}
+	ctx     context.Context // the refresh's own, bounded by RefreshTimeout
+	cancel  context.CancelFunc
+	stopped atomic.Bool // by CloseIdleConnections: the result is no failure
+	tok     *token
+	err     error
 }
 
 func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*tokenSource, error) {
@@ -242,7 +253,8 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 		return nil, &ConfigError{Field: "Bearer.ValidMethods", Err: errors.New("set only with Keyfunc")}
 	}
 	ts := &tokenSource{
-		store:   storeFor(b.Store, ""), // a plain bearer token has no binding
+		base:    b.Store,
+		local:   NewMemoryStore(Token{}),
 		refresh: b.Refresh,
 		window:  b.RefreshWindow,
 		timeout: orDefault(b.RefreshTimeout, defaultRefreshTimeout),
@@ -255,8 +267,8 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 	if b.DPoP != nil {
 		ts.scheme = "DPoP"
 	}
-	if ts.store == nil {
-		ts.store = NewMemoryStore(Token{})
+	if ts.base == nil {
+		ts.base = ts.local
 	}
 	for i, h := range b.Hosts {
 		p, err := parseHostPortPattern(h)
@@ -283,9 +295,26 @@ func (ts *tokenSource) covers(host, port string) bool {
 // starting a background refresh when it is inside its refresh window.
 // Without one, the caller waits for the single refresh in flight, bounded by
 // ctx and by the refresh's own deadline. After a failed refresh, callers
-// get its error at once until the backoff has passed.
+// get its error at once until the backoff has passed. A refresh stopped by
+// CloseIdleConnections is no failure: its waiters go on to a new one.
 func (ts *tokenSource) token(ctx context.Context) (*token, error) {
+	for {
+		tok, f, err := ts.current()
+		if f == nil {
+			return tok, err
+		}
+		tok, err = ts.await(ctx, f)
+		if !errors.Is(err, errStopped) {
+			return tok, err
+		}
+	}
+}
+
+// current returns a usable token, or the refresh to wait for, or the error
+// of the last failed refresh while its backoff lasts.
+func (ts *tokenSource) current() (*token, *flight, error) {
 	ts.mu.Lock()
+	defer ts.mu.Unlock()
 	now := ts.now()
 	f := ts.flight
 	if f != nil && f.ctx.Err() != nil {
@@ -300,19 +329,24 @@ func (ts *tokenSource) token(ctx context.Context) (*token, error) {
 		if f == nil && ts.due(cur, now) && !now.Before(ts.retryAt) {
 			ts.start()
 		}
-		ts.mu.Unlock()
-		return cur, nil
+		return cur, nil, nil
 	}
 	if f == nil {
 		if ts.lastErr != nil && now.Before(ts.retryAt) {
-			err := ts.lastErr
-			ts.mu.Unlock()
-			return nil, &RefreshError{Err: err}
+			return nil, nil, &RefreshError{Err: ts.lastErr}
 		}
 		f = ts.start()
 	}
-	ts.mu.Unlock()
+	return nil, f, nil
+}
 
+// errStopped says that the refresh waited for was stopped by
+// CloseIdleConnections. It never leaves token.
+var errStopped = errors.New("securehttp: refresh stopped")
+
+// await waits for f, bounded by ctx and by f's own deadline. It returns
+// errStopped when f was stopped before it brought a token.
+func (ts *tokenSource) await(ctx context.Context, f *flight) (*token, error) {
 	select {
 	case <-f.done:
 	case <-ctx.Done():
@@ -323,10 +357,16 @@ func (ts *tokenSource) token(ctx context.Context) (*token, error) {
 		select {
 		case <-f.done:
 		default:
+			if f.stopped.Load() {
+				return nil, errStopped
+			}
 			return nil, &RefreshError{Err: fmt.Errorf("refresh did not finish within RefreshTimeout: %w", f.ctx.Err())}
 		}
 	}
 	if f.err != nil {
+		if f.stopped.Load() {
+			return nil, errStopped
+		}
 		return nil, &RefreshError{Err: f.err}
 	}
 	if !f.tok.usable(ts.now()) {
@@ -384,8 +424,9 @@ func (ts *tokenSource) run(ctx context.Context, f *flight, prev *token) {
 	defer close(f.done)
 	f.tok, f.err = tok, err
 	if ts.flight != f {
-		// Abandoned after its deadline: its result comes too late to be
-		// trusted as the current state.
+		// Stopped by CloseIdleConnections, which is no failure of the
+		// token endpoint, or abandoned after its deadline: either way its
+		// result is not the current state, and leaves no backoff.
 		return
 	}
 	ts.flight = nil
@@ -432,14 +473,33 @@ func (ts *tokenSource) callRefresh(ctx context.Context) (tok Token, err error) {
 
 // obtain re-reads the store, where another process may already have saved a
 // fresh token, and calls Refresh only if that does not give a usable one.
+// The store is the one of the tokens' binding (tokenshare.go). When the
+// client certificate rotates during the refresh, the token it brings may be
+// bound to the old certificate, and it is obtained once more for the new.
 func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) {
+	b := ts.bound()
+	tok, err := ts.obtainFor(ctx, b, prev)
+	// A certificate named for the first time during the refresh (learnt at
+	// its handshake) is no rotation: the token was obtained with it.
+	if now := ts.bound(); ctx.Err() == nil && b.named && !b.same(now) {
+		ts.logger.Debug("securehttp: the client certificate changed during the refresh; refreshing for the new one")
+		tok, err = ts.obtainFor(ctx, now, prev)
+	}
+	return tok, err
+}
+
+// obtainFor is obtain with b's store.
+func (ts *tokenSource) obtainFor(ctx context.Context, b *boundStore, prev *token) (*token, error) {
 	// A store shared by many processes lets one of them refresh for all
 	// (tokenshare.go).
-	if shared, ok := ts.store.(SharedTokenStore); ok && ts.refresh != nil {
-		return ts.obtainShared(ctx, shared, prev)
+	if shared, ok := b.store.(SharedTokenStore); ok && ts.refresh != nil {
+		return ts.obtainShared(ctx, b, shared, prev)
 	}
-	stored, loadErr := ts.store.Load(ctx)
+	stored, loadErr := b.store.Load(ctx)
 	rejected := ts.rejectedToken()
+	if loadErr != nil && ctx.Err() != nil {
+		return nil, ctx.Err() // stopped, or out of time
+	}
 	if loadErr != nil {
 		ts.logger.Warn("securehttp: loading the bearer token from the store failed", "error", loadErr)
 	} else if tok := ts.adoptable(stored, prev, rejected); tok != nil {
@@ -454,11 +514,24 @@ func (ts *tokenSource) obtain(ctx context.Context, prev *token) (*token, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := ts.store.Save(ctx, got); err != nil {
-		ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
+	if ts.stillBound(b) {
+		if err := b.store.Save(ctx, got); err != nil {
+			ts.saveFailed(ctx, err)
+		}
 	}
 	ts.logger.Debug("securehttp: bearer token refreshed", "expires", tok.exp)
 	return tok, nil
+}
+
+// saveFailed logs a failed Save of a refreshed token: a warning, unless the
+// refresh was stopped by CloseIdleConnections, which cancels the refresh's
+// context and is no failure of the store.
+func (ts *tokenSource) saveFailed(ctx context.Context, err error) {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		ts.logger.Debug("securehttp: saving the refreshed bearer token stopped", "error", err)
+		return
+	}
+	ts.logger.Warn("securehttp: saving the refreshed bearer token failed", "error", err)
 }
 
 // noRefresh says why no token can be had when there is no Refresh function
@@ -568,10 +641,17 @@ func (ts *tokenSource) invalidate(sent string) bool {
 }
 
 // stop cancels the refresh in flight, if any, and waits for it to end, for
-// at most stopWait: a Refresh that ignores its context is left behind.
+// at most stopWait: a Refresh that ignores its context is left behind. A
+// stopped refresh is no failed refresh: it leaves no error or backoff, the
+// next request starts a new one, and the requests that waited for it wait
+// for a new one instead.
 func (ts *tokenSource) stop() {
 	ts.mu.Lock()
 	f := ts.flight
+	if f != nil {
+		f.stopped.Store(true)
+		ts.flight = nil
+	}
 	ts.mu.Unlock()
 	if f == nil {
 		return

@@ -144,10 +144,15 @@ func NewTransport(cfg Config) (*Transport, error) {
 				return nil, err
 			}
 			t.bearer.jkt = t.dpop.jkt
-			if cfg.Bearer.Store != nil {
-				// Binding is part of a token's identity: a shared store
-				// keeps this key's tokens apart from other processes'.
-				t.bearer.store = storeFor(cfg.Bearer.Store, "dpop:"+t.dpop.jkt)
+		}
+		if t.cert != nil {
+			t.bearer.cert = t.cert.thumbprint
+			if _, split := cfg.Bearer.Store.(BindingStore); split {
+				if _, named := t.cert.thumbprint(); !named {
+					t.logger.Warn("securehttp: tokens are kept in this process, not in Bearer.Store, " +
+						"while the client certificate cannot be named: Config.GetClientCertificate is not " +
+						"a ClientCert's method, and a function of your own may choose a certificate per server")
+				}
 			}
 		}
 		t.bearer.hooks = t.hooks
@@ -552,10 +557,13 @@ func redactURL(u *url.URL) string {
 }
 
 // CloseIdleConnections closes idle connections, those made with an earlier
-// client certificate included, and stops any background token refresh,
-// waiting for it to end, for at most a second when Refresh ignores its
-// context. Requests still waiting for that refresh fail with an error
-// wrapping context.Canceled.
+// client certificate included, and stops the token refresh in progress, if
+// any, waiting for it to end, for at most a second when Refresh ignores its
+// context. Like closing an idle connection, stopping a refresh fails no
+// request: it leaves no error or backoff behind, requests waiting for it
+// wait for a new refresh (within their own context), and the next request
+// that needs a token refreshes at once. go-retryablehttp calls
+// CloseIdleConnections each time it gives up on a request.
 func (t *Transport) CloseIdleConnections() {
 	t.base.CloseIdleConnections()
 	if t.cert != nil {

@@ -4,12 +4,22 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,7 +27,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/securehttp/securehttp"
+	"github.com/securehttp/securehttp/internal/testpki"
 	"github.com/securehttp/securehttp/redisstore"
 )
 
@@ -584,4 +597,242 @@ func TestFollowerRefreshesAloneWhenWaitRunsOut(t *testing.T) {
 	if err != nil || stored.Value != "tok-1" {
 		t.Errorf("stored: got %q, %v; want tok-1", stored.Value, err)
 	}
+}
+
+// boundAPI is an authorization server and a resource server on one mTLS
+// test server: /token issues, by tls_client_auth, a JWT bound (cnf
+// x5t#S256, RFC 8705) to the certificate presented; /api refuses, with 401
+// invalid_token, a token not bound to the certificate presented to it.
+type boundAPI struct {
+	srv      *httptest.Server
+	roots    *testpki.Cert
+	clientCA *testpki.Cert
+	secret   []byte
+	lifetime time.Duration
+
+	mu       sync.Mutex
+	issued   map[string]int    // thumbprint -> tokens issued for it
+	refused  int               // 401s sent
+	lastUsed map[string]string // replica -> jti of the last token it sent
+	boundTo  map[string]string // jti -> thumbprint
+}
+
+func x5t(der []byte) string {
+	h := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+func newBoundAPI(t testing.TB, lifetime time.Duration) *boundAPI {
+	t.Helper()
+	a := &boundAPI{
+		roots:    testpki.Must(testpki.NewRoot("redisstore bound test root", testpki.Options{})),
+		clientCA: testpki.Must(testpki.NewRoot("redisstore client CA", testpki.Options{})),
+		secret:   []byte("redisstore bound-token test signing secret"),
+		lifetime: lifetime,
+		issued:   map[string]int{},
+		lastUsed: map[string]string{},
+		boundTo:  map[string]string{},
+	}
+	leaf := testpki.Must(a.roots.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}))
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /token", a.token)
+	mux.HandleFunc("POST /api", a.api)
+	a.srv = httptest.NewUnstartedServer(mux)
+	a.srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{testpki.TLSCertificate(leaf)},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    a.clientCA.Pool(),
+	}
+	a.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	a.srv.StartTLS()
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+func (a *boundAPI) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "client_credentials" || r.PostForm.Get("client_id") != "svc" {
+		http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
+		return
+	}
+	thumb := x5t(r.TLS.PeerCertificates[0].Raw)
+	a.mu.Lock()
+	a.issued[thumb]++
+	jti := fmt.Sprintf("%s-%d", thumb[:8], a.issued[thumb])
+	a.boundTo[jti] = thumb
+	a.mu.Unlock()
+	now := time.Now()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"iss": "test", "sub": "svc", "jti": jti, "iat": now.Unix(), "exp": now.Add(a.lifetime).Unix(),
+		"cnf": map[string]string{"x5t#S256": thumb},
+	}).SignedString(a.secret)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":%d}`, tok, int(a.lifetime.Seconds()))
+}
+
+func (a *boundAPI) api(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	var claims struct {
+		Cnf map[string]string `json:"cnf"`
+		jwt.RegisteredClaims
+	}
+	raw, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	_, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return a.secret, nil },
+		jwt.WithValidMethods([]string{"HS256"}))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil || claims.Cnf["x5t#S256"] != x5t(r.TLS.PeerCertificates[0].Raw) {
+		a.refused++
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	a.lastUsed[r.Header.Get("X-Replica")] = claims.ID
+	_, _ = w.Write([]byte("ok"))
+}
+
+// certReplica is one process's client with its own client certificate,
+// Redis client and Transport.
+type certReplica struct {
+	name   string
+	thumb  string // x5t#S256 of its certificate
+	client *http.Client
+	url    string
+}
+
+func newCertReplica(t testing.TB, name string, a *boundAPI, leaf *testpki.Cert, addr string, window time.Duration) *certReplica {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := errors.Join(os.WriteFile(certFile, leaf.CertPEM(), 0o600), os.WriteFile(keyFile, leaf.KeyPEM(), 0o600)); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := securehttp.LoadClientCert(certFile, keyFile)
+	if err != nil {
+		t.Fatalf("LoadClientCert: %v", err)
+	}
+	t.Cleanup(func() { _ = cert.Close() })
+	client, err := securehttp.NewClient(securehttp.Config{
+		RootCAs:              a.roots.Pool(),
+		GetClientCertificate: cert.GetClientCertificate,
+		Bearer: &securehttp.Bearer{
+			Store:             newStore(t, newClient(t, addr), "certs", redisstore.Options{}),
+			ClientCredentials: &securehttp.ClientCredentials{TokenURL: a.srv.URL + "/token", ClientID: "svc"},
+			Hosts:             []string{"127.0.0.1"},
+			RefreshWindow:     window,
+		},
+	})
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	t.Cleanup(client.CloseIdleConnections)
+	return &certReplica{name: name, thumb: x5t(leaf.Cert.Raw), client: client, url: a.srv.URL + "/api"}
+}
+
+// post sends a POST whose body cannot be replayed (no GetBody), so that a
+// 401 cannot be recovered by a replay: the first token sent must be right.
+func (r *certReplica) post(ctx context.Context) error {
+	body := io.NopCloser(strings.NewReader("payload"))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Replica", r.name)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// TestFleetCertificateBoundTokens: replicas with different client
+// certificates share one Redis key. Each gets a token bound to its own
+// certificate (RFC 8705), from the first request on; replicas with the same
+// certificate share theirs; no request is refused, even one whose body
+// cannot be replayed after a 401; and the fleet makes one token request per
+// certificate per expiry.
+func TestFleetCertificateBoundTokens(t *testing.T) {
+	t.Parallel()
+	const (
+		lifetime = 4 * time.Second
+		window   = 2 * time.Second
+	)
+	p, rdb := startRedis(t)
+	a := newBoundAPI(t, lifetime)
+	leafA := testpki.Must(a.clientCA.NewLeaf("replica a", testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
+	leafB := testpki.Must(a.clientCA.NewLeaf("replica b", testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
+	rs := []*certReplica{
+		newCertReplica(t, "a1", a, leafA, p.Addr, window),
+		newCertReplica(t, "b", a, leafB, p.Addr, window),
+		newCertReplica(t, "a2", a, leafA, p.Addr, window),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	round := func(what string) {
+		t.Helper()
+		for _, r := range rs {
+			if err := r.post(ctx); err != nil {
+				t.Fatalf("%s: replica %s: got %v, want 200", what, r.name, err)
+			}
+		}
+	}
+	check := func(what string, perCert int) {
+		t.Helper()
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.refused != 0 {
+			t.Errorf("%s: the API refused %d requests, want 0", what, a.refused)
+		}
+		for _, r := range rs {
+			if got := a.issued[r.thumb]; got != perCert {
+				t.Errorf("%s: token requests with replica %s's certificate: got %d, want %d", what, r.name, got, perCert)
+			}
+			if jti := a.lastUsed[r.name]; a.boundTo[jti] != r.thumb {
+				t.Errorf("%s: replica %s sent a token bound to another certificate", what, r.name)
+			}
+		}
+		if got, want := len(a.issued), 2; got != want {
+			t.Errorf("%s: certificates tokens were issued for: got %d, want %d", what, got, want)
+		}
+	}
+	// The first requests, in turn: a1 leads for certificate A, b may not
+	// take a1's token, a2 takes a1's.
+	round("first requests")
+	check("first expiry", 1)
+	first := time.Now()
+
+	// Redis holds one record per certificate, under its binding, and none
+	// for unbound tokens.
+	keys, err := rdb.Keys(ctx, "*:token").Result()
+	if err != nil {
+		t.Fatalf("KEYS: %v", err)
+	}
+	if slices.Contains(keys, "{certs}:token") || len(keys) != 2 {
+		t.Errorf("token records in Redis: got %v, want one per certificate and none unbound", keys)
+	}
+
+	// Inside the refresh window the replicas refresh in the background, one
+	// per certificate; once they are done, every request carries a new token.
+	time.Sleep(time.Until(first.Add(lifetime - window + window/4)))
+	round("requests in the refresh window")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a.mu.Lock()
+		n := a.issued[rs[0].thumb] + a.issued[rs[1].thumb]
+		a.mu.Unlock()
+		if n >= 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // let the followers take the leaders' tokens
+	round("requests after the refresh")
+	check("second expiry", 2)
 }
