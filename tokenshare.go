@@ -34,8 +34,12 @@ import (
 // the store.
 //
 // Implementations must be safe for concurrent use. Save without a lease
-// must still never let an older token overwrite a newer one: it takes a
-// generation of its own, as a lease does.
+// must still never let an older token overwrite a newer one: its
+// generation, taken when it is called, says nothing of when its token was
+// obtained, so it must also refuse, with an error matching ErrStaleLease,
+// to replace a token that expires later than its own (when both expiries
+// are known). A lease's generation, taken before its refresh, orders
+// Lease.Save alone.
 type SharedTokenStore interface {
 	TokenStore
 	// TryLease tries to become the one process that refreshes. It returns
@@ -62,7 +66,8 @@ type Lease interface {
 }
 
 // ErrStaleLease is returned by Lease.Save when a newer token has been saved
-// since the lease was taken. The newer token stays.
+// since the lease was taken, and by a shared store's Save when the stored
+// token expires later. The newer token stays.
 var ErrStaleLease = errors.New("securehttp: a newer token was saved since the lease was taken")
 
 // BindingStore is a TokenStore that keeps a separate token for each binding,

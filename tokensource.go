@@ -527,6 +527,12 @@ func (ts *tokenSource) obtainFor(ctx context.Context, b *boundStore, prev *token
 // refresh was stopped by CloseIdleConnections, which cancels the refresh's
 // context and is no failure of the store.
 func (ts *tokenSource) saveFailed(ctx context.Context, err error) {
+	if errors.Is(err, ErrStaleLease) {
+		// Another process saved a token that expires later: the store
+		// keeps the better one, which is no failure.
+		ts.logger.Debug("securehttp: the store kept a newer bearer token", "error", err)
+		return
+	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		ts.logger.Debug("securehttp: saving the refreshed bearer token stopped", "error", err)
 		return
@@ -589,6 +595,9 @@ func (ts *tokenSource) fetch(ctx context.Context, rejected string) (*token, Toke
 	if !tok.usable(now) {
 		return nil, Token{}, errors.New("refresh returned an expired or not yet valid token")
 	}
+	// A store keeps the expiry that counts, a JWT's exp when Refresh gave
+	// none, so that a shared store can order tokens by it.
+	got.Expiry = tok.exp
 	return tok, got, nil
 }
 
