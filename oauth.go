@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -114,32 +113,11 @@ func (c ClientCredentials) authMethod() string {
 // 3.3). No token request is sent.
 var ErrIssuerMismatch = errors.New("securehttp: authorization server metadata names another issuer")
 
-// OAuthError is an error response from the token endpoint (RFC 6749
-// section 5.2). It never contains the client secret, the assertion or a
-// token.
-type OAuthError struct {
-	StatusCode  int    // the HTTP status
-	Code        string // the "error" value, such as "invalid_client"
-	Description string // "error_description", cleaned of control characters and cut short
-	URI         string // "error_uri"
-
-	nonceRequested bool // a DPoP use_dpop_nonce error that brought a nonce
-}
-
-func (e *OAuthError) Error() string {
-	msg := fmt.Sprintf("securehttp: token endpoint answered %d %s", e.StatusCode, e.Code)
-	if e.Description != "" {
-		msg += ": " + e.Description
-	}
-	return msg
-}
-
 const (
 	assertionLifetime     = 60 * time.Second
 	maxTokenResponse      = 64 << 10
 	maxMetadata           = 256 << 10
 	maxExpiresIn          = 10 * 365 * 24 * 3600 // seconds; anything larger is a lie
-	maxDescription        = 256
 	tokenRequestAttempts  = 3
 	tokenRequestMinWait   = 200 * time.Millisecond
 	minDiscoveryBackoff   = time.Second
@@ -383,13 +361,27 @@ func (tc *tokenClient) requestOnce(ctx context.Context, endpoint string) (tok To
 		if resp.StatusCode >= 500 {
 			return Token{}, true, fmt.Errorf("token endpoint answered %d", resp.StatusCode)
 		}
-		oerr := parseOAuthError(resp.StatusCode, data)
+		oerr := parseOAuthError(resp.StatusCode, data, tc.sentCredentials(req))
 		oerr.nonceRequested = resp.StatusCode == http.StatusBadRequest && oerr.Code == "use_dpop_nonce" &&
 			len(resp.Header["Dpop-Nonce"]) > 0
 		return Token{}, false, oerr
 	}
-	tok, err = parseTokenResponse(data, start, wantType)
+	tok, err = parseTokenResponse(data, start, wantType, tc.sentCredentials(req))
 	return tok, false, err
+}
+
+// sentCredentials returns a guard for the credentials req carried and for
+// the keys that signed them, so that no server text quoting one reaches an
+// error.
+func (tc *tokenClient) sentCredentials(req *http.Request) *echoGuard {
+	g := sentCredentials(req)
+	if tc.cfg.Key != nil {
+		g.addKey(tc.cfg.Key)
+	}
+	if tc.dpop != nil {
+		g.addKey(tc.dpop.key)
+	}
+	return g
 }
 
 // assertion makes a client assertion (RFC 7523 section 3) with a fresh jti.
@@ -435,8 +427,9 @@ type tokenResponse struct {
 // parseTokenResponse reads a token response strictly: one JSON object with
 // a string access_token and token_type; expires_in a whole number of
 // seconds. received is when the request was sent, so that the expiry errs
-// early.
-func parseTokenResponse(data []byte, received time.Time, wantType string) (Token, error) {
+// early. guard knows the request's credentials, which an unexpected
+// token_type quoted in the error must not show.
+func parseTokenResponse(data []byte, received time.Time, wantType string, guard *echoGuard) (Token, error) {
 	var r tokenResponse
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&r); err != nil || dec.More() {
@@ -452,7 +445,7 @@ func parseTokenResponse(data []byte, received time.Time, wantType string) (Token
 		return Token{}, errors.New("token response has no token_type")
 	}
 	if !strings.EqualFold(*r.TokenType, wantType) {
-		return Token{}, fmt.Errorf("token response has token_type %q, want %s", clean(*r.TokenType, 32), wantType)
+		return Token{}, fmt.Errorf("token response has token_type %q, want %s", guard.text(*r.TokenType, 32), wantType)
 	}
 	tok := Token{Value: *r.AccessToken}
 	if r.ExpiresIn != nil {
@@ -477,34 +470,6 @@ func parseExpiresIn(raw json.RawMessage) (int64, error) {
 		return 0, errors.New("token response has an invalid expires_in")
 	}
 	return secs, nil
-}
-
-// parseOAuthError reads an RFC 6749 section 5.2 error response.
-func parseOAuthError(status int, data []byte) *OAuthError {
-	var r struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-		URI         string `json:"error_uri"`
-	}
-	if err := json.Unmarshal(data, &r); err != nil || r.Error == "" {
-		return &OAuthError{StatusCode: status, Code: "(no OAuth error in the response)"}
-	}
-	return &OAuthError{StatusCode: status, Code: clean(r.Error, 64), Description: clean(r.Description, maxDescription), URI: clean(r.URI, maxDescription)}
-}
-
-// clean keeps server text safe to log: printable characters only, at most n
-// bytes.
-func clean(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsPrint(r) {
-			return r
-		}
-		return -1
-	}, s)
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "") + "…"
-	}
-	return s
 }
 
 // tokenEndpoint returns the configured or discovered token endpoint.

@@ -45,18 +45,23 @@ func OAuth2Refresh(src oauth2.TokenSource) func(context.Context) (Token, error) 
 // verbatim, which a broken or hostile server may fill with control
 // characters or with an echo of the request and its client secret. The
 // error reads as the *OAuthError it is, cleaned and cut short as
-// ClientCredentials reports one, and errors.As still finds both. A
+// ClientCredentials reports one, with any field that quotes a credential
+// of the request redacted, and errors.As still finds both. A
 // *url.Error's URL loses its query and userinfo.
 func oauth2Error(err error) error {
 	if re, ok := errors.AsType[*oauth2.RetrieveError](err); ok {
 		oe := &OAuthError{Code: "(no OAuth error in the response)"}
+		var guard *echoGuard
 		if re.Response != nil {
 			oe.StatusCode = re.Response.StatusCode
+			// The source's secret is out of reach, but the request it
+			// sent, with its credentials, is the response's.
+			guard = sentCredentials(re.Response.Request)
 		}
 		if re.ErrorCode != "" {
-			oe.Code = clean(re.ErrorCode, 64)
-			oe.Description = clean(re.ErrorDescription, maxDescription)
-			oe.URI = clean(re.ErrorURI, maxDescription)
+			oe.Code = guard.text(re.ErrorCode, maxErrorCode)
+			oe.Description = guard.text(re.ErrorDescription, maxDescription)
+			oe.URI = guard.text(re.ErrorURI, maxDescription)
 		}
 		return &retrieveError{oauth: oe, err: re}
 	}
