@@ -10,6 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -164,6 +167,11 @@ var (
 
 // ConfigError reports an invalid Config entry. NewClient and NewTransport
 // return it; the Config is left as it was.
+//
+// Its message shows a URL, or anything that looks like one, without its
+// userinfo, query and fragment, which may hold a password or a key: Value
+// keeps the entry as configured, and the message hides those parts from
+// Err's text as well.
 type ConfigError struct {
 	Field string // the offending entry, as "Pins[1].Pins[0]"
 	Value string // the entry's value, when it is not a secret
@@ -171,10 +179,55 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	if e.Value != "" {
-		return fmt.Sprintf("securehttp: invalid config %s (%q): %v", e.Field, e.Value, e.Err)
+	if e.Value == "" {
+		return fmt.Sprintf("securehttp: invalid config %s: %v", e.Field, e.Err)
 	}
-	return fmt.Sprintf("securehttp: invalid config %s: %v", e.Field, e.Err)
+	shown, hidden := hideURLSecrets(e.Value)
+	cause := fmt.Sprint(e.Err)
+	for _, h := range hidden {
+		// Shorter parts would mangle the words of the message, and hold
+		// no secret worth the name.
+		if len(h) >= minHiddenPart {
+			q := strconv.Quote(h)
+			cause = strings.ReplaceAll(strings.ReplaceAll(cause, h, "…"), q[1:len(q)-1], "…")
+		}
+	}
+	if len(hidden) > 0 {
+		return fmt.Sprintf("securehttp: invalid config %s (%q, shown without userinfo, query or fragment): %s", e.Field, shown, cause)
+	}
+	return fmt.Sprintf("securehttp: invalid config %s (%q): %s", e.Field, shown, cause)
+}
+
+// minHiddenPart is the shortest hidden part of a URL that is also hidden
+// from the text of ConfigError.Err.
+const minHiddenPart = 4
+
+// hideURLSecrets returns v without the userinfo, query and fragment it
+// would have as a URL, and those parts, longest first. It does not need v
+// to parse: a URL that fails to parse is quoted in errors too.
+func hideURLSecrets(v string) (shown string, hidden []string) {
+	prefix, rest := "", v
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		start := 0
+		if i := strings.Index(rest[:at], "://"); i >= 0 {
+			start = i + len("://")
+		}
+		prefix, hidden = rest[:start], append(hidden, rest[start:at])
+		if _, password, ok := strings.Cut(rest[start:at], ":"); ok {
+			hidden = append(hidden, password)
+		}
+		rest = rest[at+1:]
+	}
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		hidden = append(hidden, rest[i+1:])
+		if query, fragment, ok := strings.Cut(rest[i+1:], "#"); ok {
+			hidden = append(hidden, query, fragment)
+		}
+		rest = rest[:i]
+	}
+	hidden = slices.DeleteFunc(hidden, func(h string) bool { return h == "" })
+	slices.SortFunc(hidden, func(a, b string) int { return len(b) - len(a) })
+	return prefix + rest, hidden
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }

@@ -453,6 +453,60 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// A ConfigError that quotes a URL, or a URL typed where a host was
+// expected, shows it without userinfo, query or fragment: they may hold a
+// password or a key, and configuration errors end up in logs.
+func TestConfigErrorHidesURLSecrets(t *testing.T) {
+	t.Parallel()
+	const (
+		password = "Pa55w0rdInURL"
+		query    = "qS3cretInURL"
+		fragment = "fS3cretInURL"
+	)
+	u := "https://svc:" + password + "@as.test/token?key=" + query + "#" + fragment
+	cc := func(c ClientCredentials) Config {
+		c.ClientID, c.ClientSecret = "c", "s"
+		if c.Issuer == "" && c.TokenURL == "" {
+			c.Issuer = "https://as.test"
+		}
+		return Config{Bearer: &Bearer{ClientCredentials: &c, Hosts: []string{hostAPI}}}
+	}
+	for _, tt := range []struct {
+		name, field string
+		cfg         Config
+	}{
+		{"TokenURL with userinfo", "Bearer.ClientCredentials.TokenURL", cc(ClientCredentials{TokenURL: u})},
+		{"plain-HTTP TokenURL", "Bearer.ClientCredentials.TokenURL", cc(ClientCredentials{TokenURL: "http://svc:" + password + "@as.test/token?key=" + query})},
+		{"TokenURL that does not parse", "Bearer.ClientCredentials.TokenURL", cc(ClientCredentials{TokenURL: "https://svc:" + password + "@as.test:port/token?key=" + query})},
+		{"Issuer with userinfo", "Bearer.ClientCredentials.Issuer", cc(ClientCredentials{Issuer: u})},
+		{"Issuer with a query", "Bearer.ClientCredentials.Issuer", cc(ClientCredentials{Issuer: "https://as.test/?key=" + query + "#" + fragment})},
+		{"Resource with a fragment", "Bearer.ClientCredentials.Resource[0]", cc(ClientCredentials{Resource: []string{u}})},
+		{"URL in Bearer.Hosts", "Bearer.Hosts[0]", Config{Bearer: &Bearer{Refresh: tokStaticT("t"), Hosts: []string{u}}}},
+		{"userinfo in Bearer.Hosts", "Bearer.Hosts[0]", Config{Bearer: &Bearer{Refresh: tokStaticT("t"), Hosts: []string{"svc:" + password + "@as.test"}}}},
+		{"URL in PinSet.Host", "Pins[0].Host", Config{Pins: []PinSet{{Host: u, Pins: []string{fakePin('A')}}}}},
+		{"URL in AllowHosts", "AllowHosts[0]", Config{AllowHosts: []string{u}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := NewTransport(tt.cfg)
+			ce, ok := errors.AsType[*ConfigError](err)
+			if !ok || ce.Field != tt.field {
+				t.Fatalf("got %v, want a *ConfigError for %s", err, tt.field)
+			}
+			for _, shown := range []string{err.Error(), fmt.Sprintf("%v|%+v|%s|%q", err, err, err, err)} {
+				for _, secret := range []string{password, query, fragment} {
+					if strings.Contains(shown, secret) {
+						t.Fatalf("got %q, want it without %q", shown, secret)
+					}
+				}
+				if !strings.Contains(shown, "as.test") {
+					t.Fatalf("got %q, want the host as.test still shown", shown)
+				}
+			}
+		})
+	}
+}
+
 func TestDropIn(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
