@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,8 +26,10 @@ import (
 // TRACE, PUT and DELETE, or any method when the request carries an
 // Idempotency-Key header, and only when the body can be replayed (no body,
 // or GetBody set). They are retried after connection errors (refused, reset,
-// timeouts) and on statuses 408, 429, 500, 502, 503 and 504. Certificate,
-// pin, scheme, token and context errors are never retried.
+// timeouts, an HTTP/2 stream reset with INTERNAL_ERROR or REFUSED_STREAM, a
+// connection closed after an HTTP/2 GOAWAY) and on statuses 408, 429, 500,
+// 502, 503 and 504. Certificate, pin, scheme, token and context errors are
+// never retried.
 //
 // Every resend to a host (a retry, a replay after a 401 or after a DPoP
 // nonce challenge) is paid for from that host's budget: by default, a fifth
@@ -386,18 +389,44 @@ func (a *attempt) prepareRetry(req *http.Request) error {
 }
 
 // retryableError reports whether err is a connection failure worth another
-// attempt. Anything it does not recognise fails fast; certificate, pin,
-// scheme, token, request body and cancellation errors are never retried.
-//
-// The request's own deadline is checked by checkRetry before this: it cannot
-// be told from err, since net/http's and net's timeouts (dial, response
-// headers) also match context.DeadlineExceeded, and those are retried.
+// attempt, as classifyError judges it.
 func retryableError(err error) bool {
+	_, transient := classifyError(err)
+	return transient
+}
+
+// errorReason names an error for the log without its text, which may hold a
+// URL with its query, as classifyError judges it.
+func errorReason(err error) string {
+	reason, _ := classifyError(err)
+	return reason
+}
+
+// HTTP/2 error codes (RFC 9113 section 7) after which a request that got no
+// answer may be sent again: the server failed, or refused the stream
+// before it began.
+const (
+	h2Internal      = 0x2
+	h2RefusedStream = 0x7
+)
+
+// classifyError is the one judge of a failed attempt's error: it names the
+// failure for the log and says whether another attempt may succeed.
+// Anything it does not recognise fails fast; certificate, pin, scheme,
+// token, request body and cancellation errors are never retried. It goes
+// by the error's type, never by its text.
+//
+// The request's own deadline is checked by shouldRetry before this: it
+// cannot be told from err, since net/http's and net's timeouts (dial,
+// response headers) also match context.DeadlineExceeded, and those are
+// retried.
+func classifyError(err error) (reason string, transient bool) {
 	var (
 		certErr    *tls.CertificateVerificationError
 		recordErr  tls.RecordHeaderError
 		refreshErr *RefreshError
 		bodyErr    *bodyError
+		streamErr  h2StreamError
 		netErr     net.Error
 	)
 	switch {
@@ -406,33 +435,76 @@ func retryableError(err error) bool {
 		errors.Is(err, ErrRevoked), errors.Is(err, ErrOCSPStaple),
 		errors.As(err, &certErr), errors.As(err, &recordErr), errors.As(err, &refreshErr),
 		errors.As(err, &bodyErr):
-		return false
-	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return true
-	case errors.As(err, &netErr):
-		return netErr.Timeout()
+		return "error", false
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused", true
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE):
+		return "connection reset", true
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed", true
+	case errors.As(err, &streamErr):
+		return "stream reset", streamErr.Code == h2Internal || streamErr.Code == h2RefusedStream
+	case isGoAway(err):
+		return "goaway", true
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout", true
+	}
+	return "error", false
+}
+
+// h2StreamError has the shape of an HTTP/2 stream error (RST_STREAM), as
+// golang.org/x/net/http2.StreamError has. net/http's own HTTP/2 client
+// exports no type for it, but its stream error converts itself, for
+// errors.As, into any struct of this shape.
+type h2StreamError struct {
+	StreamID uint32
+	Code     uint32
+	Cause    error
+}
+
+func (e h2StreamError) Error() string { return "http2 stream error" }
+
+// isGoAway reports whether err is the error of a request whose connection
+// the server closed after a GOAWAY frame, without answering it. net/http's
+// own HTTP/2 client returns it as a value of an unexported type that, unlike
+// its stream error, converts into nothing, so it is known here by its type's
+// package and name; TestRetryHTTP2Resets fails if a Go release renames it.
+func isGoAway(err error) bool {
+	for _, e := range errorTree(err) {
+		if t := reflect.TypeOf(e); t.Kind() == reflect.Struct &&
+			(t.PkgPath() == "net/http" && t.Name() == "http2GoAwayError" ||
+				t.PkgPath() == "golang.org/x/net/http2" && t.Name() == "GoAwayError") {
+			return true
+		}
 	}
 	return false
 }
 
-// errorReason names a retried error for the log without its text, which
-// may hold a URL with its query.
-func errorReason(err error) string {
-	var netErr net.Error
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE):
-		return "connection reset"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "connection closed"
-	case errors.As(err, &netErr) && netErr.Timeout():
-		return "timeout"
+// errorTree returns err and every error it wraps, depth first, as errors.Is
+// walks them.
+func errorTree(err error) []error {
+	var out []error
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil || len(out) > maxErrorTree {
+			return
+		}
+		out = append(out, e)
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		case interface{ Unwrap() []error }:
+			for _, inner := range u.Unwrap() {
+				walk(inner)
+			}
+		}
 	}
-	return "error"
+	walk(err)
+	return out
 }
+
+// maxErrorTree bounds errorTree against an error that wraps itself.
+const maxErrorTree = 64
 
 // verifyError is a chain that did not verify, with the host it was for and
 // what to do about it.

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/net/http2"
 
 	"github.com/securehttp/securehttp/internal/testpki"
 )
@@ -37,6 +38,7 @@ const (
 	rtResetBeforeHeaders         // reset the connection before any response byte
 	rtResetAfterHeaders          // send the headers and part of the body, then reset
 	rtHang                       // never answer; drop the connection when the client gives up (5 s at most)
+	rtAbortStream                // over HTTP/2, reset the stream (RST_STREAM INTERNAL_ERROR) before any response byte
 )
 
 // rtStep is the fault server's answer to one request.
@@ -134,6 +136,8 @@ func (s *rtServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rtReset(w)
 		return
+	case rtAbortStream:
+		panic(http.ErrAbortHandler)
 	case rtHang:
 		select {
 		case <-r.Context().Done():
@@ -329,6 +333,230 @@ func TestRetryConnectionReset(t *testing.T) {
 			t.Errorf("got %d requests on the server, want 1", got)
 		}
 	})
+}
+
+// rtGoAwayServer is an HTTP/2 server on 127.0.0.1, serving the shared
+// leaf, whose first n connections each answer their first request with a
+// GOAWAY frame carrying INTERNAL_ERROR and then close, without a response:
+// what a server or a load balancer that shuts down on an error does. Later
+// connections are served by an http.Server with h. A GOAWAY whose last
+// stream is the request's tells the client that the server may have begun
+// it.
+type rtGoAwayServer struct {
+	url      string
+	requests atomic.Int64 // requests seen, answered or not
+}
+
+func rtStartGoAwayServer(t testing.TB, n int, h http.Handler) *rtGoAwayServer {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{sharedPKI(t).serverCert()},
+		NextProtos:   []string{http2.NextProtoTLS},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &rtGoAwayServer{url: "https://" + net.JoinHostPort(hostAPI, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))}
+	srv := &http.Server{ErrorLog: quietLog(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		h.ServeHTTP(w, r)
+	})}
+	gl := &rtGoAwayListener{Listener: ln, s: s, left: n}
+	go srv.Serve(gl)
+	t.Cleanup(func() {
+		srv.Close()
+		gl.wg.Wait()
+	})
+	return s
+}
+
+// rtGoAwayListener answers its first connections with a GOAWAY itself and
+// hands the others to the http.Server.
+type rtGoAwayListener struct {
+	net.Listener
+	s    *rtGoAwayServer
+	left int // connections still to answer with a GOAWAY
+	wg   sync.WaitGroup
+}
+
+func (l *rtGoAwayListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || l.left == 0 {
+			return c, err
+		}
+		l.left--
+		l.wg.Go(func() { l.s.goAway(c.(*tls.Conn)) })
+	}
+}
+
+// goAway reads the client's preface and settings and, at its first
+// request, sends a GOAWAY that names that request's stream, then closes.
+func (s *rtGoAwayServer) goAway(c *tls.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil {
+		return
+	}
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			s.requests.Add(1)
+			fr.WriteGoAway(f.StreamID, http2.ErrCodeInternal, nil)
+			return
+		}
+	}
+}
+
+// HTTP/2 resets are transient as a reset connection is over HTTP/1.1: a
+// stream reset (RST_STREAM INTERNAL_ERROR) or a GOAWAY that closes the
+// connection before the answer is retried for an idempotent request and
+// for a token request, paid from the retry budget, and never for a POST
+// without an Idempotency-Key.
+func TestRetryHTTP2Resets(t *testing.T) {
+	t.Parallel()
+	okHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	for _, tt := range []struct {
+		name, method string
+		key          bool // with an Idempotency-Key
+		goAway       bool // a GOAWAY rather than a stream reset
+		want         int  // requests the server sees
+	}{
+		{"stream reset, GET is retried", http.MethodGet, false, false, 2},
+		{"stream reset, POST is sent once", http.MethodPost, false, false, 1},
+		{"stream reset, POST with an Idempotency-Key is retried", http.MethodPost, true, false, 2},
+		{"GOAWAY, GET is retried", http.MethodGet, false, true, 2},
+		{"GOAWAY, POST is sent once", http.MethodPost, false, true, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var url string
+			var requests func() int64
+			if tt.goAway {
+				srv := rtStartGoAwayServer(t, 1, okHandler)
+				url, requests = srv.url+"/", srv.requests.Load
+			} else {
+				srv := rtFaultServer(t, true, rtStep{fault: rtAbortStream}, rtStep{body: "ok"})
+				url, requests = srv.url("/"), srv.requests.Load
+			}
+			c, _ := rtNewClient(t, testConfig(t))
+			req := rtRequest(t, t.Context(), tt.method, url, nil)
+			if tt.method == http.MethodPost {
+				req = rtRequest(t, t.Context(), tt.method, url, strings.NewReader("pay"))
+			}
+			if tt.key {
+				req.Header.Set("Idempotency-Key", "k1")
+			}
+			resp, body, err := rtDo(t, c, req)
+			if tt.want == 1 {
+				if err == nil {
+					t.Fatalf("got %d %q, want the reset's error", resp.StatusCode, body)
+				}
+				var se http2.StreamError
+				if !tt.goAway && !errors.As(err, &se) {
+					t.Errorf("got error %v, want an HTTP/2 stream error", err)
+				}
+			} else if err != nil || resp.StatusCode != http.StatusOK || body != "ok" {
+				t.Fatalf("got error %v, want the second attempt's 200 %q", err, "ok")
+			}
+			if got := requests(); got != int64(tt.want) {
+				t.Errorf("got %d requests on the server, want %d", got, tt.want)
+			}
+		})
+	}
+	t.Run("spent budget, GET is sent once", func(t *testing.T) {
+		t.Parallel()
+		srv := rtFaultServer(t, true, rtStep{fault: rtAbortStream}, rtStep{body: "ok"})
+		var exhausted atomic.Int64
+		cfg := testConfig(t)
+		cfg.Hooks = &Hooks{BudgetExhausted: func(context.Context, BudgetEvent) { exhausted.Add(1) }}
+		c, tr := rtNewClient(t, cfg)
+		// Spend this second's floor of resends to the host, with the clock
+		// stopped so that the second does not end in between.
+		stopped := time.Now()
+		tr.now = func() time.Time { return stopped }
+		for range budgetFloor {
+			tr.budget.allowResend(hostAPI)
+		}
+		_, _, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, srv.url("/"), nil))
+		var se http2.StreamError
+		if !errors.As(err, &se) {
+			t.Errorf("got error %v, want the HTTP/2 stream error", err)
+		}
+		if got := srv.requests.Load(); got != 1 {
+			t.Errorf("got %d requests on the server, want 1", got)
+		}
+		if got := exhausted.Load(); got != 1 {
+			t.Errorf("got %d BudgetExhausted events, want 1", got)
+		}
+	})
+	for _, goAway := range []bool{false, true} {
+		name := "stream reset, token request is retried"
+		if goAway {
+			name = "GOAWAY, token request is retried"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var tokenReqs, apiReqs atomic.Int64
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/token" {
+					if tokenReqs.Add(1) == 1 && !goAway {
+						panic(http.ErrAbortHandler)
+					}
+					w.Header().Set("Content-Type", "application/json")
+					io.WriteString(w, `{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}`)
+					return
+				}
+				apiReqs.Add(1)
+				if r.Header.Get("Authorization") != "Bearer tok-1" {
+					w.WriteHeader(http.StatusUnauthorized)
+					return
+				}
+				io.WriteString(w, "ok")
+			})
+			var url string
+			var goAwaySrv *rtGoAwayServer
+			if goAway {
+				goAwaySrv = rtStartGoAwayServer(t, 1, h)
+				url = goAwaySrv.url
+			} else {
+				url = hostURL(startServer(t, sharedPKI(t).serverCert(), h), hostAPI, "")
+			}
+			cfg := testConfig(t)
+			cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, RefreshTimeout: 5 * time.Second,
+				ClientCredentials: &ClientCredentials{TokenURL: url + "/token", ClientID: "c", ClientSecret: "s"}}
+			c, _ := rtNewClient(t, cfg)
+			resp, body, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, url+"/v1", nil))
+			if err != nil || resp.StatusCode != http.StatusOK || body != "ok" {
+				t.Fatalf("got error %v, want 200 %q", err, "ok")
+			}
+			wantTokenReqs := int64(2)
+			if goAway {
+				// The GOAWAY's token request never reached the handler.
+				wantTokenReqs = 1
+				if got := goAwaySrv.requests.Load(); got != 3 {
+					t.Errorf("got %d requests on the server, want 3: two token requests and the API's", got)
+				}
+			}
+			if got := tokenReqs.Load(); got != wantTokenReqs {
+				t.Errorf("got %d token requests answered, want %d", got, wantTokenReqs)
+			}
+			if got := apiReqs.Load(); got != 1 {
+				t.Errorf("got %d API requests, want 1", got)
+			}
+		})
+	}
 }
 
 func TestRetryStatusSequences(t *testing.T) {
