@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -521,5 +523,137 @@ func TestSigningMethods(t *testing.T) {
 			jwt.WithValidMethods([]string{tt.jwt.Alg()})); err != nil {
 			t.Fatalf("%s: jwt/v5 refuses our signature: %v", tt.alg, err)
 		}
+	}
+}
+
+// soakSetting reads a duration or a count for TestNoRequestFailsWhileTokenEndpointResetsStreams
+// from the environment, for a longer run by hand.
+func soakSetting(t *testing.T, name string, def time.Duration) time.Duration {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n)
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return d
+}
+
+// A token endpoint that, from 40% to 75% of each token's life, resets the
+// HTTP/2 stream of every token request without answering (as a load
+// balancer does during a deploy) costs no request: the token requests are
+// retried, and the refresh is tried again before the token in use stops
+// being usable. Many workers call the API with short-lived tokens: with 2 s
+// tokens the refresh is due in the middle of the resets, with 3 s tokens a
+// whole token request with its retries falls inside them.
+//
+// It runs a few seconds; for a longer run by hand, set
+// SECUREHTTP_SOAK_DURATION (such as 30s), SECUREHTTP_SOAK_WORKERS (16) and
+// SECUREHTTP_SOAK_TOKEN_TTL (6s, whole seconds).
+func TestNoRequestFailsWhileTokenEndpointResetsStreams(t *testing.T) {
+	t.Parallel()
+	duration := soakSetting(t, "SECUREHTTP_SOAK_DURATION", 4*time.Second)
+	workers := int(soakSetting(t, "SECUREHTTP_SOAK_WORKERS", 8))
+	ttls := []time.Duration{2 * time.Second, 3 * time.Second}
+	if os.Getenv("SECUREHTTP_SOAK_TOKEN_TTL") != "" {
+		ttls = []time.Duration{soakSetting(t, "SECUREHTTP_SOAK_TOKEN_TTL", 0)}
+	}
+	for _, ttl := range ttls {
+		if ttl < time.Second || ttl%time.Second != 0 || workers < 1 {
+			t.Fatalf("token lifetime %v and %d workers: want whole seconds and at least one worker", ttl, workers)
+		}
+		t.Run(ttl.String()+" tokens", func(t *testing.T) {
+			t.Parallel()
+			soakTokenResets(t, duration, workers, ttl)
+		})
+	}
+}
+
+func soakTokenResets(t *testing.T, duration time.Duration, workers int, ttl time.Duration) {
+	var (
+		mu         sync.Mutex
+		issued     = map[string]time.Time{} // token → when it stops being accepted
+		lastIssued time.Time
+		tokenReqs  atomic.Int64
+		resets     atomic.Int64
+	)
+	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		if r.URL.Path == "/token" {
+			tokenReqs.Add(1)
+			mu.Lock()
+			age := now.Sub(lastIssued)
+			mu.Unlock()
+			if age >= ttl*40/100 && age < ttl*75/100 {
+				resets.Add(1)
+				panic(http.ErrAbortHandler) // RST_STREAM INTERNAL_ERROR, no answer
+			}
+			tok := "at-" + rand.Text()
+			mu.Lock()
+			issued[tok], lastIssued = now.Add(ttl), now
+			mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": int(ttl / time.Second)})
+			return
+		}
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		mu.Lock()
+		exp, ok := issued[tok]
+		mu.Unlock()
+		if !ok || !now.Before(exp) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	cfg := testConfig(t)
+	cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, RefreshTimeout: 10 * time.Second,
+		ClientCredentials: &ClientCredentials{TokenURL: hostURL(srv, hostOther, "/token"), ClientID: "c", ClientSecret: "s"}}
+	c := &http.Client{Transport: newTestTransport(t, cfg), Timeout: 20 * time.Second}
+	api := hostURL(srv, hostAPI, "/v1")
+
+	var (
+		requests, failed atomic.Int64
+		firstFailure     atomic.Value
+		wg               sync.WaitGroup
+	)
+	deadline := time.Now().Add(duration)
+	for range workers {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				requests.Add(1)
+				resp, err := c.Get(api)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, err.Error())
+				}
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	tokens := len(issued)
+	mu.Unlock()
+	t.Logf("%d workers, %v, %v tokens: %d requests, %d failed; %d token requests, %d reset, %d tokens issued",
+		workers, duration, ttl, requests.Load(), failed.Load(), tokenReqs.Load(), resets.Load(), tokens)
+	if n := failed.Load(); n != 0 {
+		t.Errorf("got %d failed requests of %d (first: %v), want 0", n, requests.Load(), firstFailure.Load())
+	}
+	// Without resets and refreshes, the run proves nothing.
+	if resets.Load() == 0 || tokens < int(duration/ttl) {
+		t.Errorf("got %d token requests reset and %d tokens issued in %v of %v tokens, want resets and at least %d tokens",
+			resets.Load(), tokens, duration, ttl, int(duration/ttl))
 	}
 }

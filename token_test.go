@@ -1042,6 +1042,119 @@ func TestRefreshFailureWithValidToken(t *testing.T) {
 	expect("after a successful refresh", fresh, 4)
 }
 
+// While the current token is usable, the backoff after failed refreshes
+// never runs past the moment it stops being usable: the refresh is tried
+// again before then, however many failures came before, so that a token
+// endpoint that recovers late in the token's life costs no request.
+func TestRefreshRetriedBeforeTokenStopsBeingUsable(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	// 10 s of life: the refresh is due after 5 s, and the token stops being
+	// usable after 9 s (the last tenth is kept for clock skew).
+	old := tokFresh(t, clk.Now(), 10*time.Second)
+	unusable := clk.Now().Add(9 * time.Second)
+	fresh := tokFresh(t, clk.Now(), time.Hour)
+	var failing atomic.Bool
+	failing.Store(true)
+	refresh, calls := tokCounted(func(context.Context) (string, error) {
+		if failing.Load() {
+			return "", errors.New("token endpoint down")
+		}
+		return fresh, nil
+	})
+	e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(Token{Value: old}), Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+	e.tokMustGet(t)
+	for i, step := range []struct {
+		advance   time.Duration
+		wantCalls int64
+	}{
+		{5 * time.Second, 1}, // due: the first refresh fails, the next is 1 s later
+		{time.Second, 2},     // 6 s: fails, the next is 2 s later
+		{2 * time.Second, 3}, // 8 s: fails; 4 s more would be past 9 s
+	} {
+		clk.Add(step.advance)
+		if got := e.tokMustGet(t); got != tokBearer(old) {
+			t.Fatalf("step %d: server got %q, want the old token", i, got)
+		}
+		tokWaitIdle(t, e.tr)
+		if n := calls.Load(); n != step.wantCalls {
+			t.Fatalf("step %d: got %d Refresh calls, want %d", i, n, step.wantCalls)
+		}
+	}
+	// step sends a request 20 ms later, with the old token or the new,
+	// before the old one stops being usable.
+	step := func() string {
+		t.Helper()
+		clk.Add(20 * time.Millisecond)
+		if !clk.Now().Before(unusable) {
+			t.Fatalf("got %d Refresh calls and the old token in use at 9 s, when it stops being usable; want the refresh retried and the new token in use before", calls.Load())
+		}
+		got := e.tokMustGet(t)
+		tokWaitIdle(t, e.tr)
+		return got
+	}
+	for calls.Load() == 3 {
+		if got := step(); got != tokBearer(old) {
+			t.Fatalf("server got %q, want the old token", got)
+		}
+	}
+	// The endpoint is back: a retry before 9 s gets the new token.
+	failing.Store(false)
+	for {
+		if step() == tokBearer(fresh) {
+			break
+		}
+	}
+}
+
+// A request that finds the token no longer usable refreshes it, rather than
+// get the error of a refresh that failed while the token was still usable;
+// once a refresh has failed with no usable token, the backoff holds.
+func TestRefreshAfterTokenStopsBeingUsable(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	old := tokFresh(t, clk.Now(), 10*time.Second)
+	errDown := errors.New("token endpoint down")
+	var failing atomic.Bool
+	failing.Store(true)
+	refresh, calls := tokCounted(func(context.Context) (string, error) {
+		if failing.Load() {
+			return "", errDown
+		}
+		return tokFresh(t, clk.Now(), time.Hour), nil
+	})
+	e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(Token{Value: old}), Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+	e.tokMustGet(t)
+	// Refreshes fail from 5 s on, at 5, 6 and 8 s, with the token usable.
+	for _, d := range []time.Duration{5 * time.Second, time.Second, 2 * time.Second} {
+		clk.Add(d)
+		e.tokMustGet(t)
+		tokWaitIdle(t, e.tr)
+	}
+	// 9 s: the token is no longer usable and the last failure asked for
+	// 4 s of backoff. The request refreshes, and this refresh fails too.
+	clk.Add(time.Second)
+	before := calls.Load()
+	if _, _, err := e.get("/"); !errors.Is(err, errDown) {
+		t.Fatalf("got error %v, want the refresh's own error", err)
+	}
+	if n := calls.Load() - before; n != 1 {
+		t.Fatalf("got %d Refresh calls for the request without a usable token, want 1", n)
+	}
+	// That failure, with no usable token, backs off: the next request
+	// gets its error at once, without a call.
+	if _, _, err := e.get("/"); !errors.Is(err, errDown) {
+		t.Fatalf("got error %v, want the last refresh's error", err)
+	}
+	if n := calls.Load() - before; n != 1 {
+		t.Fatalf("got %d Refresh calls during the backoff, want 1", n)
+	}
+	// After the backoff, the endpoint is back.
+	failing.Store(false)
+	clk.Add(maxRefreshBackoff)
+	e.tokMustGet(t)
+}
+
 // A refresh that gives a token already inside its window (here, a window
 // longer than the lifetime) is asked again after a growing wait, not on
 // every request.

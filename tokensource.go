@@ -150,6 +150,10 @@ const (
 	nbfLeeway         = 60 * time.Second
 	minRefreshBackoff = time.Second
 	maxRefreshBackoff = time.Minute
+	// minRefreshGap is the shortest wait between refreshes while the
+	// token is usable: below it, the next refresh waits for the token to
+	// stop being usable.
+	minRefreshGap = 100 * time.Millisecond
 	// stopWait bounds how long CloseIdleConnections waits for a refresh
 	// that ignores its cancelled context.
 	stopWait = time.Second
@@ -171,11 +175,19 @@ func (t *token) usable(now time.Time) bool {
 	if t == nil {
 		return false
 	}
-	skew := min(t.lifetime/10, maxSkew)
-	if !t.exp.IsZero() && !now.Before(t.exp.Add(-skew)) {
+	if end := t.usableUntil(); !end.IsZero() && !now.Before(end) {
 		return false
 	}
 	return t.nbf.IsZero() || !t.nbf.After(now.Add(nbfLeeway))
+}
+
+// usableUntil returns when t stops being usable, its expiry less the
+// allowance for clock skew, or zero when its expiry is unknown.
+func (t *token) usableUntil() time.Time {
+	if t.exp.IsZero() {
+		return time.Time{}
+	}
+	return t.exp.Add(-min(t.lifetime/10, maxSkew))
 }
 
 // tokenSource is the runtime state behind a Bearer: the one owner of the
@@ -225,6 +237,7 @@ type flight struct {
 	stopped atomic.Bool // by CloseIdleConnections: the result is no failure
 	tok     *token
 	err     error
+	until   time.Time // when the token usable as it began stops being usable; zero if none was
 }
 
 func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*tokenSource, error) {
@@ -295,8 +308,10 @@ func (ts *tokenSource) covers(host, port string) bool {
 // starting a background refresh when it is inside its refresh window.
 // Without one, the caller waits for the single refresh in flight, bounded by
 // ctx and by the refresh's own deadline. After a failed refresh, callers
-// get its error at once until the backoff has passed. A refresh stopped by
-// CloseIdleConnections is no failure: its waiters go on to a new one.
+// get its error at once until the backoff has passed; a backoff never runs
+// past the moment the token in use stops being usable (nextRefresh). A
+// refresh stopped by CloseIdleConnections is no failure: its waiters go on
+// to a new one.
 func (ts *tokenSource) token(ctx context.Context) (*token, error) {
 	for {
 		tok, f, err := ts.current()
@@ -379,16 +394,36 @@ func (ts *tokenSource) await(ctx context.Context, f *flight) (*token, error) {
 // refresh. ts.mu must be held.
 func (ts *tokenSource) abandon(f *flight, now time.Time) {
 	ts.flight = nil
-	ts.fail(errors.New("refresh did not finish within RefreshTimeout"), now)
+	ts.fail(errors.New("refresh did not finish within RefreshTimeout"), now, f.until)
 }
 
-// fail records a failed refresh and backs off. ts.mu must be held.
-func (ts *tokenSource) fail(err error, now time.Time) {
+// fail records a failed refresh and backs off. until is the refresh's
+// flight.until. ts.mu must be held.
+func (ts *tokenSource) fail(err error, now, until time.Time) {
 	ts.misses++
 	ts.lastErr = err
-	ts.retryAt = now.Add(refreshBackoff(ts.misses))
+	ts.retryAt = nextRefresh(ts.misses, now, until)
 	ts.logger.Warn("securehttp: bearer token refresh failed", "error", err,
 		"current_token_usable", ts.cur.usable(now), "next_try", ts.retryAt)
+}
+
+// nextRefresh returns when a refresh may start again after misses refreshes
+// in a row that failed or gave a token already due, the last at now. until
+// is when the token usable as the last one began stops being usable (zero
+// when none was). The backoff never runs past it: while the token works,
+// each wait is at most half the time it has left, so that the refresh is
+// tried again before the token stops being usable; after that, the next
+// request refreshes at once rather than get the last error. A refresh that
+// began without a usable token backs off fully, to spare a failing server.
+func nextRefresh(misses int, now, until time.Time) time.Time {
+	at := now.Add(refreshBackoff(misses))
+	if until.IsZero() || at.Before(until) {
+		return at
+	}
+	if left := until.Sub(now); left >= 2*minRefreshGap {
+		return now.Add(left / 2)
+	}
+	return until
 }
 
 // due reports whether tok is inside its refresh window.
@@ -407,6 +442,9 @@ func (ts *tokenSource) due(tok *token, now time.Time) bool {
 func (ts *tokenSource) start() *flight {
 	ctx, cancel := context.WithTimeout(context.Background(), ts.timeout)
 	f := &flight{done: make(chan struct{}), ctx: ctx, cancel: cancel}
+	if ts.cur.usable(ts.now()) {
+		f.until = ts.cur.usableUntil()
+	}
 	ts.flight = f
 	prev := ts.cur
 	go ts.run(ctx, f, prev)
@@ -433,7 +471,7 @@ func (ts *tokenSource) run(ctx context.Context, f *flight, prev *token) {
 	now := ts.now()
 	switch {
 	case err != nil:
-		ts.fail(err, now)
+		ts.fail(err, now, f.until)
 	case ts.due(tok, now):
 		// The new token is already inside its window (a caching token
 		// source, or a window longer than the lifetime): wait longer each
@@ -442,7 +480,7 @@ func (ts *tokenSource) run(ctx context.Context, f *flight, prev *token) {
 		ts.cur = tok
 		ts.misses++
 		ts.lastErr = nil
-		ts.retryAt = now.Add(refreshBackoff(ts.misses))
+		ts.retryAt = nextRefresh(ts.misses, now, tok.usableUntil())
 	default:
 		ts.cur = tok
 		ts.misses = 0
