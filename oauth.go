@@ -39,10 +39,15 @@ type ClientCredentials struct {
 	// URL. Its metadata is discovered from it (RFC 8414, then OpenID
 	// Connect Discovery), and the metadata's issuer must equal it exactly,
 	// or no token request is sent. It is also the audience of the client
-	// assertion.
+	// assertion. With Config.GetClientCertificate set, token requests go
+	// to the metadata's mtls_endpoint_aliases.token_endpoint when it has
+	// one (RFC 8705 section 5), the endpoint where the server asks for the
+	// certificate, held to the same rules as token_endpoint.
 	Issuer string
 
-	// TokenURL, if set, is the token endpoint, and discovery is skipped.
+	// TokenURL, if set, is the token endpoint, and discovery is skipped:
+	// with a client certificate, give the server's mTLS endpoint here if it
+	// has one.
 	TokenURL string
 
 	// ClientID is the client's identifier at the authorization server.
@@ -128,6 +133,7 @@ const (
 // tokenClient performs client credentials requests for one Transport.
 type tokenClient struct {
 	cfg    ClientCredentials
+	mtls   bool          // a client certificate is in use: prefer the mTLS endpoint aliases
 	method *signerMethod // private_key_jwt only
 	rt     func(*http.Request) (*http.Response, error)
 	now    func() time.Time
@@ -147,7 +153,7 @@ type tokenClient struct {
 // transport, without any bearer token.
 func newTokenClient(c *ClientCredentials, rt func(*http.Request) (*http.Response, error), now func() time.Time, logger *slog.Logger, haveClientCert bool) (*tokenClient, error) {
 	field := func(name string) string { return "Bearer.ClientCredentials." + name }
-	tc := &tokenClient{cfg: *c, rt: rt, now: now, logger: logger}
+	tc := &tokenClient{cfg: *c, mtls: haveClientCert, rt: rt, now: now, logger: logger}
 	tc.cfg.Scopes = append([]string(nil), c.Scopes...)
 	tc.cfg.Resource = append([]string(nil), c.Resource...)
 	if c.ClientID == "" {
@@ -535,7 +541,8 @@ func (tc *tokenClient) discover(ctx context.Context) (string, error) {
 	return "", wrap("discovering the token endpoint", errors.Join(errs...))
 }
 
-// metadata fetches one metadata document and returns its token_endpoint.
+// metadata fetches one metadata document and returns its token_endpoint, or
+// with a client certificate in use, its mTLS alias when it has one.
 func (tc *tokenClient) metadata(ctx context.Context, docURL string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, docURL, nil)
 	if err != nil {
@@ -559,8 +566,9 @@ func (tc *tokenClient) metadata(ctx context.Context, docURL string) (string, err
 		return "", fmt.Errorf("%s: metadata exceeds %d bytes", redactURL(req.URL), maxMetadata)
 	}
 	var md struct {
-		Issuer        *string `json:"issuer"`
-		TokenEndpoint *string `json:"token_endpoint"`
+		Issuer        *string         `json:"issuer"`
+		TokenEndpoint *string         `json:"token_endpoint"`
+		Aliases       json.RawMessage `json:"mtls_endpoint_aliases"`
 	}
 	if err := json.Unmarshal(data, &md); err != nil {
 		return "", fmt.Errorf("%s: metadata is not a JSON object", redactURL(req.URL))
@@ -578,5 +586,22 @@ func (tc *tokenClient) metadata(ctx context.Context, docURL string) (string, err
 	if err := checkHTTPSURL(*md.TokenEndpoint); err != nil {
 		return "", fmt.Errorf("%s: token_endpoint: %w", redactURL(req.URL), err)
 	}
-	return *md.TokenEndpoint, nil
+	if !tc.mtls || len(md.Aliases) == 0 || string(md.Aliases) == "null" {
+		return *md.TokenEndpoint, nil
+	}
+	// RFC 8705 section 5: a client using mutual TLS sends its token
+	// requests to the alias, where the server asks for its certificate.
+	var aliases struct {
+		TokenEndpoint *string `json:"token_endpoint"`
+	}
+	if err := json.Unmarshal(md.Aliases, &aliases); err != nil {
+		return "", fmt.Errorf("%s: mtls_endpoint_aliases is not a JSON object with string members", redactURL(req.URL))
+	}
+	if aliases.TokenEndpoint == nil {
+		return *md.TokenEndpoint, nil
+	}
+	if err := checkHTTPSURL(*aliases.TokenEndpoint); err != nil {
+		return "", fmt.Errorf("%s: mtls_endpoint_aliases.token_endpoint: %w", redactURL(req.URL), err)
+	}
+	return *aliases.TokenEndpoint, nil
 }

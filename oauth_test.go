@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/securehttp/securehttp/internal/testpki"
 )
 
 // asServer is an OAuth 2.0 authorization server for tests, on other.test,
@@ -43,6 +46,7 @@ type asServer struct {
 	lifetime         time.Duration
 	now              func() time.Time
 	tokenPath        atomic.Value // string: the token endpoint's path in the metadata
+	mtlsAlias        string       // mtls_endpoint_aliases.token_endpoint in the metadata; "" for none
 
 	mu        sync.Mutex
 	issued    map[string]time.Time // token → expiry
@@ -51,6 +55,7 @@ type asServer struct {
 	problems  []string
 	discovery atomic.Int64
 	tokenReqs atomic.Int64
+	aliasReqs atomic.Int64 // token requests to /mtls/token
 	apiReqs   atomic.Int64
 	expired   atomic.Int64 // API requests that carried an expired or unknown token
 }
@@ -101,8 +106,15 @@ func (s *asServer) serve(w http.ResponseWriter, r *http.Request) {
 		if s.metadataIssuer != nil {
 			iss = s.metadataIssuer(iss)
 		}
-		json.NewEncoder(w).Encode(map[string]any{"issuer": iss, "token_endpoint": s.issuer + s.tokenPath.Load().(string)})
+		md := map[string]any{"issuer": iss, "token_endpoint": s.issuer + s.tokenPath.Load().(string)}
+		if s.mtlsAlias != "" {
+			md["mtls_endpoint_aliases"] = map[string]any{"token_endpoint": s.mtlsAlias}
+		}
+		json.NewEncoder(w).Encode(md)
 	case r.URL.Path == "/token":
+		s.serveToken(w, r)
+	case r.URL.Path == "/mtls/token":
+		s.aliasReqs.Add(1)
 		s.serveToken(w, r)
 	default:
 		http.NotFound(w, r)
@@ -365,6 +377,57 @@ func TestClientCredentialsDiscovery(t *testing.T) {
 			t.Fatalf("the pinned-out server answered %d requests, want 0", n)
 		}
 	})
+}
+
+// With a client certificate, token requests go to the metadata's
+// mtls_endpoint_aliases.token_endpoint (RFC 8705 section 5), which is held
+// to the rules of token_endpoint: https, no userinfo, and the egress
+// policy. Without a client certificate, the alias is not used.
+func TestClientCredentialsMTLSEndpointAlias(t *testing.T) {
+	t.Parallel()
+	cert := testpki.TLSCertificate(newClientLeaf(t, testpki.Options{}))
+	for _, tt := range []struct {
+		name      string
+		alias     func(issuer string) string
+		noCert    bool
+		allow     []string // Config.AllowHosts
+		fails     bool     // the request fails
+		wantErr   error    // and its error matches this, when not nil
+		wantAlias int64    // token requests at the alias
+		wantPlain int64    // token requests at token_endpoint
+	}{
+		{"alias used", func(iss string) string { return iss + "/mtls/token" }, false, nil, false, nil, 1, 0},
+		{"no client certificate", func(iss string) string { return iss + "/mtls/token" }, true, nil, false, nil, 0, 1},
+		{"plain HTTP alias", func(iss string) string { return "http" + strings.TrimPrefix(iss, "https") + "/mtls/token" }, false, nil, true, ErrInsecureScheme, 0, 0},
+		{"alias with userinfo", func(iss string) string { return strings.Replace(iss, "https://", "https://u:pw@", 1) + "/mtls/token" }, false, nil, true, nil, 0, 0},
+		{"alias outside AllowHosts", func(string) string { return "https://elsewhere.test/mtls/token" }, false, []string{hostAPI, hostOther}, true, ErrHostNotAllowed, 0, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newASServer(t)
+			s.mtlsAlias = tt.alias(s.issuer)
+			cfg := s.ccConfig(t, ClientCredentials{ClientSecret: s.secret})
+			cfg.AllowHosts = tt.allow
+			if !tt.noCert {
+				cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+			}
+			c := &http.Client{Transport: newTestTransport(t, cfg)}
+			status, err := s.get(t, c)
+			switch {
+			case !tt.fails && (err != nil || status != http.StatusOK):
+				t.Fatalf("got status %d and error %v, want 200", status, err)
+			case tt.fails && err == nil, tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+				t.Fatalf("got status %d and error %v, want an error matching %v", status, err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "pw@") {
+				t.Fatalf("the error %q shows the alias's userinfo", err)
+			}
+			if got, want := [2]int64{s.aliasReqs.Load(), s.tokenReqs.Load() - s.aliasReqs.Load()}, [2]int64{tt.wantAlias, tt.wantPlain}; got != want {
+				t.Fatalf("got %d token requests at the alias and %d at token_endpoint, want %d and %d", got[0], got[1], want[0], want[1])
+			}
+			s.checkNoProblems(t)
+		})
+	}
 }
 
 func TestClientCredentialsErrors(t *testing.T) {

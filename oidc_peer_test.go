@@ -1,12 +1,14 @@
 package securehttp
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -228,4 +230,111 @@ func TestOIDCProviderClientCredentials(t *testing.T) {
 			t.Fatal("the error shows the secret")
 		}
 	})
+}
+
+// With a client certificate, token requests go to the authorization
+// server's mtls_endpoint_aliases.token_endpoint (RFC 8705 section 5) when
+// its metadata has one, and to token_endpoint otherwise; without a client
+// certificate, always to token_endpoint. oidc-provider serves the alias on
+// a listener of its own, the only one that asks for client certificates, so
+// that tls_client_auth works there only.
+func TestOIDCProviderMTLSEndpointAlias(t *testing.T) {
+	t.Parallel()
+	const secret = "alias test secret"
+	start := func(aliases bool) *peers.OIDCPeer {
+		p := sharedPKI(t)
+		return peers.StartOIDC(t, peers.OIDCConfig{
+			CertPEM:             testpki.ChainPEM(p.leaf, p.inter),
+			KeyPEM:              p.leaf.KeyPEM(),
+			Resource:            oidcResource,
+			MTLS:                true,
+			MTLSEndpointAliases: aliases,
+			ClientCAPEM:         clientCA(t).CertPEM(),
+			Clients: []map[string]any{
+				oidcClientMeta("mtls-client", map[string]any{
+					"token_endpoint_auth_method": "tls_client_auth",
+					"tls_client_auth_subject_dn": "CN=" + clientSubject,
+				}),
+				oidcClientMeta("basic-client", map[string]any{
+					"token_endpoint_auth_method": "client_secret_basic", "client_secret": secret,
+				}),
+			},
+		})
+	}
+	plain, aliased := start(false), start(true)
+	cert := testpki.TLSCertificate(newClientLeaf(t, testpki.Options{}))
+	for _, tt := range []struct {
+		name     string
+		op       *peers.OIDCPeer
+		cc       ClientCredentials
+		withCert bool
+		want     func(op *peers.OIDCPeer) string // the endpoint of the token requests, "" for none
+		wantErr  string                          // the OAuth error code, "" for success
+	}{
+		{"no alias: tls_client_auth at token_endpoint", plain,
+			ClientCredentials{ClientID: "mtls-client"}, true,
+			func(op *peers.OIDCPeer) string { return op.TokenEndpoint }, ""},
+		{"alias: tls_client_auth at the alias", aliased,
+			ClientCredentials{ClientID: "mtls-client"}, true,
+			func(op *peers.OIDCPeer) string { return op.MTLSTokenEndpoint }, ""},
+		{"alias, client certificate and client secret: the alias", aliased,
+			ClientCredentials{ClientID: "basic-client", ClientSecret: secret}, true,
+			func(op *peers.OIDCPeer) string { return op.MTLSTokenEndpoint }, ""},
+		{"alias, no client certificate: token_endpoint", aliased,
+			ClientCredentials{ClientID: "basic-client", ClientSecret: secret}, false,
+			func(op *peers.OIDCPeer) string { return op.TokenEndpoint }, ""},
+		{"alias: tls_client_auth at token_endpoint fails", aliased,
+			ClientCredentials{ClientID: "mtls-client", TokenURL: "set below"}, true,
+			func(op *peers.OIDCPeer) string { return op.TokenEndpoint }, "invalid_client"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var (
+				mu        sync.Mutex
+				endpoints []string
+			)
+			cc := tt.cc
+			cc.Issuer, cc.Resource = tt.op.Issuer, []string{oidcResource}
+			if cc.TokenURL != "" {
+				cc.TokenURL = tt.op.TokenEndpoint
+			}
+			cfg := testConfig(t)
+			cfg.Bearer = &Bearer{ClientCredentials: &cc, Hosts: []string{hostAPI}, RefreshTimeout: 10 * time.Second}
+			cfg.Hooks = &Hooks{TokenRequest: func(_ context.Context, e TokenRequestEvent) {
+				mu.Lock()
+				defer mu.Unlock()
+				endpoints = append(endpoints, e.URL)
+			}}
+			if tt.withCert {
+				cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+			}
+			verifier := newJWKSVerifier(t, tt.op)
+			api := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if _, err := verifier.verify(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), time.Now()); err != nil {
+					w.WriteHeader(http.StatusUnauthorized)
+					return
+				}
+				io.WriteString(w, "ok")
+			}))
+			c := &http.Client{Transport: newTestTransport(t, cfg), Timeout: 20 * time.Second}
+			resp, err := c.Get(hostURL(api, hostAPI, "/v1"))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("got error %v, want 200\n%s", err, tt.op.Log())
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("got status %d, want 200", resp.StatusCode)
+				}
+			} else if oe, ok := errors.AsType[*OAuthError](err); !ok || oe.Code != tt.wantErr {
+				t.Fatalf("got error %v, want an *OAuthError %s", err, tt.wantErr)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if want := tt.want(tt.op); len(endpoints) != 1 || endpoints[0] != want {
+				t.Fatalf("got token requests to %q, want one to %q", endpoints, want)
+			}
+		})
+	}
 }

@@ -110,6 +110,13 @@ type OIDCConfig struct {
 	// self_signed_tls_client_auth and certificate binding still work.
 	// Requires MTLS.
 	ClientCAPEM []byte
+	// MTLSEndpointAliases serves the token endpoint a second time, on a
+	// listener of its own that asks for client certificates, and
+	// advertises it in the metadata as mtls_endpoint_aliases.token_endpoint
+	// (RFC 8705 section 5). The main listener then asks for none, so that
+	// tls_client_auth and certificate binding work at the alias only.
+	// Requires MTLS.
+	MTLSEndpointAliases bool
 }
 
 // OIDCPeer is a running oidc-provider. The embedded Peer gives Port, Addr,
@@ -124,6 +131,10 @@ type OIDCPeer struct {
 	Issuer string
 	// TokenEndpoint is Issuer + "/token".
 	TokenEndpoint string
+	// MTLSTokenEndpoint is the mtls_endpoint_aliases.token_endpoint,
+	// https://127.0.0.1:PORT2/token, with OIDCConfig.MTLSEndpointAliases;
+	// empty otherwise.
+	MTLSTokenEndpoint string
 	// JWKSURI is Issuer + "/jwks", the provider's public signing keys.
 	JWKSURI string
 }
@@ -169,6 +180,9 @@ func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDCPeer {
 	if len(cfg.ClientCAPEM) != 0 && !cfg.MTLS {
 		t.Fatalf("peers: OIDCConfig.ClientCAPEM needs MTLS")
 	}
+	if cfg.MTLSEndpointAliases && !cfg.MTLS {
+		t.Fatalf("peers: OIDCConfig.MTLSEndpointAliases needs MTLS")
+	}
 
 	tmp := t.TempDir()
 	write := func(name string, data []byte) string {
@@ -213,6 +227,12 @@ func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDCPeer {
 		issuer := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		conf["port"] = port
 		conf["issuer"] = issuer
+		mtlsTokenEndpoint := ""
+		if cfg.MTLSEndpointAliases {
+			aliasPort := FreePort(t)
+			conf["mtlsAliasPort"] = aliasPort
+			mtlsTokenEndpoint = "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(aliasPort)) + "/token"
+		}
 		data, err := json.MarshalIndent(conf, "", "  ")
 		if err != nil {
 			t.Fatalf("peers: encode oidc-provider configuration (are the Clients JSON values?): %v", err)
@@ -233,10 +253,11 @@ func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDCPeer {
 				}
 			})
 			return &OIDCPeer{
-				Peer:          p,
-				Issuer:        issuer,
-				TokenEndpoint: issuer + "/token",
-				JWKSURI:       issuer + "/jwks",
+				Peer:              p,
+				Issuer:            issuer,
+				TokenEndpoint:     issuer + "/token",
+				MTLSTokenEndpoint: mtlsTokenEndpoint,
+				JWKSURI:           issuer + "/jwks",
 			}
 		}
 		p.Stop()

@@ -595,3 +595,52 @@ func TestOIDCMTLS(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// With MTLSEndpointAliases the provider advertises a second token endpoint
+// (RFC 8705 section 5) on a listener of its own that asks for client
+// certificates, while the main listener no longer does: tls_client_auth
+// then works at the alias only.
+func TestOIDCMTLSEndpointAliases(t *testing.T) {
+	t.Parallel()
+	pki := newOIDCPKI(t)
+	clientRoot, err := testpki.NewRoot("oidc client root", testpki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientLeaf, err := clientRoot.NewLeaf("mtls-client", testpki.Options{
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := pki.config()
+	cfg.MTLS = true
+	cfg.MTLSEndpointAliases = true
+	cfg.ClientCAPEM = clientRoot.CertPEM()
+	cfg.Clients = []map[string]any{ccClient("mtls-client", map[string]any{
+		"token_endpoint_auth_method": "tls_client_auth",
+		"tls_client_auth_subject_dn": "CN=mtls-client",
+	})}
+	p := StartOIDC(t, cfg)
+	if p.MTLSTokenEndpoint == "" || p.MTLSTokenEndpoint == p.TokenEndpoint {
+		t.Fatalf("got MTLSTokenEndpoint %q, want an alias of its own (the token endpoint is %q)", p.MTLSTokenEndpoint, p.TokenEndpoint)
+	}
+	withCert := oidcClient(t, pki.root.Pool(), testpki.TLSCertificate(clientLeaf))
+
+	var md struct {
+		TokenEndpoint string            `json:"token_endpoint"`
+		Aliases       map[string]string `json:"mtls_endpoint_aliases"`
+	}
+	getJSON(t, withCert, p.Issuer+"/.well-known/openid-configuration", &md)
+	if md.TokenEndpoint != p.TokenEndpoint || md.Aliases["token_endpoint"] != p.MTLSTokenEndpoint {
+		t.Fatalf("got token_endpoint %q and mtls_endpoint_aliases %v, want %q and token_endpoint %q",
+			md.TokenEndpoint, md.Aliases, p.TokenEndpoint, p.MTLSTokenEndpoint)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"mtls-client"}}
+	if r := postToken(t, withCert, p.MTLSTokenEndpoint, form, nil, nil); r.status != http.StatusOK {
+		t.Fatalf("tls_client_auth at the alias: got %d %s, want 200\n%s", r.status, r.raw, p.Log())
+	}
+	if r := postToken(t, withCert, p.TokenEndpoint, form, nil, nil); r.status != http.StatusUnauthorized || r.str("error") != "invalid_client" {
+		t.Fatalf("tls_client_auth at the plain endpoint: got %d %s, want 401 invalid_client", r.status, r.raw)
+	}
+}

@@ -23,8 +23,14 @@
 //                    self_signed_tls_client_auth and certificate-bound tokens
 //   clientCAFile     PEM CA certificates that issue tls_client_auth client
 //                    certificates (the TLS layer verifies against them)
+//   mtlsAliasPort    a second TCP port, on 127.0.0.1: the provider is served
+//                    there too, asking for client certificates, and
+//                    https://127.0.0.1:PORT2/token is advertised as
+//                    mtls_endpoint_aliases.token_endpoint (RFC 8705
+//                    section 5); the main port then asks for none. Needs mtls.
 //
-// Once it listens it prints exactly one line "READY <port>" to stdout.
+// Once it listens (on both ports) it prints exactly one line "READY <port>"
+// to stdout.
 // Errors go to stderr; nothing secret (secrets, assertions, tokens) is
 // logged. SIGTERM and SIGINT close the server and exit with status 0.
 //
@@ -109,6 +115,15 @@ if (cfg.clientCAFile) {
     fail('configuration: clientCAFile needs mtls');
   }
   clientCA = readFileSync(cfg.clientCAFile);
+}
+const aliasPort = cfg.mtlsAliasPort ?? undefined;
+if (aliasPort !== undefined) {
+  if (!Number.isInteger(aliasPort) || aliasPort <= 0 || aliasPort > 65535 || aliasPort === port) {
+    fail(`configuration: mtlsAliasPort must be an integer in 1..65535 other than port, got ${JSON.stringify(aliasPort)}`);
+  }
+  if (!mtls) {
+    fail('configuration: mtlsAliasPort needs mtls');
+  }
 }
 
 // ------------------------------------------------------------ signing keys
@@ -362,6 +377,13 @@ const configuration = {
   },
 };
 
+if (aliasPort !== undefined) {
+  // Extra metadata, published as it is (in place of the default extras).
+  configuration.discovery = {
+    mtls_endpoint_aliases: { token_endpoint: `https://127.0.0.1:${aliasPort}/token` },
+  };
+}
+
 let provider;
 try {
   provider = new Provider(issuer, configuration);
@@ -394,41 +416,58 @@ try {
   fail(`read TLS files: ${err.message}`);
 }
 
-const server = https.createServer({
-  cert,
-  key,
-  ca: clientCA,
-  minVersion: 'TLSv1.2',
-  // Ask for a client certificate only when mTLS is enabled, and let the
-  // request through without one: oidc-provider decides per client.
-  requestCert: mtls,
-  rejectUnauthorized: false,
-}, provider.callback());
+// serve creates an HTTPS server for the provider. Asking for a client
+// certificate, it lets the request through without one: oidc-provider
+// decides per client.
+function serve(requestCert) {
+  const srv = https.createServer({
+    cert,
+    key,
+    ca: clientCA,
+    minVersion: 'TLSv1.2',
+    requestCert,
+    rejectUnauthorized: false,
+  }, provider.callback());
+  srv.on('tlsClientError', (err) => {
+    // A connection closed before the handshake (StartOIDC's readiness
+    // probe does that) is not worth a line.
+    if (err.code === 'ECONNRESET') return;
+    process.stderr.write(`oidc-peer: TLS: ${err.message}\n`);
+  });
+  srv.on('error', (err) => {
+    process.stderr.write(`oidc-peer: server: ${err.message}\n`);
+    process.exit(1);
+  });
+  return srv;
+}
 
-server.on('tlsClientError', (err) => {
-  // A connection closed before the handshake (StartOIDC's readiness probe
-  // does that) is not worth a line.
-  if (err.code === 'ECONNRESET') return;
-  process.stderr.write(`oidc-peer: TLS: ${err.message}\n`);
-});
-server.on('error', (err) => {
-  process.stderr.write(`oidc-peer: server: ${err.message}\n`);
-  process.exit(1);
-});
+// Client certificates are asked for with mTLS enabled: on the main port, or
+// on the alias's only when there is one.
+const server = serve(mtls && aliasPort === undefined);
+const aliasServer = aliasPort === undefined ? undefined : serve(true);
+const servers = [server, aliasServer].filter(Boolean);
 
 let stopping = false;
 function stop(signal) {
   if (stopping) return;
   stopping = true;
   process.stderr.write(`oidc-peer: ${signal}: stopping\n`);
-  server.close(() => process.exit(0));
-  server.closeAllConnections?.();
+  let open = servers.length;
+  for (const srv of servers) {
+    srv.close(() => {
+      open -= 1;
+      if (open === 0) process.exit(0);
+    });
+    srv.closeAllConnections?.();
+  }
   // Do not hang on a stuck connection.
   setTimeout(() => process.exit(0), 1000).unref();
 }
 process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
 
-server.listen(port, '127.0.0.1', () => {
-  process.stdout.write(`READY ${server.address().port}\n`);
+const listening = (srv, p) => new Promise((resolve) => {
+  srv.listen(p, '127.0.0.1', resolve);
 });
+await Promise.all([listening(server, port), aliasServer && listening(aliasServer, aliasPort)]);
+process.stdout.write(`READY ${server.address().port}\n`);
