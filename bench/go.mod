@@ -24,6 +24,8 @@ require (
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
+	github.com/securehttp/securehttp/otelsecurehttp v0.0.0
+	github.com/securehttp/securehttp/redisstore v0.0.0
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
@@ -38,3 +40,7 @@ require (
 replace github.com/securehttp/securehttp => ../
 
 tool golang.org/x/perf/cmd/benchstat
+
+replace github.com/securehttp/securehttp/redisstore => ../redisstore
+
+replace github.com/securehttp/securehttp/otelsecurehttp => ../otelsecurehttp

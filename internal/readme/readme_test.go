@@ -39,7 +39,7 @@ var (
 const (
 	serveCmd      = "go run ./cmd/securehttp demo --serve"
 	quickStartCmd = "go run ./examples/quickstart"
-	testCmd       = "go test -race -count=1 ./..."
+	testCmd       = "go test -race -count=1 ./... ./redisstore/... ./otelsecurehttp/..."
 	benchCmd      = "cd bench && ./run.sh"
 )
 
