@@ -14,6 +14,8 @@ import (
 // would.
 type stallingLease struct{ fakeShared }
 
+func (s *stallingLease) ForBinding(string) SharedTokenStore { return s }
+
 func (s *stallingLease) TryLease(ctx context.Context) (Lease, error) {
 	s.mu.Lock()
 	s.leases++
@@ -63,11 +65,11 @@ func TestAttack3PanickingHooks(t *testing.T) {
 		name  string
 		hooks *Hooks
 	}{
-		{"TokenRefresh", &Hooks{TokenRefresh: func(context.Context, TokenRefreshEvent) { boom() }}},
+		{"TokenRefresh", &Hooks{TokenRefresh: func(context.Context, TokenEvent) { boom() }}},
 		{"Handshake", &Hooks{Handshake: func(context.Context, HandshakeEvent) { boom() }}},
 		{"AttemptStart", &Hooks{AttemptStart: func(context.Context, AttemptEvent) context.Context { boom(); return nil }}},
 		{"InjectHeader", &Hooks{InjectHeader: func(context.Context, http.Header) { boom() }}},
-		{"AttemptDone", &Hooks{AttemptDone: func(context.Context, AttemptEvent, AttemptResult) { boom() }}},
+		{"AttemptDone", &Hooks{AttemptDone: func(context.Context, AttemptEvent) { boom() }}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,6 +130,8 @@ func (d *deafStore) Load(ctx context.Context) (Token, error) {
 	d.block("load")
 	return d.fakeShared.Load(ctx)
 }
+
+func (d *deafStore) ForBinding(string) SharedTokenStore { return d }
 
 func (d *deafStore) TryLease(ctx context.Context) (Lease, error) {
 	d.block("lease")

@@ -141,14 +141,14 @@ func TestAttackTokenEndpointStorm(t *testing.T) {
 	if failed := storm(t, c, s, 200); failed != 200 {
 		t.Errorf("got %d failed requests, want 200", failed)
 	}
-	if got := s.tokenReqs.Load(); got != tokenRequestAttempts {
-		t.Errorf("got %d token requests, want %d (one refresh)", got, tokenRequestAttempts)
+	if got := s.tokenReqs.Load(); got != (tokenRequestRetries + 1) {
+		t.Errorf("got %d token requests, want %d (one refresh)", got, (tokenRequestRetries + 1))
 	}
 	if failed := storm(t, c, s, 200); failed != 200 {
 		t.Errorf("second wave: got %d failed requests, want 200", failed)
 	}
-	if got := s.tokenReqs.Load(); got != tokenRequestAttempts {
-		t.Errorf("after a second wave within the backoff: got %d token requests, want %d", got, tokenRequestAttempts)
+	if got := s.tokenReqs.Load(); got != (tokenRequestRetries + 1) {
+		t.Errorf("after a second wave within the backoff: got %d token requests, want %d", got, (tokenRequestRetries + 1))
 	}
 	if got := s.apiReqs.Load(); got != 0 {
 		t.Errorf("the API got %d requests, want none without a token", got)
@@ -221,8 +221,8 @@ func TestAttackTokenEndpointStalls(t *testing.T) {
 			if elapsed > 3*time.Second {
 				t.Errorf("requests took %v, want them to fail within about RefreshTimeout (500ms)", elapsed)
 			}
-			if got := s.tokenReqs.Load(); got > tokenRequestAttempts {
-				t.Errorf("got %d token requests, want at most %d", got, tokenRequestAttempts)
+			if got := s.tokenReqs.Load(); got > (tokenRequestRetries + 1) {
+				t.Errorf("got %d token requests, want at most %d", got, (tokenRequestRetries + 1))
 			}
 		})
 	}
@@ -240,7 +240,7 @@ func TestAttackUnicodeIPLiteralThroughProxy(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.BlockPrivateNetworks = true
 	cfg.Proxy = http.ProxyURL(proxyURL)
-	cfg.Retry.MaxRetries = NoRetries
+	cfg.Retry.MaxRetries = -1
 	tr := newTestTransport(t, cfg)
 	e, err := newEgress(nil, true)
 	if err != nil {
@@ -295,7 +295,7 @@ func TestAttackNonASCIIHostReconnectLoop(t *testing.T) {
 	}))
 	srvURL = srv.URL
 	cfg := testConfig(t)
-	cfg.Retry.MaxRetries = NoRetries
+	cfg.Retry.MaxRetries = -1
 	client, err := NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)

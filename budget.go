@@ -1,10 +1,7 @@
 package securehttp
 
 import (
-	"context"
 	"math"
-	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,43 +166,16 @@ func sum(slots *[budgetWindow]atomic.Uint64, sec int64) (window, now uint64) {
 	return window, now
 }
 
-// requestURL records a request to u's host.
-func (b *retryBudget) requestURL(u *url.URL) {
-	if b == nil {
-		return
-	}
-	b.request(budgetHost(u))
-}
-
-func budgetHost(u *url.URL) string {
-	h, err := normalizeHost(u.Hostname())
-	if err != nil {
-		return u.Hostname()
-	}
-	return h
-}
-
-// allowResend reports whether req may be sent again, after a retryable
-// failure, a 401 or a DPoP nonce challenge (resend names which: resendRetry,
-// resendUnauthorized, resendNonce), and pays for it from the budget of req's
-// host. When the budget is spent it says so in a Debug event and to the
-// hooks, and the caller must return the last outcome as it is.
-func (t *Transport) allowResend(req *http.Request, resend string) bool {
-	if t.budget == nil || t.budget.allowResend(budgetHost(req.URL)) {
+// allowResend reports whether x may be sent again (r says why), and pays
+// for it from the budget of x's host. When the budget is spent it says so
+// in a Debug event and to the hooks, and the caller must return the last
+// outcome as it is.
+func (t *transport) allowResend(x *exchange, r resend) bool {
+	if t.budget == nil || t.budget.allowResend(x.host) {
 		return true
 	}
 	t.logger.Debug("securehttp: not resending: the host's retry budget is spent",
-		"method", req.Method, "url", redactURL(req.URL), "resend", resend)
-	t.hooks.budgetExhausted(req, resend)
+		"method", x.req.Method, "url", redactURL(x.req.URL), "resend", r.String())
+	t.hooks.budgetExhausted(x, r)
 	return false
-}
-
-// allowResend reports whether the retry budget of the token endpoint's host
-// allows another token request.
-func (tc *tokenClient) allowResend(ctx context.Context, endpoint string) bool {
-	if tc.resend == nil {
-		return true
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
-	return err != nil || tc.resend(req, resendRetry)
 }

@@ -40,7 +40,7 @@ func (c *budgetClock) Add(d time.Duration) {
 // retrying at once.
 type budgetEnv struct {
 	client   *http.Client
-	tr       *Transport
+	tr       *transport
 	url      string
 	requests atomic.Int64
 	logs     *logBuffer
@@ -105,8 +105,8 @@ func TestBudgetAlwaysFailingServer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var exhausted atomic.Int64
-			hooks := &Hooks{BudgetExhausted: func(_ context.Context, e BudgetEvent) {
-				if e.Resend != resendRetry || e.Host != hostAPI || strings.Contains(e.URL, "secret") {
+			hooks := &Hooks{BudgetExhausted: func(_ context.Context, e AttemptEvent) {
+				if e.Resend != resendRetry.String() || e.Host != hostAPI || strings.Contains(e.URL, "secret") {
 					t.Errorf("got event %+v, want a retry to %s without the query", e, hostAPI)
 				}
 				exhausted.Add(1)
@@ -341,7 +341,7 @@ func TestBudgetTokenRequests(t *testing.T) {
 		wantTokens int64
 	}{
 		{"budget spent", 0, 1},
-		{"no budget", -1, tokenRequestAttempts},
+		{"no budget", -1, (tokenRequestRetries + 1)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -17,9 +17,9 @@ import (
 )
 
 // Config configures a client. The zero value is usable: system roots, no
-// pins, no tokens, default retries, proxies from the environment and no logs.
-// NewClient and NewTransport never modify a Config, and clients made from the
-// same Config share no state.
+// pins, no tokens, default retries, proxies from the environment and no
+// logs. NewClient never modifies a Config, and clients made from the same
+// Config share no state.
 type Config struct {
 	// RootCAs are the roots that chains must lead to. Nil means the system
 	// roots. A private CA is trusted by adding it here; there is no way to
@@ -30,148 +30,119 @@ type Config struct {
 	// PinSet get full validation only.
 	Pins []PinSet
 
-	// GetClientCertificate returns the client certificate (mTLS) when a
-	// server asks for one: typically the method of a *ClientCert from
-	// LoadClientCert, which follows the certificate's files as they rotate.
-	// Nil means no client certificate. With Bearer.ClientCredentials and
-	// neither Key nor ClientSecret, token requests authenticate with it
-	// (tls_client_auth, RFC 8705).
+	// GetClientCertificate returns the client certificate (mTLS), typically
+	// the method of a *ClientCert, which follows its files as they rotate.
+	// Nil means none. With Bearer.ClientCredentials and neither Key nor
+	// ClientSecret, token requests authenticate with it (tls_client_auth).
 	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 
-	// Bearer attaches tokens to requests for its hosts. Nil means no
-	// Authorization header is added.
+	// Bearer attaches tokens to requests for its hosts. Nil means none.
 	Bearer *Bearer
 
 	// Retry configures retries. The zero value means the defaults.
 	Retry RetryPolicy
 
 	// Proxy selects a proxy for each request. Nil means
-	// http.ProxyFromEnvironment. An http:// proxy is allowed: the client
-	// tunnels with CONNECT, so TLS and pins hold end to end.
+	// http.ProxyFromEnvironment. An http:// proxy is tunnelled through
+	// with CONNECT, so TLS and pins hold end to end.
 	Proxy func(*http.Request) (*url.URL, error)
 
-	// Logger receives warnings (expiring certificates, pin reports, failed
-	// refreshes) and debug events (retries, refreshes). Nil means silent.
-	// No token, query string or URL userinfo is ever logged.
+	// Logger receives warnings (expiring certificates, pin mismatches,
+	// failed refreshes) and debug events. Nil means none. No token, query
+	// string or URL userinfo is ever logged.
 	Logger *slog.Logger
 
-	// OnPinFailure, if set, is called for every pin mismatch, enforced or
-	// report-only, from the goroutine doing the handshake. It must not block.
-	OnPinFailure func(*PinError)
-
-	// Hooks receives the client's events (attempts, retries, budget,
-	// refreshes, token requests, handshakes, pin failures, expiring
-	// certificates) for metrics and traces; see otelsecurehttp for
-	// OpenTelemetry. Nil means none, at no cost. NewTransport copies the
-	// struct, so changing it afterwards has no effect.
+	// Hooks receives events for metrics and traces; see otelsecurehttp.
+	// Nil means none, at no cost. The struct is copied.
 	Hooks *Hooks
 
 	// RequireOCSPStaple refuses servers that do not staple a valid OCSP
-	// response. A leaf carrying the TLS Feature status_request extension
-	// (must-staple) requires one whatever this says.
+	// response. A must-staple leaf requires one whatever this says.
 	RequireOCSPStaple bool
 
-	// ExpiryWarning is how long before a certificate of a verified chain
-	// expires that a warning is logged, once per certificate. Zero means
-	// 14 days; a negative value turns the warning off.
+	// ExpiryWarning is how long before a verified certificate expires that
+	// a warning is logged, once. Zero means 14 days; negative means never.
 	ExpiryWarning time.Duration
 
-	// DialContext dials TCP connections, to servers and to proxies. Nil
-	// means a net.Dialer with DialTimeout and a 30 s keep-alive.
+	// DialContext dials TCP connections, to servers and proxies. Nil means
+	// a net.Dialer with DialTimeout.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	// DialTimeout bounds each TCP dial. Zero means 30 s.
-	DialTimeout time.Duration
-
-	// TLSHandshakeTimeout bounds each TLS handshake. Zero means 10 s.
-	TLSHandshakeTimeout time.Duration
-
-	// ResponseHeaderTimeout bounds the wait for response headers after the
-	// request is written. Zero means no limit beyond the request's context.
-	ResponseHeaderTimeout time.Duration
-
-	// IdleConnTimeout closes connections idle this long. Zero means 90 s.
-	IdleConnTimeout time.Duration
+	// Timeouts of each dial (zero: 30 s), TLS handshake (10 s), wait for
+	// response headers (none beyond the request's context) and idle
+	// connection (90 s).
+	DialTimeout, TLSHandshakeTimeout, ResponseHeaderTimeout, IdleConnTimeout time.Duration
 
 	// MaxIdleConnsPerHost is how many idle connections are kept per host.
-	// Zero means 64, enough for 64 concurrent requests to one host to
-	// reuse their connections instead of handshaking again.
+	// Zero means 64.
 	MaxIdleConnsPerHost int
 
-	// AllowHosts, if not empty, lists the only hosts the client contacts: a
-	// request or a redirect hop to any other host fails with
-	// ErrHostNotAllowed before any connection is made. Entries follow
-	// PinSet.Host's rules ("api.example.com", "*.example.com",
-	// "**.example.com", or an IP literal); ports are not restricted. The
-	// proxy that Proxy chooses is contacted whatever this says. Empty means
-	// any host.
+	// AllowHosts, if not empty, lists the only hosts the client contacts,
+	// as PinSet.Host patterns; ports are not restricted. Any other host,
+	// first request or redirect hop, fails with ErrHostNotAllowed before
+	// a connection is made. The proxy Proxy chooses is contacted anyway.
 	AllowHosts []string
 
-	// BlockPrivateNetworks refuses, with ErrBlockedAddress, to connect to an
-	// address that is not public unicast: loopback, private, link-local
-	// (cloud metadata included), shared, documentation, benchmarking,
-	// reserved, multicast and broadcast, and every other range of the IANA
-	// special-purpose registries. The address checked is the one dialled,
-	// after DNS resolution, so a name that resolves or rebinds to such an
-	// address is refused; a name with public addresses too is connected to
-	// those only. With DialContext set, the connection it returns is checked
-	// by its remote address before any byte is sent, and one without an IP
-	// address is refused. A host written as a blocked IP literal is refused
-	// before anything is sent, to a proxy too. The proxy that Proxy chooses
-	// for a request is dialled unchecked for that request, since the user
-	// chose it; a request that Proxy sends direct is checked, even to the
-	// proxy's own address. The proxy resolves the names it is asked to
-	// tunnel to, so it must enforce this policy itself for them. False
-	// means no check.
+	// BlockPrivateNetworks refuses, with ErrBlockedAddress, to connect to
+	// any address that is not public unicast (loopback, private,
+	// link-local and cloud metadata, and every other IANA special-purpose
+	// range), judged on the address dialled after DNS resolution, so that
+	// a name that resolves or rebinds to one is refused. The proxy Proxy
+	// chooses is dialled unchecked for the requests it proxies; it must
+	// enforce the policy for the names it resolves.
 	BlockPrivateNetworks bool
-
-	// Timeout is the returned client's http.Client.Timeout. Zero means none:
-	// bound requests with their context instead.
-	Timeout time.Duration
 }
 
 // Errors returned by the client, to be tested with errors.Is.
 var (
 	// ErrInsecureScheme refuses a request, or a redirect hop, that is not
-	// https. Nothing is sent and no connection is made.
+	// https. Nothing is sent.
 	ErrInsecureScheme = errors.New("securehttp: refusing a plain-HTTP request: only https is allowed")
+
+	// ErrHostNotAllowed refuses a host outside Config.AllowHosts.
+	ErrHostNotAllowed = errors.New("securehttp: host not in Config.AllowHosts")
+
+	// ErrBlockedAddress refuses an address that is not public unicast,
+	// under Config.BlockPrivateNetworks.
+	ErrBlockedAddress = errors.New("securehttp: refusing to connect to a non-public address")
 
 	// ErrPinMismatch is matched by every *PinError.
 	ErrPinMismatch = errors.New("securehttp: certificate pin mismatch")
 
-	// ErrWeakKey refuses a verified chain that holds an RSA key under 2048
-	// bits or an elliptic-curve key under 256 bits.
+	// ErrWeakKey refuses a verified chain with an RSA key under 2048 bits
+	// or an elliptic-curve key under 256 bits.
 	ErrWeakKey = errors.New("securehttp: weak key in the verified chain")
 
-	// ErrRevoked refuses a certificate whose stapled OCSP response says it is
-	// revoked.
+	// ErrRevoked refuses a certificate its stapled OCSP response revokes.
 	ErrRevoked = errors.New("securehttp: certificate revoked (stapled OCSP response)")
 
-	// ErrOCSPStaple refuses a stapled OCSP response that does not verify, is
-	// out of date, or is missing when one is required.
+	// ErrOCSPStaple refuses a stapled OCSP response that does not verify,
+	// is out of date, or is missing when one is required.
 	ErrOCSPStaple = errors.New("securehttp: invalid or missing stapled OCSP response")
 
-	// ErrHostNotAllowed refuses a request, or a redirect hop, to a host
-	// outside Config.AllowHosts. No connection is made.
-	ErrHostNotAllowed = errors.New("securehttp: host not in Config.AllowHosts")
-
-	// ErrBlockedAddress refuses a connection to an address that is not
-	// public unicast, under Config.BlockPrivateNetworks. The error names
-	// the host and the address.
-	ErrBlockedAddress = errors.New("securehttp: refusing to connect to a non-public address")
-
-	// ErrNoToken is returned, wrapped in a *RefreshError, when a request for
-	// a Bearer host cannot get a valid token. Nothing is sent.
+	// ErrNoToken is matched by every *RefreshError: a request for a
+	// Bearer host could not get a valid token, and nothing was sent.
 	ErrNoToken = errors.New("securehttp: no valid bearer token")
+
+	// ErrIssuerMismatch refuses authorization server metadata whose issuer
+	// is not exactly the configured one (RFC 8414 section 3.3).
+	ErrIssuerMismatch = errors.New("securehttp: authorization server metadata names another issuer")
+
+	// ErrInsecureTokenFile refuses a token file that others may read or
+	// own, a symbolic link, or anything but a regular file.
+	ErrInsecureTokenFile = errors.New("securehttp: insecure token file")
+
+	// ErrClientCert is matched by every error of LoadClientCert.
+	ErrClientCert = errors.New("securehttp: unusable client certificate")
+
+	// ErrStaleLease refuses to save a token over a newer one: from
+	// Lease.Save when another lease has saved since, and from a
+	// SharedTokenStore's Save when the stored token expires later.
+	ErrStaleLease = errors.New("securehttp: a newer token was saved since the lease was taken")
 )
 
-// ConfigError reports an invalid Config entry. NewClient and NewTransport
-// return it; the Config is left as it was.
-//
-// Its message shows a URL, or anything that looks like one, without its
-// userinfo, query and fragment, which may hold a password or a key: Value
-// keeps the entry as configured, and the message hides those parts from
-// Err's text as well.
+// ConfigError reports an invalid Config entry. Its message shows a URL
+// without its userinfo, query and fragment, which may hold a secret.
 type ConfigError struct {
 	Field string // the offending entry, as "Pins[1].Pins[0]"
 	Value string // the entry's value, when it is not a secret
@@ -232,15 +203,18 @@ func hideURLSecrets(v string) (shown string, hidden []string) {
 
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-// NewClient returns an *http.Client that uses a new Transport made from cfg.
-// It refuses plain HTTP on the first request and on every redirect hop, so a
-// redirect to http:// is an error rather than a silent downgrade. It sets no
-// cookie jar: see NewCookieJar. The caller may set CheckRedirect and Jar on
-// the returned client as with any *http.Client.
+// NewClient returns an *http.Client whose Transport, made from cfg, is
+// hardened as the package documentation says, on the first request and on
+// every redirect hop. An invalid entry of cfg is a *ConfigError.
+//
+// The client is an ordinary one: set Timeout, CheckRedirect or Jar (see
+// NewCookieJar) as on any other, and use its Transport, an
+// http.RoundTripper that is safe for concurrent use and never modifies the
+// requests it is given, to wrap it in another client.
 func NewClient(cfg Config) (*http.Client, error) {
-	t, err := NewTransport(cfg)
+	t, err := newTransport(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &http.Client{Transport: t, Timeout: cfg.Timeout}, nil
+	return &http.Client{Transport: t}, nil
 }

@@ -143,18 +143,18 @@ func TestChainValidation(t *testing.T) {
 func TestPins(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
-	leafHex := strings.ReplaceAll(Fingerprint(p.leaf.Cert), ":", "")
+	leafHex := strings.ReplaceAll(p.leaf.Fingerprint(), ":", "")
 	wrong := "sha256/" + strings.Repeat("A", 43) + "="
 	tests := []struct {
 		name       string
 		pins       []PinSet
 		wantErr    bool
-		wantReport int // report-only failures expected through OnPinFailure
+		wantReport int // report-only failures expected through Hooks.PinFailure
 	}{
 		{"leaf SPKI", []PinSet{{Host: hostAPI, Pins: []string{p.leaf.SPKIPin()}}}, false, 0},
 		{"intermediate SPKI", []PinSet{{Host: hostAPI, Pins: []string{p.inter.SPKIPin()}}}, false, 0},
 		{"root the server does not send", []PinSet{{Host: hostAPI, Pins: []string{p.root.SPKIPin()}}}, false, 0},
-		{"leaf fingerprint with colons", []PinSet{{Host: hostAPI, Pins: []string{Fingerprint(p.leaf.Cert)}}}, false, 0},
+		{"leaf fingerprint with colons", []PinSet{{Host: hostAPI, Pins: []string{p.leaf.Fingerprint()}}}, false, 0},
 		{"leaf fingerprint plain lower case", []PinSet{{Host: hostAPI, Pins: []string{strings.ToLower(leafHex)}}}, false, 0},
 		{"backup pin first", []PinSet{{Host: hostAPI, Pins: []string{wrong, p.inter.SPKIPin()}}}, false, 0},
 		{"wrong pin", []PinSet{{Host: hostAPI, Pins: []string{wrong}}}, true, 0},
@@ -182,11 +182,11 @@ func TestPins(t *testing.T) {
 			var reports atomic.Int64
 			cfg := testConfig(t)
 			cfg.Pins = tt.pins
-			cfg.OnPinFailure = func(e *PinError) {
+			cfg.Hooks = &Hooks{PinFailure: func(e *PinError) {
 				if e.ReportOnly {
 					reports.Add(1)
 				}
-			}
+			}}
 			logger, logs := newLogger()
 			cfg.Logger = logger
 			tr := newTestTransport(t, cfg)
@@ -300,7 +300,7 @@ func TestPinsOnResumedConnections(t *testing.T) {
 				if _, err := get(t, trGood, url); err != nil {
 					t.Fatalf("request %d: %v", i, err)
 				}
-				trGood.base.CloseIdleConnections()
+				trGood.conns.base.CloseIdleConnections()
 			}
 			if got := resumed.Load(); got != 1 {
 				t.Fatalf("got %d resumed connections, want 1 (the second)", got)
@@ -309,10 +309,10 @@ func TestPinsOnResumedConnections(t *testing.T) {
 			bad := testConfig(t)
 			bad.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.leaf.Fingerprint()[:len(p.leaf.Fingerprint())-2] + "00"}}}
 			trBad := newTestTransport(t, bad)
-			trBad.base.TLSClientConfig.ClientSessionCache = trGood.base.TLSClientConfig.ClientSessionCache
+			trBad.conns.base.TLSClientConfig.ClientSessionCache = trGood.conns.base.TLSClientConfig.ClientSessionCache
 			var didResume atomic.Bool
-			verify := trBad.base.TLSClientConfig.VerifyConnection
-			trBad.base.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
+			verify := trBad.conns.base.TLSClientConfig.VerifyConnection
+			trBad.conns.base.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
 				didResume.Store(cs.DidResume)
 				return verify(cs)
 			}
@@ -488,7 +488,7 @@ func TestConfigErrorHidesURLSecrets(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := NewTransport(tt.cfg)
+			_, err := newTransport(tt.cfg)
 			ce, ok := errors.AsType[*ConfigError](err)
 			if !ok || ce.Field != tt.field {
 				t.Fatalf("got %v, want a *ConfigError for %s", err, tt.field)
@@ -746,10 +746,10 @@ func TestClientsShareNoState(t *testing.T) {
 	}))
 	cfg := testConfig(t)
 	a, b := newTestTransport(t, cfg), newTestTransport(t, cfg)
-	if a.base == b.base || a.base.TLSClientConfig.ClientSessionCache == b.base.TLSClientConfig.ClientSessionCache {
+	if a.conns.base == b.conns.base || a.conns.base.TLSClientConfig.ClientSessionCache == b.conns.base.TLSClientConfig.ClientSessionCache {
 		t.Fatalf("two transports share a pool or a session cache")
 	}
-	for _, tr := range []*Transport{a, b} {
+	for _, tr := range []*transport{a, b} {
 		if _, err := get(t, tr, hostURL(srv, hostAPI, "/")); err != nil {
 			t.Fatal(err)
 		}
@@ -774,7 +774,7 @@ func TestExpiryWarningOncePerCertificate(t *testing.T) {
 		if _, err := get(t, tr, hostURL(srv, hostAPI, "/")); err != nil {
 			t.Fatal(err)
 		}
-		tr.base.CloseIdleConnections() // a new handshake each time
+		tr.conns.base.CloseIdleConnections() // a new handshake each time
 	}
 	if got := strings.Count(logs.String(), "expires soon"); got != 1 {
 		t.Fatalf("got %d expiry warnings, want 1:\n%s", got, logs)
@@ -874,7 +874,7 @@ func TestConnectProxy(t *testing.T) {
 func TestPinParsing(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
-	fp := Fingerprint(p.leaf.Cert)
+	fp := p.leaf.Fingerprint()
 	for _, tt := range []struct {
 		in   string
 		kind pinKind

@@ -12,10 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,17 +24,7 @@ const (
 	// defaultReloadInterval is how often LoadClientCert's watcher looks at
 	// the files: the bound on the delay between a change and its use.
 	defaultReloadInterval = time.Second
-	// maxRetiredPools bounds how many connection pools of earlier client
-	// identities are kept so that CloseIdleConnections can close them.
-	maxRetiredPools = 8
 )
-
-// ErrClientCert is matched, with errors.Is, by every error LoadClientCert
-// returns: the files cannot be read, hold no certificate or no key, the key
-// is encrypted or does not match the certificate, the certificate is expired
-// or not yet valid, or a key is weaker than the key policy allows (the error
-// then also matches ErrWeakKey).
-var ErrClientCert = errors.New("securehttp: unusable client certificate")
 
 // ClientCert is a client certificate and its key loaded from PEM files, and
 // reloaded when the files change. Use its GetClientCertificate method as
@@ -133,19 +121,6 @@ func (c *ClientCert) Close() error {
 	<-c.done
 	return nil
 }
-
-// String describes the certificate in use, never its key.
-func (c *ClientCert) String() string {
-	leaf := c.pair.Load().chain[0]
-	return fmt.Sprintf("securehttp.ClientCert{Subject: %q, Serial: %s, NotAfter: %s}",
-		leaf.Subject.String(), leaf.SerialNumber.Text(16), leaf.NotAfter.UTC().Format(time.RFC3339))
-}
-
-// GoString is String.
-func (c *ClientCert) GoString() string { return c.String() }
-
-// LogValue keeps the key out of structured logs.
-func (c *ClientCert) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // useLogger makes l the destination of reload messages, unless one is set.
 func (c *ClientCert) useLogger(l *slog.Logger) {
@@ -452,175 +427,4 @@ func (s pairState) equal(o pairState) bool {
 // thumbprint is the RFC 8705 x5t#S256 of a leaf hash.
 func thumbprint(hash [sha256.Size]byte) string {
 	return base64.RawURLEncoding.EncodeToString(hash[:])
-}
-
-// ---------------------------------------------------------------- Transport
-
-// certState is a Transport's view of its client certificate. Connections
-// and TLS sessions belong to one client identity: each identity has its own
-// pool (an http.Transport with its own session cache), so that after a
-// rotation no request goes out on a connection, or resumes a session, made
-// with the old certificate. A server such as nginx takes the client's
-// identity from a resumed session, not from a certificate sent again.
-type certState struct {
-	get    func(*tls.CertificateRequestInfo) (*tls.Certificate, error) // Config's
-	base   *http.Transport                                             // the first pool, and the template of the others
-	logger *slog.Logger                                                // Config's, for a ClientCert's reloads; may be nil
-	owner  atomic.Pointer[ClientCert]                                  // known after the first handshake with one
-	ident  atomic.Pointer[identity]
-
-	mu      sync.Mutex // held to change identity
-	retired []*http.Transport
-}
-
-// identity is a client identity and the pool of connections made with it.
-type identity struct {
-	leaf [sha256.Size]byte // zero until the first handshake
-	pool *http.Transport
-}
-
-func newCertState(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error), base *http.Transport, logger *slog.Logger) *certState {
-	s := &certState{get: get, base: base, logger: logger}
-	s.ident.Store(&identity{pool: base})
-	if c := clientCertOf(get); c != nil {
-		s.owner.Store(c)
-	}
-	return s
-}
-
-// clientCertOf returns the ClientCert whose GetClientCertificate method get
-// is, or nil. A method value's code pointer is the same whatever its
-// receiver, so a ClientCert's method is told from any other function
-// without calling it; only then is get called, to find the receiver, and a
-// ClientCert's never fails, blocks or looks at its argument. A function of
-// the user's is never called here: it may block, or choose by server.
-func clientCertOf(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *ClientCert {
-	var c *ClientCert
-	if reflect.ValueOf(get).Pointer() != reflect.ValueOf(c.GetClientCertificate).Pointer() {
-		return nil
-	}
-	crt, err := get(&tls.CertificateRequestInfo{})
-	if err != nil || crt == nil {
-		return nil
-	}
-	if k, ok := crt.PrivateKey.(*clientKey); ok {
-		return k.owner
-	}
-	return nil
-}
-
-// thumbprint names the certificate the next handshake presents, by its
-// RFC 8705 x5t#S256, when it is a ClientCert's: from NewTransport when
-// Config.GetClientCertificate is a ClientCert's method, else from the first
-// handshake that shows a ClientCert's pair. It reports false for a function
-// of the user's, which may choose a certificate per server, so that no one
-// certificate names the binding of the tokens.
-func (s *certState) thumbprint() (string, bool) {
-	c := s.owner.Load()
-	if c == nil {
-		return "", false
-	}
-	return thumbprint(c.pair.Load().hash), true
-}
-
-// pool returns the connection pool for the client identity in use: the base
-// pool without a client certificate. It costs two atomic loads.
-func (t *Transport) pool() *http.Transport {
-	s := t.cert
-	if s == nil {
-		return t.base
-	}
-	id := s.ident.Load()
-	if c := s.owner.Load(); c != nil {
-		if p := c.pair.Load(); p.hash != id.leaf {
-			id = t.rotate(id, p.hash)
-		}
-	}
-	return id.pool
-}
-
-// getClientCertificate is the tls.Config hook: it asks Config's function,
-// learns whether the certificate comes from a ClientCert, notices a change
-// of that ClientCert's pair, and warns of an expiring certificate as for
-// servers.
-//
-// Only a ClientCert's rotations are followed. Another function may well
-// choose a certificate per server (by cri.AcceptableCAs): a change of
-// certificate between two handshakes is then no change of identity.
-func (t *Transport) getClientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	s := t.cert
-	crt, err := s.get(cri)
-	if err != nil || crt == nil || len(crt.Certificate) == 0 {
-		return crt, err
-	}
-	leaf := crt.Leaf
-	if k, ok := crt.PrivateKey.(*clientKey); ok {
-		s.owner.CompareAndSwap(nil, k.owner)
-		if k.owner == s.owner.Load() {
-			k.owner.useLogger(s.logger)
-			if id := s.ident.Load(); id.leaf != k.pair.hash {
-				t.rotate(id, k.pair.hash)
-			}
-		}
-		leaf = k.pair.chain[0]
-	}
-	if leaf == nil {
-		leaf, _ = x509.ParseCertificate(crt.Certificate[0])
-	}
-	if leaf != nil {
-		t.warnExpiring([][]*x509.Certificate{{leaf}})
-	}
-	return crt, nil
-}
-
-// rotate moves from identity from to the certificate whose leaf hashes to
-// leaf, unless another goroutine already moved, and returns the identity now
-// in use. The first identity seen keeps the base pool.
-func (t *Transport) rotate(from *identity, leaf [sha256.Size]byte) *identity {
-	s := t.cert
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur := s.ident.Load()
-	if cur != from {
-		return cur
-	}
-	if cur.leaf == ([sha256.Size]byte{}) {
-		id := &identity{leaf: leaf, pool: cur.pool}
-		s.ident.Store(id)
-		return id
-	}
-	pool := s.base.Clone()
-	pool.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(sessionCacheSize)
-	id := &identity{leaf: leaf, pool: pool}
-	s.ident.Store(id)
-
-	// Requests in flight finish on the old pool; its connections close as
-	// they fall idle, at the latest at the next rotation or
-	// CloseIdleConnections.
-	for _, p := range s.retired {
-		p.CloseIdleConnections()
-	}
-	cur.pool.CloseIdleConnections()
-	if len(s.retired) == maxRetiredPools {
-		s.retired = s.retired[1:]
-	}
-	s.retired = append(s.retired, cur.pool)
-
-	t.logger.Info("securehttp: client certificate changed; new connections and TLS sessions use it")
-	if t.bearer != nil {
-		t.bearer.invalidateBound(thumbprint(leaf))
-	}
-	return id
-}
-
-// closeIdle closes the idle connections of every pool.
-func (s *certState) closeIdle() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range s.retired {
-		p.CloseIdleConnections()
-	}
-	if p := s.ident.Load().pool; p != s.base {
-		p.CloseIdleConnections()
-	}
 }

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -356,7 +355,7 @@ func startMTLSServer(t testing.TB, h http.Handler, onHandshake func(leaf *x509.C
 }
 
 // certTransport is a Transport for the test servers that presents c.
-func certTransport(t testing.TB, c *ClientCert, cfg Config) *Transport {
+func certTransport(t testing.TB, c *ClientCert, cfg Config) *transport {
 	t.Helper()
 	base := testConfig(t)
 	base.GetClientCertificate = c.GetClientCertificate
@@ -1130,7 +1129,7 @@ func TestClientCertCustomFunc(t *testing.T) {
 			t.Fatalf("request %d: server saw %s, want %s", i, got, serialHex(tt.want))
 		}
 	}
-	if id := tr.cert.ident.Load(); id.pool != tr.base || len(tr.cert.retired) != 0 {
+	if id := tr.conns.ident.Load(); id.pool != tr.conns.base || len(tr.conns.retired) != 0 {
 		t.Errorf("got a new connection pool, want none: a per-server choice is no rotation")
 	}
 	if strings.Contains(logs.String(), "client certificate changed") {
@@ -1152,7 +1151,7 @@ func TestClientCertEnablesTLSClientAuth(t *testing.T) {
 	}{{"without a certificate", nil, true}, {"with a certificate", c.GetClientCertificate, false}} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tr, err := NewTransport(Config{
+			tr, err := newTransport(Config{
 				GetClientCertificate: tt.get,
 				Bearer: &Bearer{
 					ClientCredentials: &ClientCredentials{TokenURL: "https://auth.test/token", ClientID: "svc"},
@@ -1196,7 +1195,7 @@ func TestInvalidateBound(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ts, err := newTokenSource(&Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{hostAPI}}, slog.New(slog.DiscardHandler), time.Now)
+			ts, err := newTestTokenSource(&Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{hostAPI}}, time.Now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1315,18 +1314,18 @@ func TestClientCertBindingStore(t *testing.T) {
 	store := &bindingStore{MemoryStore: NewMemoryStore(Token{}), stores: map[string]*MemoryStore{}}
 	leafA, leafB, leafC := newClientLeaf(t, testpki.Options{}), newClientLeaf(t, testpki.Options{}), newClientLeaf(t, testpki.Options{})
 	filesA1 := newPairFiles(t, leafA)
-	replica := func(files pairFiles) *Transport {
+	replica := func(files pairFiles) *transport {
 		return certTransport(t, loadTestCert(t, files.cert, files.key), Config{Bearer: a.bearer(store)})
 	}
 	a1, b, a2 := replica(filesA1), replica(newPairFiles(t, leafB)), replica(newPairFiles(t, leafA))
-	for i, tr := range []*Transport{a1, b, a2} {
+	for i, tr := range []*transport{a1, b, a2} {
 		if err := a.post(tr); err != nil {
 			t.Fatalf("replica %d: got %v, want 200", i, err)
 		}
 	}
 	renameInto(t, filesA1.cert, leafC.CertPEM())
 	renameInto(t, filesA1.key, leafC.KeyPEM())
-	waitForPair(t, a1.cert.owner.Load(), leafC)
+	waitForPair(t, a1.conns.owner.Load(), leafC)
 	if err := a.post(a1); err != nil {
 		t.Fatalf("after rotation: got %v, want 200", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -43,7 +42,7 @@ import (
 // A DPoP is configuration: NewTransport copies what it needs. It prints no
 // key material with fmt or slog.
 type DPoP struct {
-	Key crypto.Signer // ECDSA P-256 (ES256), Ed25519 (EdDSA) or RSA >= 2048 (PS256); nil: a fresh P-256 key per Transport
+	Key crypto.Signer `json:"-"` // ECDSA P-256 (ES256), Ed25519 (EdDSA) or RSA >= 2048 (PS256); nil: a fresh P-256 key per client
 }
 
 // Thumbprint returns the RFC 7638 JWK SHA-256 thumbprint of Key, base64url
@@ -63,27 +62,14 @@ func (d *DPoP) Thumbprint() (string, error) {
 	return jwkThumbprint(jwk), nil
 }
 
-// String describes d without key material. The methods that print a DPoP
-// have value receivers, so that one held by value in another struct prints
-// no key either.
-func (d DPoP) String() string {
+// Format prints d without key material, whatever the verb.
+func (d DPoP) Format(f fmt.State, _ rune) {
 	if d.Key == nil {
-		return "securehttp.DPoP{Key: generated P-256}"
+		fmt.Fprint(f, "securehttp.DPoP{Key: generated P-256}")
+		return
 	}
-	return fmt.Sprintf("securehttp.DPoP{Key: %T}", d.Key.Public())
+	fmt.Fprintf(f, "securehttp.DPoP{Key: %T}", d.Key.Public())
 }
-
-// GoString is String: %#v prints no key either.
-func (d DPoP) GoString() string { return d.String() }
-
-// Format prints String for every verb, so that no verb reaches the key.
-func (d DPoP) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(d.String())) }
-
-// LogValue keeps the key out of structured logs.
-func (d DPoP) LogValue() slog.Value { return slog.StringValue(d.String()) }
-
-// MarshalJSON encodes the key's type only, never the key.
-func (d DPoP) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
 const (
 	dpopType = "dpop+jwt"
@@ -417,29 +403,4 @@ func dpopTokenRejected(h http.Header) bool {
 	}
 	code, ok := dpopChallengeError(h)
 	return ok && (code == "" || code == "invalid_token")
-}
-
-// retryNonce sends req once more, with a new proof carrying the nonce the
-// server just gave, when resp is a 401 asking for one. The new response is
-// returned as it is, even if it asks again: never a loop.
-func (t *Transport) retryNonce(req *http.Request, tok *token, resp *http.Response) (*http.Response, error) {
-	if t.dpop == nil || !nonceRequested(resp) || !replayable(req) || !t.allowResend(req, resendNonce) {
-		return resp, nil
-	}
-	again, err := t.withToken(req, tok)
-	if err != nil {
-		t.logger.Warn("securehttp: no DPoP proof for the nonce retry", "url", redactURL(req.URL), "error", err)
-		return resp, nil
-	}
-	if req.Body != nil && req.Body != http.NoBody {
-		body, err := req.GetBody()
-		if err != nil {
-			return resp, nil
-		}
-		again.Body = body
-	}
-	drainAndClose(resp.Body)
-	t.logger.Debug("securehttp: replaying request with the server's DPoP nonce",
-		"method", req.Method, "url", redactURL(req.URL))
-	return t.send(again, true)
 }

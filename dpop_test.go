@@ -644,7 +644,7 @@ func TestDPoPKeyPolicy(t *testing.T) {
 			b := tt.bearer
 			b.Hosts = []string{hostAPI}
 			cfg.Bearer = &b
-			tr, err := NewTransport(cfg)
+			tr, err := newTransport(cfg)
 			if !tt.wantErr {
 				if err != nil {
 					t.Fatalf("got error %v, want none", err)
@@ -1223,7 +1223,7 @@ func TestDPoPNonceRetrySpendsBudget(t *testing.T) {
 	var refused []string
 	cfg := testConfig(t)
 	cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, DPoP: &DPoP{Key: key}, Refresh: tokStaticT("static-token")}
-	cfg.Hooks = &Hooks{BudgetExhausted: func(_ context.Context, e BudgetEvent) {
+	cfg.Hooks = &Hooks{BudgetExhausted: func(_ context.Context, e AttemptEvent) {
 		mu.Lock()
 		defer mu.Unlock()
 		refused = append(refused, e.Resend)
@@ -1243,13 +1243,13 @@ func TestDPoPNonceRetrySpendsBudget(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(refused) != requests-budgetFloor || slices.ContainsFunc(refused, func(r string) bool { return r != resendNonce }) {
+	if len(refused) != requests-budgetFloor || slices.ContainsFunc(refused, func(r string) bool { return r != resendNonce.String() }) {
 		t.Fatalf("got budget refusals %q, want %d for %q", refused, requests-budgetFloor, resendNonce)
 	}
 }
 
-// bindingStore is a BindingStore that records the bindings asked for and
-// keeps one MemoryStore per binding.
+// bindingStore is a SharedTokenStore that records the bindings asked for
+// and keeps one MemoryStore per binding.
 type bindingStore struct {
 	*MemoryStore
 	mu     sync.Mutex
@@ -1257,15 +1257,33 @@ type bindingStore struct {
 	stores map[string]*MemoryStore
 }
 
-func (s *bindingStore) ForBinding(binding string) TokenStore {
+func (s *bindingStore) TryLease(context.Context) (Lease, error) {
+	return memoryLease{s.MemoryStore}, nil
+}
+
+func (s *bindingStore) ForBinding(binding string) SharedTokenStore {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.asked = append(s.asked, binding)
 	if s.stores[binding] == nil {
 		s.stores[binding] = NewMemoryStore(Token{})
 	}
-	return s.stores[binding]
+	return memoryShared{s.stores[binding]}
 }
+
+// memoryShared is a SharedTokenStore in memory, for one process: every
+// lease is granted.
+type memoryShared struct{ *MemoryStore }
+
+func (m memoryShared) TryLease(context.Context) (Lease, error) {
+	return memoryLease(m), nil
+}
+func (m memoryShared) ForBinding(string) SharedTokenStore { return m }
+
+// memoryLease saves into its MemoryStore.
+type memoryLease struct{ *MemoryStore }
+
+func (memoryLease) Release(context.Context) error { return nil }
 
 // TestDPoPBindingStore: with DPoP, a BindingStore is asked for the store of
 // "dpop:" and the key's thumbprint, and the token is saved there, apart

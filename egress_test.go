@@ -240,10 +240,10 @@ func TestEgressConfigErrors(t *testing.T) {
 	} {
 		t.Run(strings.Join(tt.hosts, ","), func(t *testing.T) {
 			t.Parallel()
-			_, err := NewTransport(Config{AllowHosts: tt.hosts})
+			_, err := newTransport(Config{AllowHosts: tt.hosts})
 			var ce *ConfigError
 			if !errors.As(err, &ce) || ce.Field != tt.field {
-				t.Fatalf("NewTransport(AllowHosts %q): got %v, want a *ConfigError for %s", tt.hosts, err, tt.field)
+				t.Fatalf("newTransport(AllowHosts %q): got %v, want a *ConfigError for %s", tt.hosts, err, tt.field)
 			}
 		})
 	}
@@ -502,7 +502,7 @@ func TestBlockPrivateAfterResolution(t *testing.T) {
 			// that resolves through the test's DNS server.
 			dial := tr.egress.dialFunc(nil, &net.Dialer{Timeout: 5 * time.Second, Resolver: res})
 			var dials atomic.Int64
-			tr.base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			tr.conns.base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				dials.Add(1)
 				return dial(ctx, network, addr)
 			}
@@ -742,7 +742,7 @@ func TestBlockPrivateDirectDialToProxyAddress(t *testing.T) {
 		t.Run(fmt.Sprintf("own dialer %v", ownDialer), func(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.BlockPrivateNetworks = true
-			cfg.Retry.MaxRetries = NoRetries
+			cfg.Retry.MaxRetries = -1
 			cfg.Proxy = func(req *http.Request) (*url.URL, error) {
 				if req.URL.Hostname() == hostAPI {
 					return proxyURL, nil
@@ -790,7 +790,7 @@ func TestBlockPrivateTinyproxy(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DialContext = nil
 	cfg.BlockPrivateNetworks = true
-	cfg.Retry.MaxRetries = NoRetries
+	cfg.Retry.MaxRetries = -1
 	cfg.Proxy = func(req *http.Request) (*url.URL, error) {
 		if req.URL.Port() == strconv.Itoa(origin.Port) {
 			return proxyURL, nil

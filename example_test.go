@@ -114,13 +114,15 @@ func ExampleOAuth2Refresh() {
 }
 
 // Printing a Bearer or a store never shows the token.
-func ExampleMemoryStore() {
-	store := securehttp.NewMemoryStore(securehttp.Token{Value: "s3cr3t"})
-	b := &securehttp.Bearer{Store: store, Hosts: []string{"api.example.com"}}
-	fmt.Printf("%v\n%#v\n", store, b)
+func ExampleToken() {
+	tok := securehttp.Token{Value: "s3cr3t", Expiry: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	fmt.Printf("%v\n%#v\n", tok, &securehttp.ClientCredentials{ClientID: "svc", ClientSecret: "s3cr3t"})
+	out, _ := json.Marshal(tok)
+	fmt.Println(string(out))
 	// Output:
-	// securehttp.MemoryStore{token: [redacted]}
-	// securehttp.Bearer{Hosts: ["api.example.com"]}
+	// securehttp.Token{Value: [redacted], Expiry: 2030-01-01T00:00:00Z}
+	// securehttp.ClientCredentials{Issuer: "", ClientID: "svc", Auth: client_secret_basic}
+	// {"expiry":"2030-01-01T00:00:00Z"}
 }
 
 // A service calling an OAuth 2.0-protected API with its own credentials:
@@ -220,11 +222,11 @@ func ExampleHooks() {
 		RootCAs: roots,
 		Retry:   securehttp.RetryPolicy{MinWait: time.Millisecond},
 		Hooks: &securehttp.Hooks{
-			AttemptDone: func(_ context.Context, e securehttp.AttemptEvent, r securehttp.AttemptResult) {
-				fmt.Println("attempt", e.Attempt, e.Method, e.URL == srv.URL+"/orders", r.StatusCode)
+			AttemptDone: func(_ context.Context, e securehttp.AttemptEvent) {
+				fmt.Println("attempt", e.Attempt, e.Method, e.URL == srv.URL+"/orders", e.StatusCode)
 			},
-			RetryScheduled: func(_ context.Context, e securehttp.RetryEvent) {
-				fmt.Println("retry after", e.Reason)
+			RetryScheduled: func(_ context.Context, e securehttp.AttemptEvent) {
+				fmt.Println("retry after", e.StatusCode)
 			},
 		},
 	})

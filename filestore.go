@@ -15,11 +15,6 @@ import (
 	"time"
 )
 
-// ErrInsecureTokenFile is returned by FileStore.Load for a token file that
-// group or others may read, that another user owns, that is a symbolic link,
-// or that is not a regular file (such as a FIFO).
-var ErrInsecureTokenFile = errors.New("securehttp: insecure token file")
-
 // FileStore is a TokenStore in a file, shared by every process that uses the
 // same path. It writes with mode 0600, atomically (a temporary file, fsync,
 // rename), so a crash never leaves a torn token, and it creates a missing
@@ -205,6 +200,3 @@ func (s *FileStore) removeStaleTemps(dir string) {
 		_ = os.Remove(filepath.Join(dir, e.Name()))
 	}
 }
-
-// String names the file; the token is never printed.
-func (s *FileStore) String() string { return "securehttp.FileStore{path: " + s.path + "}" }

@@ -10,7 +10,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -258,8 +257,7 @@ func FuzzTokenParse(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	ts, err := newTokenSource(&Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{"a.test"}},
-		slog.New(slog.DiscardHandler), time.Now)
+	ts, err := newTestTokenSource(&Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{"a.test"}}, time.Now)
 	if err != nil {
 		f.Fatalf("newTokenSource: %v", err)
 	}
@@ -473,7 +471,7 @@ func FuzzOCSPStaple(f *testing.F) {
 	for _, s := range p.seeds {
 		f.Add(s)
 	}
-	tr, err := NewTransport(Config{})
+	tr, err := newTransport(Config{})
 	if err != nil {
 		f.Fatalf("NewTransport: %v", err)
 	}

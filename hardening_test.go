@@ -427,7 +427,7 @@ func TestDefect03HostPatternsStrict(t *testing.T) {
 				{"Pins[0].Host", Config{Pins: []PinSet{{Host: tt.pattern, Pins: []string{good}}}}},
 				{"Bearer.Hosts[0]", Config{Bearer: &Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{tt.pattern}}}},
 			} {
-				tr, err := NewTransport(c.cfg)
+				tr, err := newTransport(c.cfg)
 				var ce *ConfigError
 				if !errors.As(err, &ce) || ce.Field != c.field || tr != nil {
 					t.Fatalf("got %v and error %v, want only a *ConfigError for %s", tr, err, c.field)
@@ -634,15 +634,15 @@ func TestDefect08StapleOnResumption(t *testing.T) {
 			tr := newTestTransport(t, cfg)
 			tr.now = clk.Now
 			var resumed atomic.Bool
-			verify := tr.base.TLSClientConfig.VerifyConnection
-			tr.base.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
+			verify := tr.conns.base.TLSClientConfig.VerifyConnection
+			tr.conns.base.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
 				resumed.Store(cs.DidResume)
 				return verify(cs)
 			}
 			if _, err := get(t, tr, url); err != nil || resumed.Load() {
 				t.Fatalf("full handshake: got error %v and resumed %v, want success on a full handshake", err, resumed.Load())
 			}
-			tr.base.CloseIdleConnections()
+			tr.conns.base.CloseIdleConnections()
 
 			// Past the staple's nextUpdate and the skew allowance.
 			clk.Add(2*time.Hour + stapleSkew)
@@ -729,7 +729,7 @@ func TestDefect09TokenPort(t *testing.T) {
 			}
 		}
 		for _, bad := range []string{"api.test:", "api.test:0", "api.test:65536", "api.test:https", "[::1]x", "[::1]:", "[::1"} {
-			_, err := NewTransport(Config{Bearer: &Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{bad}}})
+			_, err := newTransport(Config{Bearer: &Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{bad}}})
 			var ce *ConfigError
 			if !errors.As(err, &ce) || ce.Field != "Bearer.Hosts[0]" {
 				t.Errorf("Hosts %q: got error %v, want a *ConfigError for Bearer.Hosts[0]", bad, err)

@@ -107,9 +107,9 @@ func testConfig(t testing.TB) Config {
 
 // newTestTransport builds a Transport from cfg and closes its idle
 // connections when the test ends.
-func newTestTransport(t testing.TB, cfg Config) *Transport {
+func newTestTransport(t testing.TB, cfg Config) *transport {
 	t.Helper()
-	tr, err := NewTransport(cfg)
+	tr, err := newTransport(cfg)
 	if err != nil {
 		t.Fatalf("NewTransport: %v", err)
 	}
@@ -157,4 +157,15 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		l.n.Add(1)
 	}
 	return c, err
+}
+
+// newTestTokenSource makes the token source of b, checked as NewClient
+// checks it, for a client without a client certificate.
+func newTestTokenSource(b *Bearer, now func() time.Time) (*tokenSource, error) {
+	plan, err := checkBearer(b, false, now)
+	if err != nil {
+		return nil, err
+	}
+	t := &transport{logger: slog.New(slog.DiscardHandler), now: now, conns: &connections{}}
+	return newTokenSource(b, plan, t), nil
 }

@@ -3,6 +3,7 @@ package securehttp
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -27,13 +28,13 @@ import (
 type hookRecorder struct {
 	mu        sync.Mutex
 	starts    []AttemptEvent
-	dones     []AttemptResult
-	retries   []RetryEvent
-	refreshes []TokenRefreshEvent
-	tokenReqs []TokenRequestEvent
+	dones     []AttemptEvent
+	retries   []AttemptEvent
+	refreshes []TokenEvent
+	tokenReqs []TokenEvent
 	shakes    []HandshakeEvent
-	pinFails  []PinFailureEvent
-	expiring  []CertificateEvent
+	pinFails  []PinError
+	expiring  []*x509.Certificate
 	all       []string
 }
 
@@ -58,33 +59,33 @@ func (r *hookRecorder) hooks() *Hooks {
 			h.Set("Authorization", "Bearer injected")
 			h.Set("DPoP", "injected")
 		},
-		AttemptDone: func(ctx context.Context, e AttemptEvent, res AttemptResult) {
+		AttemptDone: func(ctx context.Context, e AttemptEvent) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			if ctx.Value(attemptKey{}) != e.Attempt {
 				r.all = append(r.all, "AttemptDone without the context AttemptStart returned")
 			}
-			r.dones = append(r.dones, res)
-			r.keep(res)
+			r.dones = append(r.dones, e)
+			r.keep(e)
 		},
-		RetryScheduled: func(_ context.Context, e RetryEvent) {
+		RetryScheduled: func(_ context.Context, e AttemptEvent) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			r.retries = append(r.retries, e)
 			r.keep(e)
 		},
-		BudgetExhausted: func(_ context.Context, e BudgetEvent) {
+		BudgetExhausted: func(_ context.Context, e AttemptEvent) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			r.keep(e)
 		},
-		TokenRefresh: func(_ context.Context, e TokenRefreshEvent) {
+		TokenRefresh: func(_ context.Context, e TokenEvent) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			r.refreshes = append(r.refreshes, e)
 			r.keep(e)
 		},
-		TokenRequest: func(_ context.Context, e TokenRequestEvent) {
+		TokenRequest: func(_ context.Context, e TokenEvent) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			r.tokenReqs = append(r.tokenReqs, e)
@@ -96,17 +97,17 @@ func (r *hookRecorder) hooks() *Hooks {
 			r.shakes = append(r.shakes, e)
 			r.keep(e)
 		},
-		PinFailure: func(e PinFailureEvent) {
+		PinFailure: func(e *PinError) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			r.pinFails = append(r.pinFails, e)
-			r.keep(e)
+			r.pinFails = append(r.pinFails, *e)
+			r.keep(*e)
 		},
-		CertificateExpiring: func(e CertificateEvent) {
+		CertificateExpiring: func(c *x509.Certificate) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			r.expiring = append(r.expiring, e)
-			r.keep(e)
+			r.expiring = append(r.expiring, c)
+			r.keep(c.Subject.String())
 		},
 	}
 }
@@ -205,7 +206,7 @@ func TestHooksAttempts(t *testing.T) {
 	if fmt.Sprint(statuses) != "[503 401 200]" || len(rec.starts) != 3 {
 		t.Errorf("got %d attempts with statuses %v, want 3 with [503 401 200]", len(rec.starts), statuses)
 	}
-	if len(rec.retries) != 1 || rec.retries[0].Reason != "503" || rec.retries[0].URL != wantURL {
+	if len(rec.retries) != 1 || rec.retries[0].StatusCode != 503 || rec.retries[0].URL != wantURL {
 		t.Errorf("got retry events %+v, want one for 503", rec.retries)
 	}
 	if len(rec.refreshes) != 2 || rec.refreshes[0].Error != "" || rec.refreshes[1].Error != "" {
@@ -276,8 +277,8 @@ func TestHooksHandshakeAndPins(t *testing.T) {
 		}
 	}
 	subjects := map[string]bool{}
-	for _, e := range rec.expiring {
-		subjects[e.Subject] = true
+	for _, c := range rec.expiring {
+		subjects[c.Subject.String()] = true
 	}
 	if !subjects[p.leaf.Cert.Subject.String()] || !subjects[p.inter.Cert.Subject.String()] {
 		t.Errorf("got expiring certificates %v, want the leaf and the intermediate", subjects)
@@ -373,7 +374,7 @@ func TestHooksNilAllocs(t *testing.T) {
 	hooked := newTestTransport(t, cfg)
 	cfg.Hooks = &Hooks{}
 	empty := newTestTransport(t, cfg)
-	base := plain.base.Clone()
+	base := plain.conns.base.Clone()
 	t.Cleanup(base.CloseIdleConnections)
 
 	bare, none, noFuncs, all := allocs(base), allocs(plain), allocs(empty), allocs(hooked)
@@ -395,12 +396,12 @@ func TestHooksTarget(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		method, url string
-		want        Target
+		want        AttemptEvent
 	}{
 		{"", "https://user:PWSECRET@api.test/a/b?key=QSECRET#FRAGSECRET",
-			Target{Method: "GET", URL: "https://api.test/a/b", Host: "api.test", Port: 443}},
-		{"PUT", "https://api.test:8443/x%2Fy?", Target{Method: "PUT", URL: "https://api.test:8443/x%2Fy", Host: "api.test", Port: 8443}},
-		{"GET", "https://[::1]:9443/", Target{Method: "GET", URL: "https://[::1]:9443/", Host: "::1", Port: 9443}},
+			AttemptEvent{Method: "GET", URL: "https://api.test/a/b", Host: "api.test", Port: 443, Attempt: 1}},
+		{"PUT", "https://api.test:8443/x%2Fy?", AttemptEvent{Method: "PUT", URL: "https://api.test:8443/x%2Fy", Host: "api.test", Port: 8443, Attempt: 1}},
+		{"GET", "https://[::1]:9443/", AttemptEvent{Method: "GET", URL: "https://[::1]:9443/", Host: "::1", Port: 9443, Attempt: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
@@ -409,7 +410,7 @@ func TestHooksTarget(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := target(req); got != tt.want {
+			if got := attemptEvent(req, 1); got != tt.want {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
@@ -441,7 +442,7 @@ func TestErrorClass(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := errorClass(tt.err); got != tt.want {
+			if got := classify(tt.err).class; got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})

@@ -53,7 +53,7 @@ func TestWildcardOverPublicSuffixRefused(t *testing.T) {
 		for _, f := range patternFields(t, pattern) {
 			t.Run(pattern+" in "+f.field, func(t *testing.T) {
 				t.Parallel()
-				tr, err := NewTransport(f.cfg)
+				tr, err := newTransport(f.cfg)
 				if err == nil {
 					tr.CloseIdleConnections()
 				}
@@ -92,7 +92,7 @@ func TestWildcardBelowPublicSuffixAccepted(t *testing.T) {
 		for _, f := range patternFields(t, pattern) {
 			t.Run(pattern+" in "+f.field, func(t *testing.T) {
 				t.Parallel()
-				tr, err := NewTransport(f.cfg)
+				tr, err := newTransport(f.cfg)
 				if err != nil {
 					t.Fatalf("got %v, want %s accepted", err, pattern)
 				}

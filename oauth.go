@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -57,14 +56,14 @@ type ClientCredentials struct {
 	// ES384 or ES512 for ECDSA keys, EdDSA for Ed25519, PS256 for RSA keys
 	// of at least 2048 bits. Any crypto.Signer works, such as a key held
 	// in a KMS.
-	Key crypto.Signer
+	Key crypto.Signer `json:"-"`
 
 	// KeyID is the "kid" of Key, put in the assertion's header. Empty
 	// means none.
 	KeyID string
 
 	// ClientSecret authenticates with client_secret_basic when Key is nil.
-	ClientSecret string
+	ClientSecret string `json:"-"`
 
 	// Scopes are requested with the "scope" parameter. Empty means none.
 	Scopes []string
@@ -74,32 +73,9 @@ type ClientCredentials struct {
 	Resource []string
 }
 
-// String describes c without its secret or key. The methods that print a
-// ClientCredentials have value receivers, so that one held by value in
-// another struct prints no secret either.
-func (c ClientCredentials) String() string {
-	return fmt.Sprintf("securehttp.ClientCredentials{Issuer: %q, ClientID: %q, Auth: %s}", c.Issuer, c.ClientID, c.authMethod())
-}
-
-// GoString is String.
-func (c ClientCredentials) GoString() string { return c.String() }
-
-// Format prints String for every verb, so that no verb reaches the secret
-// or the key.
-func (c ClientCredentials) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
-
-// LogValue keeps the secret out of structured logs.
-func (c ClientCredentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
-
-// MarshalJSON encodes only what identifies the client, never the secret
-// or the key.
-func (c ClientCredentials) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Issuer   string `json:"issuer,omitempty"`
-		TokenURL string `json:"token_url,omitempty"`
-		ClientID string `json:"client_id"`
-		Auth     string `json:"auth"`
-	}{c.Issuer, c.TokenURL, c.ClientID, c.authMethod()})
+// Format prints c without its secret or key, whatever the verb.
+func (c ClientCredentials) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "securehttp.ClientCredentials{Issuer: %q, ClientID: %q, Auth: %s}", c.Issuer, c.ClientID, c.authMethod())
 }
 
 func (c ClientCredentials) authMethod() string {
@@ -113,34 +89,22 @@ func (c ClientCredentials) authMethod() string {
 	}
 }
 
-// ErrIssuerMismatch refuses authorization server metadata whose issuer is
-// not exactly ClientCredentials.Issuer (a mix-up defence, RFC 8414 section
-// 3.3). No token request is sent.
-var ErrIssuerMismatch = errors.New("securehttp: authorization server metadata names another issuer")
-
 const (
 	assertionLifetime     = 60 * time.Second
 	maxTokenResponse      = 64 << 10
 	maxMetadata           = 256 << 10
 	maxExpiresIn          = 10 * 365 * 24 * 3600 // seconds; anything larger is a lie
-	tokenRequestAttempts  = 3
-	tokenRequestMinWait   = 200 * time.Millisecond
 	minDiscoveryBackoff   = time.Second
 	maxDiscoveryBackoff   = time.Minute
 	assertionTypeJWTBearr = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 )
 
-// tokenClient performs client credentials requests for one Transport.
+// tokenClient performs the client credentials requests of one client.
 type tokenClient struct {
 	cfg    ClientCredentials
 	mtls   bool          // a client certificate is in use: prefer the mTLS endpoint aliases
 	method *signerMethod // private_key_jwt only
-	rt     func(*http.Request) (*http.Response, error)
-	now    func() time.Time
-	logger *slog.Logger
-	hooks  *Hooks
-	resend func(*http.Request, string) bool // the retry budget; nil allows every resend
-	dpop   *dpopKey                         // nil without Bearer.DPoP: token requests carry no proof
+	t      *transport    // sends the requests; set by newTokenSource
 
 	mu        sync.Mutex
 	endpoint  string    // discovered or configured token endpoint
@@ -149,11 +113,11 @@ type tokenClient struct {
 	discErr   error     // the last discovery failure
 }
 
-// newTokenClient validates c. rt sends a request through the hardened
-// transport, without any bearer token.
-func newTokenClient(c *ClientCredentials, rt func(*http.Request) (*http.Response, error), now func() time.Time, logger *slog.Logger, haveClientCert bool) (*tokenClient, error) {
+// checkClientCredentials checks c and returns its token client, not yet
+// connected to a transport.
+func checkClientCredentials(c *ClientCredentials, haveClientCert bool) (*tokenClient, error) {
 	field := func(name string) string { return "Bearer.ClientCredentials." + name }
-	tc := &tokenClient{cfg: *c, mtls: haveClientCert, rt: rt, now: now, logger: logger}
+	tc := &tokenClient{cfg: *c, mtls: haveClientCert}
 	tc.cfg.Scopes = append([]string(nil), c.Scopes...)
 	tc.cfg.Resource = append([]string(nil), c.Resource...)
 	if c.ClientID == "" {
@@ -245,30 +209,12 @@ func (tc *tokenClient) fetch(ctx context.Context) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	var last error
-	for attempt := 0; attempt < tokenRequestAttempts; attempt++ {
-		if attempt > 0 {
-			if !tc.allowResend(ctx, endpoint) {
-				return Token{}, last
-			}
-			if err := sleepCtx(ctx, tokenRequestMinWait<<(attempt-1)); err != nil {
-				return Token{}, last
-			}
-		}
-		tok, retry, err := tc.request(ctx, endpoint)
-		if err == nil {
-			return tok, nil
-		}
-		last = err
-		if !retry {
-			break
-		}
-	}
-	if tc.cfg.TokenURL == "" {
+	tok, err := tc.request(ctx, endpoint)
+	if err != nil && tc.cfg.TokenURL == "" {
 		// The endpoint may have moved: discover it again next time.
 		tc.forget(endpoint)
 	}
-	return Token{}, last
+	return tok, err
 }
 
 // sleepCtx waits d or until ctx ends.
@@ -283,26 +229,60 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// request makes one token request. retry says whether another attempt may
-// succeed: connection failures and 5xx, never an OAuth error. With DPoP, a
-// 400 use_dpop_nonce that brings a nonce is answered once more at once, with
-// a new proof and a new client assertion, since the server has seen the
-// assertion's jti (RFC 9449 section 8).
-func (tc *tokenClient) request(ctx context.Context, endpoint string) (Token, bool, error) {
-	tok, retry, err := tc.requestOnce(ctx, endpoint)
-	var oe *OAuthError
-	if tc.dpop != nil && errors.As(err, &oe) && oe.nonceRequested {
-		req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
-		if rerr == nil && (tc.resend == nil || tc.resend(req, resendNonce)) {
-			tc.logger.Debug("securehttp: token request again with the server's DPoP nonce", "url", redactURL(req.URL))
-			return tc.requestOnce(ctx, endpoint)
+// request sends the token request, and sends it again as the transport's
+// judge decides: after a failure that got no answer, a 5xx, or a DPoP nonce
+// challenge (RFC 9449 section 8). Each attempt carries a new client
+// assertion and a new proof, since the server has seen the last ones' jti.
+func (tc *tokenClient) request(ctx context.Context, endpoint string) (Token, error) {
+	t := tc.t
+	base, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
+	if err != nil {
+		return Token{}, fmt.Errorf("token endpoint: %w", err)
+	}
+	base.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	base.Header.Set("Accept", "application/json")
+	if tc.method == nil && tc.cfg.ClientSecret != "" {
+		// RFC 6749 section 2.3.1: both parts form-encoded before Basic.
+		creds := url.QueryEscape(tc.cfg.ClientID) + ":" + url.QueryEscape(tc.cfg.ClientSecret)
+		base.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))
+	}
+	x, err := t.admit(base)
+	if err != nil {
+		return Token{}, wrap("token request", err)
+	}
+	x.tokenRequest = true
+	for {
+		req, err := tc.attemptRequest(&x)
+		if err != nil {
+			return Token{}, err
+		}
+		start := t.now()
+		resp, err := t.attempt(&x, req)
+		tok, oerr, err := tc.read(req, resp, err, start)
+		if err == nil {
+			return tok, nil
+		}
+		// judge reads the answer's status and headers, or, when none
+		// came whole, the error.
+		answered, failed := resp, err
+		if oerr != nil {
+			failed = nil
+			x.nonceAsked = oerr.nonceRequested
+		} else {
+			answered = nil
+		}
+		if t.judge(&x, answered, failed) == noResend {
+			return Token{}, err
+		}
+		if err := sleepCtx(ctx, t.wait(&x, answered)); err != nil {
+			return Token{}, wrap("token request", err)
 		}
 	}
-	return tok, retry, err
 }
 
-// requestOnce sends one token request.
-func (tc *tokenClient) requestOnce(ctx context.Context, endpoint string) (tok Token, retry bool, err error) {
+// attemptRequest returns the request of x's next attempt: the form, with a
+// new client assertion for private_key_jwt, and with DPoP a new proof.
+func (tc *tokenClient) attemptRequest(x *exchange) (*http.Request, error) {
 	form := url.Values{"grant_type": {"client_credentials"}}
 	if len(tc.cfg.Scopes) > 0 {
 		form.Set("scope", strings.Join(tc.cfg.Scopes, " "))
@@ -310,70 +290,69 @@ func (tc *tokenClient) requestOnce(ctx context.Context, endpoint string) (tok To
 	for _, r := range tc.cfg.Resource {
 		form.Add("resource", r)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
-	if err != nil {
-		return Token{}, false, fmt.Errorf("token endpoint: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
 	switch {
 	case tc.method != nil:
 		assertion, err := tc.assertion()
 		if err != nil {
-			return Token{}, false, err
+			return nil, err
 		}
 		form.Set("client_id", tc.cfg.ClientID)
 		form.Set("client_assertion_type", assertionTypeJWTBearr)
 		form.Set("client_assertion", assertion)
 	case tc.cfg.ClientSecret != "":
-		// RFC 6749 section 2.3.1: both parts form-encoded before Basic.
-		creds := url.QueryEscape(tc.cfg.ClientID) + ":" + url.QueryEscape(tc.cfg.ClientSecret)
-		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))
 	default:
 		form.Set("client_id", tc.cfg.ClientID)
 	}
+	req := new(http.Request)
+	*req = *x.req
 	body := form.Encode()
 	req.Body = io.NopCloser(strings.NewReader(body))
 	req.ContentLength = int64(len(body))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
-	wantType := "Bearer"
-	if tc.dpop != nil {
-		proof, err := tc.dpop.proof(http.MethodPost, req.URL, "")
+	if d := tc.t.dpop; d != nil {
+		proof, err := d.proof(http.MethodPost, req.URL, "")
 		if err != nil {
-			return Token{}, false, err
+			return nil, err
 		}
+		req.Header = x.req.Header.Clone()
 		req.Header["Dpop"] = []string{proof}
-		wantType = "DPoP" // a bearer token instead is a downgrade, refused
 	}
+	return req, nil
+}
 
-	start := tc.now()
-	resp, err := tc.rt(req)
-	tc.hooks.tokenRequest(ctx, req.URL, resp, err, tc.now().Sub(start))
+// read reads the answer to one token request. It returns the token, or the
+// error, with the OAuth error apart when the server answered with one.
+func (tc *tokenClient) read(req *http.Request, resp *http.Response, err error, start time.Time) (Token, *OAuthError, error) {
+	t := tc.t
 	if err != nil {
-		tc.logger.Debug("securehttp: token request failed", "url", redactURL(req.URL), "error_class", errorReason(err))
-		return Token{}, retryableError(err), wrap("token request", err)
+		t.logger.Debug("securehttp: token request failed", "url", redactURL(req.URL), "error_class", classify(err).class)
+		return Token{}, nil, wrap("token request", err)
 	}
 	defer resp.Body.Close()
-	tc.logger.Debug("securehttp: token request", "url", redactURL(req.URL), "status", resp.StatusCode,
-		"duration", tc.now().Sub(start))
+	t.logger.Debug("securehttp: token request", "url", redactURL(req.URL), "status", resp.StatusCode,
+		"duration", t.now().Sub(start))
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse+1))
 	if err != nil {
-		return Token{}, true, wrap("reading the token response", err)
+		return Token{}, nil, wrap("reading the token response", err)
 	}
 	if len(data) > maxTokenResponse {
-		return Token{}, false, fmt.Errorf("token response exceeds %d bytes", maxTokenResponse)
+		return Token{}, nil, fmt.Errorf("token response exceeds %d bytes", maxTokenResponse)
 	}
 	if resp.StatusCode != http.StatusOK {
-		if resp.StatusCode >= 500 {
-			return Token{}, true, fmt.Errorf("token endpoint answered %d", resp.StatusCode)
-		}
 		oerr := parseOAuthError(resp.StatusCode, data, tc.sentCredentials(req))
 		oerr.nonceRequested = resp.StatusCode == http.StatusBadRequest && oerr.Code == "use_dpop_nonce" &&
 			len(resp.Header["Dpop-Nonce"]) > 0
-		return Token{}, false, oerr
+		if resp.StatusCode >= 500 {
+			return Token{}, oerr, fmt.Errorf("token endpoint answered %d", resp.StatusCode)
+		}
+		return Token{}, oerr, oerr
 	}
-	tok, err = parseTokenResponse(data, start, wantType, tc.sentCredentials(req))
-	return tok, false, err
+	wantType := "Bearer"
+	if t.dpop != nil {
+		wantType = "DPoP" // a bearer token instead is a downgrade, refused
+	}
+	tok, err := parseTokenResponse(data, start, wantType, tc.sentCredentials(req))
+	return tok, nil, err
 }
 
 // sentCredentials returns a guard for the credentials req carried and for
@@ -384,15 +363,15 @@ func (tc *tokenClient) sentCredentials(req *http.Request) *echoGuard {
 	if tc.cfg.Key != nil {
 		g.addKey(tc.cfg.Key)
 	}
-	if tc.dpop != nil {
-		g.addKey(tc.dpop.key)
+	if d := tc.t.dpop; d != nil {
+		g.addKey(d.key)
 	}
 	return g
 }
 
 // assertion makes a client assertion (RFC 7523 section 3) with a fresh jti.
 func (tc *tokenClient) assertion() (string, error) {
-	now := tc.now()
+	now := tc.t.now()
 	aud := tc.cfg.Issuer
 	if aud == "" {
 		aud = tc.cfg.TokenURL
@@ -485,7 +464,7 @@ func (tc *tokenClient) tokenEndpoint(ctx context.Context) (string, error) {
 		defer tc.mu.Unlock()
 		return tc.endpoint, nil
 	}
-	if tc.discErr != nil && tc.now().Before(tc.discAt) {
+	if tc.discErr != nil && tc.t.now().Before(tc.discAt) {
 		defer tc.mu.Unlock()
 		return "", tc.discErr
 	}
@@ -498,7 +477,7 @@ func (tc *tokenClient) tokenEndpoint(ctx context.Context) (string, error) {
 	if err != nil {
 		tc.discFails++
 		tc.discErr = err
-		tc.discAt = tc.now().Add(min(minDiscoveryBackoff<<min(tc.discFails-1, 6), maxDiscoveryBackoff))
+		tc.discAt = tc.t.now().Add(min(minDiscoveryBackoff<<min(tc.discFails-1, 6), maxDiscoveryBackoff))
 		return "", err
 	}
 	tc.discFails, tc.discErr = 0, nil
@@ -549,7 +528,7 @@ func (tc *tokenClient) metadata(ctx context.Context, docURL string) (string, err
 		return "", err
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := tc.rt(req)
+	resp, err := tc.t.direct(req)
 	if err != nil {
 		return "", wrap(redactURL(req.URL), err)
 	}

@@ -442,7 +442,7 @@ func TestClientCredentialsErrors(t *testing.T) {
 		{"invalid_client", 401, `{"error":"invalid_client","error_description":"unknown client\u0000\n"}`, "invalid_client", 1},
 		{"invalid_grant", 400, `{"error":"invalid_grant"}`, "invalid_grant", 1},
 		{"error without JSON", 400, `<html>nope</html>`, "(no OAuth error in the response)", 1},
-		{"5xx is retried", 503, `busy`, "", tokenRequestAttempts},
+		{"5xx is retried", 503, `busy`, "", (tokenRequestRetries + 1)},
 		{"token_type mac", 200, `{"access_token":"abc","token_type":"mac","expires_in":60}`, "", 1},
 		{"no token_type", 200, `{"access_token":"abc","expires_in":60}`, "", 1},
 		{"no access_token", 200, `{"token_type":"Bearer","expires_in":60}`, "", 1},
@@ -498,7 +498,7 @@ func TestClientCredentialsConfig(t *testing.T) {
 			t.Parallel()
 			b := tt.b
 			b.Hosts = []string{hostAPI}
-			_, err := NewTransport(Config{Bearer: &b})
+			_, err := newTransport(Config{Bearer: &b})
 			var ce *ConfigError
 			if !errors.As(err, &ce) || ce.Field != tt.field {
 				t.Fatalf("got error %v, want a *ConfigError for %s", err, tt.field)

@@ -56,7 +56,7 @@ func mustStaple(leaf *x509.Certificate) bool {
 // at most 7 days in TLS 1.3). So a resumed session's staple is checked for
 // everything but its age: issuer, signature, CertID and status. A required
 // staple is still required.
-func (t *Transport) checkStaple(cs tls.ConnectionState, chains [][]*x509.Certificate) error {
+func (t *transport) checkStaple(cs tls.ConnectionState, chains [][]*x509.Certificate) error {
 	leaf := chains[0][0]
 	if len(cs.OCSPResponse) == 0 {
 		if t.requireStaple || mustStaple(leaf) {
@@ -84,7 +84,7 @@ func (t *Transport) checkStaple(cs tls.ConnectionState, chains [][]*x509.Certifi
 // verifyStaple checks der for leaf. With fresh false, the times in the
 // response and in a delegated responder's certificate are not judged: the
 // staple is the one a full handshake already judged.
-func (t *Transport) verifyStaple(der []byte, leaf, issuer *x509.Certificate, fresh bool) error {
+func (t *transport) verifyStaple(der []byte, leaf, issuer *x509.Certificate, fresh bool) error {
 	// The parser is given no issuer: with one, it takes any certificate sent
 	// with the response for a delegated responder, and so refuses a response
 	// the issuer signed and sent its own certificate with, as openssl ocsp

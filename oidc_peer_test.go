@@ -300,7 +300,7 @@ func TestOIDCProviderMTLSEndpointAlias(t *testing.T) {
 			}
 			cfg := testConfig(t)
 			cfg.Bearer = &Bearer{ClientCredentials: &cc, Hosts: []string{hostAPI}, RefreshTimeout: 10 * time.Second}
-			cfg.Hooks = &Hooks{TokenRequest: func(_ context.Context, e TokenRequestEvent) {
+			cfg.Hooks = &Hooks{TokenRequest: func(_ context.Context, e TokenEvent) {
 				mu.Lock()
 				defer mu.Unlock()
 				endpoints = append(endpoints, e.URL)

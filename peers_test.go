@@ -246,8 +246,8 @@ func TestOpenSSLServer(t *testing.T) {
 		good.Retry.MaxRetries = -1
 		trGood := newTestTransport(t, good)
 		var resumed atomic.Int64
-		verify := trGood.base.TLSClientConfig.VerifyConnection
-		trGood.base.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
+		verify := trGood.conns.base.TLSClientConfig.VerifyConnection
+		trGood.conns.base.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
 			if cs.DidResume {
 				resumed.Add(1)
 			}
@@ -257,7 +257,7 @@ func TestOpenSSLServer(t *testing.T) {
 			if _, err := get(t, trGood, url); err != nil {
 				t.Fatalf("request %d: %v", i, err)
 			}
-			trGood.base.CloseIdleConnections()
+			trGood.conns.base.CloseIdleConnections()
 		}
 		if resumed.Load() != 1 {
 			t.Fatalf("got %d resumed handshakes with s_server, want 1", resumed.Load())
@@ -267,10 +267,10 @@ func TestOpenSSLServer(t *testing.T) {
 		bad.Pins = []PinSet{{Host: hostAPI, Pins: []string{fakePin('R')}}}
 		bad.Retry.MaxRetries = -1
 		trBad := newTestTransport(t, bad)
-		trBad.base.TLSClientConfig.ClientSessionCache = trGood.base.TLSClientConfig.ClientSessionCache
+		trBad.conns.base.TLSClientConfig.ClientSessionCache = trGood.conns.base.TLSClientConfig.ClientSessionCache
 		var badResumed atomic.Bool
-		verifyBad := trBad.base.TLSClientConfig.VerifyConnection
-		trBad.base.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
+		verifyBad := trBad.conns.base.TLSClientConfig.VerifyConnection
+		trBad.conns.base.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
 			badResumed.Store(cs.DidResume)
 			return verifyBad(cs)
 		}

@@ -2,6 +2,7 @@ package securehttp
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -273,13 +274,6 @@ func SPKIPin(cert *x509.Certificate) string {
 	return "sha256/" + base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// Fingerprint returns the SHA-256 fingerprint of cert in the form openssl
-// prints: upper-case hex pairs separated by colons.
-func Fingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	return colonHex(sum[:])
-}
-
 // colonHex formats b as openssl prints fingerprints: upper-case hex pairs
 // separated by colons.
 func colonHex(b []byte) string {
@@ -410,4 +404,117 @@ func chainPosition(i, n int) string {
 		return "root"
 	}
 	return "intermediate"
+}
+
+// pinsFor returns the pins of the enforced sets in force that cover host,
+// and the report-only sets in force that cover it. Expired sets are left
+// out, and said so once each. It is the one answer to "which pins apply",
+// for the handshake's check and for its hook event alike.
+func (t *transport) pinsFor(host string, now time.Time) (enforced []pin, reportOnly []*pinSet) {
+	for _, s := range t.pins {
+		if !s.host.match(host) {
+			continue
+		}
+		if !s.expires.IsZero() && now.After(s.expires) {
+			if s.warned.CompareAndSwap(false, true) {
+				t.logger.Warn("securehttp: pin set expired and is no longer enforced",
+					"host", s.host.String(), "expired", s.expires)
+			}
+			continue
+		}
+		if s.reportOnly {
+			reportOnly = append(reportOnly, s)
+		} else {
+			enforced = append(enforced, s.pins...)
+		}
+	}
+	return enforced, reportOnly
+}
+
+// checkPins matches the verified chains against the pin sets that cover
+// the host the connection was made for: a report-only mismatch is
+// reported, an enforced one refuses the connection.
+func (t *transport) checkPins(cs tls.ConnectionState, chains [][]*x509.Certificate) error {
+	if len(t.pins) == 0 {
+		return nil
+	}
+	hosts := pinHosts(cs, chains)
+	var digests *chainDigests
+	now := t.now()
+	covered := false
+	for _, host := range hosts {
+		enforced, reportOnly := t.pinsFor(host, now)
+		covered = covered || t.covered(host)
+		if enforced == nil && reportOnly == nil {
+			continue
+		}
+		if digests == nil {
+			d := digestChains(chains)
+			digests = &d
+		}
+		for _, s := range reportOnly {
+			if !digests.matches(s.pins) {
+				t.pinFailure(digests.pinError(host, s.pins, true))
+			}
+		}
+		if enforced != nil && !digests.matches(enforced) {
+			err := digests.pinError(host, enforced, false)
+			t.pinFailure(err)
+			return err
+		}
+	}
+	if !covered {
+		// Pins are configured, but for other names: a host reached by its
+		// IP address or by an alias is not pinned, and should not be so
+		// silently. Once per connection, not per request.
+		t.logger.Debug("securehttp: connection not pinned: no PinSet covers this host",
+			"host", strings.Join(hosts, ","))
+	}
+	return nil
+}
+
+// covered reports whether any pin set, expired or not, names host.
+func (t *transport) covered(host string) bool {
+	for _, s := range t.pins {
+		if s.host.match(host) {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *chainDigests) pinError(host string, configured []pin, reportOnly bool) *PinError {
+	return &PinError{
+		Host:       host,
+		Pins:       d.spkiPins(),
+		ReportOnly: reportOnly,
+		Positions:  slices.Clone(d.positions),
+		Configured: pinStrings(configured),
+	}
+}
+
+// pinHosts names the host the connection was made for. crypto/tls leaves
+// ServerName empty for an IP address, since no SNI is sent for one; the
+// verified leaf is then valid for the dialled address, and every address it
+// names is held to its pins, which fails closed.
+func pinHosts(cs tls.ConnectionState, chains [][]*x509.Certificate) []string {
+	if cs.ServerName != "" {
+		h, err := normalizeHost(cs.ServerName)
+		if err != nil {
+			h = strings.ToLower(cs.ServerName)
+		}
+		return []string{h}
+	}
+	leaf := chains[0][0]
+	hosts := make([]string, 0, len(leaf.IPAddresses))
+	for _, ip := range leaf.IPAddresses {
+		hosts = append(hosts, ip.String())
+	}
+	return hosts
+}
+
+func (t *transport) pinFailure(err *PinError) {
+	t.logger.Warn("securehttp: certificate pin mismatch", "host", err.Host,
+		"report_only", err.ReportOnly, "chain_pins", err.Pins)
+	t.hooks.pinFailure(err)
 }

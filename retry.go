@@ -59,10 +59,6 @@ type RetryPolicy struct {
 	Budget float64 // share of a host's requests that may be retried, over a 10 s window, plus a floor of 10 retries per second; zero means 0.2; negative means no budget
 }
 
-// NoRetries is the RetryPolicy.MaxRetries that turns retries off: every
-// request is sent once. MaxRetries: 0 means the default of 3 retries.
-const NoRetries = -1
-
 const (
 	defaultMaxRetries    = 3
 	defaultMinWait       = 200 * time.Millisecond
@@ -120,71 +116,318 @@ func idempotent(method string) bool {
 	return false
 }
 
-// retryable reports whether req may be sent more than once.
-func (t *Transport) retryable(req *http.Request) bool {
-	return t.retry.max > 0 && !retriesOff(req.Context()) &&
-		(idempotent(req.Method) || req.Header.Get("Idempotency-Key") != "") &&
-		replayable(req)
+// resend names why an attempt is sent again.
+type resend uint8
+
+const (
+	noResend           resend = iota
+	resendRetry               // a transient failure, for a request safe to repeat
+	resendUnauthorized        // a 401 refused the token: once, with a refreshed one
+	resendNonce               // a DPoP nonce challenge: once per token, with the nonce
+)
+
+func (r resend) String() string {
+	return [...]string{"", "retry", "unauthorized", "dpop_nonce"}[r]
 }
 
-// send performs req, retrying it through go-retryablehttp when that is safe.
-// scoped says whether req carries our bearer token, to be renewed between
-// attempts.
-func (t *Transport) send(req *http.Request, scoped bool) (*http.Response, error) {
-	req = t.hooks.track(req)
-	if !t.retryable(req) {
-		resp, err := t.attempt(req)
-		return resp, explain(req, err, 1)
+const (
+	// maxAuthResends bounds the resends that authentication causes: one
+	// replay after a 401, and a nonce challenge before and after it.
+	maxAuthResends = 3
+	// tokenRequestRetries is how often a token request is retried after a
+	// failure that got no answer or a 5xx, whatever RetryPolicy says: the
+	// refresh is bounded by Bearer.RefreshTimeout and runs while requests
+	// go on with the current token.
+	tokenRequestRetries = 2
+)
+
+// send sends x's attempts until one is final, as judge decides. The first
+// attempt goes straight to the wire, so that the requests that succeed,
+// nearly all of them, cost what they cost with net/http; only a request
+// that will be sent again is handed to go-retryablehttp, which starts by
+// replaying this first outcome through its own loop.
+func (t *transport) send(x *exchange) (*http.Response, error) {
+	req := x.req
+	if t.safeToRepeat(x) {
+		req = markBodyErrors(req)
 	}
-	req = markBodyErrors(req)
-	// The first attempt goes straight to the pool, so that the requests
-	// that succeed, nearly all of them, cost what they cost with net/http.
-	// Only a request that will be retried is handed to the engine, which
-	// starts by replaying this first outcome through its own loop.
-	resp, err := t.attempt(req)
-	if retry, _ := t.shouldRetry(req, resp, err); !retry {
-		return resp, explain(req, err, 1)
+	out, err := t.attach(x, req)
+	if err != nil {
+		closeBody(req)
+		return nil, err
 	}
-	a := &attempt{t: t, req: req, scoped: scoped, tries: 1}
-	c := &a.engine
+	resp, err := t.attempt(x, out)
+	if t.judge(x, resp, err) == noResend {
+		return resp, t.explain(x, err)
+	}
+	// The exchange goes on in the engine's callbacks, on the heap; x stays
+	// on the stack of the requests that never get here.
+	e := &engineRun{t: t, x: *x, first: true}
+	c := &e.engine
 	c.HTTPClient = &http.Client{
-		Transport:     &replayFirst{resp: resp, err: err, rt: attempts{t}},
+		Transport:     &replayFirst{resp: resp, err: err, rt: e},
 		CheckRedirect: useLastResponse,
 	}
-	c.RetryMax = t.retry.max
+	c.RetryMax = t.retry.max + maxAuthResends
 	c.RetryWaitMin, c.RetryWaitMax = t.retry.minWait, t.retry.maxWait
-	c.CheckRetry = a.checkRetry
-	c.Backoff = a.backoff
-	c.PrepareRetry = a.prepareRetry
+	c.CheckRetry = e.checkRetry
+	c.Backoff = e.backoff
+	c.PrepareRetry = e.prepare
 	c.ErrorHandler = honestResult
 	// Logger stays nil: the engine's own logger writes URLs with their
-	// query strings to stderr. Retries are logged by backoff instead.
+	// query strings to stderr. Resends are logged by backoff instead.
 	resp, err = c.Do(&retryablehttp.Request{Request: req})
 	if uerr, ok := err.(*url.Error); ok {
 		// The engine's inner *http.Client wraps errors in a *url.Error; the
 		// caller's client adds its own.
 		err = uerr.Err
 	}
-	return resp, explain(req, err, a.tries)
+	return resp, t.explain(&e.x, err)
+}
+
+// engineRun is an exchange in go-retryablehttp's loop.
+type engineRun struct {
+	t      *transport
+	x      exchange
+	first  bool // the first outcome, already judged, is still to be replayed
+	engine retryablehttp.Client
+}
+
+// RoundTrip sends one resend: the engine's inner client calls it.
+func (e *engineRun) RoundTrip(req *http.Request) (*http.Response, error) {
+	return e.t.attempt(&e.x, req)
+}
+
+func (e *engineRun) checkRetry(_ context.Context, resp *http.Response, err error) (bool, error) {
+	if e.first {
+		// The engine replays the first outcome, which send judged.
+		e.first = false
+		return true, nil
+	}
+	return e.t.judge(&e.x, resp, err) != noResend, nil
+}
+
+func (e *engineRun) backoff(_, _ time.Duration, _ int, resp *http.Response) time.Duration {
+	return e.t.wait(&e.x, resp)
+}
+
+// prepare readies the engine's copy of the request for the next attempt:
+// the current token (which may have been refreshed since the last attempt)
+// with a fresh proof, and a fresh body from GetBody. The token comes first
+// so that a failed refresh leaves no new body unclosed.
+func (e *engineRun) prepare(req *http.Request) error {
+	x, t := &e.x, e.t
+	if x.tok != nil && x.next != resendUnauthorized {
+		// judge already took the refreshed token for a 401 replay.
+		tok, err := t.bearer.token(req.Context())
+		if err != nil {
+			return err
+		}
+		x.tok = tok
+	}
+	out, err := t.attach(x, req)
+	if err != nil {
+		return err
+	}
+	req.Header = out.Header
+	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return fmt.Errorf("securehttp: replaying the request body: %w", err)
+		}
+		req.Body = body
+	}
+	return nil
+}
+
+// judge is the one place that decides whether an attempt's outcome is sent
+// again: a retry after a transient failure, a replay with a refreshed token
+// after a 401 that refused it, or a replay with the nonce a DPoP challenge
+// brought. It pays for each resend from the host's budget and records it in
+// x; without budget, the caller gets this outcome as it is.
+func (t *transport) judge(x *exchange, resp *http.Response, err error) resend {
+	if x.req.Context().Err() != nil {
+		// Cancelled, or past its deadline: never sent again.
+		return noResend
+	}
+	r := t.resendFor(x, resp, err)
+	if r == noResend {
+		return noResend
+	}
+	if r == resendUnauthorized {
+		// The refused token is dropped even when this request cannot be
+		// replayed, so that the next one gets a fresh token.
+		if !t.bearer.invalidate(x.tok.raw) || !replayable(x.req) {
+			return noResend
+		}
+	}
+	if !t.allowResend(x, r) {
+		return noResend
+	}
+	switch r {
+	case resendRetry:
+		x.retries++
+	case resendNonce:
+		x.nonces++
+	case resendUnauthorized:
+		sent := x.tok.raw
+		tok, err := t.bearer.token(x.req.Context())
+		if err != nil || tok.raw == sent {
+			if err != nil {
+				t.logger.Warn("securehttp: token refresh after 401 failed", "url", redactURL(x.req.URL), "error", err)
+			}
+			return noResend
+		}
+		x.tok, x.replays, x.nonces = tok, x.replays+1, 0
+		t.logger.Debug("securehttp: replaying request after 401 with a refreshed token",
+			"method", x.req.Method, "url", redactURL(x.req.URL))
+	}
+	x.next = r
+	x.lastStatus, x.lastError = 0, ""
+	outcome(&x.lastStatus, &x.lastError, resp, err)
+	return r
+}
+
+// resendFor says which resend, if any, an outcome calls for, within each
+// kind's limit.
+func (t *transport) resendFor(x *exchange, resp *http.Response, err error) resend {
+	if err != nil {
+		if x.retries < t.maxRetries(x) && t.safeToRepeat(x) && classify(err).transient {
+			return resendRetry
+		}
+		return noResend
+	}
+	if x.tok != nil && resp.StatusCode == http.StatusUnauthorized {
+		switch {
+		case t.dpop != nil && nonceRequested(resp):
+			if x.nonces == 0 && replayable(x.req) {
+				return resendNonce
+			}
+		case x.replays == 0 && t.tokenRejected(resp.Header):
+			return resendUnauthorized
+		}
+		return noResend
+	}
+	if x.tokenRequest && x.nonceAsked {
+		x.nonceAsked = false
+		if t.dpop != nil && x.nonces == 0 {
+			return resendNonce
+		}
+		return noResend
+	}
+	if x.retries < t.maxRetries(x) && t.safeToRepeat(x) && t.transientStatus(x, resp) {
+		return resendRetry
+	}
+	return noResend
+}
+
+// maxRetries is how many retries x may have.
+func (t *transport) maxRetries(x *exchange) int {
+	if x.tokenRequest {
+		return tokenRequestRetries
+	}
+	return t.retry.max
+}
+
+// safeToRepeat reports whether x's request may be sent more than once after
+// a failure: a method that is idempotent or an Idempotency-Key, a body that
+// can be replayed, and retries on. A token request is safe to repeat: the
+// grant obtains a token, and a new client assertion goes with each attempt.
+func (t *transport) safeToRepeat(x *exchange) bool {
+	req := x.req
+	if x.tokenRequest {
+		return true
+	}
+	return t.retry.max > 0 && !retriesOff(req.Context()) &&
+		(idempotent(req.Method) || req.Header.Get("Idempotency-Key") != "") &&
+		replayable(req)
+}
+
+// tokenRejected reports whether a 401's challenges condemn the token sent.
+func (t *transport) tokenRejected(h http.Header) bool {
+	if t.dpop != nil {
+		return dpopTokenRejected(h)
+	}
+	return tokenRejected(h)
+}
+
+// transientStatus reports whether a status is worth another attempt: 408,
+// 429, 500, 502, 503 and 504, unless Retry-After asks for longer than
+// MaxRetryAfter.
+func (t *transport) transientStatus(x *exchange, resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), t.now()); ok && d > t.retry.maxRetryAfter {
+			t.logger.Debug("securehttp: not retrying: Retry-After exceeds MaxRetryAfter",
+				"method", x.req.Method, "url", redactURL(x.req.URL), "retry_after", d, "max", t.retry.maxRetryAfter)
+			return false
+		}
+		return true
+	case http.StatusRequestTimeout, http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// wait is how long to wait before the resend judge decided: none for a
+// replay that authentication asks for; for a retry, the server's
+// Retry-After, or exponential backoff with full jitter.
+func (t *transport) wait(x *exchange, resp *http.Response) time.Duration {
+	if x.next != resendRetry {
+		t.logger.Debug("securehttp: sending the request again", "method", x.req.Method,
+			"url", redactURL(x.req.URL), "attempt", x.tries+1, "reason", x.next.String())
+		return 0
+	}
+	minWait, maxWait := t.retry.minWait, t.retry.maxWait
+	wait := time.Duration(-1)
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), t.now()); ok {
+			// judge refused anything above maxRetryAfter. A server asking
+			// for no wait at all still gets minWait, so that a
+			// "Retry-After: 0" cannot make the retries a burst.
+			wait = max(min(d, t.retry.maxRetryAfter), minWait)
+		}
+	}
+	if wait < 0 {
+		// Exponential growth, minWait*2^n for the n-th retry (n from 1),
+		// capped at maxWait, with full jitter between minWait and that
+		// ceiling: even the first retry is spread out.
+		ceiling := maxWait
+		if shift := x.retries; shift < 63 && minWait <= maxWait>>shift {
+			ceiling = minWait << shift
+		}
+		wait = minWait
+		if spread := int64(ceiling - minWait); spread > 0 {
+			wait += time.Duration(t.jitter(spread + 1))
+		}
+	}
+	reason := x.lastError
+	if reason == "" {
+		reason = strconv.Itoa(x.lastStatus)
+	}
+	t.logger.Debug("securehttp: retrying request", "method", x.req.Method, "url", redactURL(x.req.URL),
+		"attempt", x.tries+1, "wait", wait, "reason", reason)
+	t.hooks.retryScheduled(x, wait)
+	return wait
 }
 
 // explain adds to a request's error what the user needs to act on it: the
 // host and the way to trust a private CA when the chain does not verify,
 // and how many attempts were made when there was more than one. The error
 // stays what it was for errors.Is and errors.As.
-func explain(req *http.Request, err error, tries int) error {
+func (t *transport) explain(x *exchange, err error) error {
 	if err == nil {
 		return nil
 	}
 	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
-		v := &verifyError{host: req.URL.Hostname(), err: err}
+		v := &verifyError{host: x.req.URL.Hostname(), err: err}
 		if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
 			v.hint = "to trust a private CA, add its root to Config.RootCAs (with the securehttp command, --cacert FILE)"
 		}
 		err = v
 	}
-	if tries > 1 {
-		err = wrap(fmt.Sprintf("securehttp: giving up after %d attempts", tries), err)
+	if x.tries > 1 {
+		err = wrap(fmt.Sprintf("securehttp: giving up after %d attempts", x.tries), err)
 	}
 	return err
 }
@@ -195,8 +438,8 @@ func explain(req *http.Request, err error, tries int) error {
 func useLastResponse(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // replayFirst hands the engine the outcome of the attempt already made, then
-// sends the retries. Having no CloseIdleConnections method, it also keeps the
-// engine from emptying the shared pool after a failed request.
+// sends the resends. Having no CloseIdleConnections method, it also keeps
+// the engine from emptying the shared pool after a failed request.
 type replayFirst struct {
 	resp *http.Response
 	err  error
@@ -270,138 +513,6 @@ func honestResult(resp *http.Response, err error, _ int) (*http.Response, error)
 	return resp, nil
 }
 
-// attempt is the state of one request across its retries.
-type attempt struct {
-	t      *Transport
-	req    *http.Request
-	scoped bool
-	reason string // why the last attempt is retried, for the log
-	class  string // the same, for the hooks
-	tries  int    // attempts made, counting the one about to be sent
-	engine retryablehttp.Client
-}
-
-func (a *attempt) checkRetry(_ context.Context, resp *http.Response, err error) (bool, error) {
-	retry, reason := a.t.shouldRetry(a.req, resp, err)
-	// a.tries is the attempt judged here: another follows only below
-	// the maximum, and only that one is paid for.
-	if retry && a.tries <= a.t.retry.max && !a.t.allowResend(a.req, resendRetry) {
-		// The engine returns this outcome as it is: the response with
-		// its body unread, or the error.
-		return false, nil
-	}
-	if retry {
-		a.reason, a.class = reason, outcomeClass(resp, err)
-	}
-	return retry, nil
-}
-
-// shouldRetry reports whether an attempt's outcome is worth another attempt,
-// and why, for the log.
-func (t *Transport) shouldRetry(req *http.Request, resp *http.Response, err error) (bool, string) {
-	if req.Context().Err() != nil {
-		// Cancelled, or past its deadline: never retried, whatever err is.
-		return false, ""
-	}
-	if err != nil {
-		if !retryableError(err) {
-			return false, ""
-		}
-		return true, errorReason(err)
-	}
-	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), t.now()); ok && d > t.retry.maxRetryAfter {
-			t.logger.Debug("securehttp: not retrying: Retry-After exceeds MaxRetryAfter",
-				"method", req.Method, "url", redactURL(req.URL), "retry_after", d, "max", t.retry.maxRetryAfter)
-			return false, ""
-		}
-	case http.StatusRequestTimeout, http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
-	default:
-		return false, ""
-	}
-	return true, resp.Status
-}
-
-func (a *attempt) backoff(minWait, maxWait time.Duration, n int, resp *http.Response) time.Duration {
-	wait := time.Duration(-1)
-	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), a.t.now()); ok {
-			// checkRetry refused anything above maxRetryAfter. A server
-			// asking for no wait at all still gets minWait, so that a
-			// "Retry-After: 0" cannot make the retries a burst.
-			wait = max(min(d, a.t.retry.maxRetryAfter), minWait)
-		}
-	}
-	if wait < 0 {
-		// Exponential growth, minWait*2^(n+1) for the n-th retry (n from
-		// 0), capped at maxWait, with full jitter between minWait and that
-		// ceiling: even the first retry is spread out.
-		ceiling := maxWait
-		if shift := max(n, 0) + 1; shift < 63 && minWait <= maxWait>>shift {
-			ceiling = minWait << shift
-		}
-		wait = minWait
-		if spread := int64(ceiling - minWait); spread > 0 {
-			wait += time.Duration(a.t.jitter(spread + 1))
-		}
-	}
-	a.t.logger.Debug("securehttp: retrying request", "method", a.req.Method, "url", redactURL(a.req.URL),
-		"attempt", n+2, "wait", wait, "reason", a.reason)
-	a.t.hooks.retry(a.req, a.class, wait)
-	return wait
-}
-
-// prepareRetry readies the next attempt: the current token, which may have
-// been refreshed since the last attempt, and a fresh body from GetBody. The
-// token comes first so that a failed refresh leaves no new body unclosed.
-func (a *attempt) prepareRetry(req *http.Request) error {
-	if a.scoped {
-		tok, err := a.t.bearer.token(req.Context())
-		if err != nil {
-			return err
-		}
-		if a.t.dpop != nil {
-			// Every attempt has its own proof: a new jti and iat, and the
-			// nonce the last response may have brought.
-			proof, err := a.t.dpop.proof(req.Method, req.URL, tok.ath)
-			if err != nil {
-				return err
-			}
-			req.Header = req.Header.Clone()
-			req.Header["Authorization"] = tok.header
-			req.Header["Dpop"] = []string{proof}
-		} else if tok.raw != sentToken(req) {
-			// The previous attempt's request shares this header map.
-			req.Header = req.Header.Clone()
-			req.Header["Authorization"] = tok.header
-		}
-	}
-	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
-		body, err := req.GetBody()
-		if err != nil {
-			return fmt.Errorf("securehttp: replaying the request body: %w", err)
-		}
-		req.Body = body
-	}
-	a.tries++
-	return nil
-}
-
-// retryableError reports whether err is a connection failure worth another
-// attempt, as classifyError judges it.
-func retryableError(err error) bool {
-	_, transient := classifyError(err)
-	return transient
-}
-
-// errorReason names an error for the log without its text, which may hold a
-// URL with its query, as classifyError judges it.
-func errorReason(err error) string {
-	reason, _ := classifyError(err)
-	return reason
-}
-
 // HTTP/2 error codes (RFC 9113 section 7) after which a request that got no
 // answer may be sent again: the server failed, or refused the stream
 // before it began.
@@ -410,46 +521,80 @@ const (
 	h2RefusedStream = 0x7
 )
 
-// classifyError is the one judge of a failed attempt's error: it names the
-// failure for the log and says whether another attempt may succeed.
-// Anything it does not recognise fails fast; certificate, pin, scheme,
-// token, request body and cancellation errors are never retried. It goes
-// by the error's type, never by its text.
+// failure is what classify makes of an error: a class that names it in
+// logs, hook events and the command, and whether another attempt may
+// succeed.
+type failure struct {
+	class     string
+	transient bool
+}
+
+// classify is the one judge of a failed attempt's error. It goes by the
+// error's type, never by its text, and fails fast on anything it does not
+// recognise; certificate, pin, scheme, token, request body and
+// cancellation errors are never transient.
 //
-// The request's own deadline is checked by shouldRetry before this: it
-// cannot be told from err, since net/http's and net's timeouts (dial,
-// response headers) also match context.DeadlineExceeded, and those are
-// retried.
-func classifyError(err error) (reason string, transient bool) {
+// The request's own deadline is checked by judge before this: it cannot be
+// told from err, since net/http's and net's timeouts (dial, response
+// headers) also match context.DeadlineExceeded, and those are transient.
+func classify(err error) failure {
 	var (
 		certErr    *tls.CertificateVerificationError
+		unknownCA  x509.UnknownAuthorityError
+		hostErr    x509.HostnameError
+		invalidErr x509.CertificateInvalidError
 		recordErr  tls.RecordHeaderError
+		alertErr   tls.AlertError
 		refreshErr *RefreshError
+		oauthErr   *OAuthError
 		bodyErr    *bodyError
+		dnsErr     *net.DNSError
 		streamErr  h2StreamError
 		netErr     net.Error
 	)
 	switch {
-	case errors.Is(err, context.Canceled),
-		errors.Is(err, ErrInsecureScheme), errors.Is(err, ErrPinMismatch), errors.Is(err, ErrWeakKey),
-		errors.Is(err, ErrRevoked), errors.Is(err, ErrOCSPStaple),
-		errors.As(err, &certErr), errors.As(err, &recordErr), errors.As(err, &refreshErr),
-		errors.As(err, &bodyErr):
-		return "error", false
+	case errors.Is(err, context.Canceled):
+		return failure{"canceled", false}
+	case errors.Is(err, ErrPinMismatch):
+		return failure{"pin_mismatch", false}
+	case errors.Is(err, ErrWeakKey):
+		return failure{"weak_key", false}
+	case errors.Is(err, ErrRevoked):
+		return failure{"revoked", false}
+	case errors.Is(err, ErrOCSPStaple):
+		return failure{"ocsp_staple", false}
+	case errors.Is(err, ErrInsecureScheme):
+		return failure{"insecure_scheme", false}
+	case errors.Is(err, ErrHostNotAllowed):
+		return failure{"host_not_allowed", false}
+	case errors.Is(err, ErrBlockedAddress):
+		return failure{"blocked_address", false}
+	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
+		return failure{"certificate", false}
+	case errors.As(err, &recordErr), errors.As(err, &alertErr):
+		return failure{"tls", false}
+	case errors.As(err, &refreshErr):
+		return failure{"token_unavailable", false}
+	case errors.As(err, &oauthErr):
+		return failure{"oauth_error", false}
+	case errors.As(err, &bodyErr):
+		return failure{"request_body", false}
+	case errors.As(err, &dnsErr):
+		return failure{"dns", dnsErr.Timeout()}
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused", true
+		return failure{"connection_refused", true}
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE):
-		return "connection reset", true
+		return failure{"connection_reset", true}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "connection closed", true
+		return failure{"connection_closed", true}
 	case errors.As(err, &streamErr):
-		return "stream reset", streamErr.Code == h2Internal || streamErr.Code == h2RefusedStream
+		return failure{"stream_reset", streamErr.Code == h2Internal || streamErr.Code == h2RefusedStream}
 	case isGoAway(err):
-		return "goaway", true
-	case errors.As(err, &netErr) && netErr.Timeout():
-		return "timeout", true
+		return failure{"goaway", true}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return failure{"timeout", true}
 	}
-	return "error", false
+	return failure{"error", false}
 }
 
 // h2StreamError has the shape of an HTTP/2 stream error (RST_STREAM), as

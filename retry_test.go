@@ -184,13 +184,13 @@ func rtReset(w http.ResponseWriter) {
 
 // rtNewClient returns NewClient(cfg) and its Transport, whose idle
 // connections are closed when the test ends.
-func rtNewClient(t testing.TB, cfg Config) (*http.Client, *Transport) {
+func rtNewClient(t testing.TB, cfg Config) (*http.Client, *transport) {
 	t.Helper()
 	c, err := NewClient(cfg)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
-	tr := c.Transport.(*Transport)
+	tr := c.Transport.(*transport)
 	t.Cleanup(tr.CloseIdleConnections)
 	return c, tr
 }
@@ -480,7 +480,7 @@ func TestRetryHTTP2Resets(t *testing.T) {
 		srv := rtFaultServer(t, true, rtStep{fault: rtAbortStream}, rtStep{body: "ok"})
 		var exhausted atomic.Int64
 		cfg := testConfig(t)
-		cfg.Hooks = &Hooks{BudgetExhausted: func(context.Context, BudgetEvent) { exhausted.Add(1) }}
+		cfg.Hooks = &Hooks{BudgetExhausted: func(context.Context, AttemptEvent) { exhausted.Add(1) }}
 		c, tr := rtNewClient(t, cfg)
 		// Spend this second's floor of resends to the host, with the clock
 		// stopped so that the second does not end in between.
@@ -1455,11 +1455,12 @@ func TestRetryLogging(t *testing.T) {
 			t.Errorf("event %d: got wait %v, want a duration within [1ms, 3ms]", i, w)
 		}
 	}
-	if got := retries[0].attrs["reason"].String(); got != "connection reset" {
-		t.Errorf("got reason %q, want %q", got, "connection reset")
+	// The reason is the failure's class, as hooks name it, or the status.
+	if got := retries[0].attrs["reason"].String(); got != "connection_reset" {
+		t.Errorf("got reason %q, want %q", got, "connection_reset")
 	}
-	if got := retries[1].attrs["reason"].String(); got != "503 Service Unavailable" {
-		t.Errorf("got reason %q, want %q", got, "503 Service Unavailable")
+	if got := retries[1].attrs["reason"].String(); got != "503" {
+		t.Errorf("got reason %q, want %q", got, "503")
 	}
 	text := logs.text.String()
 	if !strings.Contains(text, "Retry-After exceeds MaxRetryAfter") {
@@ -1611,10 +1612,11 @@ func TestRetryBackoffBounds(t *testing.T) {
 					}
 					return jitter(n)
 				}
-				a := &attempt{t: tr, req: req}
+				x := &exchange{req: req, next: resendRetry}
 				prev := time.Duration(0)
 				for n := range 70 {
-					got := a.backoff(lo, hi, n, nil)
+					x.retries = n + 1 // the n-th retry's, from 0
+					got := tr.wait(x, nil)
 					if got < lo || got > hi {
 						t.Fatalf("%s jitter, retry %d: got wait %v, want within [%v, %v]", name, n, got, lo, hi)
 					}
@@ -1628,10 +1630,12 @@ func TestRetryBackoffBounds(t *testing.T) {
 				}
 				if name == "highest" {
 					// The first retry already spreads over [min, 2*min].
-					if got, want := a.backoff(lo, hi, 0, nil), min(2*lo, hi); lo <= hi/2 && got != want {
+					x.retries = 1
+					if got, want := tr.wait(x, nil), min(2*lo, hi); lo <= hi/2 && got != want {
 						t.Errorf("highest jitter, first retry: got %v, want %v", got, want)
 					}
-					if got := a.backoff(lo, hi, 69, nil); got != hi {
+					x.retries = 70
+					if got := tr.wait(x, nil); got != hi {
 						t.Errorf("highest jitter, retry 69: got %v, want the cap %v", got, hi)
 					}
 				}
@@ -1643,7 +1647,7 @@ func TestRetryBackoffBounds(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.Retry = RetryPolicy{MinWait: 50 * time.Millisecond, MaxWait: 100 * time.Millisecond, MaxRetryAfter: time.Minute}
 		tr := newTestTransport(t, cfg)
-		a := &attempt{t: tr, req: rtRequest(t, t.Context(), http.MethodGet, "https://"+hostAPI+"/", nil)}
+		x := &exchange{req: rtRequest(t, t.Context(), http.MethodGet, "https://"+hostAPI+"/", nil), next: resendRetry, retries: 1}
 		for _, tt := range []struct {
 			status int
 			ra     string
@@ -1652,10 +1656,10 @@ func TestRetryBackoffBounds(t *testing.T) {
 			{503, "0", 50 * time.Millisecond},
 			{429, "30", 30 * time.Second},
 			{503, "60", time.Minute},
-			{503, "61", time.Minute}, // never reached: checkRetry refuses it
+			{503, "61", time.Minute}, // never reached: judge refuses it
 		} {
 			resp := &http.Response{StatusCode: tt.status, Header: http.Header{"Retry-After": {tt.ra}}}
-			if got := a.backoff(tr.retry.minWait, tr.retry.maxWait, 0, resp); got != tt.want {
+			if got := tr.wait(x, resp); got != tt.want {
 				t.Errorf("%d Retry-After %s: got wait %v, want %v", tt.status, tt.ra, got, tt.want)
 			}
 		}

@@ -95,37 +95,30 @@ func TestExportedTypesPrintNoSecret(t *testing.T) {
 				cfg := securehttp.Config{Bearer: bearer(), GetClientCertificate: cc.GetClientCertificate}
 				return secrettest.Sample{Value: cfg, Secrets: append(bearerSecrets, key)}
 			},
-			"Transport": func(t *testing.T) secrettest.Sample {
-				cc, key := clientCert(t)
-				b := bearer()
-				b.ClientCredentials.Key = nil // one way to authenticate
-				tr, err := securehttp.NewTransport(securehttp.Config{Bearer: b, GetClientCertificate: cc.GetClientCertificate})
-				if err != nil {
-					t.Fatalf("NewTransport: %v", err)
-				}
-				t.Cleanup(tr.CloseIdleConnections)
-				return secrettest.Sample{Value: tr, Secrets: []string{tokenValue, clientSecret, dpopKey, key}}
-			},
 		},
 		NoSecret: map[string]string{
-			"AttemptEvent":      "a target and an attempt number",
-			"AttemptResult":     "a status, an error class and a duration",
-			"BudgetEvent":       "a target and the kind of resend",
-			"CertificateEvent":  "a certificate's subject, expiry and public-key pin",
-			"ConfigError":       "a field's name, its value only when it is not a secret, and the cause",
-			"FileStore":         "the token file's path: the token stays in the file",
-			"HandshakeEvent":    "a host, a TLS version, a pin verdict and an error class",
-			"Hooks":             "functions, which print as addresses, and a logger",
-			"OAuthError":        "the authorization server's error response, which carries no credential",
-			"PinError":          "a host and public pins",
-			"PinFailureEvent":   "a host and public pins",
-			"PinSet":            "a host pattern and public pins",
-			"RefreshError":      "its cause, an error, and errors never hold a secret",
-			"RetryEvent":        "a target, a reason and a wait",
-			"RetryPolicy":       "counts, durations and a share",
-			"Target":            "a method and a URL without userinfo or query",
-			"TokenRefreshEvent": "an error class and a duration",
-			"TokenRequestEvent": "the token endpoint's URL, a status, an error class and a duration",
+			"AttemptEvent":   "a method, a URL without userinfo or query, a status, an error class and durations",
+			"ConfigError":    "a field's name, its value only when it is not a secret, and the cause",
+			"FileStore":      "the token file's path: the token stays in the file",
+			"HandshakeEvent": "a host, a TLS version, a pin verdict and an error class",
+			"Hooks":          "functions, which print as addresses, and a logger",
+			"OAuthError":     "the authorization server's error response, cleaned of any credential it echoes",
+			"PinError":       "a host and public pins",
+			"PinSet":         "a host pattern and public pins",
+			"RefreshError":   "its cause, an error, and errors never hold a secret",
+			"RetryPolicy":    "counts, durations and a share",
+			"TokenEvent":     "the token endpoint's URL, a status, an error class and a duration",
 		},
 	}.Check(t)
+
+	// The client NewClient returns holds all of the above.
+	cc, key := clientCert(t)
+	b := bearer()
+	b.ClientCredentials.Key = nil // one way to authenticate
+	client, err := securehttp.NewClient(securehttp.Config{Bearer: b, GetClientCertificate: cc.GetClientCertificate})
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	t.Cleanup(client.CloseIdleConnections)
+	secrettest.Check(t, client, tokenValue, clientSecret, dpopKey, key)
 }

@@ -171,7 +171,7 @@ func (r *tokRecorder) count() int {
 // bearer, a fake clock and a Debug logger.
 type tokEnv struct {
 	srv    *httptest.Server
-	tr     *Transport
+	tr     *transport
 	client *http.Client
 	clk    *tokClock
 	rec    *tokRecorder
@@ -259,7 +259,7 @@ func (e *tokEnv) tokMustGet(t *testing.T) string {
 const tokPatience = 15 * time.Second
 
 // tokWaitIdle waits, for at most tokPatience, until no refresh is in flight.
-func tokWaitIdle(t *testing.T, tr *Transport) {
+func tokWaitIdle(t *testing.T, tr *transport) {
 	t.Helper()
 	deadline := time.Now().Add(tokPatience)
 	for {
@@ -1708,7 +1708,7 @@ func TestTokenSecretsNotLogged(t *testing.T) {
 	}))
 	// run makes a Transport for b and sends a POST to api.test with a
 	// query string that must not be logged either.
-	run := func(b *Bearer) *Transport {
+	run := func(b *Bearer) *transport {
 		t.Helper()
 		cfg := testConfig(t)
 		cfg.Logger = logger
@@ -1870,7 +1870,7 @@ func TestTokenSecretsNotFormatted(t *testing.T) {
 	}()); err != nil {
 		t.Fatal(err)
 	}
-	tr := client.Transport.(*Transport)
+	tr := client.Transport.(*transport)
 	tr.bearer.mu.Lock()
 	holds := tr.bearer.cur != nil && tr.bearer.cur.raw == tok
 	tr.bearer.mu.Unlock()
@@ -1896,7 +1896,7 @@ func TestTokenSecretsNotFormatted(t *testing.T) {
 		{"*Bearer", b},
 		{"*MemoryStore", store},
 		{"TokenStore", TokenStore(store)},
-		{"*Transport", tr},
+		{"*transport", tr},
 		{"Config", cfg},
 		{"*Config", &cfg},
 		{"*http.Client", client},
@@ -2140,6 +2140,8 @@ type blockingLeaseStore struct {
 	*fakeShared
 	save func(ctx context.Context) error
 }
+
+func (s *blockingLeaseStore) ForBinding(string) SharedTokenStore { return s }
 
 func (s *blockingLeaseStore) TryLease(ctx context.Context) (Lease, error) {
 	l, err := s.fakeShared.TryLease(ctx)

@@ -6,98 +6,52 @@ import (
 	"time"
 )
 
-// SharedTokenStore is a TokenStore shared by many processes that also lets
-// them agree on which one refreshes, so that a fleet of replicas makes one
-// token request per expiry instead of one per process. A Bearer whose Store
-// implements it coordinates every refresh through it; redisstore.Store is
-// one, and other backends (etcd, a SQL database) can implement it as well.
+// SharedTokenStore is a TokenStore that many processes share, which also
+// lets one of them refresh for all: a fleet of replicas then makes one token
+// request per expiry instead of one per process. redisstore.Store is one.
 //
-// When a refresh is due, the token source:
+// Before refreshing, a process loads the shared token and takes it if
+// another process already replaced the one due; otherwise the process that
+// gets the lease refreshes and saves, and the others poll for its token,
+// for at most half of Bearer.RefreshTimeout, then refresh alone. Any error
+// or stall of the store makes the process refresh alone: no request fails
+// because of the store. docs/fleets.md has the details.
 //
-//  1. loads the shared token, and takes it if another process already
-//     replaced the one being refreshed;
-//  2. otherwise calls TryLease. The process that gets the lease loads the
-//     token again (another may have saved one in between), calls Refresh
-//     only if it still needs to, saves the result with Lease.Save and
-//     calls Release;
-//  3. the others poll Load with backoff, trying for the lease between
-//     polls, until a new token appears. They wait at most half of what
-//     remains of the refresh's time (Bearer.RefreshTimeout), then refresh
-//     on their own rather than fail.
-//
-// Any error from the store (the shared engine is down, a record cannot be
-// opened) makes the process refresh on its own, as with an unshared store,
-// and try the store again at the next refresh: no request fails because
-// the store does. A store call that outlasts its share of the refresh's
-// time is abandoned, even if the store ignores its context, and any lease
-// it brings later is released. Requests holding a usable token never touch
-// the store.
-//
-// Implementations must be safe for concurrent use. Save without a lease
-// must still never let an older token overwrite a newer one: its
-// generation, taken when it is called, says nothing of when its token was
-// obtained, so it must also refuse, with an error matching ErrStaleLease,
-// to replace a token that expires later than its own (when both expiries
-// are known). A lease's generation, taken before its refresh, orders
-// Lease.Save alone.
+// Implementations must be safe for concurrent use. Save must refuse, with
+// an error matching ErrStaleLease, to replace a token that expires later
+// than the one it is given.
 type SharedTokenStore interface {
 	TokenStore
 	// TryLease tries to become the one process that refreshes. It returns
 	// a nil Lease and a nil error when another process holds the lease. A
-	// lease lasts until Release or until ctx ends, whichever comes first;
-	// an implementation renews it while it is held and lets it expire by
-	// itself if the holder disappears.
+	// lease lasts until Release or until ctx ends, and expires by itself
+	// when its holder disappears.
 	TryLease(ctx context.Context) (Lease, error)
+	// ForBinding returns the store of the tokens bound to binding, so that
+	// processes whose tokens are bound to different keys never share one:
+	// "" for bearer tokens, "dpop:" and the DPoP key's JWK thumbprint,
+	// "mtls:" and the client certificate's x5t#S256, or the two joined by
+	// "+". Store a hash of it rather than the string.
+	ForBinding(binding string) SharedTokenStore
 }
 
-// Lease is the right to refresh the token of a SharedTokenStore, held by one
-// process at a time. Each lease carries a generation (a fencing token) newer
-// than every lease taken before it.
+// Lease is the right to refresh a SharedTokenStore's token, held by one
+// process at a time, with a generation newer than every lease's before it.
 type Lease interface {
-	// Save stores tok with the lease's generation. It returns an error
-	// matching ErrStaleLease, and stores nothing, when a token of a newer
-	// generation has been saved since the lease was taken: a holder whose
-	// lease expired during a slow refresh cannot overwrite the newer token
-	// of the process that took over.
+	// Save stores tok, unless a token of a newer generation was saved
+	// since the lease was taken: then it returns an error matching
+	// ErrStaleLease and stores nothing.
 	Save(ctx context.Context, tok Token) error
 	// Release gives the lease up, if this holder still has it. It is safe
 	// to call more than once.
 	Release(ctx context.Context) error
 }
 
-// ErrStaleLease is returned by Lease.Save when a newer token has been saved
-// since the lease was taken, and by a shared store's Save when the stored
-// token expires later. The newer token stays.
-var ErrStaleLease = errors.New("securehttp: a newer token was saved since the lease was taken")
-
-// BindingStore is a TokenStore that keeps a separate token for each binding,
-// so that processes holding different proof-of-possession keys never share
-// a bound token. A binding is an opaque string that is equal for two
-// processes exactly when a token obtained by one is valid for the other:
-// "" for a plain bearer token; "dpop:" followed by the DPoP key's JWK
-// thumbprint (RFC 7638); "mtls:" followed by the client certificate's
-// x5t#S256 (RFC 8705: the base64url SHA-256 of the leaf); or, with both a
-// DPoP key and a client certificate, the two joined by "+", since a server
-// may bind a token to either or to both. Implementations should store a
-// hash of it, not the string itself.
-//
-// The Transport asks for the store of its binding before each refresh, so
-// that after a client certificate rotates, tokens go to the new
-// certificate's store. A store that does not implement BindingStore is used
-// as it is for every binding; a bound JWT (cnf.jkt, cnf["x5t#S256"]) that
-// names another key or certificate is still never taken from it.
-type BindingStore interface {
-	TokenStore
-	// ForBinding returns the store for tokens bound to binding. For ""
-	// it returns a store equivalent to the receiver.
-	ForBinding(binding string) TokenStore
-}
-
 // storeFor returns the store for tokens with binding: s.ForBinding(binding)
-// when s is a BindingStore, else s.
+// when s is a SharedTokenStore, else s.
 func storeFor(s TokenStore, binding string) TokenStore {
-	if bs, ok := s.(BindingStore); ok {
-		return bs.ForBinding(binding)
+	if ss, ok := s.(SharedTokenStore); ok {
+		return ss.ForBinding(binding)
 	}
 	return s
 }
@@ -108,7 +62,7 @@ type boundStore struct {
 	binding string
 	// named is false when the client certificate cannot be named (a
 	// GetClientCertificate of the user's): tokens then stay in the
-	// process, out of a BindingStore, rather than be filed under a binding
+	// process, out of a SharedTokenStore, rather than be filed under a binding
 	// that may be another certificate's.
 	named bool
 	store TokenStore
@@ -133,7 +87,7 @@ func (ts *tokenSource) bound() *boundStore {
 		binding, named = binding+"mtls:"+x5t, ok
 	}
 	if !named {
-		if _, split := ts.base.(BindingStore); split {
+		if _, split := ts.base.(SharedTokenStore); split {
 			return &boundStore{named: false, store: ts.local}
 		}
 		return &boundStore{named: false, store: ts.base}
@@ -150,10 +104,10 @@ func (ts *tokenSource) bound() *boundStore {
 // stillBound reports whether the tokens obtained now still go to b's
 // store: false when the client certificate changed during the refresh, so
 // that a token just obtained, which may be bound to either certificate, is
-// not saved under b's binding. A store that is not a BindingStore is the
+// not saved under b's binding. A store that is not a SharedTokenStore is the
 // same for every binding.
 func (ts *tokenSource) stillBound(b *boundStore) bool {
-	if _, split := ts.base.(BindingStore); !split {
+	if _, split := ts.base.(SharedTokenStore); !split {
 		return true
 	}
 	if !b.same(ts.bound()) {

@@ -48,6 +48,8 @@ func (f *fakeShared) Save(_ context.Context, tok Token) error {
 	return nil
 }
 
+func (f *fakeShared) ForBinding(string) SharedTokenStore { return f }
+
 func (f *fakeShared) TryLease(context.Context) (Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -134,7 +136,7 @@ func TestSharedStoreCoordination(t *testing.T) {
 	}
 }
 
-// bindingFake is a BindingStore that records the bindings asked for.
+// bindingFake is a SharedTokenStore that records the bindings asked for.
 type bindingFake struct {
 	*MemoryStore
 	mu    sync.Mutex
@@ -142,11 +144,15 @@ type bindingFake struct {
 	inner *MemoryStore
 }
 
-func (b *bindingFake) ForBinding(binding string) TokenStore {
+func (b *bindingFake) TryLease(context.Context) (Lease, error) {
+	return memoryLease{b.MemoryStore}, nil
+}
+
+func (b *bindingFake) ForBinding(binding string) SharedTokenStore {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.asked = append(b.asked, binding)
-	return b.inner
+	return memoryShared{b.inner}
 }
 
 func TestBindingStoreForPlainBearer(t *testing.T) {

@@ -87,20 +87,6 @@ type Bearer struct {
 	ValidMethods []string
 }
 
-// String reports the configured hosts, never a token.
-func (b *Bearer) String() string {
-	if b == nil {
-		return "<nil>"
-	}
-	return fmt.Sprintf("securehttp.Bearer{Hosts: %q}", b.Hosts)
-}
-
-// GoString is String: a Bearer prints no secret even with %#v.
-func (b *Bearer) GoString() string { return b.String() }
-
-// LogValue keeps tokens out of structured logs.
-func (b *Bearer) LogValue() slog.Value { return slog.StringValue(b.String()) }
-
 // RefreshError reports that no valid token could be had for a request. The
 // request was not sent. Err is the cause: the Refresh error, a context
 // error, or ErrNoToken. Every RefreshError matches ErrNoToken with errors.Is.
@@ -193,8 +179,8 @@ func (t *token) usableUntil() time.Time {
 // tokenSource is the runtime state behind a Bearer: the one owner of the
 // current token.
 type tokenSource struct {
-	base    TokenStore   // Bearer.Store, or a MemoryStore; a BindingStore is asked per binding (bound)
-	local   *MemoryStore // tokens whose binding cannot be named, kept out of a BindingStore
+	base    TokenStore   // Bearer.Store, or a MemoryStore; a SharedTokenStore is asked per binding (bound)
+	local   *MemoryStore // tokens whose binding cannot be named, kept out of a SharedTokenStore
 	refresh func(ctx context.Context) (Token, error)
 	hosts   []hostPattern
 	window  time.Duration
@@ -240,7 +226,16 @@ type flight struct {
 	until   time.Time // when the token usable as it began stops being usable; zero if none was
 }
 
-func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*tokenSource, error) {
+// bearerPlan is a Bearer after its checks: what newTokenSource builds from.
+type bearerPlan struct {
+	hosts  []hostPattern
+	dpop   *dpopKey     // nil without Bearer.DPoP
+	client *tokenClient // nil without Bearer.ClientCredentials; not yet connected
+}
+
+// checkBearer checks every entry of b, including its DPoP key (which it
+// signs with once) and its ClientCredentials.
+func checkBearer(b *Bearer, haveClientCert bool, now func() time.Time) (*bearerPlan, error) {
 	if len(b.Hosts) == 0 {
 		return nil, &ConfigError{Field: "Bearer.Hosts", Err: errors.New("no hosts: list the hosts that may receive the token")}
 	}
@@ -265,32 +260,67 @@ func newTokenSource(b *Bearer, logger *slog.Logger, now func() time.Time) (*toke
 	if len(b.ValidMethods) > 0 && b.Keyfunc == nil {
 		return nil, &ConfigError{Field: "Bearer.ValidMethods", Err: errors.New("set only with Keyfunc")}
 	}
-	ts := &tokenSource{
-		base:    b.Store,
-		local:   NewMemoryStore(Token{}),
-		refresh: b.Refresh,
-		window:  b.RefreshWindow,
-		timeout: orDefault(b.RefreshTimeout, defaultRefreshTimeout),
-		keyfunc: b.Keyfunc,
-		methods: b.ValidMethods,
-		scheme:  "Bearer",
-		logger:  logger,
-		now:     now,
-	}
-	if b.DPoP != nil {
-		ts.scheme = "DPoP"
-	}
-	if ts.base == nil {
-		ts.base = ts.local
-	}
+	plan := new(bearerPlan)
 	for i, h := range b.Hosts {
 		p, err := parseHostPortPattern(h)
 		if err != nil {
 			return nil, &ConfigError{Field: fmt.Sprintf("Bearer.Hosts[%d]", i), Value: h, Err: err}
 		}
-		ts.hosts = append(ts.hosts, p)
+		plan.hosts = append(plan.hosts, p)
 	}
-	return ts, nil
+	var err error
+	if b.DPoP != nil {
+		if plan.dpop, err = newDPoPKey(b.DPoP, now); err != nil {
+			return nil, err
+		}
+	}
+	if b.ClientCredentials != nil {
+		if plan.client, err = checkClientCredentials(b.ClientCredentials, haveClientCert); err != nil {
+			return nil, err
+		}
+	}
+	return plan, nil
+}
+
+// newTokenSource builds the token source of b, checked into plan, for t:
+// its clock, logger and hooks, its client certificate's binding, and, with
+// ClientCredentials, its token requests.
+func newTokenSource(b *Bearer, plan *bearerPlan, t *transport) *tokenSource {
+	ts := &tokenSource{
+		base:    b.Store,
+		local:   NewMemoryStore(Token{}),
+		refresh: b.Refresh,
+		hosts:   plan.hosts,
+		window:  b.RefreshWindow,
+		timeout: orDefault(b.RefreshTimeout, defaultRefreshTimeout),
+		keyfunc: b.Keyfunc,
+		methods: b.ValidMethods,
+		scheme:  "Bearer",
+		logger:  t.logger,
+		now:     t.clock,
+		hooks:   t.hooks,
+	}
+	if ts.base == nil {
+		ts.base = ts.local
+	}
+	if plan.dpop != nil {
+		ts.scheme, ts.jkt = "DPoP", plan.dpop.jkt
+	}
+	if t.conns.get != nil {
+		ts.cert = t.conns.certificate
+		if _, split := b.Store.(SharedTokenStore); split {
+			if _, named := t.conns.certificate(); !named {
+				t.logger.Warn("securehttp: tokens are kept in this process, not in Bearer.Store, " +
+					"while the client certificate cannot be named: Config.GetClientCertificate is not " +
+					"a ClientCert's method, and a function of your own may choose a certificate per server")
+			}
+		}
+	}
+	if tc := plan.client; tc != nil {
+		tc.t = t
+		ts.refresh = tc.fetch
+	}
+	return ts
 }
 
 // covers reports whether host, already normalised, may receive the token

@@ -16,155 +16,92 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 )
 
-const (
-	defaultExpiryWarning       = 14 * 24 * time.Hour
-	defaultDialTimeout         = 30 * time.Second
-	defaultTLSHandshakeTimeout = 10 * time.Second
-	defaultIdleConnTimeout     = 90 * time.Second
-	defaultMaxIdleConnsPerHost = 64
-	sessionCacheSize           = 256
-
-	minRSABits = 2048
-	minECBits  = 256
-)
-
-// Transport is the hardened http.RoundTripper behind NewClient. It refuses
-// plain HTTP, verifies every connection (chain, host name, key sizes, pins,
-// stapled OCSP), attaches bearer tokens to their hosts only, and retries
-// what is safe to retry.
+// transport is the http.RoundTripper behind NewClient. A request goes
+// through it top to bottom, one stage per step of RoundTrip:
 //
-// A Transport is safe for concurrent use. Make it with NewTransport: the zero
-// value is not usable. Like http.Transport it keeps a connection pool, so
-// make one per configuration and reuse it.
-type Transport struct {
-	base   *http.Transport
+//  1. egress: the host must be allowed (egress.go);
+//  2. scheme: https only;
+//  3. credential: the token of the Bearer whose hosts include the host
+//     (tokensource.go);
+//  4. attempts (retry.go): each attaches the token and a fresh DPoP proof
+//     (dpop.go), goes over a connection of the client identity in use
+//     (conn.go) whose handshake verifyConnection checks, below (keys,
+//     stapled OCSP, pins), and is judged: one place decides every resend
+//     (a retry, a replay after a 401, a DPoP nonce) and pays for it from
+//     the host's budget (budget.go);
+//  5. hooks see each stage's outcome (hooks.go).
+//
+// It is safe for concurrent use.
+type transport struct {
+	conns  *connections // the connection pools (conn.go)
 	egress *egress
 
 	pins          []*pinSet
-	onPinFailure  func(*PinError)
 	requireStaple bool
 	expiryWarning time.Duration
 	expiryWarned  sync.Map // [sha256.Size]byte of a certificate: warned once
 
 	bearer *tokenSource // nil without Config.Bearer
 	dpop   *dpopKey     // nil without Bearer.DPoP
-	cert   *certState   // nil without Config.GetClientCertificate
 	retry  retryConfig
 	budget *retryBudget // nil when Retry.Budget is negative
 	hooks  *Hooks       // nil without Config.Hooks
 
-	logger *slog.Logger // never nil: a discarding logger when Config.Logger is nil
+	logger *slog.Logger // never nil
 	now    func() time.Time
 	jitter func(n int64) int64
 }
 
-// NewTransport returns a Transport configured by cfg. It reports an invalid
-// entry as a *ConfigError and never modifies cfg.
-func NewTransport(cfg Config) (*Transport, error) {
+const (
+	defaultExpiryWarning = 14 * 24 * time.Hour
+	minRSABits           = 2048
+	minECBits            = 256
+)
+
+// newTransport checks every entry of cfg first, then builds the transport
+// from what the checks produced. It never modifies cfg.
+func newTransport(cfg Config) (*transport, error) {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	pins, err := compilePinSets(cfg.Pins, logger)
-	if err != nil {
-		return nil, err
-	}
-	retry, err := newRetryConfig(cfg.Retry)
-	if err != nil {
-		return nil, err
-	}
-	egress, err := newEgress(cfg.AllowHosts, cfg.BlockPrivateNetworks)
-	if err != nil {
-		return nil, err
-	}
-	t := &Transport{
-		egress:        egress,
-		pins:          pins,
-		onPinFailure:  cfg.OnPinFailure,
-		requireStaple: cfg.RequireOCSPStaple,
-		expiryWarning: orDefault(cfg.ExpiryWarning, defaultExpiryWarning),
-		retry:         retry,
-		logger:        logger,
-		now:           time.Now,
-		jitter:        rand.Int64N,
-	}
-	t.budget, t.hooks = newRetryBudget(retry.budget, t.clock), cfg.Hooks.clone(logger)
-	if cfg.MaxIdleConnsPerHost < 0 {
-		return nil, &ConfigError{Field: "MaxIdleConnsPerHost", Err: errors.New("must not be negative")}
-	}
+	t := &transport{logger: logger, now: time.Now, jitter: rand.Int64N}
 
-	dial := t.egress.dialFunc(cfg.DialContext, &net.Dialer{
-		Timeout:   orDefault(cfg.DialTimeout, defaultDialTimeout),
-		KeepAlive: 30 * time.Second,
-	})
-	proxy := cfg.Proxy
-	if proxy == nil {
-		proxy = http.ProxyFromEnvironment
+	// Every check first: nothing is built from a Config with an error.
+	var err error
+	if t.pins, err = compilePinSets(cfg.Pins, logger); err != nil {
+		return nil, err
 	}
-	perHost := cfg.MaxIdleConnsPerHost
-	if perHost == 0 {
-		perHost = defaultMaxIdleConnsPerHost
+	if t.retry, err = newRetryConfig(cfg.Retry); err != nil {
+		return nil, err
 	}
-	t.base = &http.Transport{
-		Proxy:       t.egress.proxyFunc(proxy),
-		DialContext: dial,
-		TLSClientConfig: &tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			RootCAs:            cfg.RootCAs,
-			ClientSessionCache: tls.NewLRUClientSessionCache(sessionCacheSize),
-			// VerifyConnection runs after Go's own chain verification, on
-			// full and resumed handshakes alike.
-			VerifyConnection: t.verifyConnection,
-		},
-		// A custom TLS config turns HTTP/2 off unless it is forced back on.
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          0, // no overall limit: the per-host limit governs
-		MaxIdleConnsPerHost:   perHost,
-		IdleConnTimeout:       orDefault(cfg.IdleConnTimeout, defaultIdleConnTimeout),
-		TLSHandshakeTimeout:   orDefault(cfg.TLSHandshakeTimeout, defaultTLSHandshakeTimeout),
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
+	if t.egress, err = newEgress(cfg.AllowHosts, cfg.BlockPrivateNetworks); err != nil {
+		return nil, err
 	}
-	if cfg.GetClientCertificate != nil {
-		t.cert = newCertState(cfg.GetClientCertificate, t.base, cfg.Logger)
-		t.base.TLSClientConfig.GetClientCertificate = t.getClientCertificate
+	if err := checkConnConfig(cfg); err != nil {
+		return nil, err
 	}
+	var bearer *bearerPlan
 	if cfg.Bearer != nil {
-		if t.bearer, err = newTokenSource(cfg.Bearer, t.logger, t.clock); err != nil {
+		if bearer, err = checkBearer(cfg.Bearer, cfg.GetClientCertificate != nil, t.clock); err != nil {
 			return nil, err
 		}
-		if d := cfg.Bearer.DPoP; d != nil {
-			if t.dpop, err = newDPoPKey(d, t.clock); err != nil {
-				return nil, err
-			}
-			t.bearer.jkt = t.dpop.jkt
-		}
-		if t.cert != nil {
-			t.bearer.cert = t.cert.thumbprint
-			if _, split := cfg.Bearer.Store.(BindingStore); split {
-				if _, named := t.cert.thumbprint(); !named {
-					t.logger.Warn("securehttp: tokens are kept in this process, not in Bearer.Store, " +
-						"while the client certificate cannot be named: Config.GetClientCertificate is not " +
-						"a ClientCert's method, and a function of your own may choose a certificate per server")
-				}
-			}
-		}
-		t.bearer.hooks = t.hooks
-		if cc := cfg.Bearer.ClientCredentials; cc != nil {
-			tc, err := newTokenClient(cc, t.direct, t.clock, t.logger, cfg.GetClientCertificate != nil)
-			if err != nil {
-				return nil, err
-			}
-			tc.dpop = t.dpop
-			t.bearer.refresh = tc.fetch
-			tc.hooks, tc.resend = t.hooks, t.allowResend
-		}
+	}
+
+	// Then the parts, each from what it needs.
+	t.requireStaple = cfg.RequireOCSPStaple
+	t.expiryWarning = orDefault(cfg.ExpiryWarning, defaultExpiryWarning)
+	t.hooks = cfg.Hooks.clone(logger)
+	t.budget = newRetryBudget(t.retry.budget, t.clock)
+	t.conns = newConnections(cfg, t)
+	if bearer != nil {
+		t.dpop = bearer.dpop
+		t.bearer = newTokenSource(cfg.Bearer, bearer, t)
 	}
 	return t, nil
 }
@@ -177,31 +114,205 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 // clock reads t.now at each call, so that a test replacing t.now after
-// NewTransport moves the token source's clock as well.
-func (t *Transport) clock() time.Time { return t.now() }
+// newTransport moves the token source's clock as well.
+func (t *transport) clock() time.Time { return t.now() }
 
-// RoundTrip implements http.RoundTripper. It returns an error wrapping
-// ErrHostNotAllowed for a host outside Config.AllowHosts, or
-// ErrInsecureScheme for any scheme but https, without connecting. It does not
-// modify req, and it closes req.Body on every path. On a redirect hop that
-// http.Client made, it sends the Referer set on the first request, if any;
-// otherwise none to another origin, and the previous URL without its query
-// and fragment to the same origin.
-func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	out, err := asciiHost(req)
+// exchange is one request on its way through the pipeline: the request as
+// admitted, its host, the token it carries, and its attempts so far.
+type exchange struct {
+	req  *http.Request // the caller's request as admitted; never modified
+	host string        // req's host, normalised
+	tok  *token        // the token each attempt carries; nil for none
+
+	// tokenRequest marks a token request of the client's own (oauth.go):
+	// it may be retried although it is a POST, and its DPoP nonce
+	// challenge is a 400 whose body the token client reads (nonceAsked).
+	tokenRequest bool
+	nonceAsked   bool
+
+	tries   int    // attempts sent
+	retries int    // of which retries
+	replays int    // of which replays after a 401
+	nonces  int    // nonce challenges answered for the current token
+	next    resend // why the next attempt is sent
+
+	// The outcome of the attempt judged last, when it is sent again: its
+	// status, or its error's class.
+	lastStatus int
+	lastError  string
+}
+
+// RoundTrip implements http.RoundTripper: it refuses a host outside
+// Config.AllowHosts (ErrHostNotAllowed) and any scheme but https
+// (ErrInsecureScheme) before connecting, attaches the Bearer's token to its
+// hosts, and sends attempts until one is final. It does not modify req, and
+// it closes req.Body on every path.
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	x, err := t.admit(req)
+	if err == nil {
+		err = t.credential(&x)
+	}
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
-	out = redirectReferer(out)
-	resp, err := t.roundTrip(out)
+	resp, err := t.send(&x)
 	if err != nil {
 		awaitClientTimeout(req)
+		return nil, err
 	}
-	if resp != nil {
-		resp.Request = req
+	// Our copies carry the token; the caller gets its own request back, so
+	// that logging resp.Request leaks nothing.
+	resp.Request = req
+	return resp, nil
+}
+
+// admit runs the stages that refuse a request before any connection,
+// egress then scheme, and returns its exchange. The request is sent with
+// its host in ASCII and, on a redirect hop, with the Referer of
+// redirectReferer.
+func (t *transport) admit(req *http.Request) (exchange, error) {
+	if req.URL == nil {
+		return exchange{}, errors.New("securehttp: request has no URL")
 	}
-	return resp, err
+	out, err := asciiHost(req)
+	if err != nil {
+		return exchange{}, err
+	}
+	out = redirectReferer(out)
+	if err := t.egress.checkHost(out.URL.Hostname()); err != nil {
+		return exchange{}, err
+	}
+	if !strings.EqualFold(out.URL.Scheme, "https") {
+		return exchange{}, fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, out.URL.Scheme)
+	}
+	host, err := normalizeHost(out.URL.Hostname())
+	if err != nil {
+		return exchange{}, fmt.Errorf("securehttp: bad request host: %w", err)
+	}
+	t.budget.request(host)
+	return exchange{req: out, host: host}, nil
+}
+
+// credential gives x the token of the Bearer, when x's host and port are
+// among Bearer.Hosts and the request carries no Authorization of its own.
+func (t *transport) credential(x *exchange) error {
+	req := x.req
+	if t.bearer == nil || req.Header.Get("Authorization") != "" || tokenOff(req.Context()) {
+		return nil
+	}
+	if !t.bearer.covers(x.host, req.URL.Port()) || !t.hostHeaderCovered(req) {
+		// Said once per request, so that a host spelt differently from its
+		// Bearer.Hosts entry (an IP for a name, another alias, another
+		// port) is not a mystery 401. Asked first, so that a silent logger
+		// costs nothing.
+		if t.logger.Enabled(req.Context(), slog.LevelDebug) {
+			t.logger.Debug("securehttp: no token sent: the host is not in Bearer.Hosts",
+				"host", x.host, "method", req.Method, "url", redactURL(req.URL))
+		}
+		return nil
+	}
+	// A rotated client certificate drops a token bound to the old one
+	// before a token is picked for this request.
+	t.conns.pool()
+	tok, err := t.bearer.token(req.Context())
+	if err != nil {
+		return err
+	}
+	x.tok = tok
+	return nil
+}
+
+// attach returns the request of x's next attempt: req with x's token and,
+// with DPoP, a new proof, for this attempt only. req is never modified. The
+// header's value slices are shared with req's, as a RoundTripper only reads
+// them; a request with no header of its own shares the token's ready-made,
+// read-only map when no proof is needed. Code below this point that must
+// change a header clones it first.
+func (t *transport) attach(x *exchange, req *http.Request) (*http.Request, error) {
+	if x.tok == nil {
+		return req, nil
+	}
+	out := new(http.Request)
+	*out = *req
+	extra := 1
+	var proof string
+	if t.dpop != nil {
+		var err error
+		if proof, err = t.dpop.proof(req.Method, req.URL, x.tok.ath); err != nil {
+			return nil, err
+		}
+		extra = 2
+	} else if len(x.req.Header) == 0 {
+		out.Header = x.tok.headers
+		return out, nil
+	}
+	out.Header = make(http.Header, len(x.req.Header)+extra)
+	for k, v := range x.req.Header {
+		out.Header[k] = v
+	}
+	out.Header["Authorization"] = x.tok.header
+	if proof != "" {
+		out.Header["Dpop"] = []string{proof}
+	}
+	return out, nil
+}
+
+// attempt sends one attempt of x over the wire, with the hooks around it.
+// Every attempt, the first and each resend, goes through here, and so does
+// every response, whose DPoP nonce is learnt (RFC 9449 section 8.2: any
+// response may carry one).
+func (t *transport) attempt(x *exchange, req *http.Request) (*http.Response, error) {
+	x.tries++
+	var resp *http.Response
+	var err error
+	if t.hooks == nil {
+		resp, err = t.wire(req)
+	} else {
+		resp, err = t.hooks.send(t, x, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.dpop != nil {
+		t.dpop.observe(req.URL, resp.Header)
+	}
+	resp.Request = x.req
+	return resp, nil
+}
+
+// wire hands req to the connection pool of the client identity in use,
+// under a context in which a trace sees no credential and, with
+// BlockPrivateNetworks, the dialer knows the proxy chosen for it.
+func (t *transport) wire(req *http.Request) (*http.Response, error) {
+	req = t.egress.track(req)
+	if ctx, rctx := req.Context(), redactTrace(req.Context()); rctx != ctx {
+		req = req.WithContext(rctx)
+	}
+	return t.conns.pool().RoundTrip(req)
+}
+
+// direct sends a request of the client's own (a metadata document) through
+// every stage that guards where and how it connects, and through none that
+// adds a credential.
+func (t *transport) direct(req *http.Request) (*http.Response, error) {
+	x, err := t.admit(req)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	return t.send(&x)
+}
+
+// CloseIdleConnections closes idle connections, those made with an earlier
+// client certificate included, and stops any background token refresh,
+// waiting for it to end, for at most a second when Refresh ignores its
+// context. A request that was waiting for that refresh waits for a new one.
+func (t *transport) CloseIdleConnections() {
+	t.conns.closeIdle()
+	if t.bearer != nil {
+		t.bearer.stop()
+	}
 }
 
 // asciiHost returns req, or a copy of it whose URL names its host in the
@@ -211,7 +322,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // request's context ends: a redirect to such a spelling would turn the
 // client into a connection flood.
 func asciiHost(req *http.Request) (*http.Request, error) {
-	if req.URL == nil || isASCII(req.URL.Host) {
+	if isASCII(req.URL.Host) {
 		return req, nil
 	}
 	host, err := normalizeHost(req.URL.Hostname())
@@ -236,7 +347,7 @@ func asciiHost(req *http.Request) (*http.Request, error) {
 const maxRefererHops = 100
 
 // redirectReferer returns req, or a copy of it with the Referer this
-// Transport sends on a redirect hop. net/http's client sets the previous
+// client sends on a redirect hop. net/http's client sets the previous
 // URL, query and fragment included, on every hop, whatever its origin: a
 // signed URL or an api_key would reach another host. A hop's Referer is
 // instead the one the caller set on the first request, if any; otherwise
@@ -310,7 +421,7 @@ func schemePort(u *url.URL) string {
 // hostHeaderCovered reports whether the Host header, when it names another
 // host than the URL, is covered by Bearer.Hosts too: a front end that
 // routes by Host would otherwise hand the token to the host it names.
-func (t *Transport) hostHeaderCovered(req *http.Request) bool {
+func (t *transport) hostHeaderCovered(req *http.Request) bool {
 	if req.Host == "" || req.Host == req.URL.Host {
 		return true
 	}
@@ -347,183 +458,6 @@ func awaitClientTimeout(req *http.Request) {
 	}
 }
 
-// roundTrip is RoundTrip's pipeline.
-func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL == nil {
-		closeBody(req)
-		return nil, errors.New("securehttp: request has no URL")
-	}
-	if err := t.admit(req); err != nil {
-		closeBody(req)
-		return nil, err
-	}
-	host, err := normalizeHost(req.URL.Hostname())
-	if err != nil {
-		closeBody(req)
-		return nil, fmt.Errorf("securehttp: bad request host: %w", err)
-	}
-	t.budget.request(host)
-
-	if t.bearer == nil || req.Header.Get("Authorization") != "" || tokenOff(req.Context()) {
-		return t.send(req, false)
-	}
-	if !t.bearer.covers(host, req.URL.Port()) || !t.hostHeaderCovered(req) {
-		// Said once per request, so that a host spelt differently from its
-		// Bearer.Hosts entry (an IP for a name, another alias, another
-		// port) is not a mystery 401. Asked first, so that a silent logger
-		// costs nothing.
-		if t.logger.Enabled(req.Context(), slog.LevelDebug) {
-			t.logger.Debug("securehttp: no token sent: the host is not in Bearer.Hosts",
-				"host", host, "method", req.Method, "url", redactURL(req.URL))
-		}
-		return t.send(req, false)
-	}
-	// A rotated client certificate drops a token bound to the old one
-	// before a token is picked for this request.
-	t.pool()
-	tok, err := t.bearer.token(req.Context())
-	if err != nil {
-		closeBody(req)
-		return nil, err
-	}
-	out, err := t.withToken(req, tok)
-	if err != nil {
-		closeBody(req)
-		return nil, err
-	}
-	out = t.hooks.track(out)
-	resp, err := t.send(out, true)
-	if err == nil {
-		resp, err = t.retryNonce(out, tok, resp)
-	}
-	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		resp, err = t.recoverUnauthorized(out, resp)
-	}
-	if resp != nil {
-		// Our copy carries the token; the caller gets its own request back,
-		// as from any RoundTripper, so that logging resp.Request leaks nothing.
-		resp.Request = req
-	}
-	return resp, err
-}
-
-// admit runs the stages that refuse a request before any connection:
-// egress (AllowHosts, and an address literal under BlockPrivateNetworks),
-// then the scheme.
-func (t *Transport) admit(req *http.Request) error {
-	if err := t.egress.checkHost(req.URL.Hostname()); err != nil {
-		return err
-	}
-	if !strings.EqualFold(req.URL.Scheme, "https") {
-		return fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, req.URL.Scheme)
-	}
-	return nil
-}
-
-// direct sends a request of the client's own, such as a token request,
-// through every stage that guards where and how it connects, and through
-// none that adds a credential.
-func (t *Transport) direct(req *http.Request) (*http.Response, error) {
-	in := req
-	req, err := asciiHost(req)
-	if err != nil {
-		closeBody(in)
-		return nil, err
-	}
-	if err := t.admit(req); err != nil {
-		closeBody(req)
-		return nil, err
-	}
-	t.budget.requestURL(req.URL)
-	return t.send(req, false)
-}
-
-// withToken returns a shallow copy of req with its own header map, carrying
-// tok and, with DPoP, a new proof for this attempt. The caller's request is
-// never modified. The value slices are shared with the caller's header, as a
-// RoundTripper only reads them; a request with no header of its own shares
-// the token's ready-made, read-only map when no proof is needed. Code below
-// this point that must change a header clones it first.
-func (t *Transport) withToken(req *http.Request, tok *token) (*http.Request, error) {
-	out := new(http.Request)
-	*out = *req
-	extra := 1
-	var proof string
-	if t.dpop != nil {
-		var err error
-		if proof, err = t.dpop.proof(req.Method, req.URL, tok.ath); err != nil {
-			return nil, err
-		}
-		extra = 2
-	} else if len(req.Header) == 0 {
-		out.Header = tok.headers
-		return out, nil
-	}
-	out.Header = make(http.Header, len(req.Header)+extra)
-	for k, v := range req.Header {
-		out.Header[k] = v
-	}
-	out.Header["Authorization"] = tok.header
-	if proof != "" {
-		out.Header["Dpop"] = []string{proof}
-	}
-	return out, nil
-}
-
-// sentToken returns the token req carries, after its scheme (Bearer or
-// DPoP).
-func sentToken(req *http.Request) string {
-	_, tok, _ := strings.Cut(req.Header.Get("Authorization"), " ")
-	return tok
-}
-
-// recoverUnauthorized handles a 401 to a request that carried our token: it
-// invalidates that token, refreshes it and replays the request once, when
-// its body can be replayed. Otherwise it returns resp as it is.
-func (t *Transport) recoverUnauthorized(req *http.Request, resp *http.Response) (*http.Response, error) {
-	rejected := tokenRejected
-	if t.dpop != nil {
-		rejected = dpopTokenRejected
-	}
-	if !rejected(resp.Header) {
-		return resp, nil
-	}
-	sent := sentToken(req)
-	if !t.bearer.invalidate(sent) || !replayable(req) || !t.allowResend(req, resendUnauthorized) {
-		return resp, nil
-	}
-	tok, err := t.bearer.token(req.Context())
-	if err != nil || tok.raw == sent {
-		if err != nil {
-			t.logger.Warn("securehttp: token refresh after 401 failed", "url", redactURL(req.URL), "error", err)
-		}
-		return resp, nil
-	}
-	replay, err := t.withToken(req, tok)
-	if err != nil {
-		t.logger.Warn("securehttp: no DPoP proof for the replay after 401", "url", redactURL(req.URL), "error", err)
-		return resp, nil
-	}
-	if req.Body != nil && req.Body != http.NoBody {
-		body, err := req.GetBody()
-		if err != nil {
-			return resp, nil
-		}
-		replay.Body = body
-	}
-	drainAndClose(resp.Body)
-	t.logger.Debug("securehttp: replaying request after 401 with a refreshed token",
-		"method", req.Method, "url", redactURL(req.URL))
-	resp, err = t.send(replay, true)
-	if err != nil {
-		return nil, err
-	}
-	// The replay's own nonce request is answered once too. A retryNonce
-	// already spent on the first attempt does not carry over: the refreshed
-	// token is a new request's worth of attempts, still bounded.
-	return t.retryNonce(replay, tok, resp)
-}
-
 // replayable reports whether req's body can be sent again.
 func replayable(req *http.Request) bool {
 	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
@@ -556,34 +490,10 @@ func redactURL(u *url.URL) string {
 	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
-// CloseIdleConnections closes idle connections, those made with an earlier
-// client certificate included, and stops the token refresh in progress, if
-// any, waiting for it to end, for at most a second when Refresh ignores its
-// context. Like closing an idle connection, stopping a refresh fails no
-// request: it leaves no error or backoff behind, requests waiting for it
-// wait for a new refresh (within their own context), and the next request
-// that needs a token refreshes at once. go-retryablehttp calls
-// CloseIdleConnections each time it gives up on a request.
-func (t *Transport) CloseIdleConnections() {
-	t.base.CloseIdleConnections()
-	if t.cert != nil {
-		t.cert.closeIdle()
-	}
-	if t.bearer != nil {
-		t.bearer.stop()
-	}
-}
-
-// String describes the transport without any secret.
-func (t *Transport) String() string { return "securehttp.Transport" }
-
-// GoString describes the transport without any secret.
-func (t *Transport) GoString() string { return "&securehttp.Transport{}" }
-
 // verifyConnection runs after crypto/tls has verified the chain and host
-// name, for full and resumed handshakes alike. It enforces the key policy,
-// stapled OCSP and pins against the verified chains only.
-func (t *Transport) verifyConnection(cs tls.ConnectionState) error {
+// name, for full and resumed handshakes alike: the key policy, stapled
+// OCSP (ocsp.go) and pins (pinning.go), against the verified chains only.
+func (t *transport) verifyConnection(cs tls.ConnectionState) error {
 	if len(cs.VerifiedChains) == 0 {
 		// Unreachable while verification is on, which it always is; kept so
 		// that a future change cannot turn pins into a no-op.
@@ -640,105 +550,9 @@ func checkKeys(chain []*x509.Certificate) error {
 	return nil
 }
 
-func (t *Transport) checkPins(cs tls.ConnectionState, chains [][]*x509.Certificate) error {
-	if len(t.pins) == 0 {
-		return nil
-	}
-	hosts := pinHosts(cs, chains)
-	var digests *chainDigests
-	now := t.now()
-	covered := false
-	for _, host := range hosts {
-		var enforced []pin
-		var reportOnly []*pinSet
-		for _, s := range t.pins {
-			if !s.host.match(host) {
-				continue
-			}
-			covered = true
-			if !s.expires.IsZero() && now.After(s.expires) {
-				if s.warned.CompareAndSwap(false, true) {
-					t.logger.Warn("securehttp: pin set expired and is no longer enforced",
-						"host", s.host.String(), "expired", s.expires)
-				}
-				continue
-			}
-			if s.reportOnly {
-				reportOnly = append(reportOnly, s)
-			} else {
-				enforced = append(enforced, s.pins...)
-			}
-		}
-		if enforced == nil && reportOnly == nil {
-			continue
-		}
-		if digests == nil {
-			d := digestChains(chains)
-			digests = &d
-		}
-		for _, s := range reportOnly {
-			if !digests.matches(s.pins) {
-				t.pinFailure(digests.pinError(host, s.pins, true))
-			}
-		}
-		if enforced != nil && !digests.matches(enforced) {
-			err := digests.pinError(host, enforced, false)
-			t.pinFailure(err)
-			return err
-		}
-	}
-	if !covered {
-		// Pins are configured, but for other names: a host reached by its
-		// IP address or by an alias is not pinned, and should not be so
-		// silently. Once per connection, not per request.
-		t.logger.Debug("securehttp: connection not pinned: no PinSet covers this host",
-			"host", strings.Join(hosts, ","))
-	}
-	return nil
-}
-
-func (d *chainDigests) pinError(host string, configured []pin, reportOnly bool) *PinError {
-	return &PinError{
-		Host:       host,
-		Pins:       d.spkiPins(),
-		ReportOnly: reportOnly,
-		Positions:  slices.Clone(d.positions),
-		Configured: pinStrings(configured),
-	}
-}
-
-// pinHosts names the host the connection was made for. crypto/tls leaves
-// ServerName empty for an IP address, since no SNI is sent for one; the
-// verified leaf is then valid for the dialled address, and every address it
-// names is held to its pins, which fails closed.
-func pinHosts(cs tls.ConnectionState, chains [][]*x509.Certificate) []string {
-	if cs.ServerName != "" {
-		h, err := normalizeHost(cs.ServerName)
-		if err != nil {
-			h = strings.ToLower(cs.ServerName)
-		}
-		return []string{h}
-	}
-	leaf := chains[0][0]
-	hosts := make([]string, 0, len(leaf.IPAddresses))
-	for _, ip := range leaf.IPAddresses {
-		hosts = append(hosts, ip.String())
-	}
-	return hosts
-}
-
-func (t *Transport) pinFailure(err *PinError) {
-	t.logger.Warn("securehttp: certificate pin mismatch", "host", err.Host,
-		"report_only", err.ReportOnly, "chain_pins", err.Pins)
-	if t.onPinFailure != nil {
-		t.onPinFailure(err)
-	}
-	t.hooks.pinFailure(err)
-}
-
 // warnExpiring logs, once per certificate, that a certificate of a verified
 // chain expires within the warning window.
-func (t *Transport) warnExpiring(chains [][]*x509.Certificate) {
+func (t *transport) warnExpiring(chains [][]*x509.Certificate) {
 	if t.expiryWarning < 0 {
 		return
 	}

@@ -25,7 +25,7 @@ func TestPinInputForms(t *testing.T) {
 	p := sharedPKI(t)
 	spki := p.leaf.SPKIPin()
 	b64 := strings.TrimPrefix(spki, "sha256/")
-	fp := Fingerprint(p.leaf.Cert)
+	fp := p.leaf.Fingerprint()
 	wantSPKI, err := parsePin(spki)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +90,7 @@ func TestPinInputForms(t *testing.T) {
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := NewTransport(Config{Pins: []PinSet{{Host: hostAPI, Pins: []string{tt.in}}}})
+			_, err := newTransport(Config{Pins: []PinSet{{Host: hostAPI, Pins: []string{tt.in}}}})
 			var ce *ConfigError
 			if !errors.As(err, &ce) || ce.Field != "Pins[0].Pins[0]" {
 				t.Fatalf("got %v, want a *ConfigError for Pins[0].Pins[0]", err)
@@ -128,7 +128,7 @@ func TestPinSetBackupWarning(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			logger, logs := newLogger()
-			tr, err := NewTransport(Config{Logger: logger, Pins: []PinSet{{Host: hostAPI, Pins: tt.pins}}})
+			tr, err := newTransport(Config{Logger: logger, Pins: []PinSet{{Host: hostAPI, Pins: tt.pins}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,7 +151,7 @@ func TestPinErrorDetails(t *testing.T) {
 	p := sharedPKI(t)
 	srv := startServer(t, p.serverCert(), http.HandlerFunc(okHandler))
 	stranger := testpki.Must(testpki.NewRoot("stranger", testpki.Options{}))
-	strangerFP := Fingerprint(stranger.Cert)
+	strangerFP := stranger.Fingerprint()
 	cfg := testConfig(t)
 	cfg.Pins = []PinSet{{Host: hostAPI, Pins: []string{stranger.SPKIPin(), strings.ToLower(strangerFP), fakePin('B')}}}
 	_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
@@ -281,7 +281,7 @@ func TestErrorCountsAttempts(t *testing.T) {
 	}{
 		{"default", 0, "after 4 attempts", 4},
 		{"two retries", 2, "after 3 attempts", 3},
-		{"no retries", NoRetries, "", 1},
+		{"no retries", -1, "", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -307,11 +307,11 @@ func TestErrorCountsAttempts(t *testing.T) {
 }
 
 // TestNoRetries: MaxRetries 0 is the default of 3 retries, the opposite of
-// go-retryablehttp's RetryMax 0; NoRetries sends once.
+// go-retryablehttp's RetryMax 0; -1 sends once.
 func TestNoRetries(t *testing.T) {
 	t.Parallel()
-	if NoRetries >= 0 {
-		t.Fatalf("got NoRetries = %d, want a negative value", NoRetries)
+	if -1 >= 0 {
+		t.Fatalf("got -1 = %d, want a negative value", -1)
 	}
 	for _, tt := range []struct {
 		name string
@@ -319,7 +319,7 @@ func TestNoRetries(t *testing.T) {
 		want int64
 	}{
 		{"zero value retries 3 times", 0, 4},
-		{"NoRetries sends once", NoRetries, 1},
+		{"-1 sends once", -1, 1},
 		{"one retry", 1, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -339,7 +339,7 @@ func TestNoRetries(t *testing.T) {
 	}
 }
 
-// TestClientTimeoutWording: a Config.Timeout expiry reads as net/http's
+// TestClientTimeoutWording: an http.Client.Timeout expiry reads as net/http's
 // "Client.Timeout exceeded", with or without retries in flight, and is a
 // deadline for errors.Is.
 func TestClientTimeoutWording(t *testing.T) {
@@ -355,8 +355,8 @@ func TestClientTimeoutWording(t *testing.T) {
 			t.Parallel()
 			srv := rtFaultServer(t, false, tt.steps...)
 			cfg := testConfig(t)
-			cfg.Timeout = 300 * time.Millisecond
 			c, _ := rtNewClient(t, cfg)
+			c.Timeout = 300 * time.Millisecond
 			_, _, err := rtDo(t, c, rtRequest(t, context.Background(), http.MethodGet, srv.url("/"), nil))
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("got %v, want a deadline error", err)

@@ -29,6 +29,7 @@ package otelsecurehttp
 
 import (
 	"context"
+	"crypto/x509"
 	"net/http"
 	"strconv"
 	"strings"
@@ -177,16 +178,16 @@ func (r *recorder) injectHeader(ctx context.Context, h http.Header) {
 	r.prop.Inject(ctx, propagation.HeaderCarrier(h))
 }
 
-func (r *recorder) attemptDone(ctx context.Context, e securehttp.AttemptEvent, res securehttp.AttemptResult) {
+func (r *recorder) attemptDone(ctx context.Context, e securehttp.AttemptEvent) {
 	span := trace.SpanFromContext(ctx)
 	attrs := make([]attribute.KeyValue, 0, 6)
 	attrs = append(attrs, methodAttrs(e.Method)[0], semconv.ServerAddress(e.Host), semconv.ServerPort(e.Port))
-	errType := res.Error
-	if res.Error == "" {
-		attrs = append(attrs, semconv.HTTPResponseStatusCode(res.StatusCode))
-		span.SetAttributes(semconv.HTTPResponseStatusCode(res.StatusCode))
-		if res.StatusCode >= 400 {
-			errType = strconv.Itoa(res.StatusCode)
+	errType := e.Error
+	if e.Error == "" {
+		attrs = append(attrs, semconv.HTTPResponseStatusCode(e.StatusCode))
+		span.SetAttributes(semconv.HTTPResponseStatusCode(e.StatusCode))
+		if e.StatusCode >= 400 {
+			errType = strconv.Itoa(e.StatusCode)
 		}
 	}
 	if errType != "" {
@@ -196,19 +197,23 @@ func (r *recorder) attemptDone(ctx context.Context, e securehttp.AttemptEvent, r
 	}
 	span.End()
 	if r.duration != nil {
-		r.duration.Record(ctx, res.Duration.Seconds(), metric.WithAttributes(attrs...))
+		r.duration.Record(ctx, e.Duration.Seconds(), metric.WithAttributes(attrs...))
 	}
 }
 
-func (r *recorder) retryScheduled(ctx context.Context, e securehttp.RetryEvent) {
-	add(ctx, r.retries, semconv.ServerAddress(e.Host), reasonKey.String(e.Reason))
+func (r *recorder) retryScheduled(ctx context.Context, e securehttp.AttemptEvent) {
+	reason := e.Error
+	if reason == "" {
+		reason = strconv.Itoa(e.StatusCode)
+	}
+	add(ctx, r.retries, semconv.ServerAddress(e.Host), reasonKey.String(reason))
 }
 
-func (r *recorder) budgetExhausted(ctx context.Context, e securehttp.BudgetEvent) {
+func (r *recorder) budgetExhausted(ctx context.Context, e securehttp.AttemptEvent) {
 	add(ctx, r.budget, semconv.ServerAddress(e.Host), resendKey.String(e.Resend))
 }
 
-func (r *recorder) tokenRefresh(ctx context.Context, e securehttp.TokenRefreshEvent) {
+func (r *recorder) tokenRefresh(ctx context.Context, e securehttp.TokenEvent) {
 	if e.Error != "" {
 		add(ctx, r.refreshes, outcomeKey.String("failure"), semconv.ErrorTypeKey.String(e.Error))
 		return
@@ -216,7 +221,7 @@ func (r *recorder) tokenRefresh(ctx context.Context, e securehttp.TokenRefreshEv
 	add(ctx, r.refreshes, outcomeKey.String("success"))
 }
 
-func (r *recorder) tokenRequest(ctx context.Context, e securehttp.TokenRequestEvent) {
+func (r *recorder) tokenRequest(ctx context.Context, e securehttp.TokenEvent) {
 	if e.Error != "" {
 		add(ctx, r.tokenRequests, semconv.ErrorTypeKey.String(e.Error))
 		return
@@ -239,11 +244,11 @@ func (r *recorder) handshake(ctx context.Context, e securehttp.HandshakeEvent) {
 	trace.SpanFromContext(ctx).AddEvent("tls.handshake", trace.WithAttributes(attrs...))
 }
 
-func (r *recorder) pinFailure(e securehttp.PinFailureEvent) {
+func (r *recorder) pinFailure(e *securehttp.PinError) {
 	add(context.Background(), r.pinFailures, semconv.ServerAddress(e.Host), reportOnlyKey.Bool(e.ReportOnly))
 }
 
-func (r *recorder) certificateExpiring(securehttp.CertificateEvent) {
+func (r *recorder) certificateExpiring(*x509.Certificate) {
 	add(context.Background(), r.expiring)
 }
 

@@ -316,10 +316,10 @@ func (s *Store) setTag(tag string) {
 }
 
 // ForBinding returns a Store for tokens bound to binding (see
-// securehttp.BindingStore), under the same Redis client, key and options.
+// securehttp.SharedTokenStore), under the same Redis client, key and options.
 // Its keys carry a SHA-256 hash of binding inside the hash tag, so that
 // processes with different keys never share a bound token; "" returns s.
-func (s *Store) ForBinding(binding string) securehttp.TokenStore {
+func (s *Store) ForBinding(binding string) securehttp.SharedTokenStore {
 	if binding == "" {
 		return s
 	}
@@ -617,5 +617,4 @@ func (s Store) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 var (
 	_ securehttp.SharedTokenStore = (*Store)(nil)
-	_ securehttp.BindingStore     = (*Store)(nil)
 )

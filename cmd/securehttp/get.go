@@ -186,12 +186,13 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		defer cert.Close()
 		cfg.GetClientCertificate = cert.GetClientCertificate
 	}
+	var timeout time.Duration
 	if f.maxTime != "" {
 		secs, err := strconv.ParseFloat(f.maxTime, 64)
 		if err != nil || secs <= 0 || secs > 1e9 {
 			return fail(exitUsage, "--max-time %q: want a positive number of seconds, such as 30 or 2.5", f.maxTime)
 		}
-		cfg.Timeout = time.Duration(secs * float64(time.Second))
+		timeout = time.Duration(secs * float64(time.Second))
 	}
 	if len(f.connectTo) > 0 {
 		var rules []connectRule
@@ -228,6 +229,7 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if err != nil {
 		return fail(exitUsage, "%v", err) // a *ConfigError: a bad --pin, say
 	}
+	client.Timeout = timeout
 	defer client.CloseIdleConnections()
 	if f.location {
 		client.CheckRedirect = keepCredentials(originOf(u))

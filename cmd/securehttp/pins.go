@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/securehttp/securehttp"
@@ -82,16 +84,15 @@ func runPins(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 // verifiedState connects to u the way a securehttp client does and returns
 // the state of the verified TLS connection.
 //
-// It goes through securehttp.NewTransport rather than tls.Dial with our own
+// It goes through securehttp.NewClient rather than tls.Dial with our own
 // checks: the pins printed then come from the very chains the library
 // verifies and matches pins against, under its whole policy (TLS 1.2 floor,
 // key sizes, stapled OCSP) and with the same roots and proxy settings as the
 // clients that will enforce them. The price is one HEAD request, whose
-// status does not matter. RoundTrip is called directly, not through an
-// http.Client, so that a redirect is not followed: the pins are those of the
-// host named.
+// status does not matter. A redirect is not followed: the pins are those of
+// the host named.
 func verifiedState(ctx context.Context, u *url.URL, roots *x509.CertPool) (*tls.ConnectionState, error) {
-	tr, err := securehttp.NewTransport(securehttp.Config{
+	client, err := securehttp.NewClient(securehttp.Config{
 		RootCAs:       roots,
 		Retry:         securehttp.RetryPolicy{MaxRetries: -1}, // a diagnostic tool answers at once
 		ExpiryWarning: -1,                                     // days left are printed instead
@@ -99,7 +100,8 @@ func verifiedState(ctx context.Context, u *url.URL, roots *x509.CertPool) (*tls.
 	if err != nil {
 		return nil, err
 	}
-	defer tr.CloseIdleConnections()
+	defer client.CloseIdleConnections()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 	ctx, cancel := context.WithTimeout(ctx, pinsTimeout)
 	defer cancel()
@@ -107,7 +109,7 @@ func verifiedState(ctx context.Context, u *url.URL, roots *x509.CertPool) (*tls.
 	if err != nil {
 		return nil, err
 	}
-	resp, err := tr.RoundTrip(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +170,7 @@ func printCert(w io.Writer, i int, chain []*x509.Certificate, sent bool, now tim
 	fmt.Fprintf(w, "    issuer       %s\n", printable(c.Issuer.String()))
 	fmt.Fprintf(w, "    not after    %s (%s)\n", c.NotAfter.UTC().Format("2006-01-02 15:04:05 MST"), timeLeft(c.NotAfter.Sub(now)))
 	fmt.Fprintf(w, "    SPKI pin     %s\n", securehttp.SPKIPin(c))
-	fmt.Fprintf(w, "    fingerprint  %s\n", securehttp.Fingerprint(c))
+	fmt.Fprintf(w, "    fingerprint  %s\n", fingerprint(c))
 }
 
 // sentBy reports whether the server sent c itself, as opposed to the
@@ -310,4 +312,18 @@ func recommendedJSON(host string, chain []*x509.Certificate) string {
 		panic(err) // strings only: cannot fail
 	}
 	return string(out)
+}
+
+// fingerprint is the SHA-256 fingerprint of cert as openssl prints it:
+// upper-case hex pairs separated by colons.
+func fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	var b strings.Builder
+	for i, c := range sum {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02X", c)
+	}
+	return b.String()
 }

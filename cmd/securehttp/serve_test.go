@@ -84,7 +84,7 @@ func TestDemoServe(t *testing.T) {
 					TokenURL: env["SECUREHTTP_TOKEN_URL"], ClientID: env["SECUREHTTP_CLIENT_ID"], ClientSecret: secret,
 				},
 			},
-			Retry: securehttp.RetryPolicy{MaxRetries: securehttp.NoRetries},
+			Retry: securehttp.RetryPolicy{MaxRetries: -1},
 		})
 		if err != nil {
 			t.Fatal(err)
