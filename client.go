@@ -17,23 +17,18 @@ import (
 )
 
 // Config configures a client. The zero value is usable: system roots, no
-// pins, no tokens, default retries, proxies from the environment and no
-// logs. NewClient never modifies a Config, and clients made from the same
-// Config share no state.
+// pins or tokens, default retries. Clients made from one Config share
+// nothing, and NewClient never modifies it.
 type Config struct {
-	// RootCAs are the roots that chains must lead to. Nil means the system
-	// roots. A private CA is trusted by adding it here; there is no way to
-	// turn verification off.
+	// RootCAs are the roots chains must lead to; nil means the system's.
+	// A private CA is trusted by adding it here: nothing turns checks off.
 	RootCAs *x509.CertPool
 
-	// Pins restricts which certificates hosts may present. Hosts without a
-	// PinSet get full validation only.
+	// Pins restricts the certificates hosts may present.
 	Pins []PinSet
 
-	// GetClientCertificate returns the client certificate (mTLS), typically
-	// the method of a *ClientCert, which follows its files as they rotate.
-	// Nil means none. With Bearer.ClientCredentials and neither Key nor
-	// ClientSecret, token requests authenticate with it (tls_client_auth).
+	// GetClientCertificate returns the client certificate (mTLS), as a
+	// *ClientCert's method does. Nil means none.
 	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 
 	// Bearer attaches tokens to requests for its hosts. Nil means none.
@@ -42,103 +37,60 @@ type Config struct {
 	// Retry configures retries. The zero value means the defaults.
 	Retry RetryPolicy
 
-	// Proxy selects a proxy for each request. Nil means
-	// http.ProxyFromEnvironment. An http:// proxy is tunnelled through
-	// with CONNECT, so TLS and pins hold end to end.
+	// Proxy selects a proxy (tunnelled through with CONNECT) for each
+	// request. Nil means http.ProxyFromEnvironment.
 	Proxy func(*http.Request) (*url.URL, error)
 
-	// Logger receives warnings (expiring certificates, pin mismatches,
-	// failed refreshes) and debug events. Nil means none. No token, query
-	// string or URL userinfo is ever logged.
+	// Logger receives warnings and debug events, never a secret. Nil means
+	// none.
 	Logger *slog.Logger
 
-	// Hooks receives events for metrics and traces; see otelsecurehttp.
-	// Nil means none, at no cost. The struct is copied.
+	// Hooks receives events for metrics and traces. Nil means none.
 	Hooks *Hooks
 
-	// RequireOCSPStaple refuses servers that do not staple a valid OCSP
-	// response. A must-staple leaf requires one whatever this says.
+	// RequireOCSPStaple refuses servers without a valid OCSP staple, as a
+	// must-staple certificate always does.
 	RequireOCSPStaple bool
 
-	// ExpiryWarning is how long before a verified certificate expires that
-	// a warning is logged, once. Zero means 14 days; negative means never.
+	// ExpiryWarning is how long before a certificate expires that it is
+	// warned of. Zero means 14 days; negative means never.
 	ExpiryWarning time.Duration
 
-	// DialContext dials TCP connections, to servers and proxies. Nil means
-	// a net.Dialer with DialTimeout.
+	// DialContext dials servers and proxies. Nil means a net.Dialer.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	// Timeouts of each dial (zero: 30 s), TLS handshake (10 s), wait for
-	// response headers (none beyond the request's context) and idle
-	// connection (90 s).
+	// Timeouts of a dial (zero: 30 s), a TLS handshake (10 s), the wait for
+	// response headers (none) and an idle connection (90 s).
 	DialTimeout, TLSHandshakeTimeout, ResponseHeaderTimeout, IdleConnTimeout time.Duration
 
-	// MaxIdleConnsPerHost is how many idle connections are kept per host.
-	// Zero means 64.
+	// MaxIdleConnsPerHost is the idle connections kept per host; zero: 64.
 	MaxIdleConnsPerHost int
 
-	// AllowHosts, if not empty, lists the only hosts the client contacts,
-	// as PinSet.Host patterns; ports are not restricted. Any other host,
-	// first request or redirect hop, fails with ErrHostNotAllowed before
-	// a connection is made. The proxy Proxy chooses is contacted anyway.
+	// AllowHosts, if not empty, lists the only hosts (PinSet.Host
+	// patterns, any port) the client contacts, redirects included.
 	AllowHosts []string
 
-	// BlockPrivateNetworks refuses, with ErrBlockedAddress, to connect to
-	// any address that is not public unicast (loopback, private,
-	// link-local and cloud metadata, and every other IANA special-purpose
-	// range), judged on the address dialled after DNS resolution, so that
-	// a name that resolves or rebinds to one is refused. The proxy Proxy
-	// chooses is dialled unchecked for the requests it proxies; it must
-	// enforce the policy for the names it resolves.
+	// BlockPrivateNetworks refuses every address that is not public
+	// unicast (loopback, private, link-local and metadata, and the other
+	// IANA special-purpose ranges), judged on the address dialled, after
+	// DNS. A proxy must enforce it for the names it resolves.
 	BlockPrivateNetworks bool
 }
 
 // Errors returned by the client, to be tested with errors.Is.
 var (
-	// ErrInsecureScheme refuses a request, or a redirect hop, that is not
-	// https. Nothing is sent.
-	ErrInsecureScheme = errors.New("securehttp: refusing a plain-HTTP request: only https is allowed")
-
-	// ErrHostNotAllowed refuses a host outside Config.AllowHosts.
-	ErrHostNotAllowed = errors.New("securehttp: host not in Config.AllowHosts")
-
-	// ErrBlockedAddress refuses an address that is not public unicast,
-	// under Config.BlockPrivateNetworks.
-	ErrBlockedAddress = errors.New("securehttp: refusing to connect to a non-public address")
-
-	// ErrPinMismatch is matched by every *PinError.
-	ErrPinMismatch = errors.New("securehttp: certificate pin mismatch")
-
-	// ErrWeakKey refuses a verified chain with an RSA key under 2048 bits
-	// or an elliptic-curve key under 256 bits.
-	ErrWeakKey = errors.New("securehttp: weak key in the verified chain")
-
-	// ErrRevoked refuses a certificate its stapled OCSP response revokes.
-	ErrRevoked = errors.New("securehttp: certificate revoked (stapled OCSP response)")
-
-	// ErrOCSPStaple refuses a stapled OCSP response that does not verify,
-	// is out of date, or is missing when one is required.
-	ErrOCSPStaple = errors.New("securehttp: invalid or missing stapled OCSP response")
-
-	// ErrNoToken is matched by every *RefreshError: a request for a
-	// Bearer host could not get a valid token, and nothing was sent.
-	ErrNoToken = errors.New("securehttp: no valid bearer token")
-
-	// ErrIssuerMismatch refuses authorization server metadata whose issuer
-	// is not exactly the configured one (RFC 8414 section 3.3).
-	ErrIssuerMismatch = errors.New("securehttp: authorization server metadata names another issuer")
-
-	// ErrInsecureTokenFile refuses a token file that others may read or
-	// own, a symbolic link, or anything but a regular file.
-	ErrInsecureTokenFile = errors.New("securehttp: insecure token file")
-
-	// ErrClientCert is matched by every error of LoadClientCert.
-	ErrClientCert = errors.New("securehttp: unusable client certificate")
-
-	// ErrStaleLease refuses to save a token over a newer one: from
-	// Lease.Save when another lease has saved since, and from a
-	// SharedTokenStore's Save when the stored token expires later.
-	ErrStaleLease = errors.New("securehttp: a newer token was saved since the lease was taken")
+	ErrInsecureScheme    = errors.New("securehttp: refusing a plain-HTTP request: only https is allowed") // a request or redirect hop that is not https: nothing sent
+	ErrHostNotAllowed    = errors.New("securehttp: host not in Config.AllowHosts")                        // a host outside Config.AllowHosts: nothing sent
+	ErrBlockedAddress    = errors.New("securehttp: refusing to connect to a non-public address")          // an address that is not public unicast, under BlockPrivateNetworks
+	ErrPinMismatch       = errors.New("securehttp: certificate pin mismatch")                             // matched by every *PinError
+	ErrWeakKey           = errors.New("securehttp: weak key in the verified chain")                       // an RSA key under 2048 bits or an EC key under 256 in the chain
+	ErrRevoked           = errors.New("securehttp: certificate revoked (stapled OCSP response)")          // the stapled OCSP response revokes the certificate
+	ErrOCSPStaple        = errors.New("securehttp: invalid or missing stapled OCSP response")             // a staple that does not verify, is stale, or is missing when required
+	ErrNoToken           = errors.New("securehttp: no valid bearer token")                                // matched by every *RefreshError: no token, nothing sent
+	ErrIssuerMismatch    = errors.New("securehttp: authorization server metadata names another issuer")   // metadata naming another issuer (RFC 8414 section 3.3)
+	ErrInsecureTokenFile = errors.New("securehttp: insecure token file")                                  // a token file others may read or own, a link, or not a regular file
+	ErrClientCert        = errors.New("securehttp: unusable client certificate")                          // matched by every error of LoadClientCert
+	ErrStaleLease        = errors.New("securehttp: a newer token was saved since the lease was taken")    // a save refused because the store holds a newer token
 )
 
 // ConfigError reports an invalid Config entry. Its message shows a URL
@@ -203,14 +155,11 @@ func hideURLSecrets(v string) (shown string, hidden []string) {
 
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-// NewClient returns an *http.Client whose Transport, made from cfg, is
-// hardened as the package documentation says, on the first request and on
-// every redirect hop. An invalid entry of cfg is a *ConfigError.
-//
-// The client is an ordinary one: set Timeout, CheckRedirect or Jar (see
-// NewCookieJar) as on any other, and use its Transport, an
-// http.RoundTripper that is safe for concurrent use and never modifies the
-// requests it is given, to wrap it in another client.
+// NewClient returns an ordinary *http.Client whose Transport, made from cfg,
+// applies the package's checks to every request and redirect hop; an
+// invalid entry of cfg is a *ConfigError. Set Timeout, CheckRedirect or Jar
+// on it as on any client; its Transport is safe for concurrent use and
+// never modifies the requests it is given.
 func NewClient(cfg Config) (*http.Client, error) {
 	t, err := newTransport(cfg)
 	if err != nil {

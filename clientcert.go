@@ -26,41 +26,20 @@ const (
 	defaultReloadInterval = time.Second
 )
 
-// ClientCert is a client certificate and its key loaded from PEM files, and
-// reloaded when the files change. Use its GetClientCertificate method as
-// Config.GetClientCertificate.
-//
-// LoadClientCert starts a goroutine that looks at the files once a second:
-// their size, modification time and inode, and where their symbolic links
-// point. It therefore notices a rewrite in place, an atomic rename and a
-// Kubernetes-style swap of a "..data" symbolic link alike. A change is loaded
-// and checked as LoadClientCert checks the first pair; the new pair then
-// replaces the old one atomically, so that a handshake uses one pair or the
-// other, never a mix. Files that fail to load leave the last good pair in
-// use. If they still fail at the next look (they were not merely caught half
-// written), one warning is logged for that change, to the Config.Logger of
-// the first Transport that made a handshake with the certificate.
-//
-// A Transport learns that its Config.GetClientCertificate is a
-// ClientCert's when it is made, when it is the GetClientCertificate method
-// itself, or else at its first handshake, and from then on follows its
-// rotations: before each request it checks which pair is current, and
-// after a change it sends requests on new connections with a new TLS
-// session cache, so that no connection or resumed session keeps the old
-// identity, and it drops a bearer token bound to the old certificate
-// (RFC 8705) before the next request. Its tokens are kept under the
-// certificate's binding in a BindingStore (see there).
-//
-// Close stops the watcher; the last pair stays in use. A Transport's
-// CloseIdleConnections does not stop it, as a ClientCert may be shared by
-// several Transports. A ClientCert is safe for concurrent use.
+// ClientCert is a client certificate and its key, loaded from PEM files and
+// reloaded when they change: a rewrite, an atomic rename or a Kubernetes
+// "..data" swap, noticed within a second. A new pair is checked as the
+// first was and replaces it whole; files that fail to load leave the last
+// good pair in use, with one warning. A client follows the rotations: new
+// connections and TLS sessions, and tokens bound to the new certificate. A
+// ClientCert is safe for concurrent use, and may serve several clients.
 type ClientCert struct {
 	certFile, keyFile string
 	interval          time.Duration
 	now               func() time.Time
 
 	pair   atomic.Pointer[certPair]
-	logger atomic.Pointer[slog.Logger] // set by the first Transport with a Logger
+	logger atomic.Pointer[slog.Logger] // set by the first client with a Logger
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -75,12 +54,11 @@ type certPair struct {
 	hash  [sha256.Size]byte // of the leaf, the x5t#S256 of RFC 8705
 }
 
-// LoadClientCert loads a certificate chain (PEM, leaf first) and its private
-// key (PEM: PKCS #8, PKCS #1 or SEC 1, not encrypted) and watches the files
-// for changes. It refuses a pair that does not match, a certificate that is
-// expired, not yet valid or not for client authentication, and keys under
-// the key policy (RSA under 2048 bits, EC under 256). Errors match
-// ErrClientCert. Call Close to stop watching the files.
+// LoadClientCert loads a certificate chain (PEM, leaf first) and its
+// unencrypted private key (PKCS #8, PKCS #1 or SEC 1) and watches the files.
+// It refuses a key that does not match, a certificate that is not valid now
+// or not for client authentication, and weak keys. Errors match
+// ErrClientCert.
 func LoadClientCert(certFile, keyFile string) (*ClientCert, error) {
 	return loadClientCert(certFile, keyFile, defaultReloadInterval, time.Now)
 }
@@ -104,9 +82,8 @@ func loadClientCert(certFile, keyFile string, interval time.Duration, now func()
 	return c, nil
 }
 
-// GetClientCertificate returns the pair in use, for tls.Config and
-// Config.GetClientCertificate. It never fails: the pair was checked when it
-// was loaded.
+// GetClientCertificate returns the pair in use: use it as
+// Config.GetClientCertificate.
 func (c *ClientCert) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	return &c.pair.Load().cert, nil
 }
@@ -114,8 +91,7 @@ func (c *ClientCert) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Cer
 // NotAfter is when the certificate in use expires.
 func (c *ClientCert) NotAfter() time.Time { return c.pair.Load().chain[0].NotAfter }
 
-// Close stops watching the files and waits for the watcher to end. The last
-// pair stays in use. Close always returns nil.
+// Close stops watching the files; the last pair stays in use. It returns nil.
 func (c *ClientCert) Close() error {
 	c.closeOnce.Do(func() { close(c.stop) })
 	<-c.done

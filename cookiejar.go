@@ -23,35 +23,13 @@ const (
 	maxCookieAge        = 400 * 24 * time.Hour // Max-Age and Expires are capped to this
 )
 
-// NewCookieJar returns a cookie jar for use as http.Client.Jar. It is safe
-// for concurrent use. NewClient sets no jar on its own.
-//
-// It follows the public suffix list of golang.org/x/net/publicsuffix, so a
-// site cannot set cookies for a whole suffix such as co.uk or github.io,
-// and it deals with https only:
-//   - A new cookie is stored only when it is marked Secure and received
-//     over https, so that the jar holds only cookies their server declared
-//     https-only; a cookie without Secure is dropped, as before.
-//   - Over https, a deletion (Max-Age=0, or an Expires in the past) or a
-//     replacement of a stored cookie is honoured whether or not it repeats
-//     Secure, so that logging out ends the session. The cookie stays
-//     https-only.
-//   - From plain http nothing is stored, replaced or deleted, and cookies
-//     are returned for https requests only.
-//   - The __Secure- and __Host- name prefixes are enforced (RFC 6265bis
-//     section 4.1.3), matched regardless of case as browsers do: a
-//     __Secure- cookie must be Secure, and a __Host- cookie must be Secure,
-//     have no Domain attribute and have Path=/, so that another host of
-//     the same site cannot plant one.
-//   - As in browsers, a registrable domain (eTLD+1) keeps at most 180
-//     cookies and the jar at most 3000, evicting the oldest first (by
-//     creation: replacing a cookie keeps its age); a cookie whose name and
-//     value exceed 4096 bytes is refused; lifetimes are capped at 400 days.
-//
-// Cookies, as in browsers (RFC 6265 section 8.5), ignore ports: a cookie set
-// by https://example.com:8443 is sent to https://example.com (port 443) and
-// to every other port of the host. Tokens in this library are different:
-// Bearer.Hosts can restrict them to one port.
+// NewCookieJar returns a cookie jar for http.Client.Jar that follows the
+// public suffix list and deals in https only: it stores a cookie only when
+// it is Secure and came over https, honours an https deletion or
+// replacement with or without Secure, enforces the __Secure- and __Host-
+// prefixes, and keeps at most 180 cookies per site and 3000 in all, oldest
+// out first. As in browsers, cookies ignore ports (RFC 6265 section 8.5),
+// unlike tokens here. It is safe for concurrent use.
 func NewCookieJar() http.CookieJar { return newCookieJar(time.Now) }
 
 func newCookieJar(now func() time.Time) *cookieJar {

@@ -24,33 +24,17 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// DPoP sender-constrains the tokens of a Bearer (RFC 9449): every request
-// carries a fresh proof, signed by Key, that it was made by the holder of the
-// key the token is bound to. A token that leaks from a log, a proxy or a
-// server is then of no use without the key.
-//
-// With DPoP set, tokens are sent as "Authorization: DPoP <token>" with a
-// "DPoP: <proof>" header, never as bearer tokens; ClientCredentials sends a
-// proof with each token request and refuses a token that is not DPoP-bound.
-// A server's nonce (DPoP-Nonce) is remembered per origin and a request it
-// refused for want of one is sent again once, with a new proof.
-//
-// NewTransport signs once with Key and verifies the signature with its
-// public key, so a key that cannot sign, or whose public half does not match,
-// is a *ConfigError before any request.
-//
-// A DPoP is configuration: NewTransport copies what it needs. It prints no
-// key material with fmt or slog.
+// DPoP binds the tokens of a Bearer to Key (RFC 9449): they are sent as
+// "Authorization: DPoP <token>" with a fresh proof, signed by Key, on every
+// attempt and token request, so that a token that leaks is of no use
+// without the key. A server's nonce is learnt per origin and answered once.
+// NewClient signs once with Key to check it.
 type DPoP struct {
-	Key crypto.Signer `json:"-"` // ECDSA P-256 (ES256), Ed25519 (EdDSA) or RSA >= 2048 (PS256); nil: a fresh P-256 key per client
+	Key crypto.Signer `json:"-"` // ECDSA P-256, Ed25519 or RSA >= 2048; nil: a fresh P-256 key per client
 }
 
-// Thumbprint returns the RFC 7638 JWK SHA-256 thumbprint of Key, base64url
-// without padding: the "jkt" that a token bound to Key carries in its cnf
-// claim, and the dpop_jkt parameter of an authorization request. A Refresh
-// of one's own that obtains bound tokens must sign its token requests with
-// Key, so Key must be set: a nil Key is generated inside each Transport, and
-// Thumbprint reports an error.
+// Thumbprint returns Key's RFC 7638 JWK thumbprint, the "jkt" of the tokens
+// bound to it. A nil Key, generated per client, has none.
 func (d *DPoP) Thumbprint() (string, error) {
 	if d == nil || d.Key == nil {
 		return "", errors.New("securehttp: DPoP.Key is nil: a key generated per Transport has no thumbprint known in advance; set Key")

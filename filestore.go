@@ -15,20 +15,11 @@ import (
 	"time"
 )
 
-// FileStore is a TokenStore in a file, shared by every process that uses the
-// same path. It writes with mode 0600, atomically (a temporary file, fsync,
-// rename), so a crash never leaves a torn token, and it creates a missing
-// parent directory with mode 0700. Like ssh with its keys, it refuses to load
-// a file that group or others can read or that another user owns (on Unix).
-// It never follows a symbolic link at the path, and refuses anything but a
-// regular file there without blocking on it, so a FIFO planted at the path
-// cannot hang a load. Temporary files left by a crash between write and
-// rename are removed by a later Save once they are a minute old. It is safe
-// for concurrent use.
-//
-// The file holds a small JSON object with the token and its expiry. A file
-// holding only the token, as earlier versions wrote it, still loads, with an
-// unknown expiry.
+// FileStore is a TokenStore in a file, which processes sharing the path
+// share. It writes atomically with mode 0600 and, as ssh does with keys,
+// refuses to load a file others may read or own, a symbolic link, or
+// anything but a regular file (ErrInsecureTokenFile). It is safe for
+// concurrent use.
 type FileStore struct {
 	path string
 	now  func() time.Time
@@ -58,8 +49,7 @@ func NewFileStore(path string) (*FileStore, error) {
 	return &FileStore{path: abs, now: time.Now}, nil
 }
 
-// Load reads the token, or returns the zero Token and nil when the file does
-// not exist. It returns at once when ctx is done.
+// Load reads the token; the zero Token and nil when there is no file.
 func (s *FileStore) Load(ctx context.Context) (Token, error) {
 	if err := ctx.Err(); err != nil {
 		return Token{}, fmt.Errorf("securehttp: reading token file: %w", err)
@@ -121,8 +111,7 @@ func decodeTokenFile(path string, data []byte) (Token, error) {
 	return tok, nil
 }
 
-// Save writes tok atomically with mode 0600. It returns at once when ctx is
-// done.
+// Save writes tok atomically, with mode 0600.
 func (s *FileStore) Save(ctx context.Context, tok Token) (err error) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("securehttp: writing token file: %w", err)

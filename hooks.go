@@ -17,23 +17,18 @@ import (
 	"time"
 )
 
-// Hooks receives the client's events, for metrics, traces or logs, in the
-// spirit of httptrace.ClientTrace: every field is optional, and a nil *Hooks
-// costs nothing. The module otelsecurehttp turns them into OpenTelemetry
-// spans and metrics.
-//
-// Hooks are called synchronously, from the goroutine doing the work, and
-// must not block. A hook that panics loses its event, and the panic's type
-// is logged; the request goes on. Events never hold a token, a DPoP proof,
-// a cookie, a query string, URL userinfo or an error's text: failures are
-// named by class ("timeout", "connection_refused", "connection_reset",
+// Hooks receives the client's events, for metrics and traces (otelsecurehttp
+// turns them into OpenTelemetry). Every field is optional, and nil Hooks
+// cost nothing. Hooks run synchronously and must not block; a hook's panic
+// loses its event only. Events never hold a token, a proof, a cookie, a
+// query, userinfo or an error's text: failures are named by class
+// ("timeout", "connection_refused", "connection_reset",
 // "connection_closed", "stream_reset", "goaway", "dns", "certificate",
 // "tls", "weak_key", "pin_mismatch", "revoked", "ocsp_staple",
 // "insecure_scheme", "host_not_allowed", "blocked_address",
-// "token_unavailable", "oauth_error", "request_body", "canceled" or
-// "error"). An httptrace.ClientTrace in an attempt's context is handed the
-// values of Authorization, DPoP, Cookie and Proxy-Authorization as
-// "[redacted]".
+// "token_unavailable", "oauth_error", "request_body", "canceled",
+// "error"). A ClientTrace in an attempt's context sees credential headers
+// as "[redacted]".
 type Hooks struct {
 	// AttemptStart is called before each attempt: the first, each retry,
 	// and each replay after a 401 or a DPoP nonce challenge. The context

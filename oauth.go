@@ -20,57 +20,38 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// ClientCredentials obtains access tokens with the OAuth 2.0 client
-// credentials grant (RFC 6749 section 4.4), for a service that calls an API
-// with its own identity.
-//
-// The client authenticates with private_key_jwt (RFC 7523) when Key is set,
-// with client_secret_basic when ClientSecret is set, and with tls_client_auth
-// (RFC 8705) when neither is set and Config.GetClientCertificate provides a
-// certificate. Token requests go through the same hardened transport as
-// every other request (roots, pins, client certificate, egress policy),
-// never carry an access token, and are bounded by Bearer.RefreshTimeout.
-//
-// A ClientCredentials is configuration, copied by NewTransport. It prints no
-// secret with fmt or slog.
+// ClientCredentials obtains tokens with the OAuth 2.0 client credentials
+// grant (RFC 6749 section 4.4), for a service calling an API as itself. The
+// client authenticates with private_key_jwt (RFC 7523) when Key is set,
+// client_secret_basic when ClientSecret is, and otherwise tls_client_auth
+// (RFC 8705) with Config.GetClientCertificate. Token requests go through the
+// same hardened transport (roots, pins, certificate, egress), never carry a
+// token, and are bounded by Bearer.RefreshTimeout.
 type ClientCredentials struct {
-	// Issuer is the authorization server's issuer identifier, an https
-	// URL. Its metadata is discovered from it (RFC 8414, then OpenID
-	// Connect Discovery), and the metadata's issuer must equal it exactly,
-	// or no token request is sent. It is also the audience of the client
-	// assertion. With Config.GetClientCertificate set, token requests go
-	// to the metadata's mtls_endpoint_aliases.token_endpoint when it has
-	// one (RFC 8705 section 5), the endpoint where the server asks for the
-	// certificate, held to the same rules as token_endpoint.
+	// Issuer is the authorization server's issuer, an https URL whose
+	// metadata (RFC 8414, then OpenID Connect Discovery) must name it
+	// exactly. With a client certificate, its mtls_endpoint_aliases
+	// token_endpoint is used when it has one.
 	Issuer string
 
-	// TokenURL, if set, is the token endpoint, and discovery is skipped:
-	// with a client certificate, give the server's mTLS endpoint here if it
-	// has one.
+	// TokenURL, if set, is the token endpoint, and discovery is skipped.
 	TokenURL string
 
 	// ClientID is the client's identifier at the authorization server.
 	ClientID string
 
-	// Key, if set, signs client assertions (private_key_jwt): ES256,
-	// ES384 or ES512 for ECDSA keys, EdDSA for Ed25519, PS256 for RSA keys
-	// of at least 2048 bits. Any crypto.Signer works, such as a key held
-	// in a KMS.
-	Key crypto.Signer `json:"-"`
-
-	// KeyID is the "kid" of Key, put in the assertion's header. Empty
-	// means none.
+	// Key, if set, signs client assertions: ECDSA (ES256, ES384, ES512),
+	// Ed25519 (EdDSA) or RSA of at least 2048 bits (PS256), any
+	// crypto.Signer, such as a key in a KMS. KeyID is its "kid".
+	Key   crypto.Signer `json:"-"`
 	KeyID string
 
 	// ClientSecret authenticates with client_secret_basic when Key is nil.
 	ClientSecret string `json:"-"`
 
-	// Scopes are requested with the "scope" parameter. Empty means none.
-	Scopes []string
-
-	// Resource lists resource indicators (RFC 8707), the APIs the token is
-	// for.
-	Resource []string
+	// Scopes and Resource (RFC 8707 resource indicators) are requested
+	// when set.
+	Scopes, Resource []string
 }
 
 // Format prints c without its secret or key, whatever the verb.

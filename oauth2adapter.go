@@ -10,20 +10,10 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// OAuth2Refresh adapts an oauth2.TokenSource, such as a client-credentials
-// or refresh-token flow from golang.org/x/oauth2, to Bearer.Refresh. The
-// token's expiry is kept.
-//
-// Pass a source that fetches a new token on each call: a caching
-// oauth2.ReuseTokenSource hands back its cached token until its own expiry,
-// even after a server refused it (the Transport then logs a warning once).
-// The source's own HTTP client bounds the call, since TokenSource takes no
-// context: give it a client with a Timeout. For client credentials, prefer
-// Bearer.ClientCredentials, which needs neither.
-//
-// An error response from the token endpoint is returned as an *OAuthError
-// (the *oauth2.RetrieveError stays reachable with errors.As), so that the
-// response body never reaches an error message or a log.
+// OAuth2Refresh adapts an oauth2.TokenSource to Bearer.Refresh. Pass one
+// that fetches a new token on each call, not a caching ReuseTokenSource,
+// and whose HTTP client has a Timeout, since TokenSource takes no context.
+// A token endpoint's error is an *OAuthError, never its raw body.
 func OAuth2Refresh(src oauth2.TokenSource) func(context.Context) (Token, error) {
 	return func(ctx context.Context) (Token, error) {
 		if err := ctx.Err(); err != nil {

@@ -17,11 +17,10 @@ import (
 	"unicode"
 )
 
-// OAuthError is an error response from the token endpoint (RFC 6749
-// section 5.2). It never contains the client secret, the assertion, a DPoP
-// proof, the key or a token: a field in which the server quoted a
-// credential of the request, whole or in part, holds
-// "[redacted: the server echoed a credential]" instead.
+// OAuthError is an error response of a token endpoint (RFC 6749 section
+// 5.2), cleaned and cut short. A field that quotes a credential of the
+// request (the secret, the assertion, the proof, the key), whole or in
+// part, says "[redacted: the server echoed a credential]" instead.
 type OAuthError struct {
 	StatusCode  int    // the HTTP status
 	Code        string // the "error" value, such as "invalid_client"

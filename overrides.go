@@ -10,16 +10,15 @@ const (
 	noTokenKey
 )
 
-// WithoutRetries returns a context under which a request is sent once:
-// failures are not retried, whatever the RetryPolicy says. A 401 replay
-// with a refreshed token, or a DPoP nonce replay, still happens: those are
-// part of authenticating, not retries.
+// WithoutRetries returns a context under which a request's failures are not
+// retried. Replays that authentication asks for (a 401, a DPoP nonce) still
+// happen.
 func WithoutRetries(ctx context.Context) context.Context {
 	return context.WithValue(ctx, noRetriesKey, true)
 }
 
-// WithoutToken returns a context under which a request carries no bearer
-// token, even to a host of Config.Bearer, and so waits for no refresh.
+// WithoutToken returns a context under which a request carries no token,
+// even to a host of Config.Bearer.
 func WithoutToken(ctx context.Context) context.Context {
 	return context.WithValue(ctx, noTokenKey, true)
 }

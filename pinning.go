@@ -15,71 +15,40 @@ import (
 	"time"
 )
 
-// PinSet pins the certificates that hosts matching Host may present.
-//
-// A connection to a matching host passes when any certificate of any verified
-// chain (leaf, intermediate or root, including a root the server did not send)
-// matches any pin of any enforced PinSet whose Host matches. Pins are never
-// compared with certificates the server merely sent: only with chains that
-// crypto/x509 built and verified against the configured roots.
+// PinSet pins the certificates that hosts matching Host may present: a
+// connection passes when any certificate of a chain that crypto/x509
+// verified (leaf, intermediate, or a root the server did not send) matches
+// any pin of the enforced sets covering the host. Certificates the server
+// merely sent never count.
 type PinSet struct {
-	// Host is the host name the pins apply to, without a port:
-	// "api.example.com" matches that name only, "*.example.com" matches
-	// exactly one more label ("a.example.com", not "a.b.example.com" nor
-	// "example.com"), and "**.example.com" matches the name itself and any
-	// name below it. Matching ignores case and a trailing dot. An IP literal
-	// matches that address. An internationalised name is converted with
-	// IDNA. Anything else, such as an empty label, a space, an underscore
-	// or a wildcard over an IP address or numeric labels, is a
-	// *ConfigError, so that a typo cannot turn pinning off unnoticed. So is
-	// a wildcard over names that anyone can register: one whose base is a
-	// public suffix ("*.com", "**.github.io") or has one below it
-	// ("**.amazonaws.com", above s3.amazonaws.com), by the public suffix
-	// list of golang.org/x/net/publicsuffix, private section included. The
-	// special-use names of RFC 6761 ("**.test") are exempt.
+	// Host is a host name without port: "api.example.com" that name only,
+	// "*.example.com" one more label, "**.example.com" the name and any
+	// below it; or an IP literal. Anything else, or a wildcard over names
+	// anyone can register ("*.com", "**.amazonaws.com"), is a *ConfigError.
 	Host string
 
-	// Pins lists the accepted certificates. Each entry is either
-	// "sha256/<base64>", the standard base64 of the SHA-256 digest of a
-	// SubjectPublicKeyInfo (RFC 7469, as OkHttp writes it), or the SHA-256
-	// fingerprint of a whole certificate in hex, colons optional, as
-	// `openssl x509 -fingerprint -sha256` prints it. The same pins pasted
-	// from elsewhere are accepted too: curl's "sha256//<base64>",
-	// "SHA256/<base64>", HPKP's `pin-sha256="<base64>"` and openssl's whole
-	// "sha256 Fingerprint=AA:BB:…" line. A pin given twice counts once. At
-	// least one is required; configure a backup pin too, so that a key
-	// rotation does not lock clients out: a set with a single pin is
-	// logged as a warning when the Transport is made.
+	// Pins are "sha256/<base64>" SPKI pins (RFC 7469) or SHA-256
+	// certificate fingerprints in hex, as openssl prints them; curl's and
+	// HPKP's forms are read as pasted. Give a backup pin: a set with one
+	// pin is warned of.
 	Pins []string
 
-	// Expires ends enforcement: after it the set is ignored and a warning is
-	// logged once. The zero value means never.
+	// Expires ends enforcement, with a warning. Zero means never.
 	Expires time.Time
 
-	// ReportOnly makes a mismatch a report (Config.Logger and
-	// Config.OnPinFailure) instead of a refused connection.
+	// ReportOnly reports a mismatch (Logger, Hooks.PinFailure) and lets the
+	// connection go on.
 	ReportOnly bool
 }
 
-// PinError reports a verified chain that matched none of the configured pins.
-// It matches ErrPinMismatch with errors.Is.
+// PinError reports a verified chain that matched none of the pins that
+// apply. It matches ErrPinMismatch.
 type PinError struct {
-	// Host is the server name the client dialled.
-	Host string
-	// Pins holds the "sha256/<base64>" SPKI pins of every certificate in the
-	// verified chains, leaf first, so that an operator can compare them with
-	// the configuration.
-	Pins []string
-	// ReportOnly is true when only report-only sets failed and the
-	// connection went ahead.
-	ReportOnly bool
-	// Positions gives the place of each certificate of Pins, at the same
-	// index, in its verified chain: "leaf", "intermediate" or "root".
-	Positions []string
-	// Configured holds the pins of the sets that failed, each once, in
-	// their canonical form: "sha256/<base64>", or a fingerprint as openssl
-	// prints it.
-	Configured []string
+	Host       string   // the server name the client dialled
+	Pins       []string // the SPKI pins of the verified chains, leaf first
+	Positions  []string // each pin's place: "leaf", "intermediate" or "root"
+	Configured []string // the pins of the sets that failed
+	ReportOnly bool     // only report-only sets failed: the connection went on
 }
 
 func (e *PinError) Error() string {

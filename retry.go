@@ -19,44 +19,31 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 )
 
-// RetryPolicy configures retries. The zero value means the defaults: 3
-// retries, waits between 200 ms and 5 s, and Retry-After honoured up to 30 s.
-//
-// Only requests that are safe to repeat are retried: GET, HEAD, OPTIONS,
-// TRACE, PUT and DELETE, or any method when the request carries an
-// Idempotency-Key header, and only when the body can be replayed (no body,
-// or GetBody set). They are retried after connection errors (refused, reset,
-// timeouts, an HTTP/2 stream reset with INTERNAL_ERROR or REFUSED_STREAM, a
-// connection closed after an HTTP/2 GOAWAY) and on statuses 408, 429, 500,
-// 502, 503 and 504. Certificate, pin, scheme, token and context errors are
-// never retried.
-//
-// Every resend to a host (a retry, a replay after a 401 or after a DPoP
-// nonce challenge) is paid for from that host's budget: by default, a fifth
-// of the requests sent to it over the last 10 seconds, and always at least
-// 10 resends per second. When the budget is spent, the caller gets the last
-// response as it is, body unread, or the last error, so that a failing
-// server does not receive four times its load just when it can least take
-// it. A context made by WithoutRetries turns retries off for one request.
+// RetryPolicy configures retries. Only requests safe to repeat are retried
+// (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any method with an
+// Idempotency-Key header, with a body that GetBody can replay), after a
+// transient failure (a refused or reset connection, a timeout, an HTTP/2
+// stream reset or GOAWAY) or a 408, 429, 500, 502, 503 or 504. Every resend
+// to a host (a retry, or a replay after a 401 or a DPoP nonce challenge) is
+// paid from that host's budget; when it is spent, the caller gets the last
+// outcome as it is. WithoutRetries turns retries off for one request.
 type RetryPolicy struct {
 	// MaxRetries is the number of retries after the first attempt. Zero
-	// means the default, 3 retries, so that the zero Config retries. For no
-	// retries at all, set NoRetries (any negative value does the same).
-	// Note that go-retryablehttp's RetryMax reads the other way: there 0
-	// means no retries.
+	// means 3; a negative number means none.
 	MaxRetries int
 
 	// MinWait and MaxWait bound the exponential backoff with full jitter.
-	// Zero means 200 ms and 5 s; a zero MaxWait below MinWait means
-	// MinWait. A Retry-After shorter than MinWait waits MinWait.
+	// Zero means 200 ms and 5 s.
 	MinWait, MaxWait time.Duration
 
-	// MaxRetryAfter is the longest Retry-After (on 429 and 503) honoured. A
-	// longer one ends the retries and the response is returned at once.
-	// Zero means 30 s.
+	// MaxRetryAfter is the longest Retry-After honoured; a longer one ends
+	// the retries. Zero means 30 s.
 	MaxRetryAfter time.Duration
 
-	Budget float64 // share of a host's requests that may be retried, over a 10 s window, plus a floor of 10 retries per second; zero means 0.2; negative means no budget
+	// Budget is the share of a host's requests over the last 10 s that may
+	// be resent, beyond a floor of 10 resends a second. Zero means 0.2;
+	// negative means no budget.
+	Budget float64
 }
 
 const (

@@ -14,83 +14,52 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Bearer attaches "Authorization: Bearer <token>" (or "DPoP <token>" with a
-// proof, when DPoP is set) to https requests for its hosts, and to no other
-// host. It knows each token's expiry (Token.Expiry, or a JWT's exp),
-// refreshes it ahead of expiry with one call however many requests wait,
-// and recovers once from a 401.
-//
-// A request that already carries an Authorization header is left alone. A
-// Bearer is configuration: NewTransport copies what it needs and never
-// modifies it.
+// Bearer attaches "Authorization: Bearer <token>" (or "DPoP <token>" and a
+// proof, with DPoP) to https requests for its hosts, and to no other host.
+// It refreshes the token ahead of its expiry (Token.Expiry, or a JWT's
+// exp) with one call however many requests wait, and recovers once from a
+// 401. A request with an Authorization header of its own is left alone.
 type Bearer struct {
-	// Store holds the token. Nil means an empty in-memory store. A
-	// BindingStore keeps the tokens bound to a DPoP key or to a client
-	// certificate apart from others' (see BindingStore).
+	// Store holds the token. Nil means an empty in-memory store.
 	Store TokenStore
 
-	// Refresh obtains a new token: a JWT, or an opaque token with its
-	// Expiry when known. It runs under its own context, bounded by
-	// RefreshTimeout, not under any request's; a Refresh that ignores its
-	// context still cannot make a request wait past that bound. Nil means
-	// tokens come only from Store, which is re-read when the token expires,
-	// or from ClientCredentials.
+	// Refresh obtains a new token, under a context of its own bounded by
+	// RefreshTimeout. Nil means tokens come from Store or from a grant.
 	Refresh func(ctx context.Context) (Token, error)
 
-	// ClientCredentials obtains tokens from an OAuth 2.0 authorization
-	// server with the client credentials grant. At most one of Refresh and
-	// ClientCredentials may be set.
+	// ClientCredentials obtains tokens with the OAuth 2.0 client
+	// credentials grant. At most one of Refresh and ClientCredentials.
 	ClientCredentials *ClientCredentials
 
-	// DPoP, if set, binds the tokens to a key (RFC 9449): they are sent as
-	// "Authorization: DPoP <token>" with a fresh proof on every attempt,
-	// never as bearer tokens. With ClientCredentials the tokens are bound
-	// to DPoP.Key with no code of yours. A Refresh of your own must obtain
-	// tokens bound to the same key, so set DPoP.Key (see DPoP.Thumbprint):
-	// a nil Key is generated inside the Transport, where Refresh cannot
-	// use it. Nil means plain bearer tokens.
+	// DPoP, if set, binds the tokens to a key (RFC 9449), with a fresh
+	// proof on every attempt. A Refresh of your own must obtain tokens
+	// bound to DPoP.Key, which it must then set.
 	DPoP *DPoP
 
-	// Hosts lists the hosts that receive the token, as patterns like
-	// PinSet.Host. It is required: there is no "all hosts" default, and a
-	// wildcard may not cover names that anyone can register, such as
-	// "*.com" or "**.amazonaws.com" (above s3.amazonaws.com).
-	//
-	// A pattern without a port matches every port of its hosts, as
-	// net/http's redirect rule does for its own headers: a redirect to
-	// another port of a listed host carries the token. "host:port" (an
-	// IPv6 literal in brackets, as "[::1]:8443") restricts the token to that
-	// port; a URL without a port is port 443.
+	// Hosts are the only hosts that receive the token, as PinSet.Host
+	// patterns; "host:port" restricts it to one port (443 when a URL has
+	// none). Required. A wildcard may not cover names anyone can register,
+	// such as "*.com" or "**.amazonaws.com".
 	Hosts []string
 
-	// RefreshWindow is how long before expiry a background refresh starts
-	// while requests go on with the current token. Zero means 10% of the
-	// token's lifetime, at least 30 s and at most 5 min, and never more than
-	// half the lifetime.
+	// RefreshWindow is how long before expiry a background refresh starts.
+	// Zero means 10% of the lifetime, from 30 s to 5 min.
 	RefreshWindow time.Duration
 
 	// RefreshTimeout bounds each refresh. Zero means 30 s.
 	RefreshTimeout time.Duration
 
-	// Keyfunc, if set, verifies each token's signature (see jwt.Keyfunc);
-	// a token that fails, or is not a JWT and so cannot be verified, is
-	// refused. Nil means a JWT is only decoded, which is enough to read its
-	// expiry, and a token that does not decode as a JWT is opaque.
-	Keyfunc jwt.Keyfunc
-
-	// ValidMethods lists the JWT algorithms Keyfunc's keys may verify, such
-	// as "RS256" or "ES256". Nil means the algorithm must fit the key that
-	// Keyfunc returns (an RSA, ECDSA or Ed25519 public key); an HMAC key
-	// ([]byte) is accepted only for algorithms listed here, so that a
-	// public key can never be used as an HMAC secret. "none" is always
-	// refused.
+	// Keyfunc, if set, verifies each token's signature, and a token that
+	// is not a verifiable JWT is refused; nil means a JWT is only decoded,
+	// for its expiry. ValidMethods lists the algorithms allowed; nil means
+	// those that fit Keyfunc's key (an HMAC key needs its algorithm
+	// listed, and "none" is always refused).
+	Keyfunc      jwt.Keyfunc
 	ValidMethods []string
 }
 
-// RefreshError reports that no valid token could be had for a request. The
-// request was not sent. Err is the cause: the Refresh error, a context
-// error, or ErrNoToken. Every RefreshError matches ErrNoToken with errors.Is.
-// RefreshError never contains the token.
+// RefreshError reports that no valid token could be had for a request, which
+// was not sent. Err is the cause. It matches ErrNoToken.
 type RefreshError struct {
 	Err error
 }

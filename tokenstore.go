@@ -7,18 +7,15 @@ import (
 	"time"
 )
 
-// Token is a bearer access token and the time it stops being valid.
-//
-// A Token never prints its Value: fmt, slog and encoding/json show its
-// expiry only.
+// Token is an access token and when it stops being valid. It never prints
+// its Value: fmt, slog and encoding/json show its expiry only.
 type Token struct {
-	// Value is the access token, as sent after "Bearer " or "DPoP ".
+	// Value is the token, as sent after "Bearer " or "DPoP ".
 	Value string `json:"-"`
 
-	// Expiry is when the token stops being valid. The zero value means it
-	// is not known: a JWT's exp claim is read instead, and an opaque token
-	// without an Expiry has no known end and is used until a server
-	// refuses it. When both are known, the earlier one counts.
+	// Expiry is when the token stops being valid; a JWT's exp counts too,
+	// whichever is earlier. Zero means unknown: an opaque token without
+	// one is used until a server refuses it.
 	Expiry time.Time `json:"expiry,omitzero"`
 }
 
@@ -37,28 +34,23 @@ func (t Token) Format(f fmt.State, _ rune) {
 	}
 }
 
-// TokenStore keeps the current token between refreshes, and between
-// processes when it is shared. Implementations must be safe for concurrent
-// use. A store shared by many processes can also let one of them refresh
-// for all: see SharedTokenStore.
+// TokenStore keeps the current token between refreshes. Implementations
+// must be safe for concurrent use. See SharedTokenStore for a fleet.
 type TokenStore interface {
-	// Load returns the stored token, or the zero Token and a nil error
-	// when there is none.
+	// Load returns the stored token, or the zero Token and nil for none.
 	Load(ctx context.Context) (Token, error)
 	// Save replaces the stored token.
 	Save(ctx context.Context, tok Token) error
 }
 
-// MemoryStore is a TokenStore in memory. Its zero value holds no token. It
-// is safe for concurrent use and prints no secret.
+// MemoryStore is a TokenStore in memory, whose zero value holds no token.
 type MemoryStore struct {
 	// A pointer, not a Token: even a MemoryStore held by value in another
 	// struct prints an address, never the token.
 	token atomic.Pointer[Token]
 }
 
-// NewMemoryStore returns a MemoryStore holding initial, which may be the
-// zero Token.
+// NewMemoryStore returns a MemoryStore holding initial.
 func NewMemoryStore(initial Token) *MemoryStore {
 	m := new(MemoryStore)
 	m.token.Store(&initial)
