@@ -21,14 +21,9 @@ import (
 // turns them into OpenTelemetry). Every field is optional, and nil Hooks
 // cost nothing. Hooks run synchronously and must not block; a hook's panic
 // loses its event only. Events never hold a token, a proof, a cookie, a
-// query, userinfo or an error's text: failures are named by class
-// ("timeout", "connection_refused", "connection_reset",
-// "connection_closed", "stream_reset", "goaway", "dns", "certificate",
-// "tls", "weak_key", "pin_mismatch", "revoked", "ocsp_staple",
-// "insecure_scheme", "host_not_allowed", "blocked_address",
-// "token_unavailable", "oauth_error", "request_body", "canceled",
-// "error"). A ClientTrace in an attempt's context sees credential headers
-// as "[redacted]".
+// query, userinfo or an error's text: failures are named as ErrorClass
+// names them. A ClientTrace in an attempt's context sees credential
+// headers as "[redacted]".
 type Hooks struct {
 	// AttemptStart is called before each attempt: the first, each retry,
 	// and each replay after a 401 or a DPoP nonce challenge. The context

@@ -508,6 +508,20 @@ const (
 	h2RefusedStream = 0x7
 )
 
+// ErrorClass names the failure err stands for, as hook events and logs do,
+// by its type and never its text: "timeout", "connection_refused",
+// "connection_reset", "connection_closed", "stream_reset", "goaway", "dns",
+// "certificate", "tls", "weak_key", "pin_mismatch", "revoked",
+// "ocsp_staple", "insecure_scheme", "host_not_allowed", "blocked_address",
+// "token_unavailable", "oauth_error", "request_body", "canceled", or
+// "error" for any other. It returns "" for nil.
+func ErrorClass(err error) string {
+	if err == nil {
+		return ""
+	}
+	return classify(err).class
+}
+
 // failure is what classify makes of an error: a class that names it in
 // logs, hook events and the command, and whether another attempt may
 // succeed.
@@ -532,6 +546,8 @@ func classify(err error) failure {
 		invalidErr x509.CertificateInvalidError
 		recordErr  tls.RecordHeaderError
 		alertErr   tls.AlertError
+		rootsErr   x509.SystemRootsError
+		opErr      *net.OpError
 		refreshErr *RefreshError
 		oauthErr   *OAuthError
 		bodyErr    *bodyError
@@ -558,7 +574,13 @@ func classify(err error) failure {
 		return failure{"blocked_address", false}
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
 		return failure{"certificate", false}
-	case errors.As(err, &recordErr), errors.As(err, &alertErr):
+	case errors.As(err, &rootsErr):
+		return failure{"certificate", false}
+	case errors.As(err, &recordErr), errors.As(err, &alertErr), errors.Is(err, http.ErrSchemeMismatch),
+		errors.As(err, &opErr) && opErr.Op == "remote error":
+		// An alert from the server reaches the client as a *net.OpError
+		// whose error type crypto/tls does not export; crypto/tls marks it
+		// with this Op, a field rather than a message.
 		return failure{"tls", false}
 	case errors.As(err, &refreshErr):
 		return failure{"token_unavailable", false}

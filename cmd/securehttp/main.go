@@ -42,14 +42,12 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -423,57 +421,18 @@ func redactRaw(raw string) string {
 	return s
 }
 
-// exitCode classifies a request error. It looks only at error values and
-// types, never at messages. A pin mismatch is tested before TLS failures
-// because it is one too: the handshake is aborted.
+// exitCode maps a request error to the command's exit status by its class,
+// as securehttp.ErrorClass names it from the error's type, never its text.
 func exitCode(err error) int {
-	switch {
-	case errors.Is(err, securehttp.ErrInsecureScheme):
+	switch securehttp.ErrorClass(err) {
+	case "insecure_scheme":
 		return exitInsecure
-	case errors.Is(err, securehttp.ErrPinMismatch):
+	case "pin_mismatch":
 		return exitPin
-	case isTLSFailure(err):
+	case "certificate", "tls", "weak_key", "revoked", "ocsp_staple":
 		return exitTLS
 	}
 	return exitError
-}
-
-// isTLSFailure reports whether err is a failed handshake or a refused
-// certificate.
-func isTLSFailure(err error) bool {
-	if errors.Is(err, securehttp.ErrWeakKey) || errors.Is(err, securehttp.ErrRevoked) ||
-		errors.Is(err, securehttp.ErrOCSPStaple) || errors.Is(err, http.ErrSchemeMismatch) {
-		return true
-	}
-	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
-		return true
-	}
-	if _, ok := errors.AsType[tls.RecordHeaderError](err); ok {
-		return true // the server does not speak TLS
-	}
-	if _, ok := errors.AsType[tls.AlertError](err); ok {
-		return true
-	}
-	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
-		return true
-	}
-	if _, ok := errors.AsType[x509.HostnameError](err); ok {
-		return true
-	}
-	if _, ok := errors.AsType[x509.CertificateInvalidError](err); ok {
-		return true
-	}
-	if _, ok := errors.AsType[x509.SystemRootsError](err); ok {
-		return true
-	}
-	// An alert from the server (handshake_failure, protocol_version, ...)
-	// reaches the client as a *net.OpError whose error type crypto/tls does
-	// not export; crypto/tls marks it with this Op, a field rather than a
-	// message.
-	if opErr, ok := errors.AsType[*net.OpError](err); ok && opErr.Op == "remote error" {
-		return true
-	}
-	return false
 }
 
 // errText returns err's message without the library's "securehttp: "
