@@ -2119,6 +2119,54 @@ func TestRetryableHTTPGiveUpKeepsRefreshing(t *testing.T) {
 	}
 }
 
+// go-retryablehttp calls CloseIdleConnections each time it gives up on a
+// request, which a busy client does again and again. A refresh that a
+// request waits for is not idle: CloseIdleConnections leaves it running, so
+// that its calls cost no token request each, and a slow token endpoint
+// still answers the requests that wait for it.
+func TestCloseIdleConnectionsLeavesAwaitedRefreshRunning(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	fresh := tokFresh(t, clk.Now(), time.Hour)
+	called, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	refresh := func(ctx context.Context) (string, error) {
+		if calls.Add(1) == 1 {
+			close(called)
+		}
+		select {
+		case <-release: // the token endpoint answers
+			return fresh, nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	e := tokSetup(t, clk, &Bearer{Refresh: refreshOf(refresh), Hosts: []string{hostAPI}}, nil)
+	done := make(chan error, 1)
+	go func() {
+		status, _, err := e.get("/")
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("status %d", status)
+		}
+		done <- err
+	}()
+	tokWait(t, called, "Refresh")
+	const closes = 5
+	for range closes {
+		e.tr.CloseIdleConnections()
+	}
+	close(release)
+	if err := tokWait(t, done, "waiting request"); err != nil {
+		t.Fatalf("waiting request: got error %v, want the refreshed token", err)
+	}
+	if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(fresh)}) {
+		t.Errorf("server got %q, want one request with the refreshed token", got)
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("Refresh calls after %d CloseIdleConnections: got %d, want 1", closes, got)
+	}
+}
+
 // tokBlockOnce returns a function that blocks its nth call until its
 // context ends, closing entered when it starts, and returns at once on the
 // others.
