@@ -234,7 +234,7 @@ type flight struct {
 	done    chan struct{}
 	ctx     context.Context // the refresh's own, bounded by RefreshTimeout
 	cancel  context.CancelFunc
-	stopped atomic.Bool // by CloseIdleConnections: the result is no failure
+	waiters int // requests waiting for it; ts.mu guards it
 	tok     *token
 	err     error
 	until   time.Time // when the token usable as it began stops being usable; zero if none was
@@ -309,24 +309,27 @@ func (ts *tokenSource) covers(host, port string) bool {
 // Without one, the caller waits for the single refresh in flight, bounded by
 // ctx and by the refresh's own deadline. After a failed refresh, callers
 // get its error at once until the backoff has passed; a backoff never runs
-// past the moment the token in use stops being usable (nextRefresh). A
-// refresh stopped by CloseIdleConnections is no failure: its waiters go on
-// to a new one.
+// past the moment the token in use stops being usable (nextRefresh).
+// CloseIdleConnections never stops a refresh that a caller waits for.
 func (ts *tokenSource) token(ctx context.Context) (*token, error) {
-	for {
-		tok, f, err := ts.current()
-		if f == nil {
-			return tok, err
-		}
-		tok, err = ts.await(ctx, f)
-		if !errors.Is(err, errStopped) {
-			return tok, err
-		}
+	tok, f, err := ts.current()
+	if f == nil {
+		return tok, err
 	}
+	defer ts.leave(f)
+	return ts.await(ctx, f)
 }
 
-// current returns a usable token, or the refresh to wait for, or the error
-// of the last failed refresh while its backoff lasts.
+// leave ends a wait for f that current counted.
+func (ts *tokenSource) leave(f *flight) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	f.waiters--
+}
+
+// current returns a usable token, or the refresh to wait for, counted as
+// waited for until leave, or the error of the last failed refresh while its
+// backoff lasts.
 func (ts *tokenSource) current() (*token, *flight, error) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -352,36 +355,26 @@ func (ts *tokenSource) current() (*token, *flight, error) {
 		}
 		f = ts.start()
 	}
+	f.waiters++
 	return nil, f, nil
 }
 
-// errStopped says that the refresh waited for was stopped by
-// CloseIdleConnections. It never leaves token.
-var errStopped = errors.New("securehttp: refresh stopped")
-
-// await waits for f, bounded by ctx and by f's own deadline. It returns
-// errStopped when f was stopped before it brought a token.
+// await waits for f, bounded by ctx and by f's own deadline.
 func (ts *tokenSource) await(ctx context.Context, f *flight) (*token, error) {
 	select {
 	case <-f.done:
 	case <-ctx.Done():
 		return nil, &RefreshError{Err: ctx.Err()}
 	case <-f.ctx.Done():
-		// The refresh's deadline passed or it was stopped. It may have
-		// finished at the same moment: prefer its result.
+		// The refresh's deadline passed. It may have finished at the same
+		// moment: prefer its result.
 		select {
 		case <-f.done:
 		default:
-			if f.stopped.Load() {
-				return nil, errStopped
-			}
 			return nil, &RefreshError{Err: fmt.Errorf("refresh did not finish within RefreshTimeout: %w", f.ctx.Err())}
 		}
 	}
 	if f.err != nil {
-		if f.stopped.Load() {
-			return nil, errStopped
-		}
 		return nil, &RefreshError{Err: f.err}
 	}
 	if !f.tok.usable(ts.now()) {
@@ -687,16 +680,21 @@ func (ts *tokenSource) invalidate(sent string) bool {
 	return true
 }
 
-// stop cancels the refresh in flight, if any, and waits for it to end, for
-// at most stopWait: a Refresh that ignores its context is left behind. A
-// stopped refresh is no failed refresh: it leaves no error or backoff, the
-// next request starts a new one, and the requests that waited for it wait
-// for a new one instead.
+// stop cancels the refresh in flight, if any and if no request waits for
+// it, and waits for it to end, for at most stopWait: a Refresh that ignores
+// its context is left behind. A stopped refresh is no failed refresh: it
+// leaves no error or backoff, and the next request starts a new one. A
+// refresh that requests wait for is left running: stopping it would only
+// make them start another at once, costing the token endpoint a request for
+// each call (go-retryablehttp calls CloseIdleConnections each time it gives
+// up), and a slow endpoint would never get to answer.
 func (ts *tokenSource) stop() {
 	ts.mu.Lock()
 	f := ts.flight
+	if f != nil && f.waiters > 0 {
+		f = nil
+	}
 	if f != nil {
-		f.stopped.Store(true)
 		ts.flight = nil
 	}
 	ts.mu.Unlock()

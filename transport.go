@@ -558,11 +558,11 @@ func redactURL(u *url.URL) string {
 
 // CloseIdleConnections closes idle connections, those made with an earlier
 // client certificate included, and stops the token refresh in progress, if
-// any, waiting for it to end, for at most a second when Refresh ignores its
-// context. Like closing an idle connection, stopping a refresh fails no
-// request: it leaves no error or backoff behind, requests waiting for it
-// wait for a new refresh (within their own context), and the next request
-// that needs a token refreshes at once. go-retryablehttp calls
+// no request waits for it, waiting for it to end, for at most a second when
+// Refresh ignores its context. Like closing an idle connection, stopping a
+// refresh fails no request: it leaves no error or backoff behind, and the
+// next request that needs a token refreshes at once. A refresh that
+// requests wait for is not idle, and goes on. go-retryablehttp calls
 // CloseIdleConnections each time it gives up on a request.
 func (t *Transport) CloseIdleConnections() {
 	t.base.CloseIdleConnections()
