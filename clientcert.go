@@ -117,9 +117,13 @@ func loadClientCert(certFile, keyFile string, interval time.Duration, now func()
 }
 
 // GetClientCertificate returns the pair in use, for tls.Config and
-// Config.GetClientCertificate. It never fails: the pair was checked when it
-// was loaded.
+// Config.GetClientCertificate. It fails only for a nil *ClientCert, such as
+// one left by a LoadClientCert whose error was ignored: the pair was checked
+// when it was loaded.
 func (c *ClientCert) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	if c == nil {
+		return nil, errNilClientCert
+	}
 	return &c.pair.Load().cert, nil
 }
 
@@ -297,6 +301,7 @@ var (
 	errNoKey         = errors.New("no PRIVATE KEY block")
 	errKeyType       = errors.New("not an RSA, ECDSA or Ed25519 signing key")
 	errNotClientAuth = errors.New("the certificate's extended key usage does not allow client authentication")
+	errNilClientCert = fmt.Errorf("%w: the method of a nil *ClientCert (did LoadClientCert fail?)", ErrClientCert)
 )
 
 // clientCertError is a LoadClientCert failure: which file, and why. It
@@ -479,34 +484,39 @@ type identity struct {
 	pool *http.Transport
 }
 
-func newCertState(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error), base *http.Transport, logger *slog.Logger) *certState {
+func newCertState(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error), base *http.Transport, logger *slog.Logger) (*certState, error) {
 	s := &certState{get: get, base: base, logger: logger}
 	s.ident.Store(&identity{pool: base})
-	if c := clientCertOf(get); c != nil {
+	c, err := clientCertOf(get)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
 		s.owner.Store(c)
 	}
-	return s
+	return s, nil
 }
 
 // clientCertOf returns the ClientCert whose GetClientCertificate method get
 // is, or nil. A method value's code pointer is the same whatever its
 // receiver, so a ClientCert's method is told from any other function
 // without calling it; only then is get called, to find the receiver, and a
-// ClientCert's never fails, blocks or looks at its argument. A function of
-// the user's is never called here: it may block, or choose by server.
-func clientCertOf(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *ClientCert {
+// ClientCert's never blocks or looks at its argument, and fails only for a
+// nil receiver, which is an error. A function of the user's is never
+// called here: it may block, or choose by server.
+func clientCertOf(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) (*ClientCert, error) {
 	var c *ClientCert
 	if reflect.ValueOf(get).Pointer() != reflect.ValueOf(c.GetClientCertificate).Pointer() {
-		return nil
+		return nil, nil
 	}
 	crt, err := get(&tls.CertificateRequestInfo{})
 	if err != nil || crt == nil {
-		return nil
+		return nil, err
 	}
 	if k, ok := crt.PrivateKey.(*clientKey); ok {
-		return k.owner
+		return k.owner, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // thumbprint names the certificate the next handshake presents, by its

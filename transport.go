@@ -132,7 +132,9 @@ func NewTransport(cfg Config) (*Transport, error) {
 		ExpectContinueTimeout: time.Second,
 	}
 	if cfg.GetClientCertificate != nil {
-		t.cert = newCertState(cfg.GetClientCertificate, t.base, cfg.Logger)
+		if t.cert, err = newCertState(cfg.GetClientCertificate, t.base, cfg.Logger); err != nil {
+			return nil, &ConfigError{Field: "GetClientCertificate", Err: err}
+		}
 		t.base.TLSClientConfig.GetClientCertificate = t.getClientCertificate
 	}
 	if cfg.Bearer != nil {
