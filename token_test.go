@@ -2207,3 +2207,54 @@ func TestCloseIdleConnectionsDuringStoreCallLogsNoWarning(t *testing.T) {
 		})
 	}
 }
+
+// panickingStore is a TokenStore of the user's whose Load and Save panic,
+// as a store with a bug does: with a nil map, say.
+type panickingStore struct{}
+
+func (panickingStore) Load(context.Context) (Token, error) { panic("store bug: Load") }
+func (panickingStore) Save(context.Context, Token) error   { panic("store bug: Save") }
+
+// nilBindingStore is a BindingStore whose ForBinding returns no store.
+type nilBindingStore struct{ *MemoryStore }
+
+func (nilBindingStore) ForBinding(string) TokenStore { return nil }
+
+// A bug in code of the user's that a refresh calls on its own goroutine (a
+// TokenStore, a BindingStore, a Keyfunc) fails the refresh at most, never
+// the process, as a panicking Refresh does. A store that fails is no
+// reason to fail a request: the token is refreshed without it.
+func TestUserCodePanicInRefreshFailsNoProcess(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	fresh := tokFresh(t, clk.Now(), time.Hour)
+	for _, tt := range []struct {
+		name   string
+		bearer *Bearer
+		wantOK bool // the request gets the refreshed token; else a *RefreshError
+	}{
+		{"store", &Bearer{Store: panickingStore{}, Refresh: tokStaticT(fresh)}, true},
+		{"ForBinding gives no store", &Bearer{Store: nilBindingStore{NewMemoryStore(Token{})}, Refresh: tokStaticT(fresh)}, true},
+		{"Keyfunc", &Bearer{Refresh: tokStaticT(fresh), Keyfunc: func(*jwt.Token) (any, error) { panic("keyfunc bug") }}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.bearer.Hosts = []string{hostAPI}
+			e := tokSetup(t, clk, tt.bearer, nil)
+			status, _, err := e.get("/")
+			switch {
+			case tt.wantOK && (err != nil || status != http.StatusOK):
+				t.Fatalf("got status %d and error %v, want 200", status, err)
+			case tt.wantOK:
+				if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(fresh)}) {
+					t.Errorf("server got %q, want one request with the refreshed token", got)
+				}
+			default:
+				tokWantRefused(t, err, e.rec.count())
+				if strings.Contains(err.Error(), "bug") {
+					t.Errorf("got error %q, want it without the panic's value, which may quote anything", err)
+				}
+			}
+		})
+	}
+}
