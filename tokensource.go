@@ -447,7 +447,10 @@ func (ts *tokenSource) start() *flight {
 func (ts *tokenSource) run(ctx context.Context, f *flight, prev *token) {
 	defer f.cancel()
 	start := ts.now()
-	tok, err := ts.obtain(ctx, prev)
+	// Code of the user's runs in obtain (a Keyfunc, the signer of a client
+	// assertion or a DPoP proof, a BindingStore): a panic of theirs fails
+	// this refresh, not the process.
+	tok, err := noPanic("the refresh", func() (*token, error) { return ts.obtain(ctx, prev) })
 	ts.hooks.tokenRefresh(ctx, err, ts.now().Sub(start))
 
 	ts.mu.Lock()
@@ -491,15 +494,23 @@ func refreshBackoff(misses int) time.Duration {
 	return min(d, maxRefreshBackoff)
 }
 
-// callRefresh calls Refresh, turning a panic into an error: it runs on a
-// background goroutine, where a panic would end the whole process.
-func (ts *tokenSource) callRefresh(ctx context.Context) (tok Token, err error) {
+// callRefresh calls Refresh, turning a panic into an error.
+func (ts *tokenSource) callRefresh(ctx context.Context) (Token, error) {
+	return noPanic("the Refresh function", func() (Token, error) { return ts.refresh(ctx) })
+}
+
+// noPanic calls call, turning a panic into an error that names what
+// panicked: a refresh runs on a background goroutine, as do the store calls
+// it bounds, where a panic would end the whole process. Only the panic's
+// type is kept: its value may quote anything.
+func noPanic[T any](what string, call func() (T, error)) (v T, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("the Refresh function panicked (%T)", p)
+			var zero T
+			v, err = zero, fmt.Errorf("%s panicked (%T)", what, p)
 		}
 	}()
-	return ts.refresh(ctx)
+	return call()
 }
 
 // obtain re-reads the store, where another process may already have saved a
@@ -526,7 +537,7 @@ func (ts *tokenSource) obtainFor(ctx context.Context, b *boundStore, prev *token
 	if shared, ok := b.store.(SharedTokenStore); ok && ts.refresh != nil {
 		return ts.obtainShared(ctx, b, shared, prev)
 	}
-	stored, loadErr := b.store.Load(ctx)
+	stored, loadErr := noPanic("the token store's Load", func() (Token, error) { return b.store.Load(ctx) })
 	rejected := ts.rejectedToken()
 	if loadErr != nil && ctx.Err() != nil {
 		return nil, ctx.Err() // stopped, or out of time
@@ -546,7 +557,7 @@ func (ts *tokenSource) obtainFor(ctx context.Context, b *boundStore, prev *token
 		return nil, err
 	}
 	if ts.stillBound(b) {
-		if err := b.store.Save(ctx, got); err != nil {
+		if _, err := noPanic("the token store's Save", func() (struct{}, error) { return saver(b.store.Save, got)(ctx) }); err != nil {
 			ts.saveFailed(ctx, err)
 		}
 	}
