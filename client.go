@@ -202,6 +202,12 @@ func (e *ConfigError) Error() string {
 // from the text of ConfigError.Err.
 const minHiddenPart = 4
 
+// shownURL is v as hideURLSecrets shows it.
+func shownURL(v string) string {
+	shown, _ := hideURLSecrets(v)
+	return shown
+}
+
 // hideURLSecrets returns v without the userinfo, query and fragment it
 // would have as a URL, and those parts, longest first. It does not need v
 // to parse: a URL that fails to parse is quoted in errors too.

@@ -74,11 +74,12 @@ type ClientCredentials struct {
 	Resource []string
 }
 
-// String describes c without its secret or key. The methods that print a
-// ClientCredentials have value receivers, so that one held by value in
-// another struct prints no secret either.
+// String describes c without its secret or key, and its URLs without
+// userinfo, query or fragment, as ConfigError shows them. The methods that
+// print a ClientCredentials have value receivers, so that one held by value
+// in another struct prints no secret either.
 func (c ClientCredentials) String() string {
-	return fmt.Sprintf("securehttp.ClientCredentials{Issuer: %q, ClientID: %q, Auth: %s}", c.Issuer, c.ClientID, c.authMethod())
+	return fmt.Sprintf("securehttp.ClientCredentials{Issuer: %q, ClientID: %q, Auth: %s}", shownURL(c.Issuer), c.ClientID, c.authMethod())
 }
 
 // GoString is String.
@@ -99,7 +100,7 @@ func (c ClientCredentials) MarshalJSON() ([]byte, error) {
 		TokenURL string `json:"token_url,omitempty"`
 		ClientID string `json:"client_id"`
 		Auth     string `json:"auth"`
-	}{c.Issuer, c.TokenURL, c.ClientID, c.authMethod()})
+	}{shownURL(c.Issuer), shownURL(c.TokenURL), c.ClientID, c.authMethod()})
 }
 
 func (c ClientCredentials) authMethod() string {
