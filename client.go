@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -237,6 +239,25 @@ func hideURLSecrets(v string) (shown string, hidden []string) {
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Format prints the message for every verb, %#v included, so that no verb
+// reaches the parts of Value that the message hides. It has a value
+// receiver, so that a ConfigError held by value prints no more.
+func (e ConfigError) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, e.Error()) }
+
+// MarshalJSON encodes the field, the value and the message as the message
+// shows them.
+func (e ConfigError) MarshalJSON() ([]byte, error) {
+	shown := ""
+	if e.Value != "" {
+		shown, _ = hideURLSecrets(e.Value)
+	}
+	return json.Marshal(struct {
+		Field string `json:"field"`
+		Value string `json:"value,omitempty"`
+		Error string `json:"error"`
+	}{e.Field, shown, e.Error()})
+}
 
 // NewClient returns an *http.Client that uses a new Transport made from cfg.
 // It refuses plain HTTP on the first request and on every redirect hop, so a

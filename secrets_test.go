@@ -112,7 +112,7 @@ func TestExportedTypesPrintNoSecret(t *testing.T) {
 			"AttemptResult":     "a status, an error class and a duration",
 			"BudgetEvent":       "a target and the kind of resend",
 			"CertificateEvent":  "a certificate's subject, expiry and public-key pin",
-			"ConfigError":       "a field's name, its value only when it is not a secret, and the cause",
+			"ConfigError":       "a field's name, its value only when it is not a secret (a URL's userinfo, query and fragment hidden), and the cause",
 			"FileStore":         "the token file's path: the token stays in the file",
 			"HandshakeEvent":    "a host, a TLS version, a pin verdict and an error class",
 			"Hooks":             "functions, which print as addresses, and a logger",
