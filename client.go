@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -125,6 +127,12 @@ func (e *ConfigError) Error() string {
 // from the text of ConfigError.Err.
 const minHiddenPart = 4
 
+// shownURL is v as hideURLSecrets shows it.
+func shownURL(v string) string {
+	shown, _ := hideURLSecrets(v)
+	return shown
+}
+
 // hideURLSecrets returns v without the userinfo, query and fragment it
 // would have as a URL, and those parts, longest first. It does not need v
 // to parse: a URL that fails to parse is quoted in errors too.
@@ -154,6 +162,23 @@ func hideURLSecrets(v string) (shown string, hidden []string) {
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Format prints the message, with a URL's secrets hidden, whatever the verb.
+func (e ConfigError) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, e.Error()) }
+
+// MarshalJSON encodes the field, the value and the message as Error shows
+// them.
+func (e ConfigError) MarshalJSON() ([]byte, error) {
+	shown := ""
+	if e.Value != "" {
+		shown, _ = hideURLSecrets(e.Value)
+	}
+	return json.Marshal(struct {
+		Field string `json:"field"`
+		Value string `json:"value,omitempty"`
+		Error string `json:"error"`
+	}{e.Field, shown, e.Error()})
+}
 
 // NewClient returns an ordinary *http.Client whose Transport, made from cfg,
 // applies the package's checks to every request and redirect hop; an

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/securehttp/securehttp/internal/secrettest"
 	"github.com/securehttp/securehttp/internal/testpki"
 )
 
@@ -505,6 +506,27 @@ func TestConfigErrorHidesURLSecrets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A ConfigError hides a URL's userinfo, query and fragment however it is
+// printed, not only in its message: %#v, %d, encoding/json and a JSON log
+// of a struct holding it show the struct's fields, Value among them.
+func TestConfigErrorPrintsNoURLSecret(t *testing.T) {
+	t.Parallel()
+	var (
+		password = secrettest.Canary("config-password", 24)
+		query    = secrettest.Canary("config-query", 24)
+		fragment = secrettest.Canary("config-fragment", 24)
+	)
+	_, err := newTransport(Config{Bearer: &Bearer{Hosts: []string{hostAPI}, ClientCredentials: &ClientCredentials{
+		ClientID: "c", ClientSecret: "s",
+		TokenURL: "http://svc:" + password + "@as.test/token?key=" + query + "#" + fragment,
+	}}})
+	ce, ok := errors.AsType[*ConfigError](err)
+	if !ok {
+		t.Fatalf("got %v, want a *ConfigError", err)
+	}
+	secrettest.Check(t, ce, password, query, fragment)
 }
 
 func TestDropIn(t *testing.T) {

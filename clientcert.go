@@ -83,8 +83,11 @@ func loadClientCert(certFile, keyFile string, interval time.Duration, now func()
 }
 
 // GetClientCertificate returns the pair in use: use it as
-// Config.GetClientCertificate.
+// Config.GetClientCertificate. It fails only for a nil *ClientCert.
 func (c *ClientCert) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	if c == nil {
+		return nil, errNilClientCert
+	}
 	return &c.pair.Load().cert, nil
 }
 
@@ -248,6 +251,7 @@ var (
 	errNoKey         = errors.New("no PRIVATE KEY block")
 	errKeyType       = errors.New("not an RSA, ECDSA or Ed25519 signing key")
 	errNotClientAuth = errors.New("the certificate's extended key usage does not allow client authentication")
+	errNilClientCert = fmt.Errorf("%w: the method of a nil *ClientCert (did LoadClientCert fail?)", ErrClientCert)
 )
 
 // clientCertError is a LoadClientCert failure: which file, and why. It

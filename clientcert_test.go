@@ -1584,3 +1584,33 @@ func TestClientCertWrappedFuncNamedAtHandshake(t *testing.T) {
 		t.Errorf("the store of the certificate's binding holds %q, want tok-2", tok.Value)
 	}
 }
+
+// TestClientCertNilIsConfigError: the GetClientCertificate method of a nil
+// *ClientCert, as left by a LoadClientCert whose error was ignored, is a
+// *ConfigError from NewTransport, not a panic there or at a handshake.
+func TestClientCertNilIsConfigError(t *testing.T) {
+	t.Parallel()
+	var cc *ClientCert
+	cfg := testConfig(t)
+	cfg.GetClientCertificate = cc.GetClientCertificate
+	var tr *transport
+	var err error
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("NewTransport panicked (%v), want a *ConfigError", p)
+			}
+		}()
+		tr, err = newTransport(cfg)
+	}()
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "GetClientCertificate" {
+		if tr != nil {
+			tr.CloseIdleConnections()
+		}
+		t.Fatalf("got error %v, want a *ConfigError for GetClientCertificate", err)
+	}
+	if tr != nil {
+		t.Errorf("got a Transport with the error, want none")
+	}
+}

@@ -34,6 +34,11 @@ func checkConnConfig(cfg Config) error {
 	if cfg.MaxIdleConnsPerHost < 0 {
 		return &ConfigError{Field: "MaxIdleConnsPerHost", Err: errors.New("must not be negative")}
 	}
+	if cfg.GetClientCertificate != nil {
+		if _, err := clientCertOf(cfg.GetClientCertificate); err != nil {
+			return &ConfigError{Field: "GetClientCertificate", Err: err}
+		}
+	}
 	return nil
 }
 
@@ -104,7 +109,7 @@ func newConnections(cfg Config, t *transport) *connections {
 	if cfg.GetClientCertificate != nil {
 		c.t, c.get, c.logger = t, cfg.GetClientCertificate, cfg.Logger
 		c.ident.Store(&identity{pool: c.base})
-		if owner := clientCertOf(c.get); owner != nil {
+		if owner, _ := clientCertOf(c.get); owner != nil { // checked by checkConnConfig
 			c.owner.Store(owner)
 		}
 		c.base.TLSClientConfig.GetClientCertificate = c.getClientCertificate
@@ -116,21 +121,22 @@ func newConnections(cfg Config, t *transport) *connections {
 // is, or nil. A method value's code pointer is the same whatever its
 // receiver, so a ClientCert's method is told from any other function
 // without calling it; only then is get called, to find the receiver, and a
-// ClientCert's never fails, blocks or looks at its argument. A function of
-// the user's is never called here: it may block, or choose by server.
-func clientCertOf(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *ClientCert {
+// ClientCert's never blocks or looks at its argument, and fails only for a
+// nil receiver, which is an error. A function of the user's is never
+// called here: it may block, or choose by server.
+func clientCertOf(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) (*ClientCert, error) {
 	var c *ClientCert
 	if reflect.ValueOf(get).Pointer() != reflect.ValueOf(c.GetClientCertificate).Pointer() {
-		return nil
+		return nil, nil
 	}
 	crt, err := get(&tls.CertificateRequestInfo{})
 	if err != nil || crt == nil {
-		return nil
+		return nil, err
 	}
 	if k, ok := crt.PrivateKey.(*clientKey); ok {
-		return k.owner
+		return k.owner, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // certificate reports whether a client certificate is configured and, when

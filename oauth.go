@@ -54,9 +54,21 @@ type ClientCredentials struct {
 	Scopes, Resource []string
 }
 
-// Format prints c without its secret or key, whatever the verb.
+// Format prints c without its secret or key, and its URLs without userinfo,
+// query or fragment, whatever the verb.
 func (c ClientCredentials) Format(f fmt.State, _ rune) {
-	fmt.Fprintf(f, "securehttp.ClientCredentials{Issuer: %q, ClientID: %q, Auth: %s}", c.Issuer, c.ClientID, c.authMethod())
+	fmt.Fprintf(f, "securehttp.ClientCredentials{Issuer: %q, ClientID: %q, Auth: %s}", shownURL(c.Issuer), c.ClientID, c.authMethod())
+}
+
+// MarshalJSON encodes what identifies the client, its URLs as Format shows
+// them, and never the secret or the key.
+func (c ClientCredentials) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Issuer   string `json:"issuer,omitempty"`
+		TokenURL string `json:"token_url,omitempty"`
+		ClientID string `json:"client_id"`
+		Auth     string `json:"auth"`
+	}{shownURL(c.Issuer), shownURL(c.TokenURL), c.ClientID, c.authMethod()})
 }
 
 func (c ClientCredentials) authMethod() string {

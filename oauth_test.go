@@ -26,6 +26,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/securehttp/securehttp/internal/secrettest"
 	"github.com/securehttp/securehttp/internal/testpki"
 )
 
@@ -719,4 +720,22 @@ func soakTokenResets(t *testing.T, duration time.Duration, workers int, ttl time
 		t.Errorf("got %d token requests reset and %d tokens issued in %v of %v tokens, want resets and at least %d tokens",
 			resets.Load(), tokens, duration, ttl, int(duration/ttl))
 	}
+}
+
+// A ClientCredentials prints its Issuer and TokenURL as it logs a URL:
+// without userinfo, query or fragment, which may hold a password or a key
+// put there by mistake, before NewTransport refuses it or not.
+func TestClientCredentialsPrintsNoURLSecret(t *testing.T) {
+	t.Parallel()
+	var (
+		password = secrettest.Canary("issuer-password", 24)
+		query    = secrettest.Canary("token-url-query", 24)
+		fragment = secrettest.Canary("token-url-fragment", 24)
+	)
+	cc := ClientCredentials{
+		Issuer:   "https://client:" + password + "@issuer.test",
+		TokenURL: "https://issuer.test/token?api_key=" + query + "#" + fragment,
+		ClientID: "client",
+	}
+	secrettest.Check(t, cc, password, query, fragment)
 }

@@ -1616,77 +1616,34 @@ func TestBearer401ConcurrentOneRefresh(t *testing.T) {
 	}
 }
 
-// CloseIdleConnections cancels a refresh stuck in Refresh and waits for it,
-// so that no goroutine outlives it (TestMain checks with goleak). A request
-// that was waiting for it is not failed: it waits for a new refresh.
+// CloseIdleConnections cancels a refresh stuck in Refresh that no request
+// waits for, and waits for it, so that no goroutine outlives it (TestMain
+// checks with goleak).
 func TestRefreshStoppedByCloseIdleConnections(t *testing.T) {
 	t.Parallel()
-	for _, tt := range []struct {
-		name       string
-		background bool // a valid token in its window, or none
-	}{
-		{"background refresh", true},
-		{"refresh with a waiting request", false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			clk := tokNewClock()
-			called, returned := make(chan struct{}), make(chan struct{})
-			fresh := tokFresh(t, clk.Now(), time.Hour)
-			var calls atomic.Int64
-			refresh := func(ctx context.Context) (string, error) {
-				if calls.Add(1) > 1 {
-					return fresh, nil
-				}
-				defer close(returned)
-				close(called)
-				<-ctx.Done() // stuck until cancelled
-				return "", ctx.Err()
-			}
-			store := NewMemoryStore(Token{})
-			old := tokFresh(t, clk.Now(), 10*time.Minute)
-			if tt.background {
-				store = NewMemoryStore(Token{Value: old})
-			}
-			e := tokSetup(t, clk, &Bearer{Store: store, Refresh: refreshOf(refresh), Hosts: []string{hostAPI}}, nil)
-			errc := make(chan error, 1)
-			if tt.background {
-				if got := e.tokMustGet(t); got != tokBearer(old) {
-					t.Fatalf("server got %q, want the stored token", got)
-				}
-				clk.Add(10*time.Minute - 30*time.Second)
-				if got := e.tokMustGet(t); got != tokBearer(old) {
-					t.Fatalf("in the window: server got %q, want the stored token", got)
-				}
-			} else {
-				go func() {
-					status, _, err := e.get("/")
-					if err == nil && status != http.StatusOK {
-						err = fmt.Errorf("status %d", status)
-					}
-					errc <- err
-				}()
-			}
-			tokWait(t, called, "Refresh")
-			e.tr.CloseIdleConnections()
-			select {
-			case <-returned:
-			default:
-				t.Fatal("CloseIdleConnections returned while Refresh still runs")
-			}
-			if tt.background {
-				return
-			}
-			if err := tokWait(t, errc, "waiting request"); err != nil {
-				t.Fatalf("waiting request: got error %v, want a token from a new refresh", err)
-			}
-			if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(fresh)}) {
-				t.Fatalf("server got %q, want one request with the new token", got)
-			}
-			if n := calls.Load(); n != 2 {
-				t.Fatalf("Refresh calls: got %d, want 2", n)
-			}
-		})
+	clk := tokNewClock()
+	called, returned := make(chan struct{}), make(chan struct{})
+	refresh := func(ctx context.Context) (string, error) {
+		defer close(returned)
+		close(called)
+		<-ctx.Done() // stuck until cancelled
+		return "", ctx.Err()
+	}
+	old := tokFresh(t, clk.Now(), 10*time.Minute)
+	e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(Token{Value: old}), Refresh: refreshOf(refresh), Hosts: []string{hostAPI}}, nil)
+	if got := e.tokMustGet(t); got != tokBearer(old) {
+		t.Fatalf("server got %q, want the stored token", got)
+	}
+	clk.Add(10*time.Minute - 30*time.Second)
+	if got := e.tokMustGet(t); got != tokBearer(old) {
+		t.Fatalf("in the window: server got %q, want the stored token", got)
+	}
+	tokWait(t, called, "Refresh")
+	e.tr.CloseIdleConnections()
+	select {
+	case <-returned:
+	default:
+		t.Fatal("CloseIdleConnections returned while Refresh still runs")
 	}
 }
 
@@ -1988,24 +1945,23 @@ func (s *tokStoppable) refresh(ctx context.Context) (Token, error) {
 }
 
 // A refresh stopped by CloseIdleConnections is not a failed refresh: it
-// leaves no error, backoff or warning behind, the next request refreshes at
-// once, and a request that was waiting for it gets a token from a new one.
+// leaves no error, backoff or warning behind, and the next request
+// refreshes at once.
 func TestCloseIdleConnectionsDuringRefreshLeavesNoFailure(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name string
-		// start makes a refresh start and returns once Refresh runs; wait,
-		// if not nil, returns what a request that waited for it got.
-		start func(t *testing.T, e *tokEnv, s *tokStoppable) (wait func() error)
+		// start makes a refresh start that no request waits for, and
+		// returns once Refresh runs.
+		start func(t *testing.T, e *tokEnv, s *tokStoppable)
 	}{
-		{"background refresh", func(t *testing.T, e *tokEnv, s *tokStoppable) func() error {
+		{"background refresh", func(t *testing.T, e *tokEnv, s *tokStoppable) {
 			e.tokMustGet(t)                    // takes the stored token
 			e.clk.Add(time.Hour - time.Minute) // inside the window, still usable
 			e.tokMustGet(t)
 			tokWait(t, s.called, "Refresh")
-			return nil
 		}},
-		{"refresh its caller gave up on", func(t *testing.T, e *tokEnv, s *tokStoppable) func() error {
+		{"refresh its caller gave up on", func(t *testing.T, e *tokEnv, s *tokStoppable) {
 			e.clk.Add(time.Hour) // expired
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
@@ -2019,20 +1975,6 @@ func TestCloseIdleConnectionsDuringRefreshLeavesNoFailure(t *testing.T) {
 			if err := tokWait(t, done, "cancelled request"); !errors.Is(err, context.Canceled) {
 				t.Fatalf("cancelled request: got error %v, want context.Canceled", err)
 			}
-			return nil
-		}},
-		{"refresh a request waits for", func(t *testing.T, e *tokEnv, s *tokStoppable) func() error {
-			e.clk.Add(time.Hour) // expired
-			done := make(chan error, 1)
-			go func() {
-				status, _, err := e.get("/waiting")
-				if err == nil && status != http.StatusOK {
-					err = fmt.Errorf("status %d", status)
-				}
-				done <- err
-			}()
-			tokWait(t, s.called, "Refresh")
-			return func() error { return tokWait(t, done, "waiting request") }
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -2041,13 +1983,8 @@ func TestCloseIdleConnectionsDuringRefreshLeavesNoFailure(t *testing.T) {
 			s := newTokStoppable(t, clk.Now().Add(time.Hour))
 			old := tokFresh(t, clk.Now(), time.Hour)
 			e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(Token{Value: old}), Refresh: s.refresh, Hosts: []string{hostAPI}}, nil)
-			wait := tt.start(t, e, s)
+			tt.start(t, e, s)
 			e.tr.CloseIdleConnections()
-			if wait != nil {
-				if err := wait(); err != nil {
-					t.Fatalf("request waiting for the stopped refresh: got error %v, want a token from a new refresh", err)
-				}
-			}
 			// The next request refreshes at once (in the background when
 			// the old token is still usable); the one after carries the new
 			// token.
@@ -2116,6 +2053,54 @@ func TestRetryableHTTPGiveUpKeepsRefreshing(t *testing.T) {
 	}
 	if got := s.calls.Load(); got != 2 {
 		t.Errorf("Refresh calls: got %d, want 2 (the stopped one and one more)", got)
+	}
+}
+
+// go-retryablehttp calls CloseIdleConnections each time it gives up on a
+// request, which a busy client does again and again. A refresh that a
+// request waits for is not idle: CloseIdleConnections leaves it running, so
+// that its calls cost no token request each, and a slow token endpoint
+// still answers the requests that wait for it.
+func TestCloseIdleConnectionsLeavesAwaitedRefreshRunning(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	fresh := tokFresh(t, clk.Now(), time.Hour)
+	called, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	refresh := func(ctx context.Context) (string, error) {
+		if calls.Add(1) == 1 {
+			close(called)
+		}
+		select {
+		case <-release: // the token endpoint answers
+			return fresh, nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	e := tokSetup(t, clk, &Bearer{Refresh: refreshOf(refresh), Hosts: []string{hostAPI}}, nil)
+	done := make(chan error, 1)
+	go func() {
+		status, _, err := e.get("/")
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("status %d", status)
+		}
+		done <- err
+	}()
+	tokWait(t, called, "Refresh")
+	const closes = 5
+	for range closes {
+		e.tr.CloseIdleConnections()
+	}
+	close(release)
+	if err := tokWait(t, done, "waiting request"); err != nil {
+		t.Fatalf("waiting request: got error %v, want the refreshed token", err)
+	}
+	if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(fresh)}) {
+		t.Errorf("server got %q, want one request with the refreshed token", got)
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("Refresh calls after %d CloseIdleConnections: got %d, want 1", closes, got)
 	}
 }
 
@@ -2220,6 +2205,57 @@ func TestCloseIdleConnectionsDuringStoreCallLogsNoWarning(t *testing.T) {
 			}
 			if logs := e.logs.String(); strings.Contains(logs, "level=WARN") {
 				t.Errorf("logs: got a warning for a stopped store call, want none:\n%s", logs)
+			}
+		})
+	}
+}
+
+// panickingStore is a TokenStore of the user's whose Load and Save panic,
+// as a store with a bug does: with a nil map, say.
+type panickingStore struct{}
+
+func (panickingStore) Load(context.Context) (Token, error) { panic("store bug: Load") }
+func (panickingStore) Save(context.Context, Token) error   { panic("store bug: Save") }
+
+// nilBindingStore is a BindingStore whose ForBinding returns no store.
+type nilBindingStore struct{ *MemoryStore }
+
+func (nilBindingStore) ForBinding(string) TokenStore { return nil }
+
+// A bug in code of the user's that a refresh calls on its own goroutine (a
+// TokenStore, a BindingStore, a Keyfunc) fails the refresh at most, never
+// the process, as a panicking Refresh does. A store that fails is no
+// reason to fail a request: the token is refreshed without it.
+func TestUserCodePanicInRefreshFailsNoProcess(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	fresh := tokFresh(t, clk.Now(), time.Hour)
+	for _, tt := range []struct {
+		name   string
+		bearer *Bearer
+		wantOK bool // the request gets the refreshed token; else a *RefreshError
+	}{
+		{"store", &Bearer{Store: panickingStore{}, Refresh: tokStaticT(fresh)}, true},
+		{"ForBinding gives no store", &Bearer{Store: nilBindingStore{NewMemoryStore(Token{})}, Refresh: tokStaticT(fresh)}, true},
+		{"Keyfunc", &Bearer{Refresh: tokStaticT(fresh), Keyfunc: func(*jwt.Token) (any, error) { panic("keyfunc bug") }}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.bearer.Hosts = []string{hostAPI}
+			e := tokSetup(t, clk, tt.bearer, nil)
+			status, _, err := e.get("/")
+			switch {
+			case tt.wantOK && (err != nil || status != http.StatusOK):
+				t.Fatalf("got status %d and error %v, want 200", status, err)
+			case tt.wantOK:
+				if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(fresh)}) {
+					t.Errorf("server got %q, want one request with the refreshed token", got)
+				}
+			default:
+				tokWantRefused(t, err, e.rec.count())
+				if strings.Contains(err.Error(), "bug") {
+					t.Errorf("got error %q, want it without the panic's value, which may quote anything", err)
+				}
 			}
 		})
 	}

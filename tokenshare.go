@@ -48,13 +48,25 @@ type Lease interface {
 }
 
 // storeFor returns the store for tokens with binding: s.ForBinding(binding)
-// when s is a SharedTokenStore, else s.
-func storeFor(s TokenStore, binding string) TokenStore {
-	if ss, ok := s.(SharedTokenStore); ok {
-		return ss.ForBinding(binding)
+// when s is a SharedTokenStore, else s. ok is false when ForBinding gave no
+// store: the store returned then fails every call, so that the token is
+// refreshed without it and the failure is logged.
+func storeFor(s TokenStore, binding string) (store TokenStore, ok bool) {
+	ss, shared := s.(SharedTokenStore)
+	if !shared {
+		return s, true
 	}
-	return s
+	if store = ss.ForBinding(binding); store == nil {
+		return failingStore{errors.New("SharedTokenStore.ForBinding returned no store")}, false
+	}
+	return store, true
 }
+
+// failingStore is a TokenStore whose every call fails with err.
+type failingStore struct{ err error }
+
+func (s failingStore) Load(context.Context) (Token, error) { return Token{}, s.err }
+func (s failingStore) Save(context.Context, Token) error   { return s.err }
 
 // boundStore is where the tokens obtained now are kept: the store of their
 // binding.
@@ -96,8 +108,11 @@ func (ts *tokenSource) bound() *boundStore {
 	if last := ts.lastBound.Load(); last != nil && last.named && last.binding == binding {
 		return last
 	}
-	b := &boundStore{binding: binding, named: true, store: storeFor(ts.base, binding)}
-	ts.lastBound.Store(b)
+	store, ok := storeFor(ts.base, binding)
+	b := &boundStore{binding: binding, named: true, store: store}
+	if ok {
+		ts.lastBound.Store(b)
+	}
 	return b
 }
 
@@ -202,7 +217,7 @@ func tryLease(ctx, wctx context.Context, s SharedTokenStore) (Lease, context.Con
 	}
 	ch := make(chan result, 1)
 	go func() {
-		l, err := s.TryLease(lctx)
+		l, err := noPanic("the shared token store's TryLease", func() (Lease, error) { return s.TryLease(lctx) })
 		ch <- result{l, err}
 	}()
 	var lease Lease
@@ -245,7 +260,7 @@ func tryLease(ctx, wctx context.Context, s SharedTokenStore) (Lease, context.Con
 // or when ctx ends, whichever comes first: a store that ignores its context
 // (go-redis without ContextTimeoutEnabled waits out its own ReadTimeout and
 // retries) must not hold a refresh past its time. An abandoned call is left
-// to finish on its own.
+// to finish on its own. A call that panics fails.
 func bounded[T any](ctx context.Context, call func(context.Context) (T, error)) (T, error) {
 	type result struct {
 		v   T
@@ -253,7 +268,7 @@ func bounded[T any](ctx context.Context, call func(context.Context) (T, error)) 
 	}
 	ch := make(chan result, 1)
 	go func() {
-		v, err := call(ctx)
+		v, err := noPanic("a call to the shared token store", func() (T, error) { return call(ctx) })
 		ch <- result{v, err}
 	}()
 	select {

@@ -170,3 +170,49 @@ func TestBindingStoreForPlainBearer(t *testing.T) {
 		t.Errorf("ForBinding calls: got %q, want one with \"\"", b.asked)
 	}
 }
+
+// panickingShared is a SharedTokenStore of the user's with a bug in one of
+// its methods.
+type panickingShared struct {
+	*fakeShared
+	load, lease bool // which one panics
+}
+
+func (s panickingShared) Load(ctx context.Context) (Token, error) {
+	if s.load {
+		panic("store bug: Load")
+	}
+	return s.fakeShared.Load(ctx)
+}
+
+func (s panickingShared) TryLease(ctx context.Context) (Lease, error) {
+	if s.lease {
+		panic("store bug: TryLease")
+	}
+	return s.fakeShared.TryLease(ctx)
+}
+
+// A shared store whose methods panic, on the goroutines that bound its
+// calls, is a store that fails: the process refreshes without it, as when
+// the store is down, and lives on.
+func TestSharedStorePanicRefreshesAlone(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	fresh := tokFresh(t, clk.Now(), time.Hour)
+	for _, tt := range []struct {
+		name        string
+		load, lease bool
+	}{
+		{"Load", true, false},
+		{"TryLease", false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			store := panickingShared{fakeShared: &fakeShared{}, load: tt.load, lease: tt.lease}
+			e := tokSetup(t, clk, &Bearer{Store: store, Refresh: tokStaticT(fresh), Hosts: []string{hostAPI}}, nil)
+			if got := e.tokMustGet(t); got != tokBearer(fresh) {
+				t.Errorf("server got %q, want the refreshed token", got)
+			}
+		})
+	}
+}

@@ -189,7 +189,7 @@ type flight struct {
 	done    chan struct{}
 	ctx     context.Context // the refresh's own, bounded by RefreshTimeout
 	cancel  context.CancelFunc
-	stopped atomic.Bool // by CloseIdleConnections: the result is no failure
+	waiters int // requests waiting for it; ts.mu guards it
 	tok     *token
 	err     error
 	until   time.Time // when the token usable as it began stops being usable; zero if none was
@@ -308,24 +308,27 @@ func (ts *tokenSource) covers(host, port string) bool {
 // Without one, the caller waits for the single refresh in flight, bounded by
 // ctx and by the refresh's own deadline. After a failed refresh, callers
 // get its error at once until the backoff has passed; a backoff never runs
-// past the moment the token in use stops being usable (nextRefresh). A
-// refresh stopped by CloseIdleConnections is no failure: its waiters go on
-// to a new one.
+// past the moment the token in use stops being usable (nextRefresh).
+// CloseIdleConnections never stops a refresh that a caller waits for.
 func (ts *tokenSource) token(ctx context.Context) (*token, error) {
-	for {
-		tok, f, err := ts.current()
-		if f == nil {
-			return tok, err
-		}
-		tok, err = ts.await(ctx, f)
-		if !errors.Is(err, errStopped) {
-			return tok, err
-		}
+	tok, f, err := ts.current()
+	if f == nil {
+		return tok, err
 	}
+	defer ts.leave(f)
+	return ts.await(ctx, f)
 }
 
-// current returns a usable token, or the refresh to wait for, or the error
-// of the last failed refresh while its backoff lasts.
+// leave ends a wait for f that current counted.
+func (ts *tokenSource) leave(f *flight) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	f.waiters--
+}
+
+// current returns a usable token, or the refresh to wait for, counted as
+// waited for until leave, or the error of the last failed refresh while its
+// backoff lasts.
 func (ts *tokenSource) current() (*token, *flight, error) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -351,36 +354,26 @@ func (ts *tokenSource) current() (*token, *flight, error) {
 		}
 		f = ts.start()
 	}
+	f.waiters++
 	return nil, f, nil
 }
 
-// errStopped says that the refresh waited for was stopped by
-// CloseIdleConnections. It never leaves token.
-var errStopped = errors.New("securehttp: refresh stopped")
-
-// await waits for f, bounded by ctx and by f's own deadline. It returns
-// errStopped when f was stopped before it brought a token.
+// await waits for f, bounded by ctx and by f's own deadline.
 func (ts *tokenSource) await(ctx context.Context, f *flight) (*token, error) {
 	select {
 	case <-f.done:
 	case <-ctx.Done():
 		return nil, &RefreshError{Err: ctx.Err()}
 	case <-f.ctx.Done():
-		// The refresh's deadline passed or it was stopped. It may have
-		// finished at the same moment: prefer its result.
+		// The refresh's deadline passed. It may have finished at the same
+		// moment: prefer its result.
 		select {
 		case <-f.done:
 		default:
-			if f.stopped.Load() {
-				return nil, errStopped
-			}
 			return nil, &RefreshError{Err: fmt.Errorf("refresh did not finish within RefreshTimeout: %w", f.ctx.Err())}
 		}
 	}
 	if f.err != nil {
-		if f.stopped.Load() {
-			return nil, errStopped
-		}
 		return nil, &RefreshError{Err: f.err}
 	}
 	if !f.tok.usable(ts.now()) {
@@ -453,7 +446,10 @@ func (ts *tokenSource) start() *flight {
 func (ts *tokenSource) run(ctx context.Context, f *flight, prev *token) {
 	defer f.cancel()
 	start := ts.now()
-	tok, err := ts.obtain(ctx, prev)
+	// Code of the user's runs in obtain (a Keyfunc, the signer of a client
+	// assertion or a DPoP proof, a BindingStore): a panic of theirs fails
+	// this refresh, not the process.
+	tok, err := noPanic("the refresh", func() (*token, error) { return ts.obtain(ctx, prev) })
 	ts.hooks.tokenRefresh(ctx, err, ts.now().Sub(start))
 
 	ts.mu.Lock()
@@ -497,15 +493,23 @@ func refreshBackoff(misses int) time.Duration {
 	return min(d, maxRefreshBackoff)
 }
 
-// callRefresh calls Refresh, turning a panic into an error: it runs on a
-// background goroutine, where a panic would end the whole process.
-func (ts *tokenSource) callRefresh(ctx context.Context) (tok Token, err error) {
+// callRefresh calls Refresh, turning a panic into an error.
+func (ts *tokenSource) callRefresh(ctx context.Context) (Token, error) {
+	return noPanic("the Refresh function", func() (Token, error) { return ts.refresh(ctx) })
+}
+
+// noPanic calls call, turning a panic into an error that names what
+// panicked: a refresh runs on a background goroutine, as do the store calls
+// it bounds, where a panic would end the whole process. Only the panic's
+// type is kept: its value may quote anything.
+func noPanic[T any](what string, call func() (T, error)) (v T, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("the Refresh function panicked (%T)", p)
+			var zero T
+			v, err = zero, fmt.Errorf("%s panicked (%T)", what, p)
 		}
 	}()
-	return ts.refresh(ctx)
+	return call()
 }
 
 // obtain re-reads the store, where another process may already have saved a
@@ -532,7 +536,7 @@ func (ts *tokenSource) obtainFor(ctx context.Context, b *boundStore, prev *token
 	if shared, ok := b.store.(SharedTokenStore); ok && ts.refresh != nil {
 		return ts.obtainShared(ctx, b, shared, prev)
 	}
-	stored, loadErr := b.store.Load(ctx)
+	stored, loadErr := noPanic("the token store's Load", func() (Token, error) { return b.store.Load(ctx) })
 	rejected := ts.rejectedToken()
 	if loadErr != nil && ctx.Err() != nil {
 		return nil, ctx.Err() // stopped, or out of time
@@ -552,7 +556,7 @@ func (ts *tokenSource) obtainFor(ctx context.Context, b *boundStore, prev *token
 		return nil, err
 	}
 	if ts.stillBound(b) {
-		if err := b.store.Save(ctx, got); err != nil {
+		if _, err := noPanic("the token store's Save", func() (struct{}, error) { return saver(b.store.Save, got)(ctx) }); err != nil {
 			ts.saveFailed(ctx, err)
 		}
 	}
@@ -686,16 +690,21 @@ func (ts *tokenSource) invalidate(sent string) bool {
 	return true
 }
 
-// stop cancels the refresh in flight, if any, and waits for it to end, for
-// at most stopWait: a Refresh that ignores its context is left behind. A
-// stopped refresh is no failed refresh: it leaves no error or backoff, the
-// next request starts a new one, and the requests that waited for it wait
-// for a new one instead.
+// stop cancels the refresh in flight, if any and if no request waits for
+// it, and waits for it to end, for at most stopWait: a Refresh that ignores
+// its context is left behind. A stopped refresh is no failed refresh: it
+// leaves no error or backoff, and the next request starts a new one. A
+// refresh that requests wait for is left running: stopping it would only
+// make them start another at once, costing the token endpoint a request for
+// each call (go-retryablehttp calls CloseIdleConnections each time it gives
+// up), and a slow endpoint would never get to answer.
 func (ts *tokenSource) stop() {
 	ts.mu.Lock()
 	f := ts.flight
+	if f != nil && f.waiters > 0 {
+		f = nil
+	}
 	if f != nil {
-		f.stopped.Store(true)
 		ts.flight = nil
 	}
 	ts.mu.Unlock()

@@ -305,9 +305,12 @@ func (t *transport) direct(req *http.Request) (*http.Response, error) {
 }
 
 // CloseIdleConnections closes idle connections, those made with an earlier
-// client certificate included, and stops any background token refresh,
-// waiting for it to end, for at most a second when Refresh ignores its
-// context. A request that was waiting for that refresh waits for a new one.
+// client certificate included, and stops the token refresh in progress if
+// no request waits for it, waiting for it to end for at most a second when
+// Refresh ignores its context. Like closing an idle connection, stopping a
+// refresh fails no request: it leaves no error or backoff behind, and a
+// refresh that requests wait for is not idle, and goes on. go-retryablehttp
+// calls CloseIdleConnections each time it gives up on a request.
 func (t *transport) CloseIdleConnections() {
 	t.conns.closeIdle()
 	if t.bearer != nil {

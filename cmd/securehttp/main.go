@@ -437,11 +437,13 @@ func exitCode(err error) int {
 
 // errText returns err's message without the library's "securehttp: "
 // prefix and without the *url.Error prefix that net/http adds ("Get \"https://...\": "), which repeats the URL, query
-// string included, that the user just typed.
+// string included, that the user just typed. Its control characters are
+// escaped: an error may quote the server, such as the names in a
+// certificate that does not match, and it is printed to a terminal.
 func errText(err error) string {
 	if uerr, ok := errors.AsType[*url.Error](err); ok {
 		err = uerr.Err
 	}
 	// The command names itself already.
-	return strings.TrimPrefix(err.Error(), "securehttp: ")
+	return escapeControls(strings.TrimPrefix(err.Error(), "securehttp: "))
 }

@@ -284,3 +284,38 @@ func TestPinsUntrusted(t *testing.T) {
 		})
 	}
 }
+
+// TestPinsEscapesServerText checks that pins escapes the control characters
+// of an error that quotes the server's certificate: the DNS names of a leaf
+// that does not match the host are the server's choice, and an escape
+// sequence among them (OSC 52 writes the clipboard) must reach the terminal
+// as text.
+func TestPinsEscapesServerText(t *testing.T) {
+	t.Parallel()
+	const (
+		osc52      = "\x1b]52;c;cHduZWQ=\x07"
+		osc52Shown = `\x1b]52;c;cHduZWQ=\x07`
+	)
+	p := sharedChain()
+	leaf := testpki.Must(p.inter.NewLeaf("evil", testpki.Options{DNSNames: []string{"a" + osc52 + ".test"}}))
+	srv := startTLS(t, testpki.TLSCertificate(leaf, p.inter), http.NotFoundHandler())
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
+	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := runCmd(t, "pins", "--cacert", rootPEM, "https://localhost:"+port+"/")
+	if code != exitTLS {
+		t.Fatalf("got exit code %d, want %d; stderr %q", code, exitTLS, errOut)
+	}
+	if out != "" {
+		t.Errorf("got stdout %q, want nothing", out)
+	}
+	if strings.ContainsAny(errOut, "\x1b\x07") {
+		t.Errorf("got stderr %q, want its control characters escaped", errOut)
+	}
+	if !strings.Contains(errOut, osc52Shown) {
+		t.Errorf("got stderr %q, want it to hold %q", errOut, osc52Shown)
+	}
+}

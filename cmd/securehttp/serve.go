@@ -198,11 +198,12 @@ func shellQuote(v string) string {
 }
 
 // logRequests prints one line per request: method, path and status, never
-// a header or a query string.
+// a header or a query string. The path, which the client chose and
+// percent-decoding may fill with control characters, is escaped.
 func logRequests(w io.Writer, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: rw, log: func(status int) {
-			fmt.Fprintf(w, "  %s %s %s → %d\n", time.Now().Format(time.TimeOnly), r.Method, r.URL.Path, status)
+			fmt.Fprintf(w, "  %s %s %s → %d\n", time.Now().Format(time.TimeOnly), r.Method, escapeControls(r.URL.Path), status)
 		}}
 		h.ServeHTTP(sw, r)
 		sw.logOnce(http.StatusOK)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -138,5 +139,23 @@ func TestDemoServeFor(t *testing.T) {
 	}
 	if code, _, _ := runCmd(t, "demo", "--for", "1s"); code != exitUsage {
 		t.Errorf("--for without --serve: exit code %d, want %d", code, exitUsage)
+	}
+}
+
+// TestDemoServeLogEscapesPath: the request log of demo --serve escapes the
+// control characters of a request's path, which any local process chooses
+// and percent-encoding hides from net/http's checks: an escape sequence
+// reaches the terminal as text.
+func TestDemoServeLogEscapesPath(t *testing.T) {
+	t.Parallel()
+	var log strings.Builder
+	h := logRequests(&log, http.NotFoundHandler())
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/%1b]52;c;cHduZWQ=%07", nil))
+	got := log.String()
+	if strings.ContainsAny(got, "\x1b\x07") {
+		t.Errorf("got log line %q, want its control characters escaped", got)
+	}
+	if want := `/v1/\x1b]52;c;cHduZWQ=\x07 → 404`; !strings.Contains(got, want) {
+		t.Errorf("got log line %q, want it to hold %q", got, want)
 	}
 }
