@@ -19,7 +19,7 @@ import (
 )
 
 // Config configures a client. The zero value is usable: system roots, no
-// pins or tokens, default retries. Clients made from one Config share
+// pins or tokens, default retries, warnings to slog.Default(). Clients made from one Config share
 // nothing, and NewClient never modifies it.
 type Config struct {
 	// RootCAs are the roots chains must lead to; nil means the system's.
@@ -44,7 +44,8 @@ type Config struct {
 	Proxy func(*http.Request) (*url.URL, error)
 
 	// Logger receives warnings and debug events, never a secret. Nil means
-	// none.
+	// Warn and Error records go to slog.Default(); a logger with
+	// slog.DiscardHandler silences everything.
 	Logger *slog.Logger
 
 	// Hooks receives events for metrics and traces. Nil means none.

@@ -107,7 +107,7 @@ func newConnections(cfg Config, t *transport) *connections {
 		ExpectContinueTimeout: time.Second,
 	}}
 	if cfg.GetClientCertificate != nil {
-		c.t, c.get, c.logger = t, cfg.GetClientCertificate, cfg.Logger
+		c.t, c.get, c.logger = t, cfg.GetClientCertificate, t.logger
 		c.ident.Store(&identity{pool: c.base})
 		if owner, _ := clientCertOf(c.get); owner != nil { // checked by checkConnConfig
 			c.owner.Store(owner)

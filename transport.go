@@ -68,7 +68,7 @@ const (
 func newTransport(cfg Config) (*transport, error) {
 	logger := cfg.Logger
 	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		logger = defaultLogger()
 	}
 	t := &transport{logger: logger, now: time.Now, jitter: rand.Int64N}
 
