@@ -348,7 +348,7 @@ func clientAuthUsage(leaf *x509.Certificate) bool {
 }
 
 // clientKey is the private key of a loaded pair. It signs as the key does,
-// and lets a Transport that gets the certificate find the ClientCert it came
+// and lets a client that gets the certificate find the ClientCert it came
 // from, so that it can follow its rotations: a Config holds only the
 // GetClientCertificate method value, whose receiver cannot be recovered
 // otherwise. It prints no key material.

@@ -62,7 +62,7 @@ const (
 	maxNonceOrigins = 256
 	// maxNonceLen bounds a server's nonce, which goes into every proof.
 	maxNonceLen = 512
-	// dpopCheck is what NewTransport signs to check that the key signs and
+	// dpopCheck is what NewClient signs to check that the key signs and
 	// that its signatures verify with its public key.
 	dpopCheck = "securehttp DPoP key check"
 )

@@ -447,7 +447,7 @@ func (ts *tokenSource) run(ctx context.Context, f *flight, prev *token) {
 	defer f.cancel()
 	start := ts.now()
 	// Code of the user's runs in obtain (a Keyfunc, the signer of a client
-	// assertion or a DPoP proof, a BindingStore): a panic of theirs fails
+	// assertion or a DPoP proof, a SharedTokenStore): a panic of theirs fails
 	// this refresh, not the process.
 	tok, err := noPanic("the refresh", func() (*token, error) { return ts.obtain(ctx, prev) })
 	ts.hooks.tokenRefresh(ctx, err, ts.now().Sub(start))

@@ -26,7 +26,7 @@
 // that none of the comparators ever becomes a dependency of securehttp. The
 // benchmarks live in the _test.go files of this package; run.sh runs them,
 // summarises them with benchstat and cmd/report, and writes RESULTS.md,
-// chart.svg and the figures of the README's benchmark section. CI only
+// chart.svg and the figures of docs/benchmarks.md. CI only
 // compiles them (go vet ./...).
 //
 // Every client talks to one TLS server on 127.0.0.1, which runs in a child

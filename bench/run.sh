@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the securehttp benchmarks side by side with bare net/http, oauth2,
 # go-retryablehttp and resty, and writes RESULTS.md, chart.svg and the
-# figures of README.md's "Benchmarks" section.
+# figures of docs/benchmarks.md.
 #
 #   bench/run.sh                 the full run: 6 passes, about 8 minutes on 2 cores
 #   bench/run.sh -count 10       more passes, for tighter confidence intervals
@@ -15,7 +15,7 @@
 # instead of landing on one. Raw output goes to out/ (ignored by git).
 #
 # Only a full run (the default run lengths, 6 passes or more) rewrites
-# README.md; any other writes its copy to out/README.md, and RESULTS.md
+# docs/benchmarks.md; any other writes its copy to out/, and RESULTS.md
 # says that its figures are not a measurement. The run lengths can be set
 # with BENCH_GET_TIME, BENCH_HS_TIME, BENCH_UPLOAD_TIME and
 # BENCH_STAMPEDE_TIME (go test -benchtime values).
@@ -115,17 +115,17 @@ if [ "$measure" = 1 ]; then
   } >out/benchstat.txt
   cat out/benchstat.txt
 
-  step "tables, chart and README figures"
+  step "tables, chart and docs/benchmarks.md figures"
   cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   mem_total=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
   about="$(date -u '+%Y-%m-%d') on $(nproc) cores ($cpu_model), $(go env GOVERSION), securehttp commit $commit, $count passes"
-  readme=../README.md
+  readme=../docs/benchmarks.md
   if [ "$full" = 0 ]; then
-    # A short run must not put its figures in the README.
-    cp ../README.md out/README.md
-    readme=out/README.md
+    # A short run must not put its figures in the guide.
+    cp ../docs/benchmarks.md out/benchmarks.md
+    readme=out/benchmarks.md
   fi
-  report=(go run ./cmd/report -in out/bench.txt -md out/tables.md -svg chart.svg -readme "$readme" -about "$about")
+  report=(go run ./cmd/report -in out/bench.txt -md out/tables.md -svg chart.svg -readme "$readme" -readme-chart ../bench/chart.svg -about "$about")
   "${report[@]}"
 
   step "RESULTS.md"

@@ -45,6 +45,9 @@ const (
 	minLifetime = 1500 * time.Millisecond
 	// inFlight is how many requests step 5 sends at once.
 	inFlight = 50
+	// demoLeafLifetime is the demo servers' certificates' validity: longer
+	// than a client's expiry warning, so that it has nothing to warn of.
+	demoLeafLifetime = 30 * 24 * time.Hour
 	// demoTimeout bounds the whole demo, should a step hang.
 	demoTimeout = 30 * time.Second
 )
@@ -170,7 +173,8 @@ func startDemo() (_ *demo, err error) {
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := d.inter.NewLeaf(hostAPI, testpki.Options{DNSNames: []string{hostAPI, hostOther, hostAuth}})
+	leaf, err := d.inter.NewLeaf(hostAPI, testpki.Options{DNSNames: []string{hostAPI, hostOther, hostAuth},
+		NotAfter: time.Now().Add(demoLeafLifetime)})
 	if err != nil {
 		return nil, err
 	}

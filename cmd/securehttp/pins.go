@@ -115,7 +115,7 @@ func verifiedState(ctx context.Context, u *url.URL, roots *x509.CertPool) (*tls.
 	}
 	resp.Body.Close()
 	if resp.TLS == nil || len(resp.TLS.VerifiedChains) == 0 {
-		// Unreachable: the Transport only speaks verified TLS.
+		// Unreachable: the client only speaks verified TLS.
 		return nil, errors.New("securehttp pins: no verified TLS connection")
 	}
 	return resp.TLS, nil

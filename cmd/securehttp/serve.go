@@ -80,8 +80,11 @@ func startServe(logTo io.Writer) (_ *served, err error) {
 		return nil, err
 	}
 	// The leaf names the address and hostAPI, which no resolver knows:
-	// README's --connect-to example reaches it by that name.
-	leaf, err := inter.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{hostAPI}})
+	// The --connect-to example of docs/command.md reaches it by that name.
+	// Valid for longer than a client's expiry warning (14 days), so that
+	// the demo's clients have nothing to warn of.
+	leaf, err := inter.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{hostAPI},
+		NotAfter: time.Now().Add(demoLeafLifetime)})
 	if err != nil {
 		return nil, err
 	}
