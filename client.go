@@ -51,6 +51,11 @@ type Config struct {
 	// Hooks receives events for metrics and traces. Nil means none.
 	Hooks *Hooks
 
+	// RequirePins refuses, with ErrNotPinned and before connecting, a
+	// host that no enforced PinSet in force covers: token endpoints and
+	// redirect hops included.
+	RequirePins bool
+
 	// RequireOCSPStaple refuses servers without a valid OCSP staple, as a
 	// must-staple certificate always does.
 	RequireOCSPStaple bool
@@ -86,6 +91,7 @@ var (
 	ErrHostNotAllowed    = errors.New("securehttp: host not in Config.AllowHosts")                        // a host outside Config.AllowHosts: nothing sent
 	ErrBlockedAddress    = errors.New("securehttp: refusing to connect to a non-public address")          // an address that is not public unicast, under BlockPrivateNetworks
 	ErrPinMismatch       = errors.New("securehttp: certificate pin mismatch")                             // matched by every *PinError
+	ErrNotPinned         = errors.New("securehttp: no PinSet covers the host")                            // under Config.RequirePins: nothing sent
 	ErrWeakKey           = errors.New("securehttp: weak key in the verified chain")                       // an RSA key under 2048 bits or an EC key under 256 in the chain
 	ErrRevoked           = errors.New("securehttp: certificate revoked (stapled OCSP response)")          // the stapled OCSP response revokes the certificate
 	ErrOCSPStaple        = errors.New("securehttp: invalid or missing stapled OCSP response")             // a staple that does not verify, is stale, or is missing when required

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -433,13 +435,67 @@ func (t *transport) checkPins(cs tls.ConnectionState, chains [][]*x509.Certifica
 		}
 	}
 	if !covered {
-		// Pins are configured, but for other names: a host reached by its
-		// IP address or by an alias is not pinned, and should not be so
-		// silently. Once per connection, not per request.
-		t.logger.Debug("securehttp: connection not pinned: no PinSet covers this host",
-			"host", strings.Join(hosts, ","))
+		t.warnUnpinned(strings.Join(hosts, ","))
 	}
 	return nil
+}
+
+// warnUnpinned says, once per host, that pins are configured but none
+// covers host: a host reached by its IP address, by an alias, or spelt
+// with a typo is not pinned, and must not be so silently.
+func (t *transport) warnUnpinned(host string) {
+	if !t.unpinned.first(host) {
+		return
+	}
+	args := []any{"host", host}
+	if near := closest(host, t.pinHosts()); near != "" {
+		args = append(args, "did_you_mean", near)
+	}
+	t.logger.Warn("securehttp: connection not pinned: no PinSet covers this host", args...)
+}
+
+// pinHosts returns the Host of every PinSet, as written in canonical form.
+func (t *transport) pinHosts() []string {
+	out := make([]string, len(t.pins))
+	for i, s := range t.pins {
+		out[i] = s.host.String()
+	}
+	return out
+}
+
+// checkPinned refuses, under RequirePins, a host no enforced PinSet in
+// force covers, before anything is sent to it.
+func (t *transport) checkPinned(host string, u *url.URL) error {
+	if enforced, _ := t.pinsFor(host, t.now()); enforced != nil {
+		return nil
+	}
+	return &notPinnedError{addr: hostPort(u), near: closest(host, t.pinHosts())}
+}
+
+// notPinnedError is ErrNotPinned for one host.
+type notPinnedError struct {
+	addr, near string
+}
+
+func (e *notPinnedError) Error() string {
+	msg := "securehttp: no PinSet covers " + e.addr + ", and Config.RequirePins is set"
+	if e.near != "" {
+		msg += "; did you mean the PinSet for " + strconv.Quote(e.near) + "?"
+	}
+	return msg + `; "securehttp pins https://` + e.addr + `/" prints one`
+}
+
+func (e *notPinnedError) Is(target error) bool { return target == ErrNotPinned }
+
+// hostPort is u's host and port, the port defaulting to https's.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	if strings.Contains(u.Hostname(), ":") {
+		return "[" + u.Hostname() + "]:443"
+	}
+	return u.Hostname() + ":443"
 }
 
 // covered reports whether any pin set, expired or not, names host.

@@ -292,6 +292,15 @@ func newTokenSource(b *Bearer, plan *bearerPlan, t *transport) *tokenSource {
 	return ts
 }
 
+// hostNames returns Bearer.Hosts in canonical form.
+func (ts *tokenSource) hostNames() []string {
+	out := make([]string, len(ts.hosts))
+	for i, p := range ts.hosts {
+		out[i] = p.String()
+	}
+	return out
+}
+
 // covers reports whether host, already normalised, may receive the token
 // on port, as the URL gives it ("" for https's default).
 func (ts *tokenSource) covers(host, port string) bool {

@@ -42,6 +42,7 @@ type transport struct {
 	egress *egress
 
 	pins          []*pinSet
+	requirePins   bool
 	requireStaple bool
 	expiryWarning time.Duration
 	expiryWarned  sync.Map // [sha256.Size]byte of a certificate: warned once
@@ -55,6 +56,10 @@ type transport struct {
 	logger *slog.Logger // never nil
 	now    func() time.Time
 	jitter func(n int64) int64
+
+	// Hosts already warned of: not covered by any PinSet, and answering
+	// 401 outside Bearer.Hosts.
+	unpinned, unauthorized once
 }
 
 const (
@@ -94,6 +99,7 @@ func newTransport(cfg Config) (*transport, error) {
 	}
 
 	// Then the parts, each from what it needs.
+	t.requirePins = cfg.RequirePins
 	t.requireStaple = cfg.RequireOCSPStaple
 	t.expiryWarning = orDefault(cfg.ExpiryWarning, defaultExpiryWarning)
 	t.hooks = cfg.Hooks.clone(logger)
@@ -129,6 +135,9 @@ type exchange struct {
 	// challenge is a 400 whose body the token client reads (nonceAsked).
 	tokenRequest bool
 	nonceAsked   bool
+	// outside marks a request to a host outside Bearer.Hosts, which got
+	// no token: a 401 to it is probably a mistake in Bearer.Hosts.
+	outside bool
 
 	tries   int    // attempts sent
 	retries int    // of which retries
@@ -161,6 +170,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		awaitClientTimeout(req)
 		return nil, err
 	}
+	if x.outside && resp.StatusCode == http.StatusUnauthorized {
+		t.warnOutside(&x)
+	}
 	// Our copies carry the token; the caller gets its own request back, so
 	// that logging resp.Request leaks nothing.
 	resp.Request = req
@@ -190,6 +202,11 @@ func (t *transport) admit(req *http.Request) (exchange, error) {
 	if err != nil {
 		return exchange{}, fmt.Errorf("securehttp: bad request host: %w", err)
 	}
+	if t.requirePins {
+		if err := t.checkPinned(host, out.URL); err != nil {
+			return exchange{}, err
+		}
+	}
 	t.budget.request(host)
 	return exchange{req: out, host: host}, nil
 }
@@ -202,10 +219,11 @@ func (t *transport) credential(x *exchange) error {
 		return nil
 	}
 	if !t.bearer.covers(x.host, req.URL.Port()) || !t.hostHeaderCovered(req) {
-		// Said once per request, so that a host spelt differently from its
-		// Bearer.Hosts entry (an IP for a name, another alias, another
-		// port) is not a mystery 401. Asked first, so that a silent logger
-		// costs nothing.
+		// A host spelt differently from its Bearer.Hosts entry (an IP for
+		// a name, another alias, another port) gets no token: a 401 from
+		// it is warned of once. Asked first, so that a silent logger costs
+		// nothing.
+		x.outside = true
 		if t.logger.Enabled(req.Context(), slog.LevelDebug) {
 			t.logger.Debug("securehttp: no token sent: the host is not in Bearer.Hosts",
 				"host", x.host, "method", req.Method, "url", redactURL(req.URL))
@@ -221,6 +239,22 @@ func (t *transport) credential(x *exchange) error {
 	}
 	x.tok = tok
 	return nil
+}
+
+// warnOutside says, once per host, that a host outside Bearer.Hosts
+// answered 401: it got no token, and Bearer.Hosts probably misses it.
+func (t *transport) warnOutside(x *exchange) {
+	addr := hostPort(x.req.URL)
+	if !t.unauthorized.first(addr) {
+		return
+	}
+	args := []any{"host", addr}
+	if near := closest(addr, t.bearer.hostNames()); near != "" {
+		args = append(args, "did_you_mean", near)
+	} else if near := closest(x.host, t.bearer.hostNames()); near != "" {
+		args = append(args, "did_you_mean", near)
+	}
+	t.logger.Warn("securehttp: a host outside Bearer.Hosts answered 401: no token was sent to it", args...)
 }
 
 // attach returns the request of x's next attempt: req with x's token and,
