@@ -153,6 +153,9 @@ const (
 // checkWildcardBase).
 func parseHostPattern(s string) (hostPattern, error) {
 	var p hostPattern
+	if err := hostEntryMistake(s, false); err != nil {
+		return p, err
+	}
 	switch {
 	case strings.HasPrefix(s, "**."):
 		p.wild, s = 2, s[3:]
@@ -184,6 +187,39 @@ func parseHostPattern(s string) (hostPattern, error) {
 	}
 	p.base, p.dot = base, "."+base
 	return p, nil
+}
+
+// hostEntryMistake names the common mistakes in an entry of a host list
+// (PinSet.Host, AllowHosts, and with portAllowed Bearer.Hosts) in the same
+// words whichever list holds it: an empty entry, a URL, a path, or a port
+// where none belongs. It returns nil for anything else, which the parsers
+// judge.
+func hostEntryMistake(s string, portAllowed bool) error {
+	form := `a bare host name, as "api.example.com"`
+	if portAllowed {
+		form += `, with ":port" to restrict it to one port`
+	}
+	switch {
+	case strings.TrimSpace(s) == "":
+		return errors.New("empty entry (a trailing comma?): write " + form)
+	case strings.Contains(s, "://"):
+		return errors.New("a URL, not a host: write " + form)
+	case strings.ContainsAny(s, "/?#@"):
+		return errors.New("a host with a path, query or userinfo: write " + form)
+	case !portAllowed && hasPort(s):
+		return errors.New(`a port where none belongs: the pattern applies to every port of the host; write ` + form)
+	}
+	return nil
+}
+
+// hasPort reports whether s reads as a host and a port: "name:443",
+// "[::1]:443", but not an IPv6 literal alone.
+func hasPort(s string) bool {
+	if strings.HasPrefix(s, "[") {
+		end := strings.Index(s, "]")
+		return end >= 0 && strings.HasPrefix(s[end+1:], ":")
+	}
+	return strings.Count(s, ":") == 1
 }
 
 // parseIPLiteral returns the address s spells: an IPv4 address in dotted
@@ -297,6 +333,9 @@ func numericLabel(label string) bool {
 // with ":port" (an IPv6 literal then in brackets). Without a port the pattern
 // matches every port of its hosts.
 func parseHostPortPattern(s string) (hostPattern, error) {
+	if err := hostEntryMistake(s, true); err != nil {
+		return hostPattern{}, err
+	}
 	host, port := s, ""
 	switch {
 	case strings.HasPrefix(s, "["):

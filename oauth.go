@@ -241,7 +241,7 @@ func (tc *tokenClient) request(ctx context.Context, endpoint string) (Token, err
 	}
 	x, err := t.admit(base)
 	if err != nil {
-		return Token{}, wrap("token request", err)
+		return Token{}, tc.failed(base.URL, err)
 	}
 	x.tokenRequest = true
 	for {
@@ -268,7 +268,7 @@ func (tc *tokenClient) request(ctx context.Context, endpoint string) (Token, err
 			return Token{}, err
 		}
 		if err := sleepCtx(ctx, t.wait(&x, answered)); err != nil {
-			return Token{}, wrap("token request", err)
+			return Token{}, tc.failed(req.URL, err)
 		}
 	}
 }
@@ -319,24 +319,28 @@ func (tc *tokenClient) read(req *http.Request, resp *http.Response, err error, s
 	t := tc.t
 	if err != nil {
 		t.logger.Debug("securehttp: token request failed", "url", redactURL(req.URL), "error_class", classify(err).class)
-		return Token{}, nil, wrap("token request", err)
+		return Token{}, nil, tc.failed(req.URL, err)
 	}
 	defer resp.Body.Close()
 	t.logger.Debug("securehttp: token request", "url", redactURL(req.URL), "status", resp.StatusCode,
 		"duration", t.now().Sub(start))
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse+1))
 	if err != nil {
-		return Token{}, nil, wrap("reading the token response", err)
+		return Token{}, nil, tc.failed(req.URL, wrap("reading the answer", err))
 	}
 	if len(data) > maxTokenResponse {
-		return Token{}, nil, fmt.Errorf("token response exceeds %d bytes", maxTokenResponse)
+		return Token{}, nil, tc.failed(req.URL, fmt.Errorf("its answer exceeds %d bytes", maxTokenResponse))
 	}
 	if resp.StatusCode != http.StatusOK {
 		oerr := parseOAuthError(resp.StatusCode, data, tc.sentCredentials(req))
 		oerr.nonceRequested = resp.StatusCode == http.StatusBadRequest && oerr.Code == "use_dpop_nonce" &&
 			len(resp.Header["Dpop-Nonce"]) > 0
+		oerr.endpoint = redactURL(req.URL)
+		if oerr.Code == "invalid_client" {
+			oerr.hint = tc.credentialHint()
+		}
 		if resp.StatusCode >= 500 {
-			return Token{}, oerr, fmt.Errorf("token endpoint answered %d", resp.StatusCode)
+			return Token{}, oerr, tc.failed(req.URL, fmt.Errorf("answered %d", resp.StatusCode))
 		}
 		return Token{}, oerr, oerr
 	}
@@ -345,7 +349,30 @@ func (tc *tokenClient) read(req *http.Request, resp *http.Response, err error, s
 		wantType = "DPoP" // a bearer token instead is a downgrade, refused
 	}
 	tok, err := parseTokenResponse(data, start, wantType, tc.sentCredentials(req))
-	return tok, nil, err
+	if err != nil {
+		return Token{}, nil, tc.failed(req.URL, err)
+	}
+	return tok, nil, nil
+}
+
+// credentialHint says which credential an invalid_client answer is about.
+func (tc *tokenClient) credentialHint() string {
+	switch tc.cfg.authMethod() {
+	case "private_key_jwt":
+		return "check ClientCredentials.ClientID, and that the server holds the public key of Key (KeyID " + strconv.Quote(tc.cfg.KeyID) + ")"
+	case "client_secret_basic":
+		return "check ClientCredentials.ClientID and ClientSecret"
+	}
+	return "check ClientCredentials.ClientID, and that the server knows the client certificate (Config.GetClientCertificate) for it"
+}
+
+// failed says that the token endpoint at u failed with err, and the way out
+// when its chain did not verify or matched no pin.
+func (tc *tokenClient) failed(u *url.URL, err error) error {
+	if err = tc.t.wayOut(u, "the token endpoint", err); isHinted(err) {
+		return err
+	}
+	return wrap("the token endpoint "+redactURL(u), err)
 }
 
 // sentCredentials returns a guard for the credentials req carried and for

@@ -27,13 +27,22 @@ type OAuthError struct {
 	Description string // "error_description", cleaned of control characters and cut short
 	URI         string // "error_uri"
 
-	nonceRequested bool // a DPoP use_dpop_nonce error that brought a nonce
+	nonceRequested bool   // a DPoP use_dpop_nonce error that brought a nonce
+	endpoint       string // the endpoint's scheme, host, port and path, when known
+	hint           string // what to check, when the code says
 }
 
 func (e *OAuthError) Error() string {
-	msg := fmt.Sprintf("securehttp: token endpoint answered %d %s", e.StatusCode, e.Code)
+	endpoint := "token endpoint"
+	if e.endpoint != "" {
+		endpoint += " " + e.endpoint
+	}
+	msg := fmt.Sprintf("securehttp: %s answered %d %s", endpoint, e.StatusCode, e.Code)
 	if e.Description != "" {
 		msg += ": " + e.Description
+	}
+	if e.hint != "" {
+		msg += "; " + e.hint
 	}
 	return msg
 }

@@ -71,11 +71,6 @@ func (e *PinError) Error() string {
 	if len(e.Configured) > 0 {
 		fmt.Fprintf(&b, "; configured pins: %s", strings.Join(e.Configured, ", "))
 	}
-	host := e.Host
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	fmt.Fprintf(&b, `; "securehttp pins https://%s/" prints the chain with both pin forms`, host)
 	return b.String()
 }
 
@@ -106,6 +101,9 @@ const (
 // openssl prints, "sha256 Fingerprint=AA:BB:…". Input that matches none
 // gets an error naming the form it resembles and showing the right one.
 func parsePin(s string) (pin, error) {
+	if strings.TrimSpace(s) == "" {
+		return pin{}, fmt.Errorf("empty pin (a trailing comma, or an empty entry in the list?): write %s", pinFormSPKI)
+	}
 	parts := pinParts(s)
 	if len(parts) > 1 {
 		return pin{}, errors.New(`several pins in one entry, as curl's "sha256//A;sha256//B": give each pin its own entry`)
@@ -276,9 +274,6 @@ func compilePinSets(sets []PinSet, logger *slog.Logger) ([]*pinSet, error) {
 	out := make([]*pinSet, 0, len(sets))
 	for i, s := range sets {
 		field := fmt.Sprintf("Pins[%d]", i)
-		if s.Host == "" {
-			return nil, &ConfigError{Field: field + ".Host", Err: errors.New("empty host")}
-		}
 		hp, err := parseHostPattern(s.Host)
 		if err != nil {
 			return nil, &ConfigError{Field: field + ".Host", Value: s.Host, Err: err}

@@ -399,25 +399,66 @@ func (t *transport) wait(x *exchange, resp *http.Response) time.Duration {
 }
 
 // explain adds to a request's error what the user needs to act on it: the
-// host and the way to trust a private CA when the chain does not verify,
-// and how many attempts were made when there was more than one. The error
-// stays what it was for errors.Is and errors.As.
+// host and port, and the way out (trusting a private CA, printing the
+// chain's pins), and how many attempts were made when there was more than
+// one. The error stays what it was for errors.Is and errors.As.
 func (t *transport) explain(x *exchange, err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
-		v := &verifyError{host: x.req.URL.Hostname(), err: err}
-		if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
-			v.hint = "to trust a private CA, add its root to Config.RootCAs (with the securehttp command, --cacert FILE)"
-		}
-		err = v
-	}
+	err = t.wayOut(x.req.URL, "", err)
 	if x.tries > 1 {
 		err = wrap(fmt.Sprintf("securehttp: giving up after %d attempts", x.tries), err)
 	}
 	return err
 }
+
+// wayOut returns err, or, for a chain that did not verify or matched no
+// pin, err with the address it was for (its role when it was not the
+// request's own host, as "the token endpoint") and a command that shows the
+// chain as printed: with --cacert when the client trusts roots of its own.
+func (t *transport) wayOut(u *url.URL, role string, err error) error {
+	addr := hostPort(u)
+	where := addr
+	if role != "" {
+		where = role + " " + addr
+	}
+	pins := "securehttp pins https://" + addr + "/"
+	if t.customRoots {
+		pins = "securehttp pins --cacert FILE https://" + addr + "/"
+	}
+	if _, ok := errors.AsType[*PinError](err); ok {
+		return &hintError{what: "at " + where, hint: `"` + pins + `" prints the chain's pins`, err: err}
+	}
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		v := &verifyError{host: where, err: err}
+		if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+			v.hint = "to trust a private CA, add its root to Config.RootCAs (with the securehttp command, --cacert FILE)"
+		}
+		return v
+	}
+	return err
+}
+
+// isHinted reports whether err already says where it happened and the way
+// out (wayOut did).
+func isHinted(err error) bool {
+	_, hint := err.(*hintError)
+	_, verify := err.(*verifyError)
+	return hint || verify
+}
+
+// hintError is err, said where it happened and with the way out.
+type hintError struct {
+	what, hint string
+	err        error
+}
+
+func (e *hintError) Error() string {
+	return "securehttp: " + causeText(e.err) + " (" + e.what + "); " + e.hint
+}
+
+func (e *hintError) Unwrap() error { return e.err }
 
 // useLastResponse keeps the engine's inner client from following
 // redirects: the caller's *http.Client follows them, so that every hop

@@ -68,6 +68,14 @@ func (e *RefreshError) Error() string {
 	if e.Err == nil {
 		return "securehttp: bearer token unavailable"
 	}
+	// A failed check of the token endpoint's TLS says so first, not as a
+	// token problem.
+	if h, ok := errors.AsType[*hintError](e.Err); ok {
+		return h.Error() + "; so no bearer token could be had"
+	}
+	if v, ok := errors.AsType[*verifyError](e.Err); ok {
+		return v.Error() + "; so no bearer token could be had"
+	}
 	return "securehttp: bearer token unavailable: " + causeText(e.Err)
 }
 

@@ -42,6 +42,7 @@ type transport struct {
 	egress *egress
 
 	pins          []*pinSet
+	customRoots   bool // Config.RootCAs is set: the pins command needs --cacert
 	requirePins   bool
 	requireStaple bool
 	expiryWarning time.Duration
@@ -99,6 +100,7 @@ func newTransport(cfg Config) (*transport, error) {
 	}
 
 	// Then the parts, each from what it needs.
+	t.customRoots = cfg.RootCAs != nil
 	t.requirePins = cfg.RequirePins
 	t.requireStaple = cfg.RequireOCSPStaple
 	t.expiryWarning = orDefault(cfg.ExpiryWarning, defaultExpiryWarning)
