@@ -199,3 +199,28 @@ func NewClient(cfg Config) (*http.Client, error) {
 	}
 	return &http.Client{Transport: t}, nil
 }
+
+// Redacted returns err as it prints with the URL that http.Client quotes
+// in its *url.Error shown without userinfo, query and fragment, which may
+// hold an API key or a signature; errors.Is and errors.As see err as
+// before. Print a client's errors through it: log.Print(Redacted(err)).
+func Redacted(err error) error {
+	if err == nil {
+		return nil
+	}
+	return redactedError{err}
+}
+
+// redactedError is Redacted's error.
+type redactedError struct{ err error }
+
+func (e redactedError) Error() string {
+	ue, ok := e.err.(*url.Error)
+	if !ok {
+		return e.err.Error()
+	}
+	shown, _ := hideURLSecrets(ue.URL)
+	return fmt.Sprintf("%s %q: %s", ue.Op, shown, ue.Err)
+}
+
+func (e redactedError) Unwrap() error { return e.err }

@@ -15,7 +15,7 @@ import (
 
 func main() {
 	if err := run(); err != nil {
-		log.Fatal(err)
+		log.Fatal(securehttp.Redacted(err)) // the error without the URL's query
 	}
 }
 

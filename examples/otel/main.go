@@ -38,7 +38,7 @@ func main() {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		log.Fatal(err)
+		log.Fatal(securehttp.Redacted(err)) // the error without the URL's query
 	}
 	defer resp.Body.Close()
 	fmt.Println(resp.Status)

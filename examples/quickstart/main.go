@@ -52,7 +52,7 @@ func main() {
 
 	resp, err := client.Get(api.String())
 	if err != nil {
-		log.Fatal(err)
+		log.Fatal(securehttp.Redacted(err)) // the error without the URL's query
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
