@@ -6,20 +6,13 @@ import (
 	"time"
 )
 
-// SharedTokenStore is a TokenStore that many processes share, which also
-// lets one of them refresh for all: a fleet of replicas then makes one token
-// request per expiry instead of one per process. redisstore.Store is one.
-//
-// Before refreshing, a process loads the shared token and takes it if
-// another process already replaced the one due; otherwise the process that
-// gets the lease refreshes and saves, and the others poll for its token,
-// for at most half of Bearer.RefreshTimeout, then refresh alone. Any error
-// or stall of the store makes the process refresh alone: no request fails
-// because of the store. docs/fleets.md has the details.
-//
-// Implementations must be safe for concurrent use. Save must refuse, with
-// an error matching ErrStaleLease, to replace a token that expires later
-// than the one it is given.
+// SharedTokenStore is a TokenStore that many processes share and that lets
+// one of them refresh for all, so that a fleet makes one token request per
+// expiry: redisstore.Store is one. An error or stall of the store makes a
+// process refresh alone; no request fails because of it. docs/fleets.md
+// describes the protocol. Implementations must be safe for concurrent use,
+// and Save must refuse, with ErrStaleLease, to replace a token that expires
+// later than the one it is given.
 type SharedTokenStore interface {
 	TokenStore
 	// TryLease tries to become the one process that refreshes. It returns
