@@ -52,7 +52,7 @@ const (
 	modulePath    = "github.com/securehttp/securehttp"
 	serveCmd      = "go run ./cmd/securehttp demo --serve"
 	quickStartCmd = "go run ./examples/quickstart"
-	testCmd       = "go test -race -count=1 ./... ./redisstore/... ./otelsecurehttp/..."
+	testCmd       = "go run ./internal/testall"
 	benchCmd      = "cd bench && ./run.sh"
 )
 
