@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // stallingLease is a shared store whose TryLease never answers: it blocks
@@ -84,11 +86,11 @@ func TestAttack3PanickingHooks(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.Bearer = &Bearer{Refresh: tokStaticT(mine), Hosts: []string{hostAPI}}
 			cfg.Hooks = tt.hooks
-			var logs *logBuffer
-			cfg.Logger, logs = newLogger()
+			var logs *testutil.LogBuffer
+			cfg.Logger, logs = testutil.NewLogger()
 			tr := newTestTransport(t, cfg)
 			tr.now = clk.Now
-			req, err := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+			req, err := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,8 +8,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +19,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // A ClientCredentials held by value, as in an application's own config
@@ -84,7 +87,7 @@ type stormServer struct {
 
 func newStormServer(t *testing.T, token, api http.HandlerFunc) *stormServer {
 	s := &stormServer{}
-	s.srv = startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.srv = testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.Host, hostAPI) {
 			s.apiReqs.Add(1)
 			api(w, r)
@@ -99,7 +102,7 @@ func newStormServer(t *testing.T, token, api http.HandlerFunc) *stormServer {
 func (s *stormServer) config(t *testing.T) Config {
 	cfg := testConfig(t)
 	cfg.Bearer = &Bearer{
-		ClientCredentials: &ClientCredentials{TokenURL: hostURL(s.srv, hostOther, "/token"), ClientID: "c", ClientSecret: "s"},
+		ClientCredentials: &ClientCredentials{TokenURL: testutil.HostURL(s.srv, hostOther, "/token"), ClientID: "c", ClientSecret: "s"},
 		Hosts:             []string{hostAPI},
 		RefreshTimeout:    5 * time.Second,
 	}
@@ -113,7 +116,7 @@ func storm(t *testing.T, c *http.Client, s *stormServer, n int) int {
 	var failed atomic.Int64
 	for range n {
 		wg.Go(func() {
-			resp, err := c.Get(hostURL(s.srv, hostAPI, "/v1"))
+			resp, err := c.Get(testutil.HostURL(s.srv, hostAPI, "/v1"))
 			if err != nil {
 				failed.Add(1)
 				return
@@ -236,7 +239,7 @@ func TestAttackUnicodeIPLiteralThroughProxy(t *testing.T) {
 	t.Parallel()
 	srv, _, requests := startCountingServer(t, "", "", http.HandlerFunc(okHandler))
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	proxyURL, tunnels := connectProxy(t)
+	proxyURL, tunnels := testutil.ConnectProxy(t)
 	cfg := testConfig(t)
 	cfg.BlockPrivateNetworks = true
 	cfg.Proxy = http.ProxyURL(proxyURL)
@@ -302,12 +305,12 @@ func TestAttackNonASCIIHostReconnectLoop(t *testing.T) {
 	}
 	t.Cleanup(client.CloseIdleConnections)
 	for _, tt := range []struct{ name, url string }{
-		{"request", hostURL(srv, "ａｐｉ.test", "/")},
-		{"redirect hop", hostURL(srv, hostAPI, "/redirect")},
+		{"request", testutil.HostURL(srv, "ａｐｉ.test", "/")},
+		{"redirect hop", testutil.HostURL(srv, hostAPI, "/redirect")},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tt.url, nil)
-		beforeConns, beforeReqs := conns.n.Load(), requests.Load()
+		beforeConns, beforeReqs := conns.N.Load(), requests.Load()
 		resp, err := client.Do(req)
 		var body []byte
 		if err == nil {
@@ -318,7 +321,7 @@ func TestAttackNonASCIIHostReconnectLoop(t *testing.T) {
 		if err != nil || string(body) != "ok" {
 			t.Errorf("%s: got (%q, %v), want ok", tt.name, body, err)
 		}
-		if n := conns.n.Load() - beforeConns; n > 2 {
+		if n := conns.N.Load() - beforeConns; n > 2 {
 			t.Errorf("%s: the server accepted %d connections for %d requests, want at most 2", tt.name, n, requests.Load()-beforeReqs)
 		}
 	}
@@ -345,8 +348,8 @@ func TestAttackLyingAuthorizationServer(t *testing.T) {
 			t.Parallel()
 			var tokens, steals atomic.Int64
 			var srv *httptest.Server
-			srv = startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				issuer, api := hostURL(srv, hostOther, ""), hostURL(srv, hostAPI, "")
+			srv = testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				issuer, api := testutil.HostURL(srv, hostOther, ""), testutil.HostURL(srv, hostAPI, "")
 				switch {
 				case strings.HasPrefix(r.Host, hostAPI):
 					steals.Add(1)
@@ -361,10 +364,10 @@ func TestAttackLyingAuthorizationServer(t *testing.T) {
 			}))
 			cfg := testConfig(t)
 			cfg.Bearer = &Bearer{
-				ClientCredentials: &ClientCredentials{Issuer: hostURL(srv, hostOther, ""), ClientID: "c", ClientSecret: "s"},
+				ClientCredentials: &ClientCredentials{Issuer: testutil.HostURL(srv, hostOther, ""), ClientID: "c", ClientSecret: "s"},
 				Hosts:             []string{hostAPI},
 			}
-			_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/v1"))
+			_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/v1"))
 			if !errors.Is(err, ErrNoToken) {
 				t.Errorf("got %v, want ErrNoToken", err)
 			}
@@ -395,19 +398,19 @@ func TestAttackOAuth2RefreshErrorBody(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", tt.contentType)
 				w.WriteHeader(http.StatusBadRequest)
 				io.WriteString(w, tt.body)
 			}))
 			httpClient := &http.Client{Transport: newTestTransport(t, testConfig(t))}
-			cc := clientcredentials.Config{ClientID: "c", ClientSecret: "s", TokenURL: hostURL(srv, hostOther, "/token")}
+			cc := clientcredentials.Config{ClientID: "c", ClientSecret: "s", TokenURL: testutil.HostURL(srv, hostOther, "/token")}
 			src := cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, httpClient))
 			cfg := testConfig(t)
-			logger, logs := newLogger()
+			logger, logs := testutil.NewLogger()
 			cfg.Logger = logger
 			cfg.Bearer = &Bearer{Refresh: OAuth2Refresh(src), Hosts: []string{hostAPI}}
-			_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/v1"))
+			_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/v1"))
 			if !errors.Is(err, ErrNoToken) {
 				t.Fatalf("got %v, want ErrNoToken", err)
 			}
@@ -457,14 +460,14 @@ func (f oauth2TokenSourceFunc) Token() (*oauth2.Token, error) { return f() }
 func TestAttackHostHeaderCarriesToken(t *testing.T) {
 	t.Parallel()
 	var seen sync.Map // Host header → Authorization
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen.Store(strings.Split(r.Host, ":")[0], r.Header.Get("Authorization"))
 	}))
 	cfg := testConfig(t)
 	cfg.Bearer = &Bearer{Store: NewMemoryStore(Token{Value: "host-header-token"}), Hosts: []string{hostAPI}}
 	tr := newTestTransport(t, cfg)
 	for _, host := range []string{hostAPI, hostOther} {
-		req, _ := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+		req, _ := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
 		req.Host = host
 		resp, err := tr.RoundTrip(req)
 		if err != nil {

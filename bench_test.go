@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // rtPatternReader produces size bytes of a repeating pattern without holding
@@ -50,11 +52,11 @@ func BenchmarkStreamingUpload128MiB(b *testing.B) {
 			}))
 			srv.EnableHTTP2 = h2
 			srv.TLS = &tls.Config{Certificates: []tls.Certificate{sharedPKI(b).serverCert()}}
-			srv.Config.ErrorLog = quietLog()
+			srv.Config.ErrorLog = testutil.QuietLog()
 			srv.StartTLS()
 			b.Cleanup(srv.Close)
 			c, _ := rtNewClient(b, testConfig(b))
-			url := hostURL(srv, hostAPI, "/upload")
+			url := testutil.HostURL(srv, hostAPI, "/upload")
 
 			upload := func() {
 				req, err := http.NewRequestWithContext(b.Context(), http.MethodPut, url, io.NopCloser(&rtPatternReader{size: size}))
@@ -95,12 +97,12 @@ func BenchmarkStreamingUpload128MiB(b *testing.B) {
 // cost of the hardening; the pin check belongs to the handshake.
 func BenchmarkKeepAliveGET(b *testing.B) {
 	p := sharedPKI(b)
-	srv := startServer(b, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(b, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))
-	url := hostURL(srv, hostAPI, "/")
+	url := testutil.HostURL(srv, hostAPI, "/")
 	bare := &http.Transport{
-		DialContext:         loopbackDial,
+		DialContext:         testutil.LoopbackDial,
 		TLSClientConfig:     &tls.Config{RootCAs: p.root.Pool()},
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 64,

@@ -1,7 +1,6 @@
 package securehttp
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/securehttp/securehttp/internal/secrettest"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // fakePin returns a well-formed SPKI pin that matches no key.
@@ -119,9 +118,9 @@ func TestChainValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t, tt.cert, http.HandlerFunc(okHandler))
+			srv := testutil.StartServer(t, tt.cert, http.HandlerFunc(okHandler))
 			tr := newTestTransport(t, testConfig(t))
-			body, err := get(t, tr, hostURL(srv, hostAPI, "/"))
+			body, err := get(t, tr, testutil.HostURL(srv, hostAPI, "/"))
 			if tt.check == nil {
 				if err != nil || body != "ok" {
 					t.Fatalf("got (%q, %v), want (\"ok\", nil)", body, err)
@@ -176,7 +175,7 @@ func TestPins(t *testing.T) {
 			{Host: "**.test", Pins: []string{p.root.SPKIPin()}},
 		}, false, 0},
 	}
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -188,10 +187,10 @@ func TestPins(t *testing.T) {
 					reports.Add(1)
 				}
 			}}
-			logger, logs := newLogger()
+			logger, logs := testutil.NewLogger()
 			cfg.Logger = logger
 			tr := newTestTransport(t, cfg)
-			_, err := get(t, tr, hostURL(srv, hostAPI, "/"))
+			_, err := get(t, tr, testutil.HostURL(srv, hostAPI, "/"))
 			if tt.wantErr {
 				var pe *PinError
 				if !errors.Is(err, ErrPinMismatch) || !errors.As(err, &pe) {
@@ -220,7 +219,7 @@ func TestPins(t *testing.T) {
 func TestPinIPHost(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
 	for _, tt := range []struct {
 		name    string
 		pin     string
@@ -251,7 +250,7 @@ func TestAppendedCertificate(t *testing.T) {
 	rogueRoot := testpki.Must(testpki.NewRoot("rogue but trusted root", testpki.Options{}))
 	rogueInter := testpki.Must(rogueRoot.NewIntermediate("rogue intermediate", testpki.Options{}))
 	rogueLeaf := testpki.Must(rogueInter.NewLeaf(hostAPI, testpki.Options{DNSNames: []string{hostAPI}}))
-	srv := startServer(t, testpki.TLSCertificate(rogueLeaf, rogueInter, p.inter, p.root), http.HandlerFunc(okHandler))
+	srv := testutil.StartServer(t, testpki.TLSCertificate(rogueLeaf, rogueInter, p.inter, p.root), http.HandlerFunc(okHandler))
 
 	roots := x509.NewCertPool()
 	roots.AddCert(p.root.Cert)
@@ -260,7 +259,7 @@ func TestAppendedCertificate(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.RootCAs = roots
 		cfg.Pins = []PinSet{{Host: hostAPI, Pins: []string{pinned.SPKIPin(), pinned.Fingerprint()}}}
-		_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
+		_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
 		var pe *PinError
 		if !errors.As(err, &pe) {
 			t.Fatalf("pinned %s: got %v, want a *PinError", pinned.Cert.Subject.CommonName, err)
@@ -289,14 +288,14 @@ func TestPinsOnResumedConnections(t *testing.T) {
 				io.WriteString(w, "ok")
 			}))
 			srv.TLS = &tls.Config{Certificates: []tls.Certificate{p.serverCert()}, MaxVersion: version}
-			srv.Config.ErrorLog = quietLog()
+			srv.Config.ErrorLog = testutil.QuietLog()
 			srv.StartTLS()
 			t.Cleanup(srv.Close)
 
 			good := testConfig(t)
 			good.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.inter.SPKIPin()}}}
 			trGood := newTestTransport(t, good)
-			url := hostURL(srv, hostAPI, "/")
+			url := testutil.HostURL(srv, hostAPI, "/")
 			for i := range 2 {
 				if _, err := get(t, trGood, url); err != nil {
 					t.Fatalf("request %d: %v", i, err)
@@ -331,13 +330,13 @@ func TestPinsOnResumedConnections(t *testing.T) {
 func TestHTTP2(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, r.ProtoMajor)
 	}))
 	cfg := testConfig(t)
 	cfg.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.leaf.SPKIPin()}}}
 	c := &http.Client{Transport: newTestTransport(t, cfg)}
-	resp, err := c.Get(hostURL(srv, hostAPI, "/"))
+	resp, err := c.Get(testutil.HostURL(srv, hostAPI, "/"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,14 +349,14 @@ func TestHTTP2(t *testing.T) {
 
 // plainListener is a plain TCP listener that counts the connections it
 // accepts and answers each with a redirect or a 200.
-func plainListener(t *testing.T) (*countingListener, string) {
+func plainListener(t *testing.T) (*testutil.CountingListener, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &countingListener{Listener: ln}
-	srv := &http.Server{Handler: http.HandlerFunc(okHandler), ErrorLog: quietLog()}
+	cl := &testutil.CountingListener{Listener: ln}
+	srv := &http.Server{Handler: http.HandlerFunc(okHandler), ErrorLog: testutil.QuietLog()}
 	go srv.Serve(cl)
 	t.Cleanup(func() { srv.Close() })
 	return cl, "http://" + ln.Addr().String()
@@ -367,7 +366,7 @@ func TestPlainHTTPRefused(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
 	ln, plainURL := plainListener(t)
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, plainURL+"/downgraded", http.StatusFound)
 	}))
 	client, err := NewClient(testConfig(t))
@@ -379,7 +378,7 @@ func TestPlainHTTPRefused(t *testing.T) {
 	for _, tt := range []struct{ name, url string }{
 		{"plain URL", plainURL + "/"},
 		{"upper-case scheme", strings.Replace(plainURL, "http", "HTTP", 1) + "/"},
-		{"downgrade redirect", hostURL(srv, hostAPI, "/start")},
+		{"downgrade redirect", testutil.HostURL(srv, hostAPI, "/start")},
 		{"ws scheme", strings.Replace(plainURL, "http", "ws", 1)},
 	} {
 		body := &closeTracker{Reader: strings.NewReader("secret body")}
@@ -402,7 +401,7 @@ func TestPlainHTTPRefused(t *testing.T) {
 			t.Fatalf("%s: request body was not closed", tt.name)
 		}
 	}
-	if n := ln.n.Load(); n != 0 {
+	if n := ln.N.Load(); n != 0 {
 		t.Fatalf("the plain listener accepted %d connections, want 0", n)
 	}
 }
@@ -556,7 +555,7 @@ func TestDropIn(t *testing.T) {
 		}
 		io.WriteString(w, strings.Join(names, ";"))
 	})
-	srv := startServer(t, p.serverCert(), mux)
+	srv := testutil.StartServer(t, p.serverCert(), mux)
 
 	t.Run("context cancellation", func(t *testing.T) {
 		t.Parallel()
@@ -567,7 +566,7 @@ func TestDropIn(t *testing.T) {
 		t.Cleanup(client.CloseIdleConnections)
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hostURL(srv, hostAPI, "/block"), nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, testutil.HostURL(srv, hostAPI, "/block"), nil)
 		start := time.Now()
 		resp, err := client.Do(req)
 		if resp != nil {
@@ -593,7 +592,7 @@ func TestDropIn(t *testing.T) {
 			hops.Add(1)
 			return http.ErrUseLastResponse
 		}
-		resp, err := client.Get(hostURL(srv, hostAPI, "/redirect"))
+		resp, err := client.Get(testutil.HostURL(srv, hostAPI, "/redirect"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -614,12 +613,12 @@ func TestDropIn(t *testing.T) {
 			t.Fatalf("NewClient set a cookie jar, want none")
 		}
 		client.Jar = NewCookieJar()
-		resp, err := client.Get(hostURL(srv, hostAPI, "/set-cookie"))
+		resp, err := client.Get(testutil.HostURL(srv, hostAPI, "/set-cookie"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		body, err := get(t, clientTransport{client}, hostURL(srv, hostAPI, "/cookies"))
+		body, err := get(t, clientTransport{client}, testutil.HostURL(srv, hostAPI, "/cookies"))
 		if err != nil || body != "session=s1" {
 			t.Fatalf("got cookies %q (%v), want only the Secure one, session=s1", body, err)
 		}
@@ -631,19 +630,19 @@ func TestDropIn(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conns.Add(1)
-			return loopbackDial(ctx, network, addr)
+			return testutil.LoopbackDial(ctx, network, addr)
 		}
 		client, err := NewClient(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for range 2 {
-			if _, err := get(t, clientTransport{client}, hostURL(srv, hostAPI, "/ok")); err != nil {
+			if _, err := get(t, clientTransport{client}, testutil.HostURL(srv, hostAPI, "/ok")); err != nil {
 				t.Fatal(err)
 			}
 		}
 		client.CloseIdleConnections()
-		if _, err := get(t, clientTransport{client}, hostURL(srv, hostAPI, "/ok")); err != nil {
+		if _, err := get(t, clientTransport{client}, testutil.HostURL(srv, hostAPI, "/ok")); err != nil {
 			t.Fatal(err)
 		}
 		client.CloseIdleConnections()
@@ -683,7 +682,7 @@ func TestPoolNoChurn(t *testing.T) {
 		var wg sync.WaitGroup
 		for range 64 {
 			wg.Go(func() {
-				if _, err := get(t, tr, hostURL(srv, hostAPI, "/")); err != nil {
+				if _, err := get(t, tr, testutil.HostURL(srv, hostAPI, "/")); err != nil {
 					t.Error(err)
 				}
 			})
@@ -709,7 +708,7 @@ func TestRoundTripperContract(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
 	var gotAuth atomic.Value
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotAuth.Store(r.Header.Get("Authorization"))
 		io.Copy(io.Discard, r.Body)
 	}))
@@ -719,7 +718,7 @@ func TestRoundTripperContract(t *testing.T) {
 	before := fmt.Sprintf("%+v %v", cfg.Pins, cfg.Bearer.Hosts)
 	tr := newTestTransport(t, cfg)
 
-	req, _ := http.NewRequest(http.MethodPost, hostURL(srv, hostAPI, "/"), strings.NewReader("body"))
+	req, _ := http.NewRequest(http.MethodPost, testutil.HostURL(srv, hostAPI, "/"), strings.NewReader("body"))
 	req.Header.Set("X-Test", "1")
 	headerBefore := req.Header.Clone()
 	resp, err := tr.RoundTrip(req)
@@ -744,7 +743,7 @@ func TestRoundTripperContract(t *testing.T) {
 		return nil, errors.New("no network in this test")
 	}
 	body := &closeTracker{Reader: strings.NewReader("x")}
-	req, _ = http.NewRequest(http.MethodPost, hostURL(srv, hostAPI, "/"), body)
+	req, _ = http.NewRequest(http.MethodPost, testutil.HostURL(srv, hostAPI, "/"), body)
 	resp, err = newTestTransport(t, cfgDown).RoundTrip(req)
 	if resp != nil || err == nil {
 		t.Fatalf("got (%v, %v), want (nil, error)", resp, err)
@@ -761,7 +760,7 @@ func TestClientsShareNoState(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
 	var resumed atomic.Int64
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS.DidResume {
 			resumed.Add(1)
 		}
@@ -772,7 +771,7 @@ func TestClientsShareNoState(t *testing.T) {
 		t.Fatalf("two transports share a pool or a session cache")
 	}
 	for _, tr := range []*transport{a, b} {
-		if _, err := get(t, tr, hostURL(srv, hostAPI, "/")); err != nil {
+		if _, err := get(t, tr, testutil.HostURL(srv, hostAPI, "/")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -787,13 +786,13 @@ func TestExpiryWarningOncePerCertificate(t *testing.T) {
 	soon := testpki.Must(p.inter.NewLeaf(hostAPI, testpki.Options{
 		DNSNames: []string{hostAPI}, NotAfter: time.Now().Add(72 * time.Hour),
 	}))
-	srv := startServer(t, testpki.TLSCertificate(soon, p.inter), http.HandlerFunc(okHandler))
-	logger, logs := newLogger()
+	srv := testutil.StartServer(t, testpki.TLSCertificate(soon, p.inter), http.HandlerFunc(okHandler))
+	logger, logs := testutil.NewLogger()
 	cfg := testConfig(t)
 	cfg.Logger = logger
 	tr := newTestTransport(t, cfg)
 	for range 3 {
-		if _, err := get(t, tr, hostURL(srv, hostAPI, "/")); err != nil {
+		if _, err := get(t, tr, testutil.HostURL(srv, hostAPI, "/")); err != nil {
 			t.Fatal(err)
 		}
 		tr.conns.base.CloseIdleConnections() // a new handshake each time
@@ -803,9 +802,9 @@ func TestExpiryWarningOncePerCertificate(t *testing.T) {
 	}
 
 	quiet := testConfig(t)
-	quietLogger, quietLogs := newLogger()
+	quietLogger, quietLogs := testutil.NewLogger()
 	quiet.Logger, quiet.ExpiryWarning = quietLogger, time.Hour
-	if _, err := get(t, newTestTransport(t, quiet), hostURL(srv, hostAPI, "/")); err != nil {
+	if _, err := get(t, newTestTransport(t, quiet), testutil.HostURL(srv, hostAPI, "/")); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(quietLogs.String(), "expires soon") {
@@ -813,55 +812,11 @@ func TestExpiryWarningOncePerCertificate(t *testing.T) {
 	}
 }
 
-// connectProxy is an in-process HTTP CONNECT proxy on 127.0.0.1 that
-// counts the tunnels it opens.
-func connectProxy(t *testing.T) (*url.URL, *atomic.Int64) {
-	t.Helper()
-	var tunnels atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				req, err := http.ReadRequest(br)
-				if err != nil || req.Method != http.MethodConnect {
-					io.WriteString(conn, "HTTP/1.1 405 Method Not Allowed\r\n\r\n")
-					return
-				}
-				target, err := loopbackDial(context.Background(), "tcp", req.Host)
-				if err != nil {
-					io.WriteString(conn, "HTTP/1.1 502 Bad Gateway\r\n\r\n")
-					return
-				}
-				defer target.Close()
-				tunnels.Add(1)
-				io.WriteString(conn, "HTTP/1.1 200 Connection Established\r\n\r\n")
-				done := make(chan struct{}, 2)
-				go func() { io.Copy(target, br); target.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-				go func() { io.Copy(conn, target); conn.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-				<-done
-				<-done
-			})
-		}
-	})
-	return &url.URL{Scheme: "http", Host: ln.Addr().String()}, &tunnels
-}
-
 func TestConnectProxy(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(okHandler))
-	proxyURL, tunnels := connectProxy(t)
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	proxyURL, tunnels := testutil.ConnectProxy(t)
 	for _, tt := range []struct {
 		name    string
 		pin     string
@@ -883,7 +838,7 @@ func TestConnectProxy(t *testing.T) {
 			return d.DialContext(ctx, network, addr)
 		}
 		before := tunnels.Load()
-		body, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
+		body, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
 		if tt.wantErr != errors.Is(err, ErrPinMismatch) || (!tt.wantErr && body != "ok") {
 			t.Fatalf("%s: got (%q, %v), want pin mismatch %v", tt.name, body, err, tt.wantErr)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // TestOIDCProviderDPoP obtains DPoP-bound tokens from oidc-provider with
@@ -90,7 +91,7 @@ func TestOIDCProviderDPoP(t *testing.T) {
 				defer mu.Unlock()
 				problems = append(problems, s)
 			}
-			api := startServer(t, pki.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			api := testutil.StartServer(t, pki.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 				if scheme != "DPoP" {
 					problem("scheme " + scheme)
@@ -131,12 +132,12 @@ func TestOIDCProviderDPoP(t *testing.T) {
 			cc.Issuer = p.Issuer
 			cc.Resource = []string{oidcResource}
 			cfg := testConfig(t)
-			logger, logs := newLogger()
+			logger, logs := testutil.NewLogger()
 			cfg.Logger = logger
 			cfg.Bearer = &Bearer{ClientCredentials: &cc, Hosts: []string{hostAPI}, RefreshTimeout: 10 * time.Second, DPoP: d}
 			c := &http.Client{Transport: newTestTransport(t, cfg), Timeout: 20 * time.Second}
 			for i := range 5 {
-				resp, err := c.Get(hostURL(api, hostAPI, "/v1"))
+				resp, err := c.Get(testutil.HostURL(api, hostAPI, "/v1"))
 				if err != nil {
 					t.Fatalf("request %d: %v (provider log: %s)", i, err, p.Log())
 				}

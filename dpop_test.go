@@ -31,6 +31,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // dpopProof is a DPoP proof as an independent JOSE library (go-jose) reads
@@ -178,7 +180,7 @@ func newDPoPServer(t *testing.T) *dpopServer {
 	}
 	s := &dpopServer{clientKey: key, tokenType: "DPoP", lifetime: time.Hour, jtis: map[string]bool{},
 		jkts: map[string]bool{}, rsNonce: "rs-" + rand.Text(), asNonce: "as-" + rand.Text()}
-	s.srv = startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(s.serve))
+	s.srv = testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(s.serve))
 	return s
 }
 
@@ -208,9 +210,9 @@ func (s *dpopServer) fresh(jti string) bool {
 	return true
 }
 
-func (s *dpopServer) tokenURL() string { return hostURL(s.srv, hostOther, "/token") }
+func (s *dpopServer) tokenURL() string { return testutil.HostURL(s.srv, hostOther, "/token") }
 
-func (s *dpopServer) url(path string) string { return hostURL(s.srv, hostAPI, path) }
+func (s *dpopServer) url(path string) string { return testutil.HostURL(s.srv, hostAPI, path) }
 
 func (s *dpopServer) serve(w http.ResponseWriter, r *http.Request) {
 	host, _, _ := net.SplitHostPort(r.Host)
@@ -395,7 +397,7 @@ func TestDPoPEndToEnd(t *testing.T) {
 		return false
 	}
 	cfg := s.config(t, &DPoP{})
-	logger, logs := newLogger()
+	logger, logs := testutil.NewLogger()
 	cfg.Logger = logger
 	c := &http.Client{Transport: newTestTransport(t, cfg), Timeout: 20 * time.Second}
 
@@ -473,7 +475,7 @@ func TestDPoPNonceRetryBounded(t *testing.T) {
 			var mu sync.Mutex
 			var bodies, jtis []string
 			var nonce atomic.Int64
-			api := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			api := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				b, _ := io.ReadAll(r.Body)
 				p, err := verifyDPoPProof(r, strings.TrimPrefix(r.Header.Get("Authorization"), "DPoP "), time.Now())
 				if err != nil {
@@ -490,7 +492,7 @@ func TestDPoPNonceRetryBounded(t *testing.T) {
 				w.WriteHeader(http.StatusUnauthorized)
 			}))
 			c := &http.Client{Transport: newTestTransport(t, s.config(t, &DPoP{}))}
-			status, _ := dpopDo(t, c, http.MethodPost, hostURL(api, hostAPI, "/v1"), tt.body())
+			status, _ := dpopDo(t, c, http.MethodPost, testutil.HostURL(api, hostAPI, "/v1"), tt.body())
 			if status != http.StatusUnauthorized {
 				t.Fatalf("got status %d, want 401", status)
 			}
@@ -1011,7 +1013,7 @@ func TestDPoPKeyPerTransport(t *testing.T) {
 	var mu sync.Mutex
 	var jkts []string
 	var algs []string
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := verifyDPoPProof(r, "static-token", time.Now())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -1031,7 +1033,7 @@ func TestDPoPKeyPerTransport(t *testing.T) {
 		cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, DPoP: dp, Refresh: tokStaticT("static-token")}
 		c := &http.Client{Transport: newTestTransport(t, cfg)}
 		for range 2 {
-			if status, body := dpopDo(t, c, http.MethodGet, hostURL(srv, hostAPI, "/"), nil); status != http.StatusOK {
+			if status, body := dpopDo(t, c, http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil); status != http.StatusOK {
 				t.Fatalf("got status %d (%s), want 200", status, body)
 			}
 		}
@@ -1171,7 +1173,7 @@ func TestDPoPNonceFromAnyResponse(t *testing.T) {
 // allocations too (it reads one more header with DPoP), so the difference
 // between the two is an upper bound on what DPoP adds to the client.
 func BenchmarkDPoPRoundTrip(b *testing.B) {
-	srv := startServer(b, sharedPKI(b).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(b, sharedPKI(b).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("DPoP-Nonce", "eyJ7S_zG.eyJH0-Z.HX4w-7v")
 	}))
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -1184,7 +1186,7 @@ func BenchmarkDPoPRoundTrip(b *testing.B) {
 			cfg := testConfig(b)
 			cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, DPoP: tt.dpop, Store: NewMemoryStore(Token{Value: tok})}
 			c := &http.Client{Transport: newTestTransport(b, cfg)}
-			url := hostURL(srv, hostAPI, "/v1")
+			url := testutil.HostURL(srv, hostAPI, "/v1")
 			get := func() {
 				resp, err := c.Get(url)
 				if err != nil {
@@ -1212,7 +1214,7 @@ func BenchmarkDPoPRoundTrip(b *testing.B) {
 func TestDPoPNonceRetrySpendsBudget(t *testing.T) {
 	t.Parallel()
 	var hits, n atomic.Int64
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		w.Header().Set("DPoP-Nonce", fmt.Sprintf("n-%d", n.Add(1)))
 		w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
@@ -1234,7 +1236,7 @@ func TestDPoPNonceRetrySpendsBudget(t *testing.T) {
 	c := &http.Client{Transport: tr}
 	const requests = 15
 	for range requests {
-		if status, _ := dpopDo(t, c, http.MethodGet, hostURL(srv, hostAPI, "/v1"), nil); status != http.StatusUnauthorized {
+		if status, _ := dpopDo(t, c, http.MethodGet, testutil.HostURL(srv, hostAPI, "/v1"), nil); status != http.StatusUnauthorized {
 			t.Fatalf("got status %d, want 401", status)
 		}
 	}

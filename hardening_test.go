@@ -30,6 +30,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // Tests for the defects of the security review (issue 16), one per defect,
@@ -613,12 +614,12 @@ func TestDefect08StapleOnResumption(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewUnstartedServer(http.HandlerFunc(okHandler))
 			srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: version}
-			srv.Config.ErrorLog = quietLog()
+			srv.Config.ErrorLog = testutil.QuietLog()
 			srv.StartTLS()
 			t.Cleanup(srv.Close)
-			url := hostURL(srv, hostAPI, "/")
+			url := testutil.HostURL(srv, hostAPI, "/")
 
-			clk := &tokClock{now: now}
+			clk := testutil.NewClock(now)
 			cfg := testConfig(t)
 			cfg.RequireOCSPStaple = true
 			cfg.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.inter.SPKIPin()}}}
@@ -671,7 +672,7 @@ func TestDefect09TokenPort(t *testing.T) {
 			// The server's port is known only once it runs: set the
 			// pattern before the Transport copies the Bearer.
 			srv := tokStartServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				http.Redirect(w, r, hostURL(other, hostAPI, "/end"), http.StatusFound)
+				http.Redirect(w, r, testutil.HostURL(other, hostAPI, "/end"), http.StatusFound)
 			}))
 			_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 			if tt.withPort {
@@ -788,7 +789,7 @@ func TestDefect11AlgorithmConfusion(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			clk := &tokClock{now: now}
+			clk := testutil.NewClock(now)
 			e := tokSetup(t, clk, &Bearer{Refresh: tokStaticT(tt.tok), Hosts: []string{hostAPI}, Keyfunc: tt.keyfunc, ValidMethods: tt.methods}, nil)
 			status, _, err := e.get("/")
 			if tt.cause == nil {

@@ -1,25 +1,19 @@
 package securehttp
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
-	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -27,7 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 // Test host names. Every one of them resolves to the loopback test server
-// through loopbackDial, and the shared leaf is valid for all of them.
+// through testutil.LoopbackDial, and the shared leaf is valid for all of them.
 const (
 	hostAPI   = "api.test"
 	hostOther = "other.test"
@@ -64,42 +58,12 @@ func (p *chainPKI) serverCert() tls.Certificate {
 	return testpki.TLSCertificate(p.leaf, p.inter)
 }
 
-// startServer starts an HTTP/2-capable TLS server on 127.0.0.1 serving cert,
-// closed when the test ends.
-func startServer(t testing.TB, cert tls.Certificate, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.Config.ErrorLog = quietLog()
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-// loopbackDial sends every dial, whatever its host name, to the same port
-// on 127.0.0.1, so tests can use several host names on one server while
-// TLS still verifies the name in the URL.
-func loopbackDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, network, net.JoinHostPort("127.0.0.1", port))
-}
-
-// hostURL returns srv's URL with host in place of 127.0.0.1.
-func hostURL(srv *httptest.Server, host, path string) string {
-	return strings.Replace(srv.URL, "127.0.0.1", host, 1) + path
-}
-
 // testConfig returns a Config that trusts the shared root, dials loopback,
 // uses no proxy and retries quickly.
 func testConfig(t testing.TB) Config {
 	return Config{
 		RootCAs:     sharedPKI(t).root.Pool(),
-		DialContext: loopbackDial,
+		DialContext: testutil.LoopbackDial,
 		Proxy:       func(*http.Request) (*url.URL, error) { return nil, nil },
 		Retry:       RetryPolicy{MinWait: time.Millisecond, MaxWait: 5 * time.Millisecond},
 	}
@@ -115,48 +79,6 @@ func newTestTransport(t testing.TB, cfg Config) *transport {
 	}
 	t.Cleanup(tr.CloseIdleConnections)
 	return tr
-}
-
-// logBuffer collects log output for assertions, safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// newLogger returns a Debug-level text logger writing to a new logBuffer.
-func newLogger() (*slog.Logger, *logBuffer) {
-	lb := &logBuffer{}
-	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
-}
-
-// quietLog discards the test servers' own log lines (handshake errors that
-// the tests provoke on purpose).
-func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }
-
-// countingListener counts accepted connections.
-type countingListener struct {
-	net.Listener
-	n atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
-	}
-	return c, err
 }
 
 // newTestTokenSource makes the token source of b, checked as NewClient

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // hookRecorder keeps every event it is given, formatted with %#v, so that
@@ -140,7 +141,7 @@ func TestHooksAttempts(t *testing.T) {
 	const secretQuery = "QSECRET"
 	var n atomic.Int64
 	var seen sync.Map // attempt number → the X-Trace and Authorization it carried
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		i := n.Add(1)
 		seen.Store(i, r.Header.Get("X-Trace")+" "+r.Header.Get("Authorization")+" "+r.Header.Get("DPoP"))
 		switch i {
@@ -163,7 +164,7 @@ func TestHooksAttempts(t *testing.T) {
 	}}
 	tr := newTestTransport(t, cfg)
 
-	req, err := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/things?key="+secretQuery), nil)
+	req, err := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/things?key="+secretQuery), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestHooksAttempts(t *testing.T) {
 	}
 
 	rec.mu.Lock()
-	wantURL := hostURL(srv, hostAPI, "/things")
+	wantURL := testutil.HostURL(srv, hostAPI, "/things")
 	wantPort := srv.Listener.Addr().(interface{ String() string }).String()
 	for i, e := range rec.starts {
 		if e.Attempt != i+1 || e.URL != wantURL || e.Method != http.MethodGet || e.Host != hostAPI ||
@@ -221,7 +222,7 @@ func TestHooksAttempts(t *testing.T) {
 func TestHooksHandshakeAndPins(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	stranger := testpki.Must(testpki.NewRoot("stranger", testpki.Options{}))
 	var rec hookRecorder
 	cfg := testConfig(t)
@@ -235,7 +236,7 @@ func TestHooksHandshakeAndPins(t *testing.T) {
 	tr := newTestTransport(t, cfg)
 	c := &http.Client{Transport: tr}
 	for _, host := range []string{hostAPI, hostOther, hostSub} {
-		resp, err := c.Get(hostURL(srv, host, "/"))
+		resp, err := c.Get(testutil.HostURL(srv, host, "/"))
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -245,7 +246,7 @@ func TestHooksHandshakeAndPins(t *testing.T) {
 	}
 	// A new connection resumes the TLS session of the first.
 	tr.CloseIdleConnections()
-	resp, err := c.Get(hostURL(srv, hostAPI, "/"))
+	resp, err := c.Get(testutil.HostURL(srv, hostAPI, "/"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +294,7 @@ func TestHooksHandshakeAndPins(t *testing.T) {
 // reaches an event.
 func TestHooksTokenRequest(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/token" {
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, `{"access_token":"ATSECRET","token_type":"Bearer","expires_in":3600}`)
@@ -306,16 +307,16 @@ func TestHooksTokenRequest(t *testing.T) {
 	cfg.Hooks = rec.hooks()
 	cfg.ExpiryWarning = -1
 	cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, ClientCredentials: &ClientCredentials{
-		ClientID: "client", ClientSecret: "CSSECRET", TokenURL: hostURL(srv, hostOther, "/token?tenant=QSECRET"),
+		ClientID: "client", ClientSecret: "CSSECRET", TokenURL: testutil.HostURL(srv, hostOther, "/token?tenant=QSECRET"),
 	}}
 	tr := newTestTransport(t, cfg)
-	resp, err := (&http.Client{Transport: tr}).Get(hostURL(srv, hostAPI, "/"))
+	resp, err := (&http.Client{Transport: tr}).Get(testutil.HostURL(srv, hostAPI, "/"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	rec.mu.Lock()
-	if len(rec.tokenReqs) != 1 || rec.tokenReqs[0].StatusCode != 200 || rec.tokenReqs[0].URL != hostURL(srv, hostOther, "/token") {
+	if len(rec.tokenReqs) != 1 || rec.tokenReqs[0].StatusCode != 200 || rec.tokenReqs[0].URL != testutil.HostURL(srv, hostOther, "/token") {
 		t.Errorf("got token request events %+v, want one 200 from /token", rec.tokenReqs)
 	}
 	var methods []string
@@ -333,11 +334,11 @@ func TestHooksTokenRequest(t *testing.T) {
 // same request through the bare http.Transport allocates, budget included,
 // and reports what hooks cost.
 func TestHooksNilAllocs(t *testing.T) {
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))
 	allocs := func(rt http.RoundTripper) float64 {
-		req, err := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/?q=1"), nil)
+		req, err := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/?q=1"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -462,10 +463,10 @@ func TestTraceSeesNoCredential(t *testing.T) {
 		proofs.Store(r.Header.Get("DPoP"), true)
 		io.WriteString(w, "ok")
 	})
-	h2 := startServer(t, p.serverCert(), handler)
+	h2 := testutil.StartServer(t, p.serverCert(), handler)
 	h1 := httptest.NewUnstartedServer(handler)
 	h1.TLS = &tls.Config{Certificates: []tls.Certificate{p.serverCert()}}
-	h1.Config.ErrorLog = quietLog()
+	h1.Config.ErrorLog = testutil.QuietLog()
 	h1.StartTLS() // without EnableHTTP2: HTTP/1.1 only
 	t.Cleanup(h1.Close)
 
@@ -503,7 +504,7 @@ func TestTraceSeesNoCredential(t *testing.T) {
 					}
 				}
 				tr := newTestTransport(t, cfg)
-				req, err := http.NewRequest(http.MethodGet, hostURL(server.srv, hostAPI, "/"), nil)
+				req, err := http.NewRequest(http.MethodGet, testutil.HostURL(server.srv, hostAPI, "/"), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -564,7 +565,7 @@ func TestTraceSeesNoCredential(t *testing.T) {
 func TestTraceRedactionKeepsCancellation(t *testing.T) {
 	t.Parallel()
 	arrived := make(chan struct{})
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(arrived)
 		<-r.Context().Done()
 	}))
@@ -572,7 +573,7 @@ func TestTraceRedactionKeepsCancellation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaderField: func(string, []string) {}})
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

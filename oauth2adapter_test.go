@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // Through OAuth2Refresh too, a token endpoint that quotes the client
@@ -30,7 +32,7 @@ func TestOAuth2RefreshRedactsEchoedSecret(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			as := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			as := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusUnauthorized)
 				json.NewEncoder(w).Encode(map[string]string{"error": "invalid_client",
@@ -38,7 +40,7 @@ func TestOAuth2RefreshRedactsEchoedSecret(t *testing.T) {
 					"error_uri":         "https://as.test/help?s=" + url.QueryEscape(secret)})
 			}))
 			httpClient := &http.Client{Transport: newTestTransport(t, testConfig(t))}
-			cc := clientcredentials.Config{ClientID: "c", ClientSecret: secret, TokenURL: hostURL(as, hostOther, "/token"),
+			cc := clientcredentials.Config{ClientID: "c", ClientSecret: secret, TokenURL: testutil.HostURL(as, hostOther, "/token"),
 				AuthStyle: tt.style}
 			src := cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, httpClient))
 			_, err := OAuth2Refresh(src)(context.Background())

@@ -28,6 +28,7 @@ import (
 
 	"github.com/securehttp/securehttp/internal/secrettest"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // asServer is an OAuth 2.0 authorization server for tests, on other.test,
@@ -65,8 +66,8 @@ func newASServer(t *testing.T) *asServer {
 	s := &asServer{t: t, clientID: "svc client:1", secret: "p@ss w+rd/é", rfc8414: true,
 		lifetime: time.Hour, now: time.Now, issued: map[string]time.Time{}, jtis: map[string]bool{}}
 	s.tokenPath.Store("/token")
-	s.srv = startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(s.serve))
-	s.issuer = hostURL(s.srv, hostOther, "")
+	s.srv = testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(s.serve))
+	s.issuer = testutil.HostURL(s.srv, hostOther, "")
 	return s
 }
 
@@ -219,7 +220,7 @@ func (s *asServer) ccConfig(t *testing.T, cc ClientCredentials) Config {
 
 func (s *asServer) get(t *testing.T, c *http.Client) (int, error) {
 	t.Helper()
-	resp, err := c.Get(hostURL(s.srv, hostAPI, "/v1/things"))
+	resp, err := c.Get(testutil.HostURL(s.srv, hostAPI, "/v1/things"))
 	if err != nil {
 		return 0, err
 	}
@@ -526,7 +527,7 @@ func TestClientCredentialsSecretsNotLeaked(t *testing.T) {
 	}
 	cc := ClientCredentials{Key: key, KeyID: "key-1", ClientSecret: "never-printed-secret"}
 	cfg := s.ccConfig(t, cc)
-	logger, logs := newLogger()
+	logger, logs := testutil.NewLogger()
 	cfg.Logger = logger
 	tr := newTestTransport(t, cfg)
 	c := &http.Client{Transport: tr}
@@ -646,7 +647,7 @@ func soakTokenResets(t *testing.T, duration time.Duration, workers int, ttl time
 		tokenReqs  atomic.Int64
 		resets     atomic.Int64
 	)
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		if r.URL.Path == "/token" {
 			tokenReqs.Add(1)
@@ -677,9 +678,9 @@ func soakTokenResets(t *testing.T, duration time.Duration, workers int, ttl time
 	}))
 	cfg := testConfig(t)
 	cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, RefreshTimeout: 10 * time.Second,
-		ClientCredentials: &ClientCredentials{TokenURL: hostURL(srv, hostOther, "/token"), ClientID: "c", ClientSecret: "s"}}
+		ClientCredentials: &ClientCredentials{TokenURL: testutil.HostURL(srv, hostOther, "/token"), ClientID: "c", ClientSecret: "s"}}
 	c := &http.Client{Transport: newTestTransport(t, cfg), Timeout: 20 * time.Second}
-	api := hostURL(srv, hostAPI, "/v1")
+	api := testutil.HostURL(srv, hostAPI, "/v1")
 
 	var (
 		requests, failed atomic.Int64

@@ -21,6 +21,7 @@ import (
 
 	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // These tests staple OCSP responses that openssl ocsp signed offline, as an
@@ -248,7 +249,7 @@ func TestOCSPStapleNginx(t *testing.T) {
 			cfg.RequireOCSPStaple = tt.require
 			cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				dials.Add(1)
-				return loopbackDial(ctx, network, addr)
+				return testutil.LoopbackDial(ctx, network, addr)
 			}
 			tr := newTestTransport(t, cfg)
 			if tt.ahead != 0 {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 const oidcResource = "https://api.test/"
@@ -155,7 +156,7 @@ func TestOIDCProviderClientCredentials(t *testing.T) {
 				ok, bad  atomic.Int64
 				firstBad atomic.Value
 			)
-			api := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			api := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 				if _, err := verifier.verify(tok, time.Now()); err != nil {
 					bad.Add(1)
@@ -173,13 +174,13 @@ func TestOIDCProviderClientCredentials(t *testing.T) {
 			cc.Issuer = p.Issuer
 			cc.Resource = []string{oidcResource}
 			cfg := testConfig(t)
-			logger, logs := newLogger()
+			logger, logs := testutil.NewLogger()
 			cfg.Logger = logger
 			cfg.Bearer = &Bearer{ClientCredentials: &cc, Hosts: []string{hostAPI}, RefreshTimeout: 10 * time.Second}
 			c := &http.Client{Transport: newTestTransport(t, cfg), Timeout: 20 * time.Second}
 			deadline := time.Now().Add(15 * time.Second)
 			for n := 0; time.Now().Before(deadline) && n < 1000; n++ {
-				resp, err := c.Get(hostURL(api, hostAPI, "/v1"))
+				resp, err := c.Get(testutil.HostURL(api, hostAPI, "/v1"))
 				if err != nil {
 					t.Fatalf("request %d: %v", n, err)
 				}
@@ -309,7 +310,7 @@ func TestOIDCProviderMTLSEndpointAlias(t *testing.T) {
 				cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 			}
 			verifier := newJWKSVerifier(t, tt.op)
-			api := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			api := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if _, err := verifier.verify(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), time.Now()); err != nil {
 					w.WriteHeader(http.StatusUnauthorized)
 					return
@@ -317,7 +318,7 @@ func TestOIDCProviderMTLSEndpointAlias(t *testing.T) {
 				io.WriteString(w, "ok")
 			}))
 			c := &http.Client{Transport: newTestTransport(t, cfg), Timeout: 20 * time.Second}
-			resp, err := c.Get(hostURL(api, hostAPI, "/v1"))
+			resp, err := c.Get(testutil.HostURL(api, hostAPI, "/v1"))
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("got error %v, want 200\n%s", err, tt.op.Log())

@@ -18,13 +18,14 @@ import (
 
 	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // These tests run the client against real third-party peers: nginx,
 // openssl s_server and tinyproxy, started on 127.0.0.1 by internal/peers.
 // Without the binaries they skip locally; with CI=true they fail.
 
-// peerURL is the URL of a peer under the test host name; loopbackDial
+// peerURL is the URL of a peer under the test host name; testutil.LoopbackDial
 // sends it to the peer's port on 127.0.0.1.
 func peerURL(p *peers.Peer, host, path string) string {
 	return fmt.Sprintf("https://%s:%d%s", host, p.Port, path)
@@ -313,7 +314,7 @@ func TestTinyproxy(t *testing.T) {
 			if !tt.withCreds {
 				proxyURL.User = nil
 			}
-			logger, logs := newLogger()
+			logger, logs := testutil.NewLogger()
 			cfg := testConfig(t)
 			cfg.Logger = logger
 			cfg.Proxy = http.ProxyURL(proxyURL)
@@ -348,6 +349,6 @@ func proxyOnlyDial(t *testing.T, addr string) func(ctx context.Context, network,
 		if a != addr {
 			return nil, fmt.Errorf("dialled %s directly, want only the proxy %s", a, addr)
 		}
-		return loopbackDial(ctx, network, a)
+		return testutil.LoopbackDial(ctx, network, a)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // rtFault is what the fault server does to the connection of one request.
@@ -91,7 +92,7 @@ func rtFaultServer(t testing.TB, h2 bool, steps ...rtStep) *rtServer {
 			return nil, nil
 		},
 	}
-	srv.Config.ErrorLog = quietLog()
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
 			s.conns.Add(1)
@@ -163,7 +164,7 @@ func (s *rtServer) received() []rtSeen {
 }
 
 // url returns the server's URL for path under the host name api.test.
-func (s *rtServer) url(path string) string { return hostURL(s.Server, hostAPI, path) }
+func (s *rtServer) url(path string) string { return testutil.HostURL(s.Server, hostAPI, path) }
 
 // rtReset hijacks the connection and resets it: SO_LINGER 0 makes Close send
 // a TCP RST, without a TLS close_notify.
@@ -231,14 +232,14 @@ type rtLogRecord struct {
 // needed and return the handler itself.
 type rtLogCapture struct {
 	on   func(msg string) // called for every record, if set
-	text *logBuffer
+	text *testutil.LogBuffer
 
 	mu      sync.Mutex
 	records []rtLogRecord
 }
 
 func rtNewLogCapture() (*slog.Logger, *rtLogCapture) {
-	h := &rtLogCapture{text: &logBuffer{}}
+	h := &rtLogCapture{text: &testutil.LogBuffer{}}
 	return slog.New(h), h
 }
 
@@ -357,7 +358,7 @@ func rtStartGoAwayServer(t testing.TB, n int, h http.Handler) *rtGoAwayServer {
 		t.Fatal(err)
 	}
 	s := &rtGoAwayServer{url: "https://" + net.JoinHostPort(hostAPI, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))}
-	srv := &http.Server{ErrorLog: quietLog(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{ErrorLog: testutil.QuietLog(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
 		h.ServeHTTP(w, r)
 	})}
@@ -531,7 +532,7 @@ func TestRetryHTTP2Resets(t *testing.T) {
 				goAwaySrv = rtStartGoAwayServer(t, 1, h)
 				url = goAwaySrv.url
 			} else {
-				url = hostURL(startServer(t, sharedPKI(t).serverCert(), h), hostAPI, "")
+				url = testutil.HostURL(testutil.StartServer(t, sharedPKI(t).serverCert(), h), hostAPI, "")
 			}
 			cfg := testConfig(t)
 			cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, RefreshTimeout: 5 * time.Second,
@@ -813,7 +814,7 @@ func TestRetryTLSFailuresNotRetried(t *testing.T) {
 			cfg.Retry.MaxRetries = 5
 			cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				dials.Add(1)
-				return loopbackDial(ctx, network, addr)
+				return testutil.LoopbackDial(ctx, network, addr)
 			}
 			tt.cfg(&cfg)
 			c, _ := rtNewClient(t, cfg)
@@ -893,7 +894,7 @@ func TestRetryConnectionErrors(t *testing.T) {
 				// What a net.Dialer returns when its Timeout expires.
 				return nil, &net.OpError{Op: "dial", Net: network, Err: rtDialTimeout{}}
 			}
-			return loopbackDial(ctx, network, addr)
+			return testutil.LoopbackDial(ctx, network, addr)
 		}
 		c, _ := rtNewClient(t, cfg)
 		resp, body, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, srv.url("/"), nil))
@@ -971,7 +972,7 @@ func TestRetryRedirects(t *testing.T) {
 		http.Redirect(w, r, "/hops/3", http.StatusTemporaryRedirect)
 	}))
 	mux.HandleFunc("/hops/3", count(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "done") }))
-	srv := startServer(t, sharedPKI(t).serverCert(), mux)
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), mux)
 
 	t.Run("ErrUseLastResponse returns the 302", func(t *testing.T) {
 		t.Parallel()
@@ -981,7 +982,7 @@ func TestRetryRedirects(t *testing.T) {
 			calls.Add(1)
 			return http.ErrUseLastResponse
 		}
-		resp, _, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, hostURL(srv, hostAPI, "/last/start"), nil))
+		resp, _, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, testutil.HostURL(srv, hostAPI, "/last/start"), nil))
 		if err != nil {
 			t.Fatalf("got error %v, want the 302", err)
 		}
@@ -1009,7 +1010,7 @@ func TestRetryRedirects(t *testing.T) {
 			seen = append(seen, fmt.Sprintf("%s via %d", req.URL.Path, len(via)))
 			return nil
 		}
-		resp, body, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, hostURL(srv, hostAPI, "/hops/1"), nil))
+		resp, body, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, testutil.HostURL(srv, hostAPI, "/hops/1"), nil))
 		if err != nil {
 			t.Fatalf("got error %v, want the final response", err)
 		}
@@ -1276,17 +1277,17 @@ func TestRetryStreamsNonReplayableBody(t *testing.T) {
 				})
 				var srv *httptest.Server
 				if h2 {
-					srv = startServer(t, sharedPKI(t).serverCert(), h)
+					srv = testutil.StartServer(t, sharedPKI(t).serverCert(), h)
 				} else {
 					srv = httptest.NewUnstartedServer(h)
 					srv.TLS = &tls.Config{Certificates: []tls.Certificate{sharedPKI(t).serverCert()}}
-					srv.Config.ErrorLog = quietLog()
+					srv.Config.ErrorLog = testutil.QuietLog()
 					srv.StartTLS()
 					t.Cleanup(srv.Close)
 				}
 				c, _ := rtNewClient(t, testConfig(t))
 				body := &rtBlockingReader{first: first, rest: rest, proceed: sawFirst}
-				req := rtRequest(t, t.Context(), method, hostURL(srv, hostAPI, "/"), io.NopCloser(body))
+				req := rtRequest(t, t.Context(), method, testutil.HostURL(srv, hostAPI, "/"), io.NopCloser(body))
 				req.Header.Set("Idempotency-Key", "k")
 				resp, _, err := rtDo(t, c, req)
 				if err != nil {
@@ -1305,12 +1306,6 @@ func TestRetryStreamsNonReplayableBody(t *testing.T) {
 		}
 	}
 }
-
-// rtClock is a settable clock for Transport.now.
-type rtClock struct{ ns atomic.Int64 }
-
-func (c *rtClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *rtClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func rtJWT(t testing.TB, iat, exp time.Time) string {
 	t.Helper()
@@ -1340,13 +1335,12 @@ func TestRetryTokenPerAttempt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			clock := &rtClock{}
-			clock.ns.Store(base.UnixNano())
+			clock := testutil.NewClock(base)
 			var refreshes atomic.Int64
 			// The first attempt outlives tok1: the server answers it only
 			// after the clock has moved past tok1's expiry.
 			srv := rtFaultServer(t, false,
-				rtStep{status: 503, do: func() { clock.advance(2 * time.Hour) }},
+				rtStep{status: 503, do: func() { clock.Add(2 * time.Hour) }},
 				rtStep{status: 200})
 			cfg := testConfig(t)
 			cfg.Bearer = &Bearer{
@@ -1361,7 +1355,7 @@ func TestRetryTokenPerAttempt(t *testing.T) {
 				Hosts: []string{hostAPI},
 			}
 			c, tr := rtNewClient(t, cfg)
-			tr.now = clock.now
+			tr.now = clock.Now
 			tb := &rtTrackedBodies{payload: []byte("document")}
 			req := rtRequest(t, t.Context(), http.MethodPut, srv.url("/"), nil)
 			req.Body, req.GetBody, req.ContentLength = tb.body(), tb.getBody, int64(len(tb.payload))

@@ -21,31 +21,17 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // tokKey is the HS256 key of the test JWTs. The client never needs it
 // unless a test sets Bearer.Keyfunc.
 func tokKey() []byte { return []byte("securehttp token tests: HS256 key of 32+ bytes") }
 
-// tokClock is a fake clock for Transport.now, safe for concurrent use.
-type tokClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func tokNewClock() *tokClock { return &tokClock{now: time.Now().Truncate(time.Second)} }
-
-func (c *tokClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *tokClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// tokNewClock returns a settable clock for Transport.now, at the current
+// second.
+func tokNewClock() *testutil.Clock { return testutil.NewClock(time.Now().Truncate(time.Second)) }
 
 // tokJWT signs claims with HS256 and key. Every token gets a unique ID, so
 // that no two tokens are equal.
@@ -173,12 +159,12 @@ type tokEnv struct {
 	srv    *httptest.Server
 	tr     *transport
 	client *http.Client
-	clk    *tokClock
+	clk    *testutil.Clock
 	rec    *tokRecorder
-	logs   *logBuffer
+	logs   *testutil.LogBuffer
 }
 
-// tokStartServer is startServer with room for 2000 concurrent HTTP/2
+// tokStartServer is testutil.StartServer with room for 2000 concurrent HTTP/2
 // streams. With the default 250, a burst of 1000 requests makes net/http
 // dial a new TLS connection for nearly every request beyond the limit.
 func tokStartServer(t *testing.T, h http.Handler) *httptest.Server {
@@ -187,7 +173,7 @@ func tokStartServer(t *testing.T, h http.Handler) *httptest.Server {
 	srv.EnableHTTP2 = true
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{sharedPKI(t).serverCert()}}
 	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 2000}
-	srv.Config.ErrorLog = quietLog()
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv
@@ -195,7 +181,7 @@ func tokStartServer(t *testing.T, h http.Handler) *httptest.Server {
 
 // tokSetup starts the server, which answers with h after recording the
 // request (nil h: 200 "ok"), and a Transport for b using clk.
-func tokSetup(t *testing.T, clk *tokClock, b *Bearer, h func(http.ResponseWriter, *http.Request, tokHit)) *tokEnv {
+func tokSetup(t *testing.T, clk *testutil.Clock, b *Bearer, h func(http.ResponseWriter, *http.Request, tokHit)) *tokEnv {
 	t.Helper()
 	e := &tokEnv{clk: clk, rec: &tokRecorder{}}
 	e.srv = tokStartServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -208,7 +194,7 @@ func tokSetup(t *testing.T, clk *tokClock, b *Bearer, h func(http.ResponseWriter
 	}))
 	cfg := testConfig(t)
 	cfg.Bearer = b
-	cfg.Logger, e.logs = newLogger()
+	cfg.Logger, e.logs = testutil.NewLogger()
 	cfg.ExpiryWarning = -1 // only token events are logged
 	e.tr = newTestTransport(t, cfg)
 	e.tr.now = clk.Now
@@ -216,7 +202,7 @@ func tokSetup(t *testing.T, clk *tokClock, b *Bearer, h func(http.ResponseWriter
 	return e
 }
 
-func (e *tokEnv) url(host, path string) string { return hostURL(e.srv, host, path) }
+func (e *tokEnv) url(host, path string) string { return testutil.HostURL(e.srv, host, path) }
 
 // get sends a GET for path to api.test.
 func (e *tokEnv) get(path string) (int, string, error) {
@@ -292,16 +278,16 @@ func tokBearer(tok string) string { return "Bearer " + tok }
 
 // tokPlainListener is a plain-HTTP server on 127.0.0.1 that counts the
 // connections it accepts.
-func tokPlainListener(t *testing.T) (*countingListener, string) {
+func tokPlainListener(t *testing.T) (*testutil.CountingListener, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &countingListener{Listener: ln}
+	cl := &testutil.CountingListener{Listener: ln}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "plain")
-	}), ErrorLog: quietLog()}
+	}), ErrorLog: testutil.QuietLog()}
 	go srv.Serve(cl)
 	t.Cleanup(func() { srv.Close() })
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
@@ -471,7 +457,7 @@ func TestBearerDowngradeRedirect(t *testing.T) {
 	if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(tok)}) {
 		t.Fatalf("https server got Authorization %q, want only the first hop with the token", got)
 	}
-	if n := plain.n.Load(); n != 0 {
+	if n := plain.N.Load(); n != 0 {
 		t.Fatalf("the plain listener accepted %d connections, want 0", n)
 	}
 }
@@ -745,7 +731,7 @@ func TestTokenKeyfunc(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			clk := tokNewClock()
-			clk.now = now.Truncate(time.Second)
+			clk.Set(now.Truncate(time.Second))
 			e := tokSetup(t, clk, &Bearer{Refresh: tokStaticT(tt.tok), Hosts: []string{hostAPI}, Keyfunc: tt.keyfunc, ValidMethods: tt.methods}, nil)
 			status, _, err := e.get("/")
 			if tt.wantOK {
@@ -1209,7 +1195,7 @@ func TestRefreshFailureWithoutValidToken(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			clk := tokNewClock()
-			clk.now = now
+			clk.Set(now)
 			refresh, calls := tokCounted(func(context.Context) (string, error) { return tt.result(t) })
 			e := tokSetup(t, clk, &Bearer{Refresh: refresh, Hosts: []string{hostAPI}}, nil)
 			body := &tokCloseTracker{Reader: strings.NewReader("body")}
@@ -1650,12 +1636,12 @@ func TestRefreshStoppedByCloseIdleConnections(t *testing.T) {
 // No token appears in a log line or an error, whatever happens.
 func TestTokenSecretsNotLogged(t *testing.T) {
 	t.Parallel()
-	logger, logs := newLogger()
+	logger, logs := testutil.NewLogger()
 	clk := tokNewClock()
 	var secrets, queries []string
 	secret := func(tok string) string { secrets = append(secrets, tok); return tok }
 	var errs []error
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.Header.Get("Authorization"), "refused") {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			w.WriteHeader(http.StatusUnauthorized)
@@ -1677,7 +1663,7 @@ func TestTokenSecretsNotLogged(t *testing.T) {
 		// query is checked against the log only.
 		query := tokOpaque("query")
 		queries = append(queries, query)
-		req, _ := http.NewRequest(http.MethodPost, hostURL(srv, hostAPI, "/p?access_token="+query), strings.NewReader("body"))
+		req, _ := http.NewRequest(http.MethodPost, testutil.HostURL(srv, hostAPI, "/p?access_token="+query), strings.NewReader("body"))
 		if _, _, err := tokDo(&http.Client{Transport: tr}, req); err != nil {
 			errs = append(errs, err)
 		}
@@ -1699,7 +1685,7 @@ func TestTokenSecretsNotLogged(t *testing.T) {
 	jwt1 := secret(tokFresh(t, clk.Now(), 10*time.Minute))
 	tr := run(&Bearer{Store: NewMemoryStore(Token{Value: refused}), Refresh: refreshOf(sequence(ok(jwt1), fail)), Hosts: []string{hostAPI}})
 	clk.Add(10*time.Minute - 30*time.Second)
-	req, _ := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+	req, _ := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
 	if _, _, err := tokDo(&http.Client{Transport: tr}, req); err != nil {
 		errs = append(errs, err)
 	}
@@ -1810,7 +1796,7 @@ func TestTokenSecretsNotFormatted(t *testing.T) {
 	tok := tokFresh(t, time.Now(), time.Hour)
 	store := NewMemoryStore(Token{Value: tok})
 	b := &Bearer{Store: store, Refresh: tokStaticT(tok), Hosts: []string{hostAPI}}
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))
 	cfg := testConfig(t)
@@ -1822,7 +1808,7 @@ func TestTokenSecretsNotFormatted(t *testing.T) {
 	t.Cleanup(client.CloseIdleConnections)
 	// Use the client, so that its Transport holds the token too.
 	if _, _, err := tokDo(client, func() *http.Request {
-		req, _ := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+		req, _ := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
 		return req
 	}()); err != nil {
 		t.Fatal(err)
@@ -1912,13 +1898,13 @@ func TestRefreshPanicIsAnError(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
 	var hits atomic.Int64
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	cfg := testConfig(t)
 	cfg.Bearer = &Bearer{
 		Refresh: func(context.Context) (Token, error) { panic("identity provider client bug") },
 		Hosts:   []string{hostAPI},
 	}
-	_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
+	_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
 	tokWantRefused(t, err, int(hits.Load()))
 }
 

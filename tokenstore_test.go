@@ -17,6 +17,8 @@ import (
 	"testing"
 
 	"golang.org/x/oauth2"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // tokNewFileStore returns a FileStore for path, failing the test on error.
@@ -338,7 +340,7 @@ func TestCookieJar(t *testing.T) {
 func TestCookieJarClient(t *testing.T) {
 	t.Parallel()
 	var cookies atomic.Value
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/set" {
 			http.SetCookie(w, &http.Cookie{Name: "secure", Value: "jwt-1", Path: "/", Secure: true, HttpOnly: true})
 			http.SetCookie(w, &http.Cookie{Name: "plain", Value: "jwt-2", Path: "/"})
@@ -356,7 +358,7 @@ func TestCookieJarClient(t *testing.T) {
 	}
 	client.Jar = NewCookieJar()
 	for _, path := range []string{"/set", "/echo"} {
-		resp, err := client.Get(hostURL(srv, hostAPI, path))
+		resp, err := client.Get(testutil.HostURL(srv, hostAPI, path))
 		if err != nil {
 			t.Fatal(err)
 		}

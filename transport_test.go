@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // refererMux redirects /go?to=URL to URL and answers /land with the Referer
@@ -30,12 +32,12 @@ func refererMux() http.Handler {
 func TestRedirectReferer(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
-	srv := startServer(t, p.serverCert(), refererMux())
-	other := startServer(t, p.serverCert(), refererMux()) // another port
+	srv := testutil.StartServer(t, p.serverCert(), refererMux())
+	other := testutil.StartServer(t, p.serverCert(), refererMux()) // another port
 	tr := newTestTransport(t, testConfig(t))
 
 	const secrets = "api_key=QSECRET&X-Amz-Signature=SIGSECRET"
-	origin := hostURL(srv, hostAPI, "")
+	origin := testutil.HostURL(srv, hostAPI, "")
 	// via is a URL on origin, with secrets in its query and fragment, that
 	// redirects to to.
 	via := func(to string) string {
@@ -72,11 +74,11 @@ func TestRedirectReferer(t *testing.T) {
 		referer string // set on the first request when not empty
 		want    string
 	}{
-		{"another host", via(hostURL(srv, hostOther, "/land")), "", none},
-		{"another port", via(hostURL(other, hostAPI, "/land")), "", none},
+		{"another host", via(testutil.HostURL(srv, hostOther, "/land")), "", none},
+		{"another port", via(testutil.HostURL(other, hostAPI, "/land")), "", none},
 		{"same origin", via("/land"), "", one(origin + "/go")},
-		{"same origin, then another host", via(via(hostURL(srv, hostOther, "/land"))), "", none},
-		{"caller's Referer, another host", via(hostURL(srv, hostOther, "/land")), callers, one(callers)},
+		{"same origin, then another host", via(via(testutil.HostURL(srv, hostOther, "/land"))), "", none},
+		{"caller's Referer, another host", via(testutil.HostURL(srv, hostOther, "/land")), callers, one(callers)},
 		{"caller's Referer, same origin", via("/land"), callers, one(callers)},
 	}
 	for _, c := range clients {
@@ -117,7 +119,7 @@ func TestRedirectReferer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hop, err := http.NewRequest(http.MethodGet, hostURL(srv, hostOther, "/land"), nil)
+		hop, err := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostOther, "/land"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,9 +151,9 @@ func TestRedirectReferer(t *testing.T) {
 // caller's own choice.
 func TestRefererKeptOutsideRedirects(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, sharedPKI(t).serverCert(), refererMux())
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), refererMux())
 	tr := newTestTransport(t, testConfig(t))
-	req, err := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/land"), nil)
+	req, err := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/land"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

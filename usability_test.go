@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // TestPinInputForms feeds parsePin what people paste from curl, openssl and
@@ -127,7 +128,7 @@ func TestPinSetBackupWarning(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			logger, logs := newLogger()
+			logger, logs := testutil.NewLogger()
 			tr, err := newTransport(Config{Logger: logger, Pins: []PinSet{{Host: hostAPI, Pins: tt.pins}}})
 			if err != nil {
 				t.Fatal(err)
@@ -149,12 +150,12 @@ func TestPinSetBackupWarning(t *testing.T) {
 func TestPinErrorDetails(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
 	stranger := testpki.Must(testpki.NewRoot("stranger", testpki.Options{}))
 	strangerFP := stranger.Fingerprint()
 	cfg := testConfig(t)
 	cfg.Pins = []PinSet{{Host: hostAPI, Pins: []string{stranger.SPKIPin(), strings.ToLower(strangerFP), fakePin('B')}}}
-	_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
+	_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
 	var pe *PinError
 	if !errors.As(err, &pe) || !errors.Is(err, ErrPinMismatch) {
 		t.Fatalf("got %v, want a *PinError", err)
@@ -179,7 +180,7 @@ func TestPinErrorDetails(t *testing.T) {
 	// as printed: the port, and --cacert since the client trusts a root of
 	// its own.
 	msg := err.Error()
-	addr := strings.TrimPrefix(hostURL(srv, hostAPI, ""), "https://")
+	addr := strings.TrimPrefix(testutil.HostURL(srv, hostAPI, ""), "https://")
 	for _, want := range []string{"leaf " + p.leaf.SPKIPin(), "intermediate " + p.inter.SPKIPin(), "root " + p.root.SPKIPin(),
 		strangerFP, "(at " + addr + ")", `"securehttp pins --cacert FILE https://` + addr + `/"`} {
 		if !strings.Contains(msg, want) {
@@ -194,8 +195,8 @@ func TestPinErrorDetails(t *testing.T) {
 func TestSilentSkipsLogged(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(okHandler))
-	logger, logs := newLogger()
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	logger, logs := testutil.NewLogger()
 	cfg := testConfig(t)
 	cfg.Logger = logger
 	cfg.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.inter.SPKIPin(), p.root.SPKIPin()}}}
@@ -205,7 +206,7 @@ func TestSilentSkipsLogged(t *testing.T) {
 	}
 	tr := newTestTransport(t, cfg)
 	const requests = 3
-	for _, u := range []string{hostURL(srv, hostAPI, "/"), srv.URL + "/", hostURL(srv, hostOther, "/")} {
+	for _, u := range []string{testutil.HostURL(srv, hostAPI, "/"), srv.URL + "/", testutil.HostURL(srv, hostOther, "/")} {
 		for range requests {
 			if _, err := get(t, tr, u); err != nil {
 				t.Fatalf("GET %s: %v", u, err)
@@ -248,10 +249,10 @@ func TestSilentSkipsLogged(t *testing.T) {
 func TestTLSErrorExplained(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
 	cfg := testConfig(t)
 	cfg.RootCAs = x509.NewCertPool() // trusts nothing
-	_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
+	_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
 	var cve *tls.CertificateVerificationError
 	var uae x509.UnknownAuthorityError
 	if !errors.As(err, &cve) || !errors.As(err, &uae) {
@@ -267,7 +268,7 @@ func TestTLSErrorExplained(t *testing.T) {
 	}
 
 	// A name mismatch names the host but does not point at the roots.
-	_, err = get(t, newTestTransport(t, testConfig(t)), hostURL(srv, "wrong.test", "/"))
+	_, err = get(t, newTestTransport(t, testConfig(t)), testutil.HostURL(srv, "wrong.test", "/"))
 	var hne x509.HostnameError
 	if !errors.As(err, &hne) || !strings.Contains(err.Error(), "wrong.test") || strings.Contains(err.Error(), "RootCAs") {
 		t.Errorf("got %v, want an x509.HostnameError naming wrong.test without the RootCAs hint", err)

@@ -3,16 +3,14 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // landMux answers /land with the credentials it received, and redirects
@@ -42,8 +40,8 @@ func TestAttackGetRedirectCredentials(t *testing.T) {
 		IPs:      []net.IP{net.IPv4(127, 0, 0, 1)},
 	}))
 	cert := testpki.TLSCertificate(named, p.inter)
-	origin := startTLS(t, cert, landMux())
-	elsewhere := startTLS(t, cert, landMux()) // another port of the same host
+	origin := testutil.StartServer(t, cert, landMux())
+	elsewhere := testutil.StartServer(t, cert, landMux()) // another port of the same host
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o600)
 	tokenFile := writeFile(t, "token", []byte(secretToken), 0o600)
 	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
@@ -125,11 +123,11 @@ func TestAttackGetUnicodeHost(t *testing.T) {
 	const name = "api.example.test"
 	named := testpki.Must(p.inter.NewLeaf(name, testpki.Options{DNSNames: []string{name}}))
 	srv := httptest.NewUnstartedServer(landMux())
-	cl := &countingListener{Listener: srv.Listener}
+	cl := &testutil.CountingListener{Listener: srv.Listener}
 	srv.Listener = cl
 	srv.EnableHTTP2 = true
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(named, p.inter)}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o600)
@@ -144,29 +142,15 @@ func TestAttackGetUnicodeHost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := cl.n.Load()
+			before := cl.N.Load()
 			code, out, errOut := runCmd(t, "get", "-L", "--max-time", "3", "--cacert", rootPEM, "--token-file", tokenFile,
 				"--pin", wantSPKI(p.inter), "--connect-to", "::127.0.0.1:"+port, tt.url)
 			if code != exitOK || !strings.Contains(out, `auth="Bearer `+secretToken+`"`) {
 				t.Errorf("got exit code %d and stdout %q, want %d and the token received; stderr %q", code, out, exitOK, errOut)
 			}
-			if n := cl.n.Load() - before; n > 2 {
+			if n := cl.N.Load() - before; n > 2 {
 				t.Errorf("the server accepted %d connections, want at most 2", n)
 			}
 		})
 	}
-}
-
-// countingListener counts accepted connections.
-type countingListener struct {
-	net.Listener
-	n atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
-	}
-	return c, err
 }

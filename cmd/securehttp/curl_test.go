@@ -16,12 +16,13 @@ import (
 
 	"github.com/securehttp/securehttp"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 func TestGetCurlFlags(t *testing.T) {
 	t.Parallel()
 	p := sharedChain()
-	base := startTLS(t, testpki.TLSCertificate(p.leaf, p.inter), echoMux()).URL
+	base := testutil.StartServer(t, testpki.TLSCertificate(p.leaf, p.inter), echoMux()).URL
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
 	dataFile := writeFile(t, "data", []byte("a=1\r\nb=2\n"), 0o600)
 	b64 := strings.TrimPrefix(wantSPKI(p.inter), "sha256/")
@@ -132,8 +133,8 @@ func TestGetConnectTo(t *testing.T) {
 	p := sharedChain()
 	const name = "api.example.test"
 	named := testpki.Must(p.inter.NewLeaf(name, testpki.Options{DNSNames: []string{name}}))
-	namedSrv := startTLS(t, testpki.TLSCertificate(named, p.inter), echoMux())
-	ipSrv := startTLS(t, testpki.TLSCertificate(p.leaf, p.inter), echoMux()) // valid for 127.0.0.1 only
+	namedSrv := testutil.StartServer(t, testpki.TLSCertificate(named, p.inter), echoMux())
+	ipSrv := testutil.StartServer(t, testpki.TLSCertificate(p.leaf, p.inter), echoMux()) // valid for 127.0.0.1 only
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
 	tokenFile := writeFile(t, "token", []byte(secretToken), 0o600)
 	_, namedPort, _ := net.SplitHostPort(namedSrv.Listener.Addr().String())

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // The token the tests keep in token files. It must never be printed.
@@ -43,7 +43,7 @@ func getServer(t *testing.T, cert tls.Certificate) *httptest.Server {
 		}
 		w.Write([]byte("secret ok\n"))
 	})
-	return startTLS(t, cert, mux)
+	return testutil.StartServer(t, cert, mux)
 }
 
 func TestGetExitCodes(t *testing.T) {
@@ -266,7 +266,7 @@ func TestGetEgressFlags(t *testing.T) {
 			accepted.Add(1)
 		}
 	}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
@@ -310,7 +310,7 @@ func TestGetClientCert(t *testing.T) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    p.root.Pool(),
 	}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
@@ -359,8 +359,8 @@ func TestGetRedirectReferer(t *testing.T) {
 		fmt.Fprintf(w, "%q", r.Header.Values("Referer"))
 	})
 	cert := testpki.TLSCertificate(p.leaf, p.inter)
-	srv := startTLS(t, cert, mux)
-	other := startTLS(t, cert, mux) // another port
+	srv := testutil.StartServer(t, cert, mux)
+	other := testutil.StartServer(t, cert, mux) // another port
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
 	via := func(to string) string { return srv.URL + "/go?sig=QSECRET&to=" + url.QueryEscape(to) }
 	const given = "https://app.example/page"
@@ -405,7 +405,7 @@ func rawServer(t *testing.T, responses map[string]string) *httptest.Server {
 		buf.Flush()
 	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(p.leaf, p.inter)}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.StartTLS() // without EnableHTTP2: HTTP/1.1, whose connections can be hijacked
 	t.Cleanup(srv.Close)
 	return srv

@@ -9,10 +9,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -50,19 +48,6 @@ func sharedChain() *testChain {
 		chainVal = &testChain{root: root, inter: inter, leaf: leaf}
 	})
 	return chainVal
-}
-
-// startTLS starts a TLS server on 127.0.0.1 that sends cert, closed when
-// the test ends.
-func startTLS(t *testing.T, cert tls.Certificate, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes fail on purpose
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv
 }
 
 // writeFile writes data to a new file in a temporary directory.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // TestDefect05GetOutput: get -o writes into special files in place instead
@@ -29,7 +30,7 @@ func TestDefect05GetOutput(t *testing.T) {
 		hits.Add(1)
 		io.WriteString(w, "fresh body\n")
 	})
-	srv := startTLS(t, testpki.TLSCertificate(p.leaf, p.inter), mux)
+	srv := testutil.StartServer(t, testpki.TLSCertificate(p.leaf, p.inter), mux)
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
 	get := func(t *testing.T, dst string) (int, string, string) {
 		t.Helper()

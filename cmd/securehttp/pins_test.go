@@ -20,6 +20,7 @@ import (
 
 	"github.com/securehttp/securehttp"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // wantSPKI and wantFingerprint compute pins independently of the library.
@@ -70,7 +71,7 @@ func parseCerts(t *testing.T, out string) []printedCert {
 func pinsServer(t *testing.T) (*httptest.Server, string) {
 	t.Helper()
 	p := sharedChain()
-	srv := startTLS(t, testpki.TLSCertificate(p.leaf, p.inter), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, testpki.TLSCertificate(p.leaf, p.inter), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	return srv, writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
@@ -207,7 +208,7 @@ func TestPinsChainShapes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startTLS(t, tt.cert, http.NotFoundHandler())
+			srv := testutil.StartServer(t, tt.cert, http.NotFoundHandler())
 			rootPEM := writeFile(t, "root.pem", tt.trust.CertPEM(), 0o644)
 			code, out, errOut := runCmd(t, "pins", "--cacert", rootPEM, srv.URL+"/")
 			if code != exitOK {
@@ -257,7 +258,7 @@ func TestPinsUntrusted(t *testing.T) {
 		IPs:      []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotAfter: time.Now().Add(-time.Hour),
 	}))
-	expiredSrv := startTLS(t, testpki.TLSCertificate(expired, p.inter), http.NotFoundHandler())
+	expiredSrv := testutil.StartServer(t, testpki.TLSCertificate(expired, p.inter), http.NotFoundHandler())
 
 	tests := []struct {
 		name string
@@ -298,7 +299,7 @@ func TestPinsEscapesServerText(t *testing.T) {
 	)
 	p := sharedChain()
 	leaf := testpki.Must(p.inter.NewLeaf("evil", testpki.Options{DNSNames: []string{"a" + osc52 + ".test"}}))
-	srv := startTLS(t, testpki.TLSCertificate(leaf, p.inter), http.NotFoundHandler())
+	srv := testutil.StartServer(t, testpki.TLSCertificate(leaf, p.inter), http.NotFoundHandler())
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
 	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())
 	if err != nil {
