@@ -13,15 +13,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/securehttp/securehttp/internal/testutil"
 )
@@ -227,77 +223,6 @@ func TestAttackLyingAuthorizationServer(t *testing.T) {
 		})
 	}
 }
-
-// A hostile or broken token endpoint behind OAuth2Refresh: x/oauth2 puts
-// up to 1 MB of the error response, verbatim, in its RetrieveError's
-// text. Through the adapter, errors and logs carry the server's OAuth
-// error, cleaned and cut short, as with ClientCredentials, never the raw
-// body (which may echo the request's client secret).
-func TestAttackOAuth2RefreshErrorBody(t *testing.T) {
-	t.Parallel()
-	const marker = "client_secret=echoed-s3cret"
-	for _, tt := range []struct {
-		name, contentType, body string
-		wantCode                string
-	}{
-		{"HTML page echoing the request", "text/html", "<pre>bad request: grant_type=client_credentials&" + marker + "\n\x1b[2J" + strings.Repeat("x", 512<<10) + "</pre>", "(no OAuth error in the response)"},
-		{"OAuth error with a hostile description", "application/json", `{"error":"invalid_client","error_description":"bad\u001b[2J` + strings.Repeat("y", 512<<10) + `"}`, "invalid_client"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", tt.contentType)
-				w.WriteHeader(http.StatusBadRequest)
-				io.WriteString(w, tt.body)
-			}))
-			httpClient := &http.Client{Transport: newTestTransport(t, testConfig(t))}
-			cc := clientcredentials.Config{ClientID: "c", ClientSecret: "s", TokenURL: testutil.HostURL(srv, hostOther, "/token")}
-			src := cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, httpClient))
-			cfg := testConfig(t)
-			logger, logs := testutil.NewLogger()
-			cfg.Logger = logger
-			cfg.Bearer = &Bearer{Refresh: OAuth2Refresh(src), Hosts: []string{hostAPI}}
-			_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/v1"))
-			if !errors.Is(err, ErrNoToken) {
-				t.Fatalf("got %v, want ErrNoToken", err)
-			}
-			text := err.Error()
-			if strings.Contains(text, "echoed-s3cret") || strings.Contains(logs.String(), "echoed-s3cret") {
-				t.Errorf("the error or the log holds the response body's secret; error: %.300q", text)
-			}
-			if len(text) > 1024 || strings.ContainsAny(text, "\x1b\n") {
-				t.Errorf("got an error of %d bytes (%.200q), want under 1 KiB without control characters", len(text), text)
-			}
-			oe, ok := errors.AsType[*OAuthError](err)
-			if !ok || oe.StatusCode != http.StatusBadRequest || oe.Code != tt.wantCode {
-				t.Errorf("got %v, want an *OAuthError 400 %s", oe, tt.wantCode)
-			}
-			if _, ok := errors.AsType[*oauth2.RetrieveError](err); !ok {
-				t.Errorf("got %T, want the *oauth2.RetrieveError kept for errors.As", err)
-			}
-		})
-	}
-}
-
-// The x/oauth2 client's own transport errors name the token URL: through
-// OAuth2Refresh, without its query or userinfo.
-func TestAttackOAuth2RefreshURLError(t *testing.T) {
-	t.Parallel()
-	src := oauth2TokenSourceFunc(func() (*oauth2.Token, error) {
-		return nil, &url.Error{Op: "Post", URL: "https://u:pw-s3cret@as.test/token?key=q-s3cret", Err: io.ErrUnexpectedEOF}
-	})
-	_, err := OAuth2Refresh(src)(context.Background())
-	if err == nil || strings.Contains(err.Error(), "s3cret") {
-		t.Errorf("got %v, want an error without the URL's userinfo and query", err)
-	}
-	if !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Errorf("got %v, want it to wrap io.ErrUnexpectedEOF", err)
-	}
-}
-
-type oauth2TokenSourceFunc func() (*oauth2.Token, error)
-
-func (f oauth2TokenSourceFunc) Token() (*oauth2.Token, error) { return f() }
 
 // A request whose Host header names another host than its URL, as
 // httputil.ReverseProxy forwards an inbound request's Host by default,

@@ -1,19 +1,13 @@
 package securehttp
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,135 +17,6 @@ import (
 
 // Tests for the defects of the security review (issue 16), one per defect,
 // each named after it.
-
-func TestDefect02FileStoreFIFO(t *testing.T) {
-	t.Parallel()
-	if runtime.GOOS == "windows" {
-		t.Skip("no FIFOs at file system paths on Windows")
-	}
-	path := filepath.Join(t.TempDir(), "token")
-	if err := syscall.Mkfifo(path, 0o600); err != nil {
-		t.Fatalf("mkfifo: %v", err)
-	}
-	t.Cleanup(func() {
-		// Release a Load stuck in open(2), as before the fix, so that
-		// the test ends: a writer opening the FIFO unblocks its reader.
-		if fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-			syscall.Close(fd)
-		}
-	})
-	s := tokNewFileStore(t, path)
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.Load(context.Background())
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrInsecureTokenFile) {
-			t.Fatalf("got error %v, want ErrInsecureTokenFile", err)
-		}
-	case <-time.After(tokPatience):
-		t.Fatalf("Load on a FIFO still blocked after %v, want an error at once", tokPatience)
-	}
-}
-
-func TestDefect02FileStoreContext(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "token")
-	s := tokNewFileStore(t, path)
-	if err := s.Save(context.Background(), Token{Value: "tok-ctx"}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if got, err := s.Load(ctx); !errors.Is(err, context.Canceled) || got.Value != "" {
-		t.Fatalf("Load with a cancelled context: got %d bytes and error %v, want nothing and context.Canceled", len(got.Value), err)
-	}
-	if err := s.Save(ctx, Token{Value: "tok-other"}); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Save with a cancelled context: got error %v, want context.Canceled", err)
-	}
-	if got, err := s.Load(context.Background()); err != nil || got.Value != "tok-ctx" {
-		t.Fatalf("after the cancelled Save: got %q and %v, want the first token", got.Value, err)
-	}
-}
-
-func TestDefect02FileStoreSymlink(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	target := filepath.Join(dir, "elsewhere")
-	if err := os.WriteFile(target, []byte("tok-via-link"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "token")
-	if err := os.Symlink(target, path); err != nil {
-		t.Skipf("cannot make a symbolic link here: %v", err)
-	}
-	got, err := tokNewFileStore(t, path).Load(context.Background())
-	if !errors.Is(err, ErrInsecureTokenFile) || got.Value != "" {
-		t.Fatalf("got %q and error %v, want no token and ErrInsecureTokenFile", got.Value, err)
-	}
-	dangling := filepath.Join(dir, "dangling")
-	if err := os.Symlink(filepath.Join(dir, "missing"), dangling); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tokNewFileStore(t, dangling).Load(context.Background()); !errors.Is(err, ErrInsecureTokenFile) {
-		t.Fatalf("dangling link: got error %v, want ErrInsecureTokenFile", err)
-	}
-}
-
-func TestDefect02FileStoreOwner(t *testing.T) {
-	t.Parallel()
-	if runtime.GOOS == "windows" {
-		t.Skip("file owners are not uids on Windows; the check is Unix-only")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to give a file to another user (chown); CI runs this test as root")
-	}
-	path := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(path, []byte("tok-not-mine"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := tokNewFileStore(t, path)
-	if got, err := s.Load(context.Background()); err != nil || got.Value != "tok-not-mine" {
-		t.Fatalf("own file: got %q and %v, want it loaded", got.Value, err)
-	}
-	const nobody = 65534
-	if err := os.Chown(path, nobody, nobody); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Load(context.Background())
-	if !errors.Is(err, ErrInsecureTokenFile) || got.Value != "" {
-		t.Fatalf("file of uid %d: got %q and error %v, want no token and ErrInsecureTokenFile", nobody, got.Value, err)
-	}
-}
-
-func TestDefect02FileStoreStaleTemp(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "token")
-	stale := filepath.Join(dir, ".token.tmp-1234567")
-	recent := filepath.Join(dir, ".token.tmp-7654321") // another writer's, in progress
-	other := filepath.Join(dir, ".other.tmp-1")        // not this store's
-	for _, p := range []string{stale, recent, other} {
-		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	old := time.Now().Add(-2 * staleTempAge)
-	for _, p := range []string{stale, other} {
-		if err := os.Chtimes(p, old, old); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tokNewFileStore(t, path).Save(context.Background(), Token{Value: "tok-saved"}); err != nil {
-		t.Fatal(err)
-	}
-	want := []string{".other.tmp-1", ".token.tmp-7654321", "token"}
-	if got := tokDirNames(t, dir); !slices.Equal(got, want) {
-		t.Fatalf("after Save the directory holds %q, want %q", got, want)
-	}
-}
 
 func TestDefect03HostPatternsStrict(t *testing.T) {
 	t.Parallel()

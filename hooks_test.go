@@ -589,3 +589,60 @@ func TestTraceRedactionKeepsCancellation(t *testing.T) {
 		t.Errorf("got error %v, want context.Canceled", err)
 	}
 }
+
+// TestHooksPanicRecovered proves that a hook that panics neither ends the
+// process (TokenRefresh and Handshake run on goroutines no caller can
+// recover on) nor fails the request, and that the panic is logged by type
+// only, never by its value.
+func TestHooksPanicRecovered(t *testing.T) {
+	t.Parallel()
+	const secret = "panic-value-secret"
+	boom := func() { panic(secret) }
+	tests := []struct {
+		name  string
+		hooks *Hooks
+	}{
+		{"TokenRefresh", &Hooks{TokenRefresh: func(context.Context, TokenEvent) { boom() }}},
+		{"Handshake", &Hooks{Handshake: func(context.Context, HandshakeEvent) { boom() }}},
+		{"AttemptStart", &Hooks{AttemptStart: func(context.Context, AttemptEvent) context.Context { boom(); return nil }}},
+		{"InjectHeader", &Hooks{InjectHeader: func(context.Context, http.Header) { boom() }}},
+		{"AttemptDone", &Hooks{AttemptDone: func(context.Context, AttemptEvent) { boom() }}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := tokNewClock()
+			mine := tokFresh(t, clk.Now(), time.Hour)
+			rec := &tokRecorder{}
+			srv := tokStartServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				rec.record(r)
+				io.WriteString(w, "ok")
+			}))
+			cfg := testConfig(t)
+			cfg.Bearer = &Bearer{Refresh: tokStaticT(mine), Hosts: []string{hostAPI}}
+			cfg.Hooks = tt.hooks
+			var logs *testutil.LogBuffer
+			cfg.Logger, logs = testutil.NewLogger()
+			tr := newTestTransport(t, cfg)
+			tr.now = clk.Now
+			req, err := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, body, err := tokDo(&http.Client{Transport: tr}, req)
+			if err != nil || code != 200 || body != "ok" {
+				t.Fatalf("request with a panicking %s hook: got %d %q %v, want 200 \"ok\"", tt.name, code, body, err)
+			}
+			if n := len(rec.all()); n != 1 {
+				t.Errorf("server saw %d requests, want 1", n)
+			}
+			out := logs.String()
+			if !strings.Contains(out, "hook="+tt.name) {
+				t.Errorf("log does not name the panicking hook %s:\n%s", tt.name, out)
+			}
+			if strings.Contains(out, secret) {
+				t.Errorf("log quotes the panic's value:\n%s", out)
+			}
+		})
+	}
+}
