@@ -963,3 +963,155 @@ func TestCheckRemote(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectProxy(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	proxyURL, tunnels := testutil.ConnectProxy(t)
+	for _, tt := range []struct {
+		name    string
+		pin     string
+		wantErr bool
+	}{
+		{"right pin", p.root.SPKIPin(), false},
+		{"wrong pin", fakePin('C'), true},
+	} {
+		cfg := testConfig(t)
+		cfg.Proxy = http.ProxyURL(proxyURL)
+		cfg.Retry.MaxRetries = -1
+		cfg.Pins = []PinSet{{Host: hostAPI, Pins: []string{tt.pin}}}
+		// Only the proxy is dialled; the tunnel reaches the server.
+		cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr != proxyURL.Host {
+				return nil, fmt.Errorf("dialled %s directly, want only the proxy", addr)
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+		before := tunnels.Load()
+		body, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
+		if tt.wantErr != errors.Is(err, ErrPinMismatch) || (!tt.wantErr && body != "ok") {
+			t.Fatalf("%s: got (%q, %v), want pin mismatch %v", tt.name, body, err, tt.wantErr)
+		}
+		if tunnels.Load() != before+1 {
+			t.Fatalf("%s: the proxy opened %d tunnels, want 1", tt.name, tunnels.Load()-before)
+		}
+	}
+}
+
+// An IP literal spelt with Unicode characters that IDNA maps to ASCII
+// (full-width digits, ideographic full stops, circled digits) is the same
+// literal to net/http, which sends it to the proxy in ASCII: it is refused
+// before CONNECT like its ASCII spelling.
+func TestBlockPrivateUnicodeIPLiteralThroughProxy(t *testing.T) {
+	t.Parallel()
+	srv, _, requests := startCountingServer(t, "", "", http.HandlerFunc(okHandler))
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	proxyURL, tunnels := testutil.ConnectProxy(t)
+	cfg := testConfig(t)
+	cfg.BlockPrivateNetworks = true
+	cfg.Proxy = http.ProxyURL(proxyURL)
+	cfg.Retry.MaxRetries = -1
+	tr := newTestTransport(t, cfg)
+	e, err := newEgress(nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"１２７.０.０.１", "127。0。0。1", "①②⑦.0.0.1", "１２７。１", "ＬＯＣＡＬＨＯＳＴ"} {
+		t.Run(host, func(t *testing.T) {
+			if host == "ＬＯＣＡＬＨＯＳＴ" {
+				// A name, Unicode or not, is the proxy's to resolve.
+				if err := e.checkHost(host); err != nil {
+					t.Fatalf("checkHost(%q): got %v, want the name left to the dial check", host, err)
+				}
+				return
+			}
+			if err := e.checkHost(host); !errors.Is(err, ErrBlockedAddress) {
+				t.Errorf("checkHost(%q): got %v, want ErrBlockedAddress", host, err)
+			}
+			beforeTunnels, beforeReqs := tunnels.Load(), requests.Load()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+":"+port+"/", nil)
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			if !errors.Is(err, ErrBlockedAddress) {
+				t.Errorf("through the proxy: got %v, want ErrBlockedAddress", err)
+			}
+			if n, r := tunnels.Load()-beforeTunnels, requests.Load()-beforeReqs; n != 0 || r != 0 {
+				t.Errorf("the proxy opened %d tunnels and the loopback server saw %d requests, want 0 and 0", n, r)
+			}
+		})
+	}
+}
+
+// TestConnectProxyTinyproxy tunnels through a real CONNECT proxy.
+func TestConnectProxyTinyproxy(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	origin := peers.StartNginx(t, peers.NginxConfig{CertPEM: testpki.ChainPEM(p.leaf, p.inter), KeyPEM: p.leaf.KeyPEM()})
+	const user, pass = "proxyuser", "pr0xy-s3cret"
+	for _, tt := range []struct {
+		name      string
+		auth      bool // the proxy requires basic authentication
+		withCreds bool // the proxy URL carries them
+		pin       string
+		wantErr   func(error) bool
+	}{
+		{name: "pins hold through CONNECT", pin: p.inter.SPKIPin()},
+		{name: "wrong pin through CONNECT", pin: fakePin('P'), wantErr: func(err error) bool { return errors.Is(err, ErrPinMismatch) }},
+		{name: "proxy basic auth from the URL", auth: true, withCreds: true, pin: p.root.SPKIPin()},
+		{name: "proxy basic auth missing", auth: true, pin: p.root.SPKIPin(), wantErr: func(err error) bool { return err != nil }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pcfg := peers.TinyproxyConfig{}
+			if tt.auth {
+				pcfg = peers.TinyproxyConfig{BasicAuthUser: user, BasicAuthPass: pass}
+			}
+			proxy := peers.StartTinyproxy(t, pcfg)
+			proxyURL := proxy.ProxyURL()
+			if !tt.withCreds {
+				proxyURL.User = nil
+			}
+			logger, logs := testutil.NewLogger()
+			cfg := testConfig(t)
+			cfg.Logger = logger
+			cfg.Proxy = http.ProxyURL(proxyURL)
+			// The proxy resolves and dials the target, so it is named by its
+			// address, which the shared leaf also covers; only the proxy's
+			// own address may be dialled here.
+			cfg.Pins = []PinSet{{Host: "127.0.0.1", Pins: []string{tt.pin}}}
+			cfg.DialContext = proxyOnlyDial(t, proxy.Addr)
+			body, err := peerGet(t, cfg, origin.URL("/"))
+			if tt.wantErr == nil {
+				if err != nil || body != "ok\n" {
+					t.Fatalf("got (%q, %v), want \"ok\\n\"", body, err)
+				}
+				if n := proxy.ConnectCount(); n != 1 {
+					t.Fatalf("the proxy logged %d CONNECTs, want 1", n)
+				}
+			} else if !tt.wantErr(err) {
+				t.Fatalf("got %v, not the expected error", err)
+			}
+			for _, secret := range []string{pass, "cHJveHl1c2VyOnByMHh5LXMzY3JldA=="} {
+				if strings.Contains(logs.String(), secret) || (err != nil && strings.Contains(err.Error(), secret)) {
+					t.Fatalf("the proxy password reached a log or an error")
+				}
+			}
+		})
+	}
+}
+
+// proxyOnlyDial dials only addr, the proxy, and refuses any other address.
+func proxyOnlyDial(t *testing.T, addr string) func(ctx context.Context, network, a string) (net.Conn, error) {
+	return func(ctx context.Context, network, a string) (net.Conn, error) {
+		if a != addr {
+			return nil, fmt.Errorf("dialled %s directly, want only the proxy %s", a, addr)
+		}
+		return testutil.LoopbackDial(ctx, network, a)
+	}
+}

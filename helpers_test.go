@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/goleak"
 
+	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
 	"github.com/securehttp/securehttp/internal/testutil"
 )
@@ -355,3 +358,39 @@ func tokWait[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 func tokBearer(tok string) string { return "Bearer " + tok }
+
+// fakePin returns a well-formed SPKI pin that matches no key.
+func fakePin(c byte) string { return "sha256/" + strings.Repeat(string(c), 42) + "A=" }
+
+func okHandler(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }
+
+// get performs a GET through tr and returns the body, or the error.
+func get(t testing.TB, tr http.RoundTripper, rawURL string) (string, error) {
+	t.Helper()
+	c := &http.Client{Transport: tr}
+	resp, err := c.Get(rawURL)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// Tests against real third-party peers (nginx, openssl s_server, tinyproxy,
+// redis-server, oidc-provider) start private instances on 127.0.0.1 through
+// internal/peers. Without the binaries they skip locally; with CI=true they
+// fail.
+
+// peerURL is the URL of a peer under the test host name; testutil.LoopbackDial
+// sends it to the peer's port on 127.0.0.1.
+func peerURL(p *peers.Peer, host, path string) string {
+	return fmt.Sprintf("https://%s:%d%s", host, p.Port, path)
+}
+
+// peerGet is get with retries off, so that every failure is one handshake.
+func peerGet(t *testing.T, cfg Config, rawURL string) (string, error) {
+	t.Helper()
+	cfg.Retry.MaxRetries = -1
+	return get(t, newTestTransport(t, cfg), rawURL)
+}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
@@ -16,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -413,38 +411,6 @@ func TestHooksTarget(t *testing.T) {
 			}
 			if got := attemptEvent(req, 1); got != tt.want {
 				t.Errorf("got %+v, want %+v", got, tt.want)
-			}
-		})
-	}
-}
-
-// TestErrorClass checks that failures are named by their type, whatever
-// their text says.
-func TestErrorClass(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		err  error
-		want string
-	}{
-		{"pin mismatch", &PinError{Host: "api.test"}, "pin_mismatch"},
-		{"refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, "connection_refused"},
-		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), "connection_reset"},
-		{"closed", io.ErrUnexpectedEOF, "connection_closed"},
-		{"canceled", context.Canceled, "canceled"},
-		{"deadline", fmt.Errorf("get: %w", context.DeadlineExceeded), "timeout"},
-		{"token", &RefreshError{Err: errors.New("timeout")}, "token_unavailable"},
-		{"oauth", &OAuthError{StatusCode: 400, Code: "invalid_client"}, "oauth_error"},
-		{"scheme", fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, "http"), "insecure_scheme"},
-		{"host", ErrHostNotAllowed, "host_not_allowed"},
-		{"dns", &net.DNSError{Err: "no such host", Name: "x.test", IsNotFound: true}, "dns"},
-		{"text says timeout", errors.New("i/o timeout https://api.test/?key=QSECRET"), "error"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if got := classify(tt.err).class; got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -1695,6 +1697,254 @@ func TestRetryPolicyConfig(t *testing.T) {
 			}
 			if err != nil || got != tt.want {
 				t.Errorf("got %+v, %v; want %+v, nil", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzRetryAfter: parseRetryAfter never returns a negative wait, returns 0
+// when it cannot read the value, and caps a number of seconds at
+// maxRetryAfterSeconds.
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{
+		"", "0", "120", " 120 ", "-1", "+5", "1.5", "1e3", "0x10", "5\x00",
+		"18446744073709551615", "18446744073709551616", "99999999999999999999999",
+		"2147483648", "9223372036",
+		"Sun, 06 Nov 1994 08:49:37 GMT",
+		"Sunday, 06-Nov-94 08:49:37 GMT",
+		"Sun Nov  6 08:49:37 1994",
+		"Fri, 31 Dec 9999 23:59:59 GMT",
+		"Mon, 01 Jan 0001 00:00:00 GMT",
+		"Sun, 06 Nov 1994 08:49:37 PST",
+	} {
+		f.Add(s, int64(1700000000))
+	}
+	f.Add("Fri, 31 Dec 9999 23:59:59 GMT", int64(-1<<62))
+	f.Add("Mon, 01 Jan 0001 00:00:00 GMT", int64(1<<62))
+	f.Fuzz(func(t *testing.T, v string, unix int64) {
+		d, ok := parseRetryAfter(v, time.Unix(unix, 0))
+		if d < 0 {
+			t.Errorf("parseRetryAfter(%q) = %v, want >= 0", v, d)
+		}
+		if !ok && d != 0 {
+			t.Errorf("parseRetryAfter(%q) = %v, false; want 0 when not ok", v, d)
+		}
+		if ok && strings.TrimSpace(v) != "" && fzIsDigit(strings.TrimSpace(v)[0]) && d > maxRetryAfterSeconds*time.Second {
+			t.Errorf("parseRetryAfter(%q) = %v, want at most %v for a number of seconds", v, d, maxRetryAfterSeconds*time.Second)
+		}
+	})
+}
+
+func fzIsDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// TestTLSErrorExplained: an unknown authority names the host and the way
+// to trust a private CA; errors.As still finds the crypto/tls and x509
+// types.
+func TestTLSErrorExplained(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	cfg := testConfig(t)
+	cfg.RootCAs = x509.NewCertPool() // trusts nothing
+	_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
+	var cve *tls.CertificateVerificationError
+	var uae x509.UnknownAuthorityError
+	if !errors.As(err, &cve) || !errors.As(err, &uae) {
+		t.Fatalf("got %v, want a *tls.CertificateVerificationError wrapping x509.UnknownAuthorityError", err)
+	}
+	for _, want := range []string{hostAPI, "Config.RootCAs", "--cacert"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if n := strings.Count(err.Error(), "securehttp:"); n != 1 {
+		t.Errorf("got %d \"securehttp:\" prefixes in %q, want 1", n, err)
+	}
+
+	// A name mismatch names the host but does not point at the roots.
+	_, err = get(t, newTestTransport(t, testConfig(t)), testutil.HostURL(srv, "wrong.test", "/"))
+	var hne x509.HostnameError
+	if !errors.As(err, &hne) || !strings.Contains(err.Error(), "wrong.test") || strings.Contains(err.Error(), "RootCAs") {
+		t.Errorf("got %v, want an x509.HostnameError naming wrong.test without the RootCAs hint", err)
+	}
+}
+
+// TestErrorCountsAttempts: an error after retries says how many attempts
+// were made, and stays the same error for errors.Is.
+func TestErrorCountsAttempts(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name        string
+		maxRetries  int
+		wantAttempt string
+		wantReqs    int64
+	}{
+		{"default", 0, "after 4 attempts", 4},
+		{"two retries", 2, "after 3 attempts", 3},
+		{"no retries", -1, "", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := rtFaultServer(t, false, rtStep{fault: rtResetBeforeHeaders})
+			cfg := testConfig(t)
+			cfg.Retry.MaxRetries = tt.maxRetries
+			c, _ := rtNewClient(t, cfg)
+			_, _, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, srv.url("/"), nil))
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("got %v, want ECONNRESET", err)
+			}
+			if got := srv.requests.Load(); got != tt.wantReqs {
+				t.Errorf("got %d requests, want %d", got, tt.wantReqs)
+			}
+			if tt.wantAttempt != "" && !strings.Contains(err.Error(), tt.wantAttempt) {
+				t.Errorf("error %q does not say %q", err, tt.wantAttempt)
+			}
+			if tt.wantAttempt == "" && strings.Contains(err.Error(), "attempts") {
+				t.Errorf("error %q counts attempts for a single one", err)
+			}
+		})
+	}
+}
+
+// TestNoRetries: MaxRetries 0 is the default of 3 retries, the opposite of
+// go-retryablehttp's RetryMax 0; -1 sends once.
+func TestNoRetries(t *testing.T) {
+	t.Parallel()
+	if -1 >= 0 {
+		t.Fatalf("got -1 = %d, want a negative value", -1)
+	}
+	for _, tt := range []struct {
+		name string
+		max  int
+		want int64
+	}{
+		{"zero value retries 3 times", 0, 4},
+		{"-1 sends once", -1, 1},
+		{"one retry", 1, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := rtFaultServer(t, false, rtStep{status: http.StatusServiceUnavailable})
+			cfg := testConfig(t)
+			cfg.Retry.MaxRetries = tt.max
+			c, _ := rtNewClient(t, cfg)
+			resp, _, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, srv.url("/"), nil))
+			if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("got %v, %v; want the 503", resp, err)
+			}
+			if got := srv.requests.Load(); got != tt.want {
+				t.Errorf("got %d requests, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// rtPatternReader produces size bytes of a repeating pattern without holding
+// them: an upload body of any size in constant memory, with no GetBody.
+type rtPatternReader struct {
+	size, off int64
+}
+
+func (r *rtPatternReader) Read(p []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.size-r.off)]
+	for i := range p {
+		p[i] = byte(r.off + int64(i))
+	}
+	r.off += int64(len(p))
+	return len(p), nil
+}
+
+// BenchmarkStreamingUpload128MiB uploads 128 MiB whose body has no GetBody,
+// so it must be streamed, never buffered. B/op (and MiB-alloc/op, the same
+// measure in MiB) counts every allocation in the process during the loop:
+// the in-process server's as well as the client's, so the client's share is
+// at most that. Buffering the body, as go-retryablehttp's own RoundTripper
+// does, would show at least 128 MiB/op.
+func BenchmarkStreamingUpload128MiB(b *testing.B) {
+	const size = 128 << 20
+	for _, h2 := range []bool{false, true} {
+		name := "HTTP1"
+		if h2 {
+			name = "HTTP2"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n, err := io.Copy(io.Discard, r.Body)
+				if err != nil || n != size {
+					http.Error(w, "short body: "+strconv.FormatInt(n, 10), http.StatusBadRequest)
+				}
+			}))
+			srv.EnableHTTP2 = h2
+			srv.TLS = &tls.Config{Certificates: []tls.Certificate{sharedPKI(b).serverCert()}}
+			srv.Config.ErrorLog = testutil.QuietLog()
+			srv.StartTLS()
+			b.Cleanup(srv.Close)
+			c, _ := rtNewClient(b, testConfig(b))
+			url := testutil.HostURL(srv, hostAPI, "/upload")
+
+			upload := func() {
+				req, err := http.NewRequestWithContext(b.Context(), http.MethodPut, url, io.NopCloser(&rtPatternReader{size: size}))
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.ContentLength = size
+				resp, err := c.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("got status %d, want 200", resp.StatusCode)
+				}
+			}
+			upload() // connection and handshake outside the measurement
+
+			var before, after runtime.MemStats
+			b.SetBytes(size)
+			b.ReportAllocs()
+			runtime.ReadMemStats(&before)
+			ops := 0
+			for b.Loop() {
+				upload()
+				ops++
+			}
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(ops)/(1<<20), "MiB-alloc/op")
+		})
+	}
+}
+
+// TestErrorClass checks that failures are named by their type, whatever
+// their text says.
+func TestErrorClass(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"pin mismatch", &PinError{Host: "api.test"}, "pin_mismatch"},
+		{"refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, "connection_refused"},
+		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), "connection_reset"},
+		{"closed", io.ErrUnexpectedEOF, "connection_closed"},
+		{"canceled", context.Canceled, "canceled"},
+		{"deadline", fmt.Errorf("get: %w", context.DeadlineExceeded), "timeout"},
+		{"token", &RefreshError{Err: errors.New("timeout")}, "token_unavailable"},
+		{"oauth", &OAuthError{StatusCode: 400, Code: "invalid_client"}, "oauth_error"},
+		{"scheme", fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, "http"), "insecure_scheme"},
+		{"host", ErrHostNotAllowed, "host_not_allowed"},
+		{"dns", &net.DNSError{Err: "no such host", Name: "x.test", IsNotFound: true}, "dns"},
+		{"text says timeout", errors.New("i/o timeout https://api.test/?key=QSECRET"), "error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := classify(tt.err).class; got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -191,3 +191,116 @@ func TestTokenAlgorithmConfusion(t *testing.T) {
 		})
 	}
 }
+
+// fzJWT returns a JWT with the given header and claims and a signature
+// that nothing here checks.
+func fzJWT(header, claims string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(header)) + "." + enc([]byte(claims)) + ".c2lnbmF0dXJl"
+}
+
+// fzTokens are seeds of FuzzTokenParse whose verdict is known: whether parse
+// accepts them without a Keyfunc, and the expiry it must then read.
+var fzTokens = []struct {
+	raw    string
+	accept bool
+	exp    int64 // Unix seconds; 0 for none
+}{
+	{"opaque-token-1234567890", true, 0},
+	{fzJWT(`{"alg":"HS256","typ":"JWT"}`, `{"exp":4102444800,"iat":1700000000}`), true, 4102444800},
+	{fzJWT(`{"alg":"none"}`, `{"exp":4102444800}`), true, 4102444800},
+	{"a b", false, 0},
+	{"token\r\nX-Injected: 1", false, 0},
+	{"===", false, 0},
+	{strings.Repeat("a", maxTokenLen+1), false, 0},
+	{"", false, 0},
+}
+
+// FuzzTokenParse: parse gives the known verdict on the seeds of fzTokens,
+// accepts only b64tokens of at most maxTokenLen bytes, and never quotes a
+// refused token in its error.
+func FuzzTokenParse(f *testing.F) {
+	enc := base64.RawURLEncoding.EncodeToString
+	header := enc([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	known := make(map[string]int, len(fzTokens))
+	for i, tk := range fzTokens {
+		f.Add(tk.raw)
+		known[tk.raw] = i
+	}
+	for _, s := range []string{
+		// Refused today, by design (TestRefreshFailureWithoutValidToken):
+		// an unknown or missing alg, and a non-JWT with two dots (PASETO).
+		fzJWT(`{"alg":"ES256K","typ":"JWT"}`, `{"exp":4102444800}`),
+		fzJWT(`{"typ":"JWT"}`, `{"exp":4102444800}`),
+		"v2.local.QAxIpVe-ECVNI1z4xQbm_qQYomyT3h8FtV8bxkz8pBJWkT8f7HtlOpbroPDEZUKop_vaglyp76CzYy375cHmKCW8e1CCkV0Lflu4GTDyXMqQdpZMM1E6OaoQW27gaRSvWBrR3IgbFIa0AkuUFw",
+		"abc",
+		"abc===",
+		strings.Repeat("a", maxTokenLen),
+		header + "." + enc([]byte(`{"exp":1,"nbf":2}`)) + ".c2ln",
+		header + "." + enc([]byte(`{"exp":"not a number but a long secret value"}`)) + ".c2ln",
+		header + "." + enc([]byte(`{"exp":1e300,"iat":-1e300}`)) + ".c2ln",
+		header + "." + enc([]byte(`{"aud":[1,2],"sub":{}}`)) + ".c2ln",
+		header + "." + enc([]byte(`[]`)) + ".c2ln",
+		enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(`{}`)) + ".",
+		enc([]byte(`{}`)) + "." + enc([]byte(`{}`)) + ".",
+		"a.b.c",
+		"..",
+		"x.malformed.y",
+		"characters not allowed in a bearer token",
+	} {
+		f.Add(s)
+	}
+	ts, err := newTestTokenSource(&Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{"a.test"}}, time.Now)
+	if err != nil {
+		f.Fatalf("newTokenSource: %v", err)
+	}
+	now := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, raw string) {
+		tok, err := ts.parse(Token{Value: raw}, now)
+		if i, ok := known[raw]; ok {
+			want := fzTokens[i]
+			switch {
+			case want.accept && err != nil:
+				t.Errorf("parse refused seed %d: %v", i, err)
+			case !want.accept && err == nil:
+				t.Errorf("parse accepted seed %d, want an error", i)
+			case want.accept && want.exp != 0 && !tok.exp.Equal(time.Unix(want.exp, 0)):
+				t.Errorf("parse read expiry %v from seed %d, want %v", tok.exp, i, time.Unix(want.exp, 0).UTC())
+			}
+		}
+		if err != nil {
+			if tok != nil {
+				t.Errorf("parse returned a token with error %v", err)
+			}
+			if len(raw) > 8 && fzEchoes(ts, raw, now) {
+				t.Errorf("the error for a %d-byte token contains the token: %v", len(raw), err)
+			}
+			return
+		}
+		if tok == nil || tok.raw != raw {
+			t.Fatal("parse accepted the token but did not return it as the token's raw value")
+		}
+		if !isToken68(raw) || len(raw) > maxTokenLen {
+			t.Errorf("parse accepted a %d-byte token that is not a b64token of at most %d bytes", len(raw), maxTokenLen)
+		}
+		if tok.lifetime < 0 {
+			t.Errorf("token lifetime %v, want >= 0", tok.lifetime)
+		}
+	})
+}
+
+// fzEchoes reports whether parse's error for raw contains raw, and does so
+// again for raw with its first byte changed, so that an input that merely
+// equals part of a fixed message ("characters not allowed ...") does not
+// count as an echo.
+func fzEchoes(ts *tokenSource, raw string, now time.Time) bool {
+	if _, err := ts.parse(Token{Value: raw}, now); err == nil || !strings.Contains(err.Error(), raw) {
+		return false
+	}
+	alt := "a" + raw[1:]
+	if raw[0] == 'a' {
+		alt = "b" + raw[1:]
+	}
+	_, err := ts.parse(Token{Value: alt}, now)
+	return err != nil && strings.Contains(err.Error(), alt)
+}
