@@ -17,11 +17,11 @@ import (
 	"github.com/securehttp/securehttp/internal/testutil"
 )
 
-// TestDefect05GetOutput: get -o writes into special files in place instead
+// TestGetOutputModes: get -o writes into special files in place instead
 // of renaming over them, keeps an existing file's mode, gives a new file
 // 0666 less the umask, treats "-" as stdout, and leaves no .part file
 // behind when the directory is missing.
-func TestDefect05GetOutput(t *testing.T) {
+func TestGetOutputModes(t *testing.T) {
 	t.Parallel()
 	p := sharedChain()
 	var hits atomic.Int64

@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"go/parser"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os/exec"
 	"slices"
 	"strings"
@@ -319,4 +321,42 @@ func TestPinsEscapesServerText(t *testing.T) {
 	if !strings.Contains(errOut, osc52Shown) {
 		t.Errorf("got stderr %q, want it to hold %q", errOut, osc52Shown)
 	}
+}
+
+// TestPinsJSON: pins --json prints the JSON alone, and it is the
+// recommended []PinSet.
+func TestPinsJSON(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	srv, rootPEM := pinsServer(t)
+	code, out, errOut := runCmd(t, "pins", "--json", "--cacert", rootPEM, srv.URL+"/")
+	if code != exitOK {
+		t.Fatalf("got exit code %d, stderr %q", code, errOut)
+	}
+	var sets []securehttp.PinSet
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sets); err != nil {
+		t.Fatalf("stdout is not a JSON []PinSet: %v\n%s", err, out)
+	}
+	if rest, _ := io.ReadAll(dec.Buffered()); strings.TrimSpace(string(rest)) != "" {
+		t.Errorf("stdout has %q after the JSON", rest)
+	}
+	u, _ := url.Parse(srv.URL)
+	want := []string{wantSPKI(p.inter), wantSPKI(p.root)}
+	if len(sets) != 1 || sets[0].Host != u.Hostname() || !slices.Equal(sets[0].Pins, want) {
+		t.Errorf("got %+v, want one set for %s with %v", sets, u.Hostname(), want)
+	}
+	// What it prints configures a client that reaches the server.
+	pool := p.root.Pool()
+	c, err := securehttp.NewClient(securehttp.Config{RootCAs: pool, Pins: sets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatalf("a client configured with the printed pins: %v", err)
+	}
+	resp.Body.Close()
 }
