@@ -11,28 +11,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
-// budgetClock is a settable clock for the budget's window.
-type budgetClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newBudgetClock() *budgetClock {
-	return &budgetClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *budgetClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *budgetClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newBudgetClock returns a settable clock for the budget's window.
+func newBudgetClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // budgetEnv is a server on api.test that counts the requests it gets and
@@ -43,14 +28,14 @@ type budgetEnv struct {
 	tr       *transport
 	url      string
 	requests atomic.Int64
-	logs     *logBuffer
-	clk      *budgetClock
+	logs     *testutil.LogBuffer
+	clk      *testutil.Clock
 }
 
 func newBudgetEnv(t *testing.T, policy RetryPolicy, hooks *Hooks, status func(n int64) int) *budgetEnv {
 	t.Helper()
 	e := &budgetEnv{clk: newBudgetClock()}
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		code := status(e.requests.Add(1))
 		w.WriteHeader(code)
 		fmt.Fprintf(w, "status %d", code)
@@ -59,11 +44,11 @@ func newBudgetEnv(t *testing.T, policy RetryPolicy, hooks *Hooks, status func(n 
 	policy.MinWait, policy.MaxWait = time.Microsecond, time.Microsecond
 	cfg.Retry = policy
 	cfg.Hooks = hooks
-	cfg.Logger, e.logs = newLogger()
+	cfg.Logger, e.logs = testutil.NewLogger()
 	e.tr = newTestTransport(t, cfg)
 	e.tr.now = e.clk.Now
 	e.client = &http.Client{Transport: e.tr}
-	e.url = hostURL(srv, hostAPI, "/things?key=secret")
+	e.url = testutil.HostURL(srv, hostAPI, "/things?key=secret")
 	return e
 }
 
@@ -203,7 +188,7 @@ func TestBudgetUnauthorizedReplay(t *testing.T) {
 			clk := newBudgetClock()
 			var authHits atomic.Int64
 			var refreshes atomic.Int64
-			srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path != "/auth" {
 					w.WriteHeader(http.StatusServiceUnavailable)
 					return
@@ -228,14 +213,14 @@ func TestBudgetUnauthorizedReplay(t *testing.T) {
 				// Spend the budget of api.test: the floor, and a fifth of
 				// the requests, which all fail.
 				for range 20 {
-					resp, err := c.Get(hostURL(srv, hostAPI, "/fail"))
+					resp, err := c.Get(testutil.HostURL(srv, hostAPI, "/fail"))
 					if err != nil {
 						t.Fatal(err)
 					}
 					resp.Body.Close()
 				}
 			}
-			resp, err := c.Get(hostURL(srv, hostAPI, "/auth"))
+			resp, err := c.Get(testutil.HostURL(srv, hostAPI, "/auth"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -346,7 +331,7 @@ func TestBudgetTokenRequests(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var tokenHits atomic.Int64
-			srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/token" {
 					tokenHits.Add(1)
 				}
@@ -355,21 +340,21 @@ func TestBudgetTokenRequests(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.Retry = RetryPolicy{MinWait: time.Microsecond, MaxWait: time.Microsecond, Budget: tt.budget}
 			cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, ClientCredentials: &ClientCredentials{
-				ClientID: "client", ClientSecret: "secret", TokenURL: hostURL(srv, hostOther, "/token"),
+				ClientID: "client", ClientSecret: "secret", TokenURL: testutil.HostURL(srv, hostOther, "/token"),
 			}}
 			tr := newTestTransport(t, cfg)
 			tr.now = newBudgetClock().Now
 			c := &http.Client{Transport: tr}
 			if tt.budget == 0 {
 				for range 20 {
-					resp, err := c.Get(hostURL(srv, hostOther, "/fail"))
+					resp, err := c.Get(testutil.HostURL(srv, hostOther, "/fail"))
 					if err != nil {
 						t.Fatal(err)
 					}
 					resp.Body.Close()
 				}
 			}
-			_, err := c.Get(hostURL(srv, hostAPI, "/"))
+			_, err := c.Get(testutil.HostURL(srv, hostAPI, "/"))
 			if !errors.Is(err, ErrNoToken) || tokenHits.Load() != tt.wantTokens {
 				t.Errorf("got error %v after %d token requests, want ErrNoToken after %d", err, tokenHits.Load(), tt.wantTokens)
 			}

@@ -32,6 +32,7 @@ import (
 
 	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // testReloadInterval is the watcher's poll interval in these tests.
@@ -348,7 +349,7 @@ func startMTLSServer(t testing.TB, h http.Handler, onHandshake func(leaf *x509.C
 			return nil
 		},
 	}
-	srv.Config.ErrorLog = quietLog()
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv
@@ -404,7 +405,7 @@ func TestClientCertServerSeesSerial(t *testing.T) {
 		handled.Add(1)
 		echoClient(w, r)
 	}), nil)
-	url := hostURL(srv, hostAPI, "/echo-client")
+	url := testutil.HostURL(srv, hostAPI, "/echo-client")
 
 	// Every key type signs the handshake through the ClientCert's key.
 	for _, kt := range []testpki.KeyType{testpki.ECDSAP256, testpki.ECDSAP384, testpki.RSA2048, testpki.Ed25519} {
@@ -466,7 +467,7 @@ func TestClientCertReload(t *testing.T) {
 		}},
 	}
 	srv := startMTLSServer(t, http.HandlerFunc(echoClient), nil)
-	url := hostURL(srv, hostAPI, "/echo-client")
+	url := testutil.HostURL(srv, hostAPI, "/echo-client")
 	for _, w := range ways {
 		t.Run(w.name, func(t *testing.T) {
 			t.Parallel()
@@ -519,7 +520,7 @@ func TestClientCertRotationDoesNotResumeOldSession(t *testing.T) {
 	f := newPairFiles(t, first)
 	c := loadTestCert(t, f.cert, f.key)
 	srv := startMTLSServer(t, http.HandlerFunc(echoClient), nil)
-	url := hostURL(srv, hostAPI, "/echo-client")
+	url := testutil.HostURL(srv, hostAPI, "/echo-client")
 	tr := certTransport(t, c, Config{})
 
 	if got, resumed := servedSerial(t, tr, url); got != serialHex(first) || resumed {
@@ -544,7 +545,7 @@ func TestClientCertBrokenRotation(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
 	srv := startMTLSServer(t, http.HandlerFunc(echoClient), nil)
-	url := hostURL(srv, hostAPI, "/echo-client")
+	url := testutil.HostURL(srv, hostAPI, "/echo-client")
 	other := newClientLeaf(t, testpki.Options{})
 	expired := newClientLeaf(t, testpki.Options{NotAfter: now.Add(-time.Minute)})
 	tests := []struct {
@@ -565,7 +566,7 @@ func TestClientCertBrokenRotation(t *testing.T) {
 			// seen however slowly the test runs.
 			k := newKubeSecret(t, first)
 			c := loadTestCert(t, k.cert, k.key)
-			logger, logs := newLogger()
+			logger, logs := testutil.NewLogger()
 			tr := certTransport(t, c, Config{Logger: logger})
 			if got, _ := servedSerial(t, tr, url); got != serialHex(first) {
 				t.Fatalf("before: server saw %s, want %s", got, serialHex(first))
@@ -709,7 +710,7 @@ func TestClientCertRotationUnderLoad(t *testing.T) {
 	c := loadTestCert(t, f.cert, f.key)
 	srv := startMTLSServer(t, http.HandlerFunc(echoClient), nil)
 	tr := certTransport(t, c, Config{})
-	if d := rotateUnderLoad(t, tr, c, f, first, next, hostURL(srv, hostAPI, "/echo-client")); d > time.Second {
+	if d := rotateUnderLoad(t, tr, c, f, first, next, testutil.HostURL(srv, hostAPI, "/echo-client")); d > time.Second {
 		t.Errorf("loaded %v after the write, want within a second with a %v poll interval", d, testReloadInterval)
 	}
 }
@@ -740,7 +741,7 @@ func TestClientCertReloadDelay(t *testing.T) {
 			firstSeen[s] = time.Now()
 		}
 	})
-	url := hostURL(srv, hostAPI, "/echo-client")
+	url := testutil.HostURL(srv, hostAPI, "/echo-client")
 	tr := certTransport(t, c, Config{})
 	servedSerial(t, tr, url)
 
@@ -783,8 +784,8 @@ func TestClientCertExpiryWarning(t *testing.T) {
 	f := newPairFiles(t, leaf)
 	c := loadTestCert(t, f.cert, f.key)
 	srv := startMTLSServer(t, http.HandlerFunc(echoClient), nil)
-	url := hostURL(srv, hostAPI, "/echo-client")
-	logger, logs := newLogger()
+	url := testutil.HostURL(srv, hostAPI, "/echo-client")
+	logger, logs := testutil.NewLogger()
 	tr := certTransport(t, c, Config{Logger: logger, ExpiryWarning: 3 * 24 * time.Hour})
 	for range 3 {
 		servedSerial(t, tr, url)
@@ -864,10 +865,10 @@ func TestClientCertBoundToken(t *testing.T) {
 	f := newPairFiles(t, first)
 	c := loadTestCert(t, f.cert, f.key)
 	tr := certTransport(t, c, Config{Bearer: &Bearer{
-		ClientCredentials: &ClientCredentials{TokenURL: hostURL(srv, hostAPI, "/token"), ClientID: "svc"},
+		ClientCredentials: &ClientCredentials{TokenURL: testutil.HostURL(srv, hostAPI, "/token"), ClientID: "svc"},
 		Hosts:             []string{hostAPI},
 	}})
-	api := hostURL(srv, hostAPI, "/api")
+	api := testutil.HostURL(srv, hostAPI, "/api")
 	call := func(when string) {
 		t.Helper()
 		status, body, err := fetch(tr, api)
@@ -1053,7 +1054,7 @@ func TestClientCertOIDCProvider(t *testing.T) {
 		ClientCredentials: &ClientCredentials{Issuer: op.Issuer, ClientID: "mtls-client", Resource: []string{oidcResource}},
 		Hosts:             []string{hostAPI},
 	}})
-	url := hostURL(api, hostAPI, "/")
+	url := testutil.HostURL(api, hostAPI, "/")
 	call := func(when string) {
 		t.Helper()
 		status, body, err := fetch(tr, url)
@@ -1093,7 +1094,7 @@ func TestClientCertCustomFunc(t *testing.T) {
 	a := newClientLeaf(t, testpki.Options{})
 	b := testpki.Must(ca2.NewLeaf(clientSubject, testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
 	certA, certB := testpki.TLSCertificate(a), testpki.TLSCertificate(b)
-	logger, logs := newLogger()
+	logger, logs := testutil.NewLogger()
 	cfg := testConfig(t)
 	cfg.Logger = logger
 	cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -1112,17 +1113,17 @@ func TestClientCertCustomFunc(t *testing.T) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    ca2.Pool(),
 	}
-	srvB.Config.ErrorLog = quietLog()
+	srvB.Config.ErrorLog = testutil.QuietLog()
 	srvB.StartTLS()
 	t.Cleanup(srvB.Close)
 	for i, tt := range []struct {
 		url  string
 		want *testpki.Cert
 	}{
-		{hostURL(srvA, hostAPI, "/echo-client"), a},
-		{hostURL(srvB, hostOther, "/echo-client"), b},
-		{hostURL(srvA, hostAPI, "/echo-client"), a},
-		{hostURL(srvB, hostOther, "/echo-client"), b},
+		{testutil.HostURL(srvA, hostAPI, "/echo-client"), a},
+		{testutil.HostURL(srvB, hostOther, "/echo-client"), b},
+		{testutil.HostURL(srvA, hostAPI, "/echo-client"), a},
+		{testutil.HostURL(srvB, hostOther, "/echo-client"), b},
 	} {
 		tr.CloseIdleConnections()
 		if got, _ := servedSerial(t, tr, tt.url); got != serialHex(tt.want) {
@@ -1284,7 +1285,7 @@ func newCertBoundAPI(t testing.TB) *certBoundAPI {
 func (a *certBoundAPI) bearer(store TokenStore) *Bearer {
 	return &Bearer{
 		Store:             store,
-		ClientCredentials: &ClientCredentials{TokenURL: hostURL(a.srv, hostAPI, "/token"), ClientID: "svc"},
+		ClientCredentials: &ClientCredentials{TokenURL: testutil.HostURL(a.srv, hostAPI, "/token"), ClientID: "svc"},
 		Hosts:             []string{hostAPI},
 	}
 }
@@ -1292,7 +1293,7 @@ func (a *certBoundAPI) bearer(store TokenStore) *Bearer {
 // post sends a POST to the API whose body cannot be replayed, so that a
 // refused token fails the request: the first token sent must be right.
 func (a *certBoundAPI) post(tr http.RoundTripper) error {
-	req, err := http.NewRequest(http.MethodPost, hostURL(a.srv, hostAPI, "/api"), io.NopCloser(strings.NewReader("payload")))
+	req, err := http.NewRequest(http.MethodPost, testutil.HostURL(a.srv, hostAPI, "/api"), io.NopCloser(strings.NewReader("payload")))
 	if err != nil {
 		return err
 	}
@@ -1401,7 +1402,7 @@ func TestClientCertForeignBoundToken(t *testing.T) {
 				f := newPairFiles(t, leaf)
 				cfg.GetClientCertificate = loadTestCert(t, f.cert, f.key).GetClientCertificate
 			} else {
-				srv = startServer(t, sharedPKI(t).serverCert(), h)
+				srv = testutil.StartServer(t, sharedPKI(t).serverCert(), h)
 			}
 			var refreshes atomic.Int64
 			cfg.Bearer = &Bearer{Hosts: []string{hostAPI},
@@ -1410,7 +1411,7 @@ func TestClientCertForeignBoundToken(t *testing.T) {
 					refreshes.Add(1)
 					return Token{Value: certBoundJWT(t, tt.refreshed)}, nil
 				}}
-			status, _, err := fetch(newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
+			status, _, err := fetch(newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
 			if !tt.wantOK {
 				tokWantRefused(t, err, int(received.Load()))
 				return
@@ -1441,7 +1442,7 @@ func TestClientCertBindingWithDPoP(t *testing.T) {
 	tr := certTransport(t, loadTestCert(t, f.cert, f.key), Config{Bearer: &Bearer{
 		Store: store, Refresh: tokStaticT(tokOpaque("bound")), Hosts: []string{hostAPI}, DPoP: d,
 	}})
-	if status, _, err := fetch(tr, hostURL(srv, hostAPI, "/")); err != nil || status != http.StatusOK {
+	if status, _, err := fetch(tr, testutil.HostURL(srv, hostAPI, "/")); err != nil || status != http.StatusOK {
 		t.Fatalf("got status %d and error %v, want 200", status, err)
 	}
 	want := "dpop:" + jkt + "+mtls:" + x5tOf(leaf.Cert.Raw)
@@ -1465,7 +1466,7 @@ func TestClientCertCustomFuncKeepsTokensInProcess(t *testing.T) {
 	srv := startMTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }), nil)
 	store := &bindingStore{MemoryStore: NewMemoryStore(Token{}), stores: map[string]*MemoryStore{}}
 	refresh, calls := tokCounted(tokStatic(tokOpaque("bound")))
-	logger, logs := newLogger()
+	logger, logs := testutil.NewLogger()
 	cfg := testConfig(t)
 	cfg.Logger = logger
 	cfg.ExpiryWarning = -1 // only the store's warning
@@ -1473,7 +1474,7 @@ func TestClientCertCustomFuncKeepsTokensInProcess(t *testing.T) {
 	cfg.Bearer = &Bearer{Store: store, Refresh: refresh, Hosts: []string{hostAPI}}
 	tr := newTestTransport(t, cfg)
 	for i := range 2 {
-		if status, _, err := fetch(tr, hostURL(srv, hostAPI, "/")); err != nil || status != http.StatusOK {
+		if status, _, err := fetch(tr, testutil.HostURL(srv, hostAPI, "/")); err != nil || status != http.StatusOK {
 			t.Fatalf("request %d: got status %d and error %v, want 200", i, status, err)
 		}
 	}
@@ -1569,7 +1570,7 @@ func TestClientCertWrappedFuncNamedAtHandshake(t *testing.T) {
 	tr := newTestTransport(t, cfg)
 	tr.now = clk.Now
 	for i := range 2 {
-		if status, _, err := fetch(tr, hostURL(srv, hostAPI, "/")); err != nil || status != http.StatusOK {
+		if status, _, err := fetch(tr, testutil.HostURL(srv, hostAPI, "/")); err != nil || status != http.StatusOK {
 			t.Fatalf("request %d: got status %d and error %v, want 200", i, status, err)
 		}
 		clk.Add(2 * time.Hour) // the token expires

@@ -2,13 +2,17 @@ package securehttp
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // setCookieLines hands jar the Set-Cookie header lines of a response from
@@ -364,5 +368,78 @@ func TestCookieJarExpiry(t *testing.T) {
 	got := jar.Cookies(&url.URL{Scheme: "https", Host: "example.com", Path: "/"})
 	if len(got) != maxCookiesPerDomain || got[0].Name != "c0" || got[len(got)-1].Name != "new" {
 		t.Fatalf("got %d cookies from %v to %v, want %d from c0 to new", len(got), got[0], got[len(got)-1], maxCookiesPerDomain)
+	}
+}
+
+func TestCookieJar(t *testing.T) {
+	t.Parallel()
+	mustURL := func(s string) *url.URL {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	for _, tt := range []struct {
+		name     string
+		setURL   string
+		cookie   http.Cookie
+		readURL  string
+		wantKept bool
+	}{
+		{"Secure over https", "https://www.example.com/", http.Cookie{Name: "s", Value: "1", Secure: true}, "https://www.example.com/", true},
+		{"not Secure over https", "https://www.example.com/", http.Cookie{Name: "s", Value: "1"}, "https://www.example.com/", false},
+		{"Secure over http", "http://www.example.com/", http.Cookie{Name: "s", Value: "1", Secure: true}, "https://www.example.com/", false},
+		{"not Secure over http", "http://www.example.com/", http.Cookie{Name: "s", Value: "1"}, "http://www.example.com/", false},
+		{"Domain is a public suffix", "https://www.example.co.uk/", http.Cookie{Name: "s", Value: "1", Secure: true, Domain: "co.uk"}, "https://other.co.uk/", false},
+		{"Domain is a public suffix, same host", "https://www.example.co.uk/", http.Cookie{Name: "s", Value: "1", Secure: true, Domain: "co.uk"}, "https://www.example.co.uk/", false},
+		{"Domain below a public suffix", "https://www.example.co.uk/", http.Cookie{Name: "s", Value: "1", Secure: true, Domain: "example.co.uk"}, "https://api.example.co.uk/", true},
+		{"Secure cookie is not read over http", "https://www.example.com/", http.Cookie{Name: "s", Value: "1", Secure: true}, "http://www.example.com/", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			jar := NewCookieJar()
+			c := tt.cookie
+			jar.SetCookies(mustURL(tt.setURL), []*http.Cookie{&c})
+			got := jar.Cookies(mustURL(tt.readURL))
+			if kept := len(got) == 1 && got[0].Name == "s" && got[0].Value == "1"; kept != tt.wantKept || len(got) > 1 {
+				t.Fatalf("got cookies %v, want kept %v", got, tt.wantKept)
+			}
+		})
+	}
+}
+
+// Through a client: only the Secure cookie comes back, and NewClient sets
+// no jar of its own.
+func TestCookieJarClient(t *testing.T) {
+	t.Parallel()
+	var cookies atomic.Value
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/set" {
+			http.SetCookie(w, &http.Cookie{Name: "secure", Value: "jwt-1", Path: "/", Secure: true, HttpOnly: true})
+			http.SetCookie(w, &http.Cookie{Name: "plain", Value: "jwt-2", Path: "/"})
+			return
+		}
+		cookies.Store(r.Header.Get("Cookie"))
+	}))
+	client, err := NewClient(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.CloseIdleConnections)
+	if client.Jar != nil {
+		t.Fatalf("NewClient set Jar %v, want none", client.Jar)
+	}
+	client.Jar = NewCookieJar()
+	for _, path := range []string{"/set", "/echo"} {
+		resp, err := client.Get(testutil.HostURL(srv, hostAPI, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if got := cookies.Load(); got != "secure=jwt-1" {
+		t.Fatalf("server got Cookie %q, want %q", got, "secure=jwt-1")
 	}
 }

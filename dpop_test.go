@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -31,6 +32,10 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/securehttp/securehttp/internal/peers"
+	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // dpopProof is a DPoP proof as an independent JOSE library (go-jose) reads
@@ -178,7 +183,7 @@ func newDPoPServer(t *testing.T) *dpopServer {
 	}
 	s := &dpopServer{clientKey: key, tokenType: "DPoP", lifetime: time.Hour, jtis: map[string]bool{},
 		jkts: map[string]bool{}, rsNonce: "rs-" + rand.Text(), asNonce: "as-" + rand.Text()}
-	s.srv = startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(s.serve))
+	s.srv = testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(s.serve))
 	return s
 }
 
@@ -208,9 +213,9 @@ func (s *dpopServer) fresh(jti string) bool {
 	return true
 }
 
-func (s *dpopServer) tokenURL() string { return hostURL(s.srv, hostOther, "/token") }
+func (s *dpopServer) tokenURL() string { return testutil.HostURL(s.srv, hostOther, "/token") }
 
-func (s *dpopServer) url(path string) string { return hostURL(s.srv, hostAPI, path) }
+func (s *dpopServer) url(path string) string { return testutil.HostURL(s.srv, hostAPI, path) }
 
 func (s *dpopServer) serve(w http.ResponseWriter, r *http.Request) {
 	host, _, _ := net.SplitHostPort(r.Host)
@@ -395,7 +400,7 @@ func TestDPoPEndToEnd(t *testing.T) {
 		return false
 	}
 	cfg := s.config(t, &DPoP{})
-	logger, logs := newLogger()
+	logger, logs := testutil.NewLogger()
 	cfg.Logger = logger
 	c := &http.Client{Transport: newTestTransport(t, cfg), Timeout: 20 * time.Second}
 
@@ -473,7 +478,7 @@ func TestDPoPNonceRetryBounded(t *testing.T) {
 			var mu sync.Mutex
 			var bodies, jtis []string
 			var nonce atomic.Int64
-			api := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			api := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				b, _ := io.ReadAll(r.Body)
 				p, err := verifyDPoPProof(r, strings.TrimPrefix(r.Header.Get("Authorization"), "DPoP "), time.Now())
 				if err != nil {
@@ -490,7 +495,7 @@ func TestDPoPNonceRetryBounded(t *testing.T) {
 				w.WriteHeader(http.StatusUnauthorized)
 			}))
 			c := &http.Client{Transport: newTestTransport(t, s.config(t, &DPoP{}))}
-			status, _ := dpopDo(t, c, http.MethodPost, hostURL(api, hostAPI, "/v1"), tt.body())
+			status, _ := dpopDo(t, c, http.MethodPost, testutil.HostURL(api, hostAPI, "/v1"), tt.body())
 			if status != http.StatusUnauthorized {
 				t.Fatalf("got status %d, want 401", status)
 			}
@@ -1011,7 +1016,7 @@ func TestDPoPKeyPerTransport(t *testing.T) {
 	var mu sync.Mutex
 	var jkts []string
 	var algs []string
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := verifyDPoPProof(r, "static-token", time.Now())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -1031,7 +1036,7 @@ func TestDPoPKeyPerTransport(t *testing.T) {
 		cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, DPoP: dp, Refresh: tokStaticT("static-token")}
 		c := &http.Client{Transport: newTestTransport(t, cfg)}
 		for range 2 {
-			if status, body := dpopDo(t, c, http.MethodGet, hostURL(srv, hostAPI, "/"), nil); status != http.StatusOK {
+			if status, body := dpopDo(t, c, http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil); status != http.StatusOK {
 				t.Fatalf("got status %d (%s), want 200", status, body)
 			}
 		}
@@ -1171,7 +1176,7 @@ func TestDPoPNonceFromAnyResponse(t *testing.T) {
 // allocations too (it reads one more header with DPoP), so the difference
 // between the two is an upper bound on what DPoP adds to the client.
 func BenchmarkDPoPRoundTrip(b *testing.B) {
-	srv := startServer(b, sharedPKI(b).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(b, sharedPKI(b).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("DPoP-Nonce", "eyJ7S_zG.eyJH0-Z.HX4w-7v")
 	}))
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -1184,7 +1189,7 @@ func BenchmarkDPoPRoundTrip(b *testing.B) {
 			cfg := testConfig(b)
 			cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, DPoP: tt.dpop, Store: NewMemoryStore(Token{Value: tok})}
 			c := &http.Client{Transport: newTestTransport(b, cfg)}
-			url := hostURL(srv, hostAPI, "/v1")
+			url := testutil.HostURL(srv, hostAPI, "/v1")
 			get := func() {
 				resp, err := c.Get(url)
 				if err != nil {
@@ -1212,7 +1217,7 @@ func BenchmarkDPoPRoundTrip(b *testing.B) {
 func TestDPoPNonceRetrySpendsBudget(t *testing.T) {
 	t.Parallel()
 	var hits, n atomic.Int64
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		w.Header().Set("DPoP-Nonce", fmt.Sprintf("n-%d", n.Add(1)))
 		w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
@@ -1234,7 +1239,7 @@ func TestDPoPNonceRetrySpendsBudget(t *testing.T) {
 	c := &http.Client{Transport: tr}
 	const requests = 15
 	for range requests {
-		if status, _ := dpopDo(t, c, http.MethodGet, hostURL(srv, hostAPI, "/v1"), nil); status != http.StatusUnauthorized {
+		if status, _ := dpopDo(t, c, http.MethodGet, testutil.HostURL(srv, hostAPI, "/v1"), nil); status != http.StatusUnauthorized {
 			t.Fatalf("got status %d, want 401", status)
 		}
 	}
@@ -1318,5 +1323,156 @@ func TestDPoPBindingStore(t *testing.T) {
 	}
 	if bound.Value == "" || plain.Value != "" {
 		t.Fatalf("got a token in the bound store: %t, in the plain one: %t; want only the bound one", bound.Value != "", plain.Value != "")
+	}
+}
+
+// TestOIDCProviderDPoP obtains DPoP-bound tokens from oidc-provider with
+// features.dPoP and server nonces required: the first token request gets
+// 400 use_dpop_nonce and the client retries once with the nonce (and a new
+// client assertion, since the provider accepts each jti once). The resource
+// server verifies the provider's JWT access token against its JWKS, every
+// proof with go-jose, the token's cnf.jkt against the proof key's
+// thumbprint (and DPoP.Thumbprint when the key is the caller's), and asks
+// for a nonce of its own first.
+func TestOIDCProviderDPoP(t *testing.T) {
+	t.Parallel()
+	clientKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecdh, _ := clientKey.PublicKey.ECDH()
+	pt := ecdh.Bytes()
+	pubJWK := map[string]any{"kty": "EC", "crv": "P-256", "kid": "k1",
+		"x": base64.RawURLEncoding.EncodeToString(pt[1:33]), "y": base64.RawURLEncoding.EncodeToString(pt[33:])}
+	const secret = "dpop client secret"
+	nonceSecret := make([]byte, 32)
+	rand.Read(nonceSecret)
+	pki := sharedPKI(t)
+	p := peers.StartOIDC(t, peers.OIDCConfig{
+		CertPEM:  testpki.ChainPEM(pki.leaf, pki.inter),
+		KeyPEM:   pki.leaf.KeyPEM(),
+		Resource: oidcResource,
+		Clients: []map[string]any{
+			oidcClientMeta("dpop-pkjwt", map[string]any{"token_endpoint_auth_method": "private_key_jwt",
+				"token_endpoint_auth_signing_alg": "ES256", "jwks": map[string]any{"keys": []any{pubJWK}},
+				"dpop_bound_access_tokens": true}),
+			oidcClientMeta("dpop-basic", map[string]any{"token_endpoint_auth_method": "client_secret_basic",
+				"client_secret": secret, "dpop_bound_access_tokens": true}),
+		},
+		DPoP:            true,
+		DPoPNonceSecret: nonceSecret,
+	})
+	verifier := newJWKSVerifier(t, p)
+
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	rsa2048, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for _, tt := range []struct {
+		name string
+		cc   ClientCredentials
+		key  crypto.Signer
+	}{
+		{"private_key_jwt, generated key", ClientCredentials{ClientID: "dpop-pkjwt", Key: clientKey, KeyID: "k1"}, nil},
+		{"private_key_jwt, ES256", ClientCredentials{ClientID: "dpop-pkjwt", Key: clientKey, KeyID: "k1"}, p256},
+		{"client_secret_basic, EdDSA", ClientCredentials{ClientID: "dpop-basic", ClientSecret: secret}, ed},
+		{"client_secret_basic, PS256", ClientCredentials{ClientID: "dpop-basic", ClientSecret: secret}, rsa2048},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := &DPoP{Key: tt.key}
+			want := ""
+			if tt.key != nil {
+				var err error
+				if want, err = d.Thumbprint(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rsNonce := "rs-" + rand.Text()
+			var (
+				mu       sync.Mutex
+				problems []string
+				jkts     = map[string]bool{}
+				nonceErr int
+			)
+			problem := func(s string) {
+				mu.Lock()
+				defer mu.Unlock()
+				problems = append(problems, s)
+			}
+			api := testutil.StartServer(t, pki.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+				if scheme != "DPoP" {
+					problem("scheme " + scheme)
+					w.WriteHeader(http.StatusUnauthorized)
+					return
+				}
+				claims, err := verifier.verify(tok, time.Now())
+				if err != nil {
+					problem("access token: " + err.Error())
+					w.WriteHeader(http.StatusUnauthorized)
+					return
+				}
+				proof, err := verifyDPoPProof(r, tok, time.Now())
+				if err != nil {
+					problem("proof: " + err.Error())
+					w.WriteHeader(http.StatusUnauthorized)
+					return
+				}
+				cnf, _ := claims["cnf"].(map[string]any)
+				if jkt, _ := cnf["jkt"].(string); jkt != proof.jkt || (want != "" && jkt != want) {
+					problem("cnf.jkt " + jkt + " is not the proof key's thumbprint " + proof.jkt)
+				}
+				mu.Lock()
+				jkts[proof.jkt] = true
+				if proof.nonce != rsNonce {
+					nonceErr++
+				}
+				mu.Unlock()
+				w.Header().Set("DPoP-Nonce", rsNonce)
+				if proof.nonce != rsNonce {
+					w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
+					w.WriteHeader(http.StatusUnauthorized)
+					return
+				}
+				io.WriteString(w, "ok")
+			}))
+			cc := tt.cc
+			cc.Issuer = p.Issuer
+			cc.Resource = []string{oidcResource}
+			cfg := testConfig(t)
+			logger, logs := testutil.NewLogger()
+			cfg.Logger = logger
+			cfg.Bearer = &Bearer{ClientCredentials: &cc, Hosts: []string{hostAPI}, RefreshTimeout: 10 * time.Second, DPoP: d}
+			c := &http.Client{Transport: newTestTransport(t, cfg), Timeout: 20 * time.Second}
+			for i := range 5 {
+				resp, err := c.Get(testutil.HostURL(api, hostAPI, "/v1"))
+				if err != nil {
+					t.Fatalf("request %d: %v (provider log: %s)", i, err, p.Log())
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("request %d: got status %d, want 200 (problems: %q)", i, resp.StatusCode, problems)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(problems) > 0 {
+				t.Fatalf("the resource server saw %d problems, want none: %q", len(problems), problems)
+			}
+			if len(jkts) != 1 || nonceErr != 1 {
+				t.Fatalf("got proofs of %d keys with %d nonce errors, want 1 key and 1 nonce error", len(jkts), nonceErr)
+			}
+			// The token requests, in order: refused for want of a nonce, then
+			// granted.
+			statuses := regexp.MustCompile(`msg="securehttp: token request" url=\S+ status=(\d+)`).FindAllStringSubmatch(logs.String(), -1)
+			var got []string
+			for _, m := range statuses {
+				got = append(got, m[1])
+			}
+			if strings.Join(got, ",") != "400,200" {
+				t.Fatalf("got token request statuses %q, want [400 200] (use_dpop_nonce, then the token)", got)
+			}
+			if strings.Contains(logs.String(), rsNonce) {
+				t.Fatal("the log shows a nonce")
+			}
+		})
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 func TestBlockedReason(t *testing.T) {
@@ -249,9 +250,9 @@ func TestEgressConfigErrors(t *testing.T) {
 	}
 }
 
-// startCountingServer is startServer with a listener that counts the
+// startCountingServer is testutil.StartServer with a listener that counts the
 // connections it accepts, and a handler that counts requests.
-func startCountingServer(t *testing.T, network, addr string, h http.Handler) (*httptest.Server, *countingListener, *atomic.Int64) {
+func startCountingServer(t *testing.T, network, addr string, h http.Handler) (*httptest.Server, *testutil.CountingListener, *atomic.Int64) {
 	t.Helper()
 	var requests atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -266,10 +267,10 @@ func startCountingServer(t *testing.T, network, addr string, h http.Handler) (*h
 		}
 		srv.Listener = ln
 	}
-	cl := &countingListener{Listener: srv.Listener}
+	cl := &testutil.CountingListener{Listener: srv.Listener}
 	srv.Listener = cl
 	srv.EnableHTTP2 = true
-	srv.Config.ErrorLog = quietLog()
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{sharedPKI(t).serverCert()}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
@@ -298,8 +299,8 @@ func TestAllowHosts(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.AllowHosts = tt.allow
 			tr := newTestTransport(t, cfg)
-			beforeConns, beforeReqs := accepted.n.Load(), requests.Load()
-			req, err := http.NewRequest(http.MethodGet, hostURL(srv, tt.host, "/p?secret=q1"), nil)
+			beforeConns, beforeReqs := accepted.N.Load(), requests.Load()
+			req, err := http.NewRequest(http.MethodGet, testutil.HostURL(srv, tt.host, "/p?secret=q1"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -320,7 +321,7 @@ func TestAllowHosts(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.host) || strings.Contains(err.Error(), "q1") {
 				t.Fatalf("error %q: want the host %q named and the query left out", err, tt.host)
 			}
-			if n := accepted.n.Load() - beforeConns; n != 0 {
+			if n := accepted.N.Load() - beforeConns; n != 0 {
 				t.Fatalf("the server accepted %d connections, want 0", n)
 			}
 		})
@@ -331,12 +332,12 @@ func TestAllowHostsRedirectHop(t *testing.T) {
 	t.Parallel()
 	target, targetConns, _ := startCountingServer(t, "", "", http.HandlerFunc(okHandler))
 	origin, _, originReqs := startCountingServer(t, "", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, hostURL(target, hostOther, "/next?secret=q2"), http.StatusFound)
+		http.Redirect(w, r, testutil.HostURL(target, hostOther, "/next?secret=q2"), http.StatusFound)
 	}))
 	cfg := testConfig(t)
 	cfg.AllowHosts = []string{hostAPI}
 	client := &http.Client{Transport: newTestTransport(t, cfg)}
-	resp, err := client.Get(hostURL(origin, hostAPI, "/start"))
+	resp, err := client.Get(testutil.HostURL(origin, hostAPI, "/start"))
 	if err == nil {
 		resp.Body.Close()
 	}
@@ -346,7 +347,7 @@ func TestAllowHostsRedirectHop(t *testing.T) {
 	if n := originReqs.Load(); n != 1 {
 		t.Fatalf("the allowed origin saw %d requests, want 1", n)
 	}
-	if n := targetConns.n.Load(); n != 0 {
+	if n := targetConns.N.Load(); n != 0 {
 		t.Fatalf("the redirect target accepted %d connections, want 0", n)
 	}
 }
@@ -365,9 +366,9 @@ func TestClientCredentialsOutsideAllowHosts(t *testing.T) {
 		cc      ClientCredentials
 		allowed bool
 	}{
-		{"token endpoint allowed", ClientCredentials{TokenURL: hostURL(tokenSrv, hostOther, "/token")}, true},
-		{"token endpoint not allowed", ClientCredentials{TokenURL: hostURL(tokenSrv, hostSub, "/token")}, false},
-		{"issuer not allowed", ClientCredentials{Issuer: hostURL(tokenSrv, hostSub, "")}, false},
+		{"token endpoint allowed", ClientCredentials{TokenURL: testutil.HostURL(tokenSrv, hostOther, "/token")}, true},
+		{"token endpoint not allowed", ClientCredentials{TokenURL: testutil.HostURL(tokenSrv, hostSub, "/token")}, false},
+		{"issuer not allowed", ClientCredentials{Issuer: testutil.HostURL(tokenSrv, hostSub, "")}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cc := tt.cc
@@ -376,8 +377,8 @@ func TestClientCredentialsOutsideAllowHosts(t *testing.T) {
 			cfg.AllowHosts = []string{hostAPI, hostOther}
 			cfg.Bearer = &Bearer{ClientCredentials: &cc, Hosts: []string{hostAPI}}
 			tr := newTestTransport(t, cfg)
-			beforeTok, beforeTokReqs, beforeAPI := tokenConns.n.Load(), tokenReqs.Load(), apiConns.n.Load()
-			body, err := get(t, tr, hostURL(api, hostAPI, "/"))
+			beforeTok, beforeTokReqs, beforeAPI := tokenConns.N.Load(), tokenReqs.Load(), apiConns.N.Load()
+			body, err := get(t, tr, testutil.HostURL(api, hostAPI, "/"))
 			if tt.allowed {
 				if err != nil || body != "Bearer tok-egress" {
 					t.Fatalf("got (%q, %v), want the token from the allowed endpoint", body, err)
@@ -390,10 +391,10 @@ func TestClientCredentialsOutsideAllowHosts(t *testing.T) {
 			if !errors.Is(err, ErrHostNotAllowed) || !errors.Is(err, ErrNoToken) {
 				t.Fatalf("got (%q, %v), want ErrNoToken caused by ErrHostNotAllowed", body, err)
 			}
-			if n := tokenConns.n.Load() - beforeTok; n != 0 {
+			if n := tokenConns.N.Load() - beforeTok; n != 0 {
 				t.Fatalf("the token server accepted %d connections, want 0", n)
 			}
-			if n := apiConns.n.Load() - beforeAPI; n != 0 {
+			if n := apiConns.N.Load() - beforeAPI; n != 0 {
 				t.Fatalf("the API accepted %d connections, want 0: no token, nothing sent", n)
 			}
 		})
@@ -482,7 +483,7 @@ func TestBlockPrivateAfterResolution(t *testing.T) {
 		name    string
 		answer  string
 		srv     *httptest.Server
-		conns   *countingListener
+		conns   *testutil.CountingListener
 		block   bool
 		blocked string // the address the error must name
 	}{
@@ -506,7 +507,7 @@ func TestBlockPrivateAfterResolution(t *testing.T) {
 				dials.Add(1)
 				return dial(ctx, network, addr)
 			}
-			before := tt.conns.n.Load()
+			before := tt.conns.N.Load()
 			req, err := http.NewRequest(http.MethodGet, "https://"+net.JoinHostPort(hostAPI, port(tt.srv))+"/?secret=q3", nil)
 			if err != nil {
 				t.Fatal(err)
@@ -517,7 +518,7 @@ func TestBlockPrivateAfterResolution(t *testing.T) {
 					t.Fatalf("got %v, want the control request to connect", err)
 				}
 				resp.Body.Close()
-				if n := tt.conns.n.Load() - before; n != 1 {
+				if n := tt.conns.N.Load() - before; n != 1 {
 					t.Fatalf("the server accepted %d connections, want 1", n)
 				}
 				return
@@ -532,7 +533,7 @@ func TestBlockPrivateAfterResolution(t *testing.T) {
 			if !strings.Contains(msg, hostAPI) || !strings.Contains(msg, tt.blocked) || strings.Contains(msg, "q3") {
 				t.Fatalf("error %q: want host %s and address %s named, and no query", msg, hostAPI, tt.blocked)
 			}
-			if n := tt.conns.n.Load() - before; n != 0 {
+			if n := tt.conns.N.Load() - before; n != 0 {
 				t.Fatalf("the server accepted %d connections, want 0", n)
 			}
 		})
@@ -675,14 +676,14 @@ func TestBlockPrivateIPLiteral(t *testing.T) {
 			cfg.BlockPrivateNetworks = true
 			cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				dials.Add(1)
-				return loopbackDial(ctx, network, addr)
+				return testutil.LoopbackDial(ctx, network, addr)
 			}
-			before := conns.n.Load()
+			before := conns.N.Load()
 			_, err := get(t, newTestTransport(t, cfg), "https://"+host+":"+port+"/")
 			if !errors.Is(err, ErrBlockedAddress) {
 				t.Fatalf("got %v, want ErrBlockedAddress", err)
 			}
-			if d, n := dials.Load(), conns.n.Load()-before; d != 0 || n != 0 {
+			if d, n := dials.Load(), conns.N.Load()-before; d != 0 || n != 0 {
 				t.Fatalf("dialled %d times and the server accepted %d connections, want 0 and 0", d, n)
 			}
 		})
@@ -696,7 +697,7 @@ func TestBlockPrivateThroughProxy(t *testing.T) {
 	t.Parallel()
 	srv, _, requests := startCountingServer(t, "", "", http.HandlerFunc(okHandler))
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	proxyURL, tunnels := connectProxy(t)
+	proxyURL, tunnels := testutil.ConnectProxy(t)
 	for _, ownDialer := range []bool{true, false} {
 		t.Run(fmt.Sprintf("own dialer %v", ownDialer), func(t *testing.T) {
 			cfg := testConfig(t)
@@ -735,7 +736,7 @@ func TestBlockPrivateDirectDialToProxyAddress(t *testing.T) {
 	t.Parallel()
 	srv, _, requests := startCountingServer(t, "", "", http.HandlerFunc(okHandler))
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	connect, tunnels := connectProxy(t)
+	connect, tunnels := testutil.ConnectProxy(t)
 	_, proxyPort, _ := net.SplitHostPort(connect.Host)
 	proxyURL := &url.URL{Scheme: "http", Host: net.JoinHostPort("localhost", proxyPort)}
 	for _, ownDialer := range []bool{true, false} {
@@ -817,8 +818,8 @@ func TestBlockPrivateOffByDefault(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DialContext = nil
 	body, err := get(t, newTestTransport(t, cfg), srv.URL+"/")
-	if err != nil || body != "ok" || conns.n.Load() != 1 {
-		t.Fatalf("got (%q, %v) after %d connections, want ok after 1", body, err, conns.n.Load())
+	if err != nil || body != "ok" || conns.N.Load() != 1 {
+		t.Fatalf("got (%q, %v) after %d connections, want ok after 1", body, err, conns.N.Load())
 	}
 }
 
@@ -960,5 +961,157 @@ func TestCheckRemote(t *testing.T) {
 		if errors.Is(err, ErrBlockedAddress) != tt.blocked {
 			t.Fatalf("checkRemote(%v): got %v, want blocked %v", tt.remote, err, tt.blocked)
 		}
+	}
+}
+
+func TestConnectProxy(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	proxyURL, tunnels := testutil.ConnectProxy(t)
+	for _, tt := range []struct {
+		name    string
+		pin     string
+		wantErr bool
+	}{
+		{"right pin", p.root.SPKIPin(), false},
+		{"wrong pin", fakePin('C'), true},
+	} {
+		cfg := testConfig(t)
+		cfg.Proxy = http.ProxyURL(proxyURL)
+		cfg.Retry.MaxRetries = -1
+		cfg.Pins = []PinSet{{Host: hostAPI, Pins: []string{tt.pin}}}
+		// Only the proxy is dialled; the tunnel reaches the server.
+		cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr != proxyURL.Host {
+				return nil, fmt.Errorf("dialled %s directly, want only the proxy", addr)
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+		before := tunnels.Load()
+		body, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
+		if tt.wantErr != errors.Is(err, ErrPinMismatch) || (!tt.wantErr && body != "ok") {
+			t.Fatalf("%s: got (%q, %v), want pin mismatch %v", tt.name, body, err, tt.wantErr)
+		}
+		if tunnels.Load() != before+1 {
+			t.Fatalf("%s: the proxy opened %d tunnels, want 1", tt.name, tunnels.Load()-before)
+		}
+	}
+}
+
+// An IP literal spelt with Unicode characters that IDNA maps to ASCII
+// (full-width digits, ideographic full stops, circled digits) is the same
+// literal to net/http, which sends it to the proxy in ASCII: it is refused
+// before CONNECT like its ASCII spelling.
+func TestBlockPrivateUnicodeIPLiteralThroughProxy(t *testing.T) {
+	t.Parallel()
+	srv, _, requests := startCountingServer(t, "", "", http.HandlerFunc(okHandler))
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	proxyURL, tunnels := testutil.ConnectProxy(t)
+	cfg := testConfig(t)
+	cfg.BlockPrivateNetworks = true
+	cfg.Proxy = http.ProxyURL(proxyURL)
+	cfg.Retry.MaxRetries = -1
+	tr := newTestTransport(t, cfg)
+	e, err := newEgress(nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"１２７.０.０.１", "127。0。0。1", "①②⑦.0.0.1", "１２７。１", "ＬＯＣＡＬＨＯＳＴ"} {
+		t.Run(host, func(t *testing.T) {
+			if host == "ＬＯＣＡＬＨＯＳＴ" {
+				// A name, Unicode or not, is the proxy's to resolve.
+				if err := e.checkHost(host); err != nil {
+					t.Fatalf("checkHost(%q): got %v, want the name left to the dial check", host, err)
+				}
+				return
+			}
+			if err := e.checkHost(host); !errors.Is(err, ErrBlockedAddress) {
+				t.Errorf("checkHost(%q): got %v, want ErrBlockedAddress", host, err)
+			}
+			beforeTunnels, beforeReqs := tunnels.Load(), requests.Load()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+":"+port+"/", nil)
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			if !errors.Is(err, ErrBlockedAddress) {
+				t.Errorf("through the proxy: got %v, want ErrBlockedAddress", err)
+			}
+			if n, r := tunnels.Load()-beforeTunnels, requests.Load()-beforeReqs; n != 0 || r != 0 {
+				t.Errorf("the proxy opened %d tunnels and the loopback server saw %d requests, want 0 and 0", n, r)
+			}
+		})
+	}
+}
+
+// TestConnectProxyTinyproxy tunnels through a real CONNECT proxy.
+func TestConnectProxyTinyproxy(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	origin := peers.StartNginx(t, peers.NginxConfig{CertPEM: testpki.ChainPEM(p.leaf, p.inter), KeyPEM: p.leaf.KeyPEM()})
+	const user, pass = "proxyuser", "pr0xy-s3cret"
+	for _, tt := range []struct {
+		name      string
+		auth      bool // the proxy requires basic authentication
+		withCreds bool // the proxy URL carries them
+		pin       string
+		wantErr   func(error) bool
+	}{
+		{name: "pins hold through CONNECT", pin: p.inter.SPKIPin()},
+		{name: "wrong pin through CONNECT", pin: fakePin('P'), wantErr: func(err error) bool { return errors.Is(err, ErrPinMismatch) }},
+		{name: "proxy basic auth from the URL", auth: true, withCreds: true, pin: p.root.SPKIPin()},
+		{name: "proxy basic auth missing", auth: true, pin: p.root.SPKIPin(), wantErr: func(err error) bool { return err != nil }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pcfg := peers.TinyproxyConfig{}
+			if tt.auth {
+				pcfg = peers.TinyproxyConfig{BasicAuthUser: user, BasicAuthPass: pass}
+			}
+			proxy := peers.StartTinyproxy(t, pcfg)
+			proxyURL := proxy.ProxyURL()
+			if !tt.withCreds {
+				proxyURL.User = nil
+			}
+			logger, logs := testutil.NewLogger()
+			cfg := testConfig(t)
+			cfg.Logger = logger
+			cfg.Proxy = http.ProxyURL(proxyURL)
+			// The proxy resolves and dials the target, so it is named by its
+			// address, which the shared leaf also covers; only the proxy's
+			// own address may be dialled here.
+			cfg.Pins = []PinSet{{Host: "127.0.0.1", Pins: []string{tt.pin}}}
+			cfg.DialContext = proxyOnlyDial(t, proxy.Addr)
+			body, err := peerGet(t, cfg, origin.URL("/"))
+			if tt.wantErr == nil {
+				if err != nil || body != "ok\n" {
+					t.Fatalf("got (%q, %v), want \"ok\\n\"", body, err)
+				}
+				if n := proxy.ConnectCount(); n != 1 {
+					t.Fatalf("the proxy logged %d CONNECTs, want 1", n)
+				}
+			} else if !tt.wantErr(err) {
+				t.Fatalf("got %v, not the expected error", err)
+			}
+			for _, secret := range []string{pass, "cHJveHl1c2VyOnByMHh5LXMzY3JldA=="} {
+				if strings.Contains(logs.String(), secret) || (err != nil && strings.Contains(err.Error(), secret)) {
+					t.Fatalf("the proxy password reached a log or an error")
+				}
+			}
+		})
+	}
+}
+
+// proxyOnlyDial dials only addr, the proxy, and refuses any other address.
+func proxyOnlyDial(t *testing.T, addr string) func(ctx context.Context, network, a string) (net.Conn, error) {
+	return func(ctx context.Context, network, a string) (net.Conn, error) {
+		if a != addr {
+			return nil, fmt.Errorf("dialled %s directly, want only the proxy %s", a, addr)
+		}
+		return testutil.LoopbackDial(ctx, network, a)
 	}
 }

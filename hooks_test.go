@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
@@ -16,11 +15,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // hookRecorder keeps every event it is given, formatted with %#v, so that
@@ -140,7 +139,7 @@ func TestHooksAttempts(t *testing.T) {
 	const secretQuery = "QSECRET"
 	var n atomic.Int64
 	var seen sync.Map // attempt number → the X-Trace and Authorization it carried
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		i := n.Add(1)
 		seen.Store(i, r.Header.Get("X-Trace")+" "+r.Header.Get("Authorization")+" "+r.Header.Get("DPoP"))
 		switch i {
@@ -163,7 +162,7 @@ func TestHooksAttempts(t *testing.T) {
 	}}
 	tr := newTestTransport(t, cfg)
 
-	req, err := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/things?key="+secretQuery), nil)
+	req, err := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/things?key="+secretQuery), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +190,7 @@ func TestHooksAttempts(t *testing.T) {
 	}
 
 	rec.mu.Lock()
-	wantURL := hostURL(srv, hostAPI, "/things")
+	wantURL := testutil.HostURL(srv, hostAPI, "/things")
 	wantPort := srv.Listener.Addr().(interface{ String() string }).String()
 	for i, e := range rec.starts {
 		if e.Attempt != i+1 || e.URL != wantURL || e.Method != http.MethodGet || e.Host != hostAPI ||
@@ -221,7 +220,7 @@ func TestHooksAttempts(t *testing.T) {
 func TestHooksHandshakeAndPins(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	stranger := testpki.Must(testpki.NewRoot("stranger", testpki.Options{}))
 	var rec hookRecorder
 	cfg := testConfig(t)
@@ -235,7 +234,7 @@ func TestHooksHandshakeAndPins(t *testing.T) {
 	tr := newTestTransport(t, cfg)
 	c := &http.Client{Transport: tr}
 	for _, host := range []string{hostAPI, hostOther, hostSub} {
-		resp, err := c.Get(hostURL(srv, host, "/"))
+		resp, err := c.Get(testutil.HostURL(srv, host, "/"))
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -245,7 +244,7 @@ func TestHooksHandshakeAndPins(t *testing.T) {
 	}
 	// A new connection resumes the TLS session of the first.
 	tr.CloseIdleConnections()
-	resp, err := c.Get(hostURL(srv, hostAPI, "/"))
+	resp, err := c.Get(testutil.HostURL(srv, hostAPI, "/"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +292,7 @@ func TestHooksHandshakeAndPins(t *testing.T) {
 // reaches an event.
 func TestHooksTokenRequest(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/token" {
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, `{"access_token":"ATSECRET","token_type":"Bearer","expires_in":3600}`)
@@ -306,16 +305,16 @@ func TestHooksTokenRequest(t *testing.T) {
 	cfg.Hooks = rec.hooks()
 	cfg.ExpiryWarning = -1
 	cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, ClientCredentials: &ClientCredentials{
-		ClientID: "client", ClientSecret: "CSSECRET", TokenURL: hostURL(srv, hostOther, "/token?tenant=QSECRET"),
+		ClientID: "client", ClientSecret: "CSSECRET", TokenURL: testutil.HostURL(srv, hostOther, "/token?tenant=QSECRET"),
 	}}
 	tr := newTestTransport(t, cfg)
-	resp, err := (&http.Client{Transport: tr}).Get(hostURL(srv, hostAPI, "/"))
+	resp, err := (&http.Client{Transport: tr}).Get(testutil.HostURL(srv, hostAPI, "/"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	rec.mu.Lock()
-	if len(rec.tokenReqs) != 1 || rec.tokenReqs[0].StatusCode != 200 || rec.tokenReqs[0].URL != hostURL(srv, hostOther, "/token") {
+	if len(rec.tokenReqs) != 1 || rec.tokenReqs[0].StatusCode != 200 || rec.tokenReqs[0].URL != testutil.HostURL(srv, hostOther, "/token") {
 		t.Errorf("got token request events %+v, want one 200 from /token", rec.tokenReqs)
 	}
 	var methods []string
@@ -333,11 +332,11 @@ func TestHooksTokenRequest(t *testing.T) {
 // same request through the bare http.Transport allocates, budget included,
 // and reports what hooks cost.
 func TestHooksNilAllocs(t *testing.T) {
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))
 	allocs := func(rt http.RoundTripper) float64 {
-		req, err := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/?q=1"), nil)
+		req, err := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/?q=1"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -417,38 +416,6 @@ func TestHooksTarget(t *testing.T) {
 	}
 }
 
-// TestErrorClass checks that failures are named by their type, whatever
-// their text says.
-func TestErrorClass(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		err  error
-		want string
-	}{
-		{"pin mismatch", &PinError{Host: "api.test"}, "pin_mismatch"},
-		{"refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, "connection_refused"},
-		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), "connection_reset"},
-		{"closed", io.ErrUnexpectedEOF, "connection_closed"},
-		{"canceled", context.Canceled, "canceled"},
-		{"deadline", fmt.Errorf("get: %w", context.DeadlineExceeded), "timeout"},
-		{"token", &RefreshError{Err: errors.New("timeout")}, "token_unavailable"},
-		{"oauth", &OAuthError{StatusCode: 400, Code: "invalid_client"}, "oauth_error"},
-		{"scheme", fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, "http"), "insecure_scheme"},
-		{"host", ErrHostNotAllowed, "host_not_allowed"},
-		{"dns", &net.DNSError{Err: "no such host", Name: "x.test", IsNotFound: true}, "dns"},
-		{"text says timeout", errors.New("i/o timeout https://api.test/?key=QSECRET"), "error"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if got := classify(tt.err).class; got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
-
 // TestTraceSeesNoCredential checks that an httptrace.ClientTrace, whether a
 // hook put it in the attempt's context or the caller in the request's, is
 // handed Authorization, DPoP, Cookie and Proxy-Authorization with their
@@ -462,10 +429,10 @@ func TestTraceSeesNoCredential(t *testing.T) {
 		proofs.Store(r.Header.Get("DPoP"), true)
 		io.WriteString(w, "ok")
 	})
-	h2 := startServer(t, p.serverCert(), handler)
+	h2 := testutil.StartServer(t, p.serverCert(), handler)
 	h1 := httptest.NewUnstartedServer(handler)
 	h1.TLS = &tls.Config{Certificates: []tls.Certificate{p.serverCert()}}
-	h1.Config.ErrorLog = quietLog()
+	h1.Config.ErrorLog = testutil.QuietLog()
 	h1.StartTLS() // without EnableHTTP2: HTTP/1.1 only
 	t.Cleanup(h1.Close)
 
@@ -503,7 +470,7 @@ func TestTraceSeesNoCredential(t *testing.T) {
 					}
 				}
 				tr := newTestTransport(t, cfg)
-				req, err := http.NewRequest(http.MethodGet, hostURL(server.srv, hostAPI, "/"), nil)
+				req, err := http.NewRequest(http.MethodGet, testutil.HostURL(server.srv, hostAPI, "/"), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -564,7 +531,7 @@ func TestTraceSeesNoCredential(t *testing.T) {
 func TestTraceRedactionKeepsCancellation(t *testing.T) {
 	t.Parallel()
 	arrived := make(chan struct{})
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(arrived)
 		<-r.Context().Done()
 	}))
@@ -572,7 +539,7 @@ func TestTraceRedactionKeepsCancellation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaderField: func(string, []string) {}})
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,5 +553,62 @@ func TestTraceRedactionKeepsCancellation(t *testing.T) {
 	}
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("got error %v, want context.Canceled", err)
+	}
+}
+
+// TestHooksPanicRecovered proves that a hook that panics neither ends the
+// process (TokenRefresh and Handshake run on goroutines no caller can
+// recover on) nor fails the request, and that the panic is logged by type
+// only, never by its value.
+func TestHooksPanicRecovered(t *testing.T) {
+	t.Parallel()
+	const secret = "panic-value-secret"
+	boom := func() { panic(secret) }
+	tests := []struct {
+		name  string
+		hooks *Hooks
+	}{
+		{"TokenRefresh", &Hooks{TokenRefresh: func(context.Context, TokenEvent) { boom() }}},
+		{"Handshake", &Hooks{Handshake: func(context.Context, HandshakeEvent) { boom() }}},
+		{"AttemptStart", &Hooks{AttemptStart: func(context.Context, AttemptEvent) context.Context { boom(); return nil }}},
+		{"InjectHeader", &Hooks{InjectHeader: func(context.Context, http.Header) { boom() }}},
+		{"AttemptDone", &Hooks{AttemptDone: func(context.Context, AttemptEvent) { boom() }}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clk := tokNewClock()
+			mine := tokFresh(t, clk.Now(), time.Hour)
+			rec := &tokRecorder{}
+			srv := tokStartServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				rec.record(r)
+				io.WriteString(w, "ok")
+			}))
+			cfg := testConfig(t)
+			cfg.Bearer = &Bearer{Refresh: tokStaticT(mine), Hosts: []string{hostAPI}}
+			cfg.Hooks = tt.hooks
+			var logs *testutil.LogBuffer
+			cfg.Logger, logs = testutil.NewLogger()
+			tr := newTestTransport(t, cfg)
+			tr.now = clk.Now
+			req, err := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, body, err := tokDo(&http.Client{Transport: tr}, req)
+			if err != nil || code != 200 || body != "ok" {
+				t.Fatalf("request with a panicking %s hook: got %d %q %v, want 200 \"ok\"", tt.name, code, body, err)
+			}
+			if n := len(rec.all()); n != 1 {
+				t.Errorf("server saw %d requests, want 1", n)
+			}
+			out := logs.String()
+			if !strings.Contains(out, "hook="+tt.name) {
+				t.Errorf("log does not name the panicking hook %s:\n%s", tt.name, out)
+			}
+			if strings.Contains(out, secret) {
+				t.Errorf("log quotes the panic's value:\n%s", out)
+			}
+		})
 	}
 }

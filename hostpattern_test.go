@@ -3,6 +3,7 @@ package securehttp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -180,4 +181,222 @@ func TestSuffixBelowTableEntries(t *testing.T) {
 			t.Errorf("suffixUnder(%q): got %q, want none", name, suffix)
 		}
 	}
+}
+
+func TestHostPatterns(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		pattern, host string
+		want          bool
+	}{
+		{"api.example.com", "api.example.com", true},
+		{"api.example.com", "API.Example.COM.", true},
+		{"API.EXAMPLE.COM.", "api.example.com", true},
+		{"api.example.com", "x.api.example.com", false},
+		{"*.example.com", "a.example.com", true},
+		{"*.example.com", "a.b.example.com", false},
+		{"*.example.com", "example.com", false},
+		{"*.example.com", "aexample.com", false},
+		{"**.example.com", "example.com", true},
+		{"**.example.com", "a.b.example.com", true},
+		{"**.example.com", "badexample.com", false},
+		{"127.0.0.1", "127.0.0.1", true},
+		{"::1", "[::1]", true},
+		{"bücher.example", "xn--bcher-kva.example", true},
+	} {
+		p, err := parseHostPattern(tt.pattern)
+		if err != nil {
+			t.Fatalf("parseHostPattern(%q): %v", tt.pattern, err)
+		}
+		host, err := normalizeHost(tt.host)
+		if err != nil {
+			t.Fatalf("normalizeHost(%q): %v", tt.host, err)
+		}
+		if got := p.match(host); got != tt.want {
+			t.Fatalf("%q matches %q: got %v, want %v", tt.pattern, tt.host, got, tt.want)
+		}
+	}
+}
+
+// TestHostPatternsStrict: a host pattern is read strictly: empty labels,
+// characters outside host names, wildcards anywhere but in front of a name,
+// IP address wildcards, numeric top-level labels and over-long names are
+// refused with a *ConfigError by every field that takes a pattern, and
+// accepted patterns come out normalised.
+func TestHostPatternsStrict(t *testing.T) {
+	t.Parallel()
+	label63 := strings.Repeat("a", 63)
+	name253 := label63 + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
+	for _, tt := range []struct {
+		pattern string
+		want    string // the normalised pattern; "" for a *ConfigError
+	}{
+		{".api.test", ""},
+		{"api.test\n", ""},
+		{"api.test\t", ""},
+		{"api.test..", ""},
+		{"api..test", ""},
+		{"..", ""},
+		{".", ""},
+		{"api test", ""},
+		{"api_test.example", ""},
+		{"-api.test", ""},
+		{"api-.test", ""},
+		{"api.test/", ""},
+		{"api%2etest", ""},
+		{"*.0.0.1", ""},
+		{"**.0.1", ""},
+		{"*.127.0.0.1", ""},
+		{"**.[::1]", ""},
+		{"*.*.api.test", ""},
+		{"0.0.1", ""},
+		{"api.0x7f", ""},
+		{"[127.0.0.1]", ""},
+		{strings.Repeat("a", 64) + ".test", ""},
+		{name253 + "d", ""},
+		{"xn--a.test", ""}, // invalid Punycode
+		{"api.test", "api.test"},
+		{"API.Test.", "api.test"},
+		{"*.api.test", "*.api.test"},
+		{"**.api.test", "**.api.test"},
+		{"127.0.0.1", "127.0.0.1"},
+		{"::1", "::1"},
+		{"[::1]", "::1"},
+		{"bücher.example", "xn--bcher-kva.example"},
+		{"ｅｘａｍｐｌｅ．ｃｏｍ", "example.com"},
+		{"1.api.test", "1.api.test"},
+		{"a-b.test", "a-b.test"},
+		{label63 + ".test", label63 + ".test"},
+		{name253, name253},
+		{name253 + ".", name253},
+	} {
+		t.Run(fmt.Sprintf("%q", tt.pattern), func(t *testing.T) {
+			t.Parallel()
+			p, err := parseHostPattern(tt.pattern)
+			if tt.want != "" {
+				if err != nil || p.String() != tt.want {
+					t.Fatalf("got %q and error %v, want %q", p.String(), err, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("got pattern %q, want an error", p.String())
+			}
+			// Every place that takes a host pattern refuses it.
+			good := "sha256/" + strings.Repeat("A", 43) + "="
+			for _, c := range []struct {
+				field string
+				cfg   Config
+			}{
+				{"Pins[0].Host", Config{Pins: []PinSet{{Host: tt.pattern, Pins: []string{good}}}}},
+				{"Bearer.Hosts[0]", Config{Bearer: &Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{tt.pattern}}}},
+			} {
+				tr, err := newTransport(c.cfg)
+				var ce *ConfigError
+				if !errors.As(err, &ce) || ce.Field != c.field || tr != nil {
+					t.Fatalf("got %v and error %v, want only a *ConfigError for %s", tr, err, c.field)
+				}
+			}
+		})
+	}
+}
+
+// FuzzHostPattern: host names and patterns normalise the same whatever their
+// ASCII case, and a pattern matches its own name, one label below it or any
+// depth below it as its wildcard says, and never a name that merely ends
+// with it.
+func FuzzHostPattern(f *testing.F) {
+	for _, s := range [][2]string{
+		{"api.example.com", "api.example.com"},
+		{"API.Example.COM.", "api.example.com"},
+		{"*.example.com", "example.com"},
+		{"*.example.com", "a.example.com"},
+		{"*.example.com", "a.b.example.com"},
+		{"*.example.com", ".example.com"},
+		{"**.example.com", "example.com"},
+		{"**.example.com", "a.b.example.com"},
+		{"**.example.com", "xexample.com"},
+		{"*.", "a"},
+		{"**.", "a"},
+		{"*", "a"},
+		{"a.*.com", "a.b.com"},
+		{"*.*.example.com", "a.b.example.com"},
+		{"127.0.0.1", "127.0.0.1"},
+		{"[::1]", "::1"},
+		{"::FFFF:7F00:1", "127.0.0.1"},
+		{"*.127.0.0.1", "1.127.0.0.1"},
+		{"*.[::1]", "a.::1"},
+		{"bücher.example", "xn--bcher-kva.example"},
+		{"XN--BCHER-KVA.example", "bücher.example"},
+		{"\u212a.example", "k.example"}, // Kelvin sign
+		{"ｅｘａｍｐｌｅ．ｃｏｍ", "example.com"},
+		{"example.com..", "example.com."},
+		{"https://example.com", "example.com"},
+		{"example.com:443", "example.com"},
+		{"exa mple.com", "exa mple.com"},
+		{"", ""},
+		{".", "."},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, pattern, host string) {
+		if h, err := normalizeHost(host); err == nil {
+			// Matching ignores ASCII case: the swapped name normalises to
+			// the same host.
+			swapped, err := normalizeHost(fzSwapCase(host))
+			if err != nil || swapped != h {
+				t.Errorf("normalizeHost(%q) = %q but normalizeHost(%q) = %q, %v", host, h, fzSwapCase(host), swapped, err)
+			}
+		}
+		p, err := parseHostPattern(pattern)
+		if err != nil {
+			return
+		}
+		if q, err := parseHostPattern(fzSwapCase(pattern)); err != nil || q != p {
+			t.Errorf("parseHostPattern(%q) = %+v but parseHostPattern(%q) = %+v, %v", pattern, p, fzSwapCase(pattern), q, err)
+		}
+		if h, err := normalizeHost(host); err == nil {
+			_ = p.match(h)
+		}
+		switch p.wild {
+		case 0:
+			n, err := normalizeHost(pattern)
+			if err != nil || !p.match(n) {
+				t.Errorf("pattern %q does not match its own normalised name %q (%v)", pattern, n, err)
+			}
+		case 1:
+			if p.match(p.base) {
+				t.Errorf("pattern %q matches its apex %q", pattern, p.base)
+			}
+			if !p.match("x." + p.base) {
+				t.Errorf("pattern %q does not match %q", pattern, "x."+p.base)
+			}
+			if p.match("x.y." + p.base) {
+				t.Errorf("pattern %q matches two labels: %q", pattern, "x.y."+p.base)
+			}
+		case 2:
+			if !p.match(p.base) || !p.match("x.y."+p.base) {
+				t.Errorf("pattern %q does not match its apex %q and the names below it", pattern, p.base)
+			}
+		default:
+			t.Errorf("parseHostPattern(%q) gave wild %d", pattern, p.wild)
+		}
+		if p.match("x" + p.base) {
+			t.Errorf("pattern %q matches %q, which only ends with its name", pattern, "x"+p.base)
+		}
+	})
+}
+
+// fzSwapCase swaps the case of ASCII letters only.
+func fzSwapCase(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z':
+			b[i] = c - 'a' + 'A'
+		case 'A' <= c && c <= 'Z':
+			b[i] = c - 'A' + 'a'
+		}
+	}
+	return string(b)
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // echoSeen is what a token endpoint received, for a server that quotes it
@@ -122,7 +124,7 @@ func TestOAuthErrorRedactsEchoedCredentials(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			seen := make(chan echoSeen, 4)
-			as := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			as := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				r.ParseForm()
 				s := echoSeen{auth: r.Header.Get("Authorization"), proof: r.Header.Get("DPoP"),
 					assertion: r.PostForm.Get("client_assertion")}
@@ -135,14 +137,14 @@ func TestOAuthErrorRedactsEchoedCredentials(t *testing.T) {
 				w.WriteHeader(http.StatusBadRequest)
 				json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc, "error_uri": uri})
 			}))
-			cc := ClientCredentials{TokenURL: hostURL(as, hostOther, "/token"), ClientID: clientID}
+			cc := ClientCredentials{TokenURL: testutil.HostURL(as, hostOther, "/token"), ClientID: clientID}
 			if tt.auth == "jwt" {
 				cc.Key = key
 			} else {
 				cc.ClientSecret = secret
 			}
 			cfg := testConfig(t)
-			logger, logs := newLogger()
+			logger, logs := testutil.NewLogger()
 			cfg.Logger = logger
 			cfg.Bearer = &Bearer{ClientCredentials: &cc, Hosts: []string{hostAPI}, RefreshTimeout: 5 * time.Second}
 			if tt.auth == "dpop" {

@@ -3,16 +3,22 @@ package securehttp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +27,7 @@ import (
 
 	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // These tests staple OCSP responses that openssl ocsp signed offline, as an
@@ -248,7 +255,7 @@ func TestOCSPStapleNginx(t *testing.T) {
 			cfg.RequireOCSPStaple = tt.require
 			cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				dials.Add(1)
-				return loopbackDial(ctx, network, addr)
+				return testutil.LoopbackDial(ctx, network, addr)
 			}
 			tr := newTestTransport(t, cfg)
 			if tt.ahead != 0 {
@@ -283,4 +290,204 @@ func TestOCSPStapleNginx(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOCSPStapleOnResumption: a resumed TLS session is not refused for the
+// staple of its full handshake having aged since, for TLS 1.2 and 1.3 alike,
+// while a full handshake with the now-stale staple is refused with
+// ErrOCSPStaple.
+func TestOCSPStapleOnResumption(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	now := time.Now()
+	staple, err := p.leaf.OCSPResponse(testpki.OCSPGood, now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := p.serverCert()
+	cert.OCSPStaple = staple
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(version), func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(okHandler))
+			srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: version}
+			srv.Config.ErrorLog = testutil.QuietLog()
+			srv.StartTLS()
+			t.Cleanup(srv.Close)
+			url := testutil.HostURL(srv, hostAPI, "/")
+
+			clk := testutil.NewClock(now)
+			cfg := testConfig(t)
+			cfg.RequireOCSPStaple = true
+			cfg.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.inter.SPKIPin()}}}
+			tr := newTestTransport(t, cfg)
+			tr.now = clk.Now
+			var resumed atomic.Bool
+			verify := tr.conns.base.TLSClientConfig.VerifyConnection
+			tr.conns.base.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
+				resumed.Store(cs.DidResume)
+				return verify(cs)
+			}
+			if _, err := get(t, tr, url); err != nil || resumed.Load() {
+				t.Fatalf("full handshake: got error %v and resumed %v, want success on a full handshake", err, resumed.Load())
+			}
+			tr.conns.base.CloseIdleConnections()
+
+			// Past the staple's nextUpdate and the skew allowance.
+			clk.Add(2*time.Hour + stapleSkew)
+			if _, err := get(t, tr, url); err != nil || !resumed.Load() {
+				t.Fatalf("resumed handshake with the original staple: got error %v and resumed %v, want success on a resumed handshake", err, resumed.Load())
+			}
+
+			// The staple is stale at that time: a full handshake refuses it.
+			fresh := newTestTransport(t, cfg)
+			fresh.now = clk.Now
+			if _, err := get(t, fresh, url); !errors.Is(err, ErrOCSPStaple) {
+				t.Fatalf("full handshake with the stale staple: got error %v, want ErrOCSPStaple", err)
+			}
+		})
+	}
+}
+
+// fzStaplePKI is a chain with a must-staple leaf and OCSP responses for it,
+// generated once per test binary.
+type fzStaplePKI struct {
+	root, inter, leaf *testpki.Cert
+	good, revoked     []byte
+	seeds             [][]byte
+}
+
+var (
+	fzStapleOnce sync.Once
+	fzStapleVal  *fzStaplePKI
+)
+
+func fzStaple(tb testing.TB) *fzStaplePKI {
+	tb.Helper()
+	fzStapleOnce.Do(func() {
+		now := time.Now()
+		root := testpki.Must(testpki.NewRoot("fuzz root", testpki.Options{}))
+		inter := testpki.Must(root.NewIntermediate("fuzz intermediate", testpki.Options{}))
+		leaf := testpki.Must(inter.NewLeaf("fuzz.test", testpki.Options{DNSNames: []string{"fuzz.test"}, MustStaple: true}))
+		other := testpki.Must(inter.NewLeaf("other.test", testpki.Options{DNSNames: []string{"other.test"}}))
+		stranger := testpki.Must(testpki.Must(root.NewIntermediate("another intermediate", testpki.Options{})).NewLeaf("fuzz.test", testpki.Options{}))
+		resp := func(c *testpki.Cert, st testpki.OCSPStatus, this, next time.Time) []byte {
+			der, err := c.OCSPResponse(st, this, next)
+			if err != nil {
+				panic(err)
+			}
+			return der
+		}
+		p := &fzStaplePKI{
+			root: root, inter: inter, leaf: leaf,
+			good:    resp(leaf, testpki.OCSPGood, now.Add(-time.Hour), now.Add(time.Hour)),
+			revoked: resp(leaf, testpki.OCSPRevoked, now.Add(-time.Hour), now.Add(time.Hour)),
+		}
+		p.seeds = [][]byte{
+			p.good,
+			p.revoked,
+			resp(leaf, testpki.OCSPGood, now.Add(-48*time.Hour), now.Add(-24*time.Hour)), // expired
+			resp(leaf, testpki.OCSPGood, now.Add(24*time.Hour), now.Add(48*time.Hour)),   // not yet valid
+			resp(leaf, testpki.OCSPGood, now.Add(-30*24*time.Hour), time.Time{}),         // stale, no nextUpdate
+			resp(other, testpki.OCSPGood, now.Add(-time.Hour), now.Add(time.Hour)),       // another certificate
+			resp(stranger, testpki.OCSPGood, now.Add(-time.Hour), now.Add(time.Hour)),    // another issuer
+			p.good[:len(p.good)/2],          // truncated
+			append(slices.Clone(p.good), 0), // trailing data
+			{0x30, 0x03, 0x0a, 0x01, 0x01},  // malformedRequest
+			{0x30, 0x03, 0x0a, 0x01, 0x03},  // tryLater
+			{0x30, 0x03, 0x0a, 0x01, 0x00},  // successful, no body
+			{0x30, 0x00},
+			{0x30, 0x80, 0x00, 0x00}, // BER indefinite length
+			{},
+		}
+		fzStapleVal = p
+	})
+	return fzStapleVal
+}
+
+// FuzzOCSPStaple: of all byte strings, verifyStaple and checkStaple accept
+// only the issuer's good response, report only its revoked one as
+// ErrRevoked, and refuse anything else with ErrOCSPStaple.
+func FuzzOCSPStaple(f *testing.F) {
+	p := fzStaple(f)
+	for _, s := range p.seeds {
+		f.Add(s)
+	}
+	tr, err := newTransport(Config{})
+	if err != nil {
+		f.Fatalf("NewTransport: %v", err)
+	}
+	chains := [][]*x509.Certificate{{p.leaf.Cert, p.inter.Cert, p.root.Cert}}
+	f.Fuzz(func(t *testing.T, staple []byte) {
+		err := tr.verifyStaple(staple, p.leaf.Cert, p.inter.Cert, true)
+		fzCheckStapleErr(t, "verifyStaple", p, staple, err)
+
+		err = tr.checkStaple(tls.ConnectionState{OCSPResponse: staple}, chains)
+		if len(staple) == 0 {
+			// The leaf is must-staple: no staple is an error.
+			if !errors.Is(err, ErrOCSPStaple) {
+				t.Errorf("checkStaple with no staple for a must-staple leaf: got %v, want ErrOCSPStaple", err)
+			}
+			return
+		}
+		fzCheckStapleErr(t, "checkStaple", p, staple, err)
+	})
+}
+
+// fzCheckStapleErr holds a staple verdict to what the bytes are: only the
+// issuer's own good response passes, only its revoked one is ErrRevoked, and
+// anything else is ErrOCSPStaple.
+func fzCheckStapleErr(t *testing.T, fn string, p *fzStaplePKI, staple []byte, err error) {
+	t.Helper()
+	switch {
+	case bytes.Equal(staple, p.good):
+		if err != nil {
+			t.Errorf("%s refused the issuer's good response: %v", fn, err)
+		}
+	case bytes.Equal(staple, p.revoked):
+		if !errors.Is(err, ErrRevoked) {
+			t.Errorf("%s on the issuer's revoked response: got %v, want ErrRevoked", fn, err)
+		}
+	case err == nil:
+		t.Errorf("%s accepted %d bytes that are not the issuer's good response: %x", fn, len(staple), staple)
+	case errors.Is(err, ErrRevoked):
+		t.Logf("%s reports revoked for bytes other than the issuer's revoked response (a re-encoding of it?): %x", fn, staple)
+	case !errors.Is(err, ErrOCSPStaple):
+		t.Errorf("%s: got %v, want ErrOCSPStaple", fn, err)
+	}
+}
+
+// FuzzMustStaple: mustStaple reads a TLS Feature extension that lists
+// status_request as must-staple, and one it cannot read as must-staple too,
+// the strictest reading.
+func FuzzMustStaple(f *testing.F) {
+	for _, s := range [][]byte{
+		{0x30, 0x03, 0x02, 0x01, 0x05},                            // status_request
+		{0x30, 0x06, 0x02, 0x01, 0x11, 0x02, 0x01, 0x05},          // status_request_v2, status_request
+		{0x30, 0x03, 0x02, 0x01, 0x11},                            // status_request_v2 only
+		{0x30, 0x00},                                              // no feature
+		{0x30, 0x00, 0x02, 0x01, 0x05},                            // status_request after the list
+		{0x30, 0x03, 0x02, 0x01, 0x05, 0x00},                      // trailing byte
+		{0x30, 0x0b, 0x02, 0x09, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x05}, // integer too large for int
+		{0x31, 0x03, 0x02, 0x01, 0x05},                            // SET instead of SEQUENCE
+		{0x02, 0x01, 0x05},                                        // bare INTEGER
+		{},
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, value []byte) {
+		cert := &x509.Certificate{Extensions: []pkix.Extension{{Id: oidTLSFeature, Value: value}}}
+		got := mustStaple(cert)
+		var features []int
+		rest, err := asn1.Unmarshal(value, &features)
+		switch {
+		case err != nil || len(rest) > 0:
+			// Not a well-formed SEQUENCE OF INTEGER: the strictest reading.
+			if !got {
+				t.Errorf("mustStaple(% x) = false for an unreadable feature list, want true", value)
+			}
+		case got != slices.Contains(features, featureStatusRequest):
+			t.Errorf("mustStaple(% x) = %v for features %v", value, got, features)
+		}
+	})
 }

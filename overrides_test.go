@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // TestOverrides checks the per-request overrides: WithoutRetries sends a
@@ -28,7 +30,7 @@ func TestOverrides(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var attempts, withAuth, refreshes atomic.Int64
-			srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				attempts.Add(1)
 				if r.Header.Get("Authorization") != "" {
 					withAuth.Add(1)
@@ -41,7 +43,7 @@ func TestOverrides(t *testing.T) {
 				return Token{Value: "tok", Expiry: time.Now().Add(time.Hour)}, nil
 			}}
 			tr := newTestTransport(t, cfg)
-			req, err := http.NewRequestWithContext(tt.ctx(t.Context()), http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+			req, err := http.NewRequestWithContext(tt.ctx(t.Context()), http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

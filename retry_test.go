@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +30,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // rtFault is what the fault server does to the connection of one request.
@@ -91,7 +94,7 @@ func rtFaultServer(t testing.TB, h2 bool, steps ...rtStep) *rtServer {
 			return nil, nil
 		},
 	}
-	srv.Config.ErrorLog = quietLog()
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
 			s.conns.Add(1)
@@ -163,7 +166,7 @@ func (s *rtServer) received() []rtSeen {
 }
 
 // url returns the server's URL for path under the host name api.test.
-func (s *rtServer) url(path string) string { return hostURL(s.Server, hostAPI, path) }
+func (s *rtServer) url(path string) string { return testutil.HostURL(s.Server, hostAPI, path) }
 
 // rtReset hijacks the connection and resets it: SO_LINGER 0 makes Close send
 // a TCP RST, without a TLS close_notify.
@@ -231,14 +234,14 @@ type rtLogRecord struct {
 // needed and return the handler itself.
 type rtLogCapture struct {
 	on   func(msg string) // called for every record, if set
-	text *logBuffer
+	text *testutil.LogBuffer
 
 	mu      sync.Mutex
 	records []rtLogRecord
 }
 
 func rtNewLogCapture() (*slog.Logger, *rtLogCapture) {
-	h := &rtLogCapture{text: &logBuffer{}}
+	h := &rtLogCapture{text: &testutil.LogBuffer{}}
 	return slog.New(h), h
 }
 
@@ -357,7 +360,7 @@ func rtStartGoAwayServer(t testing.TB, n int, h http.Handler) *rtGoAwayServer {
 		t.Fatal(err)
 	}
 	s := &rtGoAwayServer{url: "https://" + net.JoinHostPort(hostAPI, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))}
-	srv := &http.Server{ErrorLog: quietLog(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{ErrorLog: testutil.QuietLog(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
 		h.ServeHTTP(w, r)
 	})}
@@ -531,7 +534,7 @@ func TestRetryHTTP2Resets(t *testing.T) {
 				goAwaySrv = rtStartGoAwayServer(t, 1, h)
 				url = goAwaySrv.url
 			} else {
-				url = hostURL(startServer(t, sharedPKI(t).serverCert(), h), hostAPI, "")
+				url = testutil.HostURL(testutil.StartServer(t, sharedPKI(t).serverCert(), h), hostAPI, "")
 			}
 			cfg := testConfig(t)
 			cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, RefreshTimeout: 5 * time.Second,
@@ -813,7 +816,7 @@ func TestRetryTLSFailuresNotRetried(t *testing.T) {
 			cfg.Retry.MaxRetries = 5
 			cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				dials.Add(1)
-				return loopbackDial(ctx, network, addr)
+				return testutil.LoopbackDial(ctx, network, addr)
 			}
 			tt.cfg(&cfg)
 			c, _ := rtNewClient(t, cfg)
@@ -893,7 +896,7 @@ func TestRetryConnectionErrors(t *testing.T) {
 				// What a net.Dialer returns when its Timeout expires.
 				return nil, &net.OpError{Op: "dial", Net: network, Err: rtDialTimeout{}}
 			}
-			return loopbackDial(ctx, network, addr)
+			return testutil.LoopbackDial(ctx, network, addr)
 		}
 		c, _ := rtNewClient(t, cfg)
 		resp, body, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, srv.url("/"), nil))
@@ -971,7 +974,7 @@ func TestRetryRedirects(t *testing.T) {
 		http.Redirect(w, r, "/hops/3", http.StatusTemporaryRedirect)
 	}))
 	mux.HandleFunc("/hops/3", count(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "done") }))
-	srv := startServer(t, sharedPKI(t).serverCert(), mux)
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), mux)
 
 	t.Run("ErrUseLastResponse returns the 302", func(t *testing.T) {
 		t.Parallel()
@@ -981,7 +984,7 @@ func TestRetryRedirects(t *testing.T) {
 			calls.Add(1)
 			return http.ErrUseLastResponse
 		}
-		resp, _, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, hostURL(srv, hostAPI, "/last/start"), nil))
+		resp, _, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, testutil.HostURL(srv, hostAPI, "/last/start"), nil))
 		if err != nil {
 			t.Fatalf("got error %v, want the 302", err)
 		}
@@ -1009,7 +1012,7 @@ func TestRetryRedirects(t *testing.T) {
 			seen = append(seen, fmt.Sprintf("%s via %d", req.URL.Path, len(via)))
 			return nil
 		}
-		resp, body, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, hostURL(srv, hostAPI, "/hops/1"), nil))
+		resp, body, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, testutil.HostURL(srv, hostAPI, "/hops/1"), nil))
 		if err != nil {
 			t.Fatalf("got error %v, want the final response", err)
 		}
@@ -1276,17 +1279,17 @@ func TestRetryStreamsNonReplayableBody(t *testing.T) {
 				})
 				var srv *httptest.Server
 				if h2 {
-					srv = startServer(t, sharedPKI(t).serverCert(), h)
+					srv = testutil.StartServer(t, sharedPKI(t).serverCert(), h)
 				} else {
 					srv = httptest.NewUnstartedServer(h)
 					srv.TLS = &tls.Config{Certificates: []tls.Certificate{sharedPKI(t).serverCert()}}
-					srv.Config.ErrorLog = quietLog()
+					srv.Config.ErrorLog = testutil.QuietLog()
 					srv.StartTLS()
 					t.Cleanup(srv.Close)
 				}
 				c, _ := rtNewClient(t, testConfig(t))
 				body := &rtBlockingReader{first: first, rest: rest, proceed: sawFirst}
-				req := rtRequest(t, t.Context(), method, hostURL(srv, hostAPI, "/"), io.NopCloser(body))
+				req := rtRequest(t, t.Context(), method, testutil.HostURL(srv, hostAPI, "/"), io.NopCloser(body))
 				req.Header.Set("Idempotency-Key", "k")
 				resp, _, err := rtDo(t, c, req)
 				if err != nil {
@@ -1305,12 +1308,6 @@ func TestRetryStreamsNonReplayableBody(t *testing.T) {
 		}
 	}
 }
-
-// rtClock is a settable clock for Transport.now.
-type rtClock struct{ ns atomic.Int64 }
-
-func (c *rtClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *rtClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func rtJWT(t testing.TB, iat, exp time.Time) string {
 	t.Helper()
@@ -1340,13 +1337,12 @@ func TestRetryTokenPerAttempt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			clock := &rtClock{}
-			clock.ns.Store(base.UnixNano())
+			clock := testutil.NewClock(base)
 			var refreshes atomic.Int64
 			// The first attempt outlives tok1: the server answers it only
 			// after the clock has moved past tok1's expiry.
 			srv := rtFaultServer(t, false,
-				rtStep{status: 503, do: func() { clock.advance(2 * time.Hour) }},
+				rtStep{status: 503, do: func() { clock.Add(2 * time.Hour) }},
 				rtStep{status: 200})
 			cfg := testConfig(t)
 			cfg.Bearer = &Bearer{
@@ -1361,7 +1357,7 @@ func TestRetryTokenPerAttempt(t *testing.T) {
 				Hosts: []string{hostAPI},
 			}
 			c, tr := rtNewClient(t, cfg)
-			tr.now = clock.now
+			tr.now = clock.Now
 			tb := &rtTrackedBodies{payload: []byte("document")}
 			req := rtRequest(t, t.Context(), http.MethodPut, srv.url("/"), nil)
 			req.Body, req.GetBody, req.ContentLength = tb.body(), tb.getBody, int64(len(tb.payload))
@@ -1701,6 +1697,254 @@ func TestRetryPolicyConfig(t *testing.T) {
 			}
 			if err != nil || got != tt.want {
 				t.Errorf("got %+v, %v; want %+v, nil", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzRetryAfter: parseRetryAfter never returns a negative wait, returns 0
+// when it cannot read the value, and caps a number of seconds at
+// maxRetryAfterSeconds.
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{
+		"", "0", "120", " 120 ", "-1", "+5", "1.5", "1e3", "0x10", "5\x00",
+		"18446744073709551615", "18446744073709551616", "99999999999999999999999",
+		"2147483648", "9223372036",
+		"Sun, 06 Nov 1994 08:49:37 GMT",
+		"Sunday, 06-Nov-94 08:49:37 GMT",
+		"Sun Nov  6 08:49:37 1994",
+		"Fri, 31 Dec 9999 23:59:59 GMT",
+		"Mon, 01 Jan 0001 00:00:00 GMT",
+		"Sun, 06 Nov 1994 08:49:37 PST",
+	} {
+		f.Add(s, int64(1700000000))
+	}
+	f.Add("Fri, 31 Dec 9999 23:59:59 GMT", int64(-1<<62))
+	f.Add("Mon, 01 Jan 0001 00:00:00 GMT", int64(1<<62))
+	f.Fuzz(func(t *testing.T, v string, unix int64) {
+		d, ok := parseRetryAfter(v, time.Unix(unix, 0))
+		if d < 0 {
+			t.Errorf("parseRetryAfter(%q) = %v, want >= 0", v, d)
+		}
+		if !ok && d != 0 {
+			t.Errorf("parseRetryAfter(%q) = %v, false; want 0 when not ok", v, d)
+		}
+		if ok && strings.TrimSpace(v) != "" && fzIsDigit(strings.TrimSpace(v)[0]) && d > maxRetryAfterSeconds*time.Second {
+			t.Errorf("parseRetryAfter(%q) = %v, want at most %v for a number of seconds", v, d, maxRetryAfterSeconds*time.Second)
+		}
+	})
+}
+
+func fzIsDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// TestTLSErrorExplained: an unknown authority names the host and the way
+// to trust a private CA; errors.As still finds the crypto/tls and x509
+// types.
+func TestTLSErrorExplained(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	cfg := testConfig(t)
+	cfg.RootCAs = x509.NewCertPool() // trusts nothing
+	_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
+	var cve *tls.CertificateVerificationError
+	var uae x509.UnknownAuthorityError
+	if !errors.As(err, &cve) || !errors.As(err, &uae) {
+		t.Fatalf("got %v, want a *tls.CertificateVerificationError wrapping x509.UnknownAuthorityError", err)
+	}
+	for _, want := range []string{hostAPI, "Config.RootCAs", "--cacert"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if n := strings.Count(err.Error(), "securehttp:"); n != 1 {
+		t.Errorf("got %d \"securehttp:\" prefixes in %q, want 1", n, err)
+	}
+
+	// A name mismatch names the host but does not point at the roots.
+	_, err = get(t, newTestTransport(t, testConfig(t)), testutil.HostURL(srv, "wrong.test", "/"))
+	var hne x509.HostnameError
+	if !errors.As(err, &hne) || !strings.Contains(err.Error(), "wrong.test") || strings.Contains(err.Error(), "RootCAs") {
+		t.Errorf("got %v, want an x509.HostnameError naming wrong.test without the RootCAs hint", err)
+	}
+}
+
+// TestErrorCountsAttempts: an error after retries says how many attempts
+// were made, and stays the same error for errors.Is.
+func TestErrorCountsAttempts(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name        string
+		maxRetries  int
+		wantAttempt string
+		wantReqs    int64
+	}{
+		{"default", 0, "after 4 attempts", 4},
+		{"two retries", 2, "after 3 attempts", 3},
+		{"no retries", -1, "", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := rtFaultServer(t, false, rtStep{fault: rtResetBeforeHeaders})
+			cfg := testConfig(t)
+			cfg.Retry.MaxRetries = tt.maxRetries
+			c, _ := rtNewClient(t, cfg)
+			_, _, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, srv.url("/"), nil))
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("got %v, want ECONNRESET", err)
+			}
+			if got := srv.requests.Load(); got != tt.wantReqs {
+				t.Errorf("got %d requests, want %d", got, tt.wantReqs)
+			}
+			if tt.wantAttempt != "" && !strings.Contains(err.Error(), tt.wantAttempt) {
+				t.Errorf("error %q does not say %q", err, tt.wantAttempt)
+			}
+			if tt.wantAttempt == "" && strings.Contains(err.Error(), "attempts") {
+				t.Errorf("error %q counts attempts for a single one", err)
+			}
+		})
+	}
+}
+
+// TestNoRetries: MaxRetries 0 is the default of 3 retries, the opposite of
+// go-retryablehttp's RetryMax 0; -1 sends once.
+func TestNoRetries(t *testing.T) {
+	t.Parallel()
+	if -1 >= 0 {
+		t.Fatalf("got -1 = %d, want a negative value", -1)
+	}
+	for _, tt := range []struct {
+		name string
+		max  int
+		want int64
+	}{
+		{"zero value retries 3 times", 0, 4},
+		{"-1 sends once", -1, 1},
+		{"one retry", 1, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := rtFaultServer(t, false, rtStep{status: http.StatusServiceUnavailable})
+			cfg := testConfig(t)
+			cfg.Retry.MaxRetries = tt.max
+			c, _ := rtNewClient(t, cfg)
+			resp, _, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, srv.url("/"), nil))
+			if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("got %v, %v; want the 503", resp, err)
+			}
+			if got := srv.requests.Load(); got != tt.want {
+				t.Errorf("got %d requests, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// rtPatternReader produces size bytes of a repeating pattern without holding
+// them: an upload body of any size in constant memory, with no GetBody.
+type rtPatternReader struct {
+	size, off int64
+}
+
+func (r *rtPatternReader) Read(p []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.size-r.off)]
+	for i := range p {
+		p[i] = byte(r.off + int64(i))
+	}
+	r.off += int64(len(p))
+	return len(p), nil
+}
+
+// BenchmarkStreamingUpload128MiB uploads 128 MiB whose body has no GetBody,
+// so it must be streamed, never buffered. B/op (and MiB-alloc/op, the same
+// measure in MiB) counts every allocation in the process during the loop:
+// the in-process server's as well as the client's, so the client's share is
+// at most that. Buffering the body, as go-retryablehttp's own RoundTripper
+// does, would show at least 128 MiB/op.
+func BenchmarkStreamingUpload128MiB(b *testing.B) {
+	const size = 128 << 20
+	for _, h2 := range []bool{false, true} {
+		name := "HTTP1"
+		if h2 {
+			name = "HTTP2"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n, err := io.Copy(io.Discard, r.Body)
+				if err != nil || n != size {
+					http.Error(w, "short body: "+strconv.FormatInt(n, 10), http.StatusBadRequest)
+				}
+			}))
+			srv.EnableHTTP2 = h2
+			srv.TLS = &tls.Config{Certificates: []tls.Certificate{sharedPKI(b).serverCert()}}
+			srv.Config.ErrorLog = testutil.QuietLog()
+			srv.StartTLS()
+			b.Cleanup(srv.Close)
+			c, _ := rtNewClient(b, testConfig(b))
+			url := testutil.HostURL(srv, hostAPI, "/upload")
+
+			upload := func() {
+				req, err := http.NewRequestWithContext(b.Context(), http.MethodPut, url, io.NopCloser(&rtPatternReader{size: size}))
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.ContentLength = size
+				resp, err := c.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("got status %d, want 200", resp.StatusCode)
+				}
+			}
+			upload() // connection and handshake outside the measurement
+
+			var before, after runtime.MemStats
+			b.SetBytes(size)
+			b.ReportAllocs()
+			runtime.ReadMemStats(&before)
+			ops := 0
+			for b.Loop() {
+				upload()
+				ops++
+			}
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(ops)/(1<<20), "MiB-alloc/op")
+		})
+	}
+}
+
+// TestErrorClass checks that failures are named by their type, whatever
+// their text says.
+func TestErrorClass(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"pin mismatch", &PinError{Host: "api.test"}, "pin_mismatch"},
+		{"refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, "connection_refused"},
+		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), "connection_reset"},
+		{"closed", io.ErrUnexpectedEOF, "connection_closed"},
+		{"canceled", context.Canceled, "canceled"},
+		{"deadline", fmt.Errorf("get: %w", context.DeadlineExceeded), "timeout"},
+		{"token", &RefreshError{Err: errors.New("timeout")}, "token_unavailable"},
+		{"oauth", &OAuthError{StatusCode: 400, Code: "invalid_client"}, "oauth_error"},
+		{"scheme", fmt.Errorf("%w (scheme %q)", ErrInsecureScheme, "http"), "insecure_scheme"},
+		{"host", ErrHostNotAllowed, "host_not_allowed"},
+		{"dns", &net.DNSError{Err: "no such host", Name: "x.test", IsNotFound: true}, "dns"},
+		{"text says timeout", errors.New("i/o timeout https://api.test/?key=QSECRET"), "error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := classify(tt.err).class; got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -2,14 +2,11 @@ package otelsecurehttp_test
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httptrace"
 	"net/url"
 	"slices"
@@ -31,6 +28,7 @@ import (
 
 	"github.com/securehttp/securehttp"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 	"github.com/securehttp/securehttp/otelsecurehttp"
 )
 
@@ -62,33 +60,6 @@ func newPKI(t testing.TB) pki {
 	return pki{root, leaf}
 }
 
-// startServer starts a TLS server on 127.0.0.1, closed when the test ends.
-func startServer(t testing.TB, p pki, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(p.leaf)}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-// loopbackDial sends every dial to the same port on 127.0.0.1, so that the
-// test host names reach the test server while TLS verifies them.
-func loopbackDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, network, net.JoinHostPort("127.0.0.1", port))
-}
-
-func hostURL(srv *httptest.Server, host, path string) string {
-	return strings.Replace(srv.URL, "127.0.0.1", host, 1) + path
-}
-
 // Secrets that must reach the server and nothing the adapter exports.
 const (
 	tokenSecret = "TOKSECRET"
@@ -114,7 +85,7 @@ func TestSpansMetricsAndPropagation(t *testing.T) {
 		queries []string
 		n       atomic.Int64
 	)
-	srv := startServer(t, p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, testpki.TLSCertificate(p.leaf), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/fail":
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -148,7 +119,7 @@ func TestSpansMetricsAndPropagation(t *testing.T) {
 	var refreshes atomic.Int64
 	client, err := securehttp.NewClient(securehttp.Config{
 		RootCAs:     p.root.Pool(),
-		DialContext: loopbackDial,
+		DialContext: testutil.LoopbackDial,
 		Proxy:       func(*http.Request) (*url.URL, error) { return nil, nil },
 		Retry:       securehttp.RetryPolicy{MinWait: time.Millisecond, MaxWait: time.Millisecond},
 		Pins:        []securehttp.PinSet{{Host: hostOther, Pins: []string{stranger.SPKIPin()}, ReportOnly: true}},
@@ -167,7 +138,7 @@ func TestSpansMetricsAndPropagation(t *testing.T) {
 	t.Cleanup(client.CloseIdleConnections)
 
 	ctx, parent := tp.Tracer("test").Start(context.Background(), "parent")
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, hostURL(srv, hostAPI, "/things?key="+querySecret), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, testutil.HostURL(srv, hostAPI, "/things?key="+querySecret), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +160,7 @@ func TestSpansMetricsAndPropagation(t *testing.T) {
 		if path == "/ok" {
 			host = hostOther
 		}
-		resp, err := client.Get(hostURL(srv, host, path))
+		resp, err := client.Get(testutil.HostURL(srv, host, path))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +176,7 @@ func TestSpansMetricsAndPropagation(t *testing.T) {
 	mu.Unlock()
 
 	// Spans: one CLIENT span per attempt to /things, children of parent.
-	wantURL := hostURL(srv, hostAPI, "/things")
+	wantURL := testutil.HostURL(srv, hostAPI, "/things")
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
 	var attempts []tracetest.SpanStub
 	for _, s := range exporter.GetSpans() {
@@ -326,7 +297,7 @@ func TestClientTraceExportsNoCredential(t *testing.T) {
 	t.Parallel()
 	p := newPKI(t)
 	var proofs sync.Map // every DPoP proof the server received
-	srv := startServer(t, p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, testpki.TLSCertificate(p.leaf), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		proofs.Store(r.Header.Get("DPoP"), true)
 		io.WriteString(w, "ok")
 	}))
@@ -357,7 +328,7 @@ func TestClientTraceExportsNoCredential(t *testing.T) {
 			}
 			client, err := securehttp.NewClient(securehttp.Config{
 				RootCAs:     p.root.Pool(),
-				DialContext: loopbackDial,
+				DialContext: testutil.LoopbackDial,
 				Proxy:       func(*http.Request) (*url.URL, error) { return nil, nil },
 				Bearer: &securehttp.Bearer{Hosts: []string{hostAPI}, DPoP: &securehttp.DPoP{},
 					Refresh: func(context.Context) (securehttp.Token, error) {
@@ -374,7 +345,7 @@ func TestClientTraceExportsNoCredential(t *testing.T) {
 			if !tt.fromHook {
 				ctx = httptrace.WithClientTrace(ctx, otelhttptrace.NewClientTrace(ctx, opts...))
 			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

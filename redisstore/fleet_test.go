@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/securehttp/securehttp"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 	"github.com/securehttp/securehttp/redisstore"
 )
 
@@ -324,10 +324,10 @@ func TestRedisDownThenBack(t *testing.T) {
 	p, _ := startRedis(t)
 	srv := newServer(t)
 	is := newIssuer(lifetime)
-	logs := &logSink{}
+	logger, logs := testutil.NewLogger()
 	rs := make([]*replica, n)
 	for i := range rs {
-		rs[i] = newReplica(t, fmt.Sprintf("r%d", i), srv, is, replicaConfig{addr: p.Addr, key: "down", window: window, logger: logs.debugLogger()})
+		rs[i] = newReplica(t, fmt.Sprintf("r%d", i), srv, is, replicaConfig{addr: p.Addr, key: "down", window: window, logger: logger})
 	}
 	getAll(t, rs)
 	if got := sumRefreshes(rs); got != 1 {
@@ -643,7 +643,7 @@ func newBoundAPI(t testing.TB, lifetime time.Duration) *boundAPI {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    a.clientCA.Pool(),
 	}
-	a.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	a.srv.Config.ErrorLog = testutil.QuietLog()
 	a.srv.StartTLS()
 	t.Cleanup(a.srv.Close)
 	return a

@@ -3,10 +3,7 @@ package redisstore_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,6 +21,7 @@ import (
 	"github.com/securehttp/securehttp"
 	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 	"github.com/securehttp/securehttp/redisstore"
 )
 
@@ -157,12 +155,7 @@ func newServer(t testing.TB) *server {
 	root := testpki.Must(testpki.NewRoot("redisstore test root", testpki.Options{}))
 	leaf := testpki.Must(root.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}))
 	s := &server{roots: root, last: map[string]string{}, refuse: map[string]bool{}}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(leaf)}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	s.Server = srv
+	s.Server = testutil.StartServer(t, testpki.TLSCertificate(leaf), http.HandlerFunc(s.serve))
 	return s
 }
 
@@ -241,29 +234,6 @@ func newReplica(t testing.TB, name string, srv *server, is *issuer, rc replicaCo
 	t.Cleanup(client.CloseIdleConnections)
 	r.client = client
 	return r
-}
-
-// logSink collects log output, safe for concurrent use.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// debugLogger logs everything, Debug included, to l.
-func (l *logSink) debugLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // get sends one request and returns an error unless it got 200.

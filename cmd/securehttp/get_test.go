@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // The token the tests keep in token files. It must never be printed.
@@ -43,7 +43,7 @@ func getServer(t *testing.T, cert tls.Certificate) *httptest.Server {
 		}
 		w.Write([]byte("secret ok\n"))
 	})
-	return startTLS(t, cert, mux)
+	return testutil.StartServer(t, cert, mux)
 }
 
 func TestGetExitCodes(t *testing.T) {
@@ -266,7 +266,7 @@ func TestGetEgressFlags(t *testing.T) {
 			accepted.Add(1)
 		}
 	}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
@@ -310,7 +310,7 @@ func TestGetClientCert(t *testing.T) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    p.root.Pool(),
 	}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
@@ -359,8 +359,8 @@ func TestGetRedirectReferer(t *testing.T) {
 		fmt.Fprintf(w, "%q", r.Header.Values("Referer"))
 	})
 	cert := testpki.TLSCertificate(p.leaf, p.inter)
-	srv := startTLS(t, cert, mux)
-	other := startTLS(t, cert, mux) // another port
+	srv := testutil.StartServer(t, cert, mux)
+	other := testutil.StartServer(t, cert, mux) // another port
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
 	via := func(to string) string { return srv.URL + "/go?sig=QSECRET&to=" + url.QueryEscape(to) }
 	const given = "https://app.example/page"
@@ -405,7 +405,7 @@ func rawServer(t *testing.T, responses map[string]string) *httptest.Server {
 		buf.Flush()
 	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(p.leaf, p.inter)}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Config.ErrorLog = testutil.QuietLog()
 	srv.StartTLS() // without EnableHTTP2: HTTP/1.1, whose connections can be hijacked
 	t.Cleanup(srv.Close)
 	return srv
@@ -487,4 +487,312 @@ func TestGetEscapesServerText(t *testing.T) {
 			t.Errorf("got stdout %q, want the status line, %q and the body", out, want)
 		}
 	})
+}
+
+// landMux answers /land with the credentials it received, and redirects
+// /go?to=URL to URL.
+func landMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/land", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "landed host=%s auth=%q cookie=%q\n", r.Host, r.Header.Get("Authorization"), r.Header.Get("Cookie"))
+	})
+	mux.HandleFunc("/go", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+	})
+	return mux
+}
+
+// TestGetRedirectCredentials: with -L, the credentials given for the
+// URL (the --token-file token, an Authorization or Cookie header given with
+// -H) go to the URL's host and port only, as curl sends them: not to
+// another port of the same host, which may be another service, nor to a
+// subdomain, which net/http alone would forward an Authorization header to.
+func TestGetRedirectCredentials(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	const name = "api.example.test"
+	named := testpki.Must(p.inter.NewLeaf(name, testpki.Options{
+		DNSNames: []string{name, "up." + name},
+		IPs:      []net.IP{net.IPv4(127, 0, 0, 1)},
+	}))
+	cert := testpki.TLSCertificate(named, p.inter)
+	origin := testutil.StartServer(t, cert, landMux())
+	elsewhere := testutil.StartServer(t, cert, landMux()) // another port of the same host
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o600)
+	tokenFile := writeFile(t, "token", []byte(secretToken), 0o600)
+	_, port, _ := net.SplitHostPort(origin.Listener.Addr().String())
+	connectTo := "::127.0.0.1:" + port
+
+	toPort := origin.URL + "/go?to=" + elsewhere.URL + "/land"
+	toSub := "https://" + name + ":" + port + "/go?to=https://up." + name + ":" + port + "/land"
+	toSelf := origin.URL + "/go?to=/land"
+	toHost := origin.URL + "/go?to=https://" + name + ":" + port + "/land"
+	tests := []struct {
+		name     string
+		args     []string
+		wantAuth string // the Authorization header that /land saw
+		wantCook string
+	}{
+		{"token, same origin: sent", []string{"--token-file", tokenFile, toSelf}, "Bearer " + secretToken, ""},
+		{"-H Authorization, same origin: sent", []string{"-H", "Authorization: Basic dTpw", toSelf}, "Basic dTpw", ""},
+		{"token, another port: not sent", []string{"--token-file", tokenFile, toPort}, "", ""},
+		{"-H Authorization, another port: not sent", []string{"-H", "Authorization: Basic dTpw", toPort}, "", ""},
+		{"-H Cookie, another port: not sent", []string{"-H", "Cookie: sid=" + secretToken, toPort}, "", ""},
+		{"-H Authorization, subdomain: not sent", []string{"--connect-to", connectTo, "-H", "Authorization: Basic dTpw", toSub}, "", ""},
+		{"-H Authorization, another host: not sent", []string{"--connect-to", connectTo, "-H", "Authorization: Basic dTpw", toHost}, "", ""},
+		{"-H Cookie, subdomain: not sent", []string{"--connect-to", connectTo, "-H", "Cookie: sid=" + secretToken, toSub}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := runCmd(t, append([]string{"get", "-L", "--cacert", rootPEM}, tt.args...)...)
+			if code != exitOK || !strings.HasPrefix(out, "landed ") {
+				t.Fatalf("got exit code %d and stdout %q, want %d and the /land answer; stderr %q", code, out, exitOK, errOut)
+			}
+			want := fmt.Sprintf("auth=%q cookie=%q", tt.wantAuth, tt.wantCook)
+			if !strings.Contains(out, want) {
+				t.Errorf("got %q, want %s", strings.TrimSpace(out), want)
+			}
+			if strings.Contains(errOut, secretToken) {
+				t.Errorf("stderr holds the token: %q", errOut)
+			}
+		})
+	}
+}
+
+// TestGetBadURLSecrets: a URL refused as malformed is not echoed with
+// its query or userinfo, which may hold a token or a password.
+func TestGetBadURLSecrets(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cr3t-in-url"
+	tests := []struct {
+		raw, wantShown string
+	}{
+		{"api.example.com/v1?access_token=" + secret, "api.example.com/v1"},
+		{"user:" + secret + "@api.example.com/v1", "api.example.com/v1"},
+		{"//user:" + secret + "@api.example.com/v1#" + secret, "//api.example.com/v1"},
+		{"api.example.com/v1#" + secret, "api.example.com/v1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.wantShown, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := runCmd(t, "get", tt.raw)
+			if code != exitUsage || out != "" {
+				t.Errorf("got exit code %d and stdout %q, want %d and none", code, out, exitUsage)
+			}
+			if strings.Contains(errOut, secret) {
+				t.Errorf("stderr %q holds the URL's secret, want it left out", errOut)
+			}
+			if !strings.Contains(errOut, fmt.Sprintf("%q", tt.wantShown)) {
+				t.Errorf("stderr %q does not show %q, want the URL without its secrets", errOut, tt.wantShown)
+			}
+		})
+	}
+}
+
+// TestGetUnicodeHost: a URL, or a redirect hop, naming its host in
+// Unicode ("ａｐｉ.example.test", full-width) is fetched once, over one
+// connection, not redialled in a loop until --max-time.
+func TestGetUnicodeHost(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	const name = "api.example.test"
+	named := testpki.Must(p.inter.NewLeaf(name, testpki.Options{DNSNames: []string{name}}))
+	srv := httptest.NewUnstartedServer(landMux())
+	cl := &testutil.CountingListener{Listener: srv.Listener}
+	srv.Listener = cl
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(named, p.inter)}}
+	srv.Config.ErrorLog = testutil.QuietLog()
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o600)
+	tokenFile := writeFile(t, "token", []byte(secretToken), 0o600)
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	const unicodeName = "ａｐｉ.example.test"
+	tests := []struct {
+		name, url string
+	}{
+		{"URL", "https://" + unicodeName + ":" + port + "/land"},
+		{"redirect hop", "https://" + name + ":" + port + "/go?to=https://" + unicodeName + ":" + port + "/land"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := cl.N.Load()
+			code, out, errOut := runCmd(t, "get", "-L", "--max-time", "3", "--cacert", rootPEM, "--token-file", tokenFile,
+				"--pin", wantSPKI(p.inter), "--connect-to", "::127.0.0.1:"+port, tt.url)
+			if code != exitOK || !strings.Contains(out, `auth="Bearer `+secretToken+`"`) {
+				t.Errorf("got exit code %d and stdout %q, want %d and the token received; stderr %q", code, out, exitOK, errOut)
+			}
+			if n := cl.N.Load() - before; n > 2 {
+				t.Errorf("the server accepted %d connections, want at most 2", n)
+			}
+		})
+	}
+}
+
+func TestGetCurlFlags(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	base := testutil.StartServer(t, testpki.TLSCertificate(p.leaf, p.inter), echoMux()).URL
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
+	dataFile := writeFile(t, "data", []byte("a=1\r\nb=2\n"), 0o600)
+	b64 := strings.TrimPrefix(wantSPKI(p.inter), "sha256/")
+	stranger := wantSPKI(testpki.Must(testpki.NewRoot("stranger", testpki.Options{})))
+	tests := []struct {
+		name      string
+		args      []string
+		stdin     string
+		want      int
+		wantOut   []string // substrings of stdout
+		wantNot   []string // not in stdout
+		wantInErr []string // substrings of stderr
+	}{
+		{"GET by default", []string{"/echo"}, "", exitOK, []string{`method=GET`, `body=""`}, nil, nil},
+		{"-X PUT", []string{"-X", "PUT", "/echo"}, "", exitOK, []string{"method=PUT"}, nil, nil},
+		{"--request DELETE", []string{"--request", "DELETE", "/echo"}, "", exitOK, []string{"method=DELETE"}, nil, nil},
+		{"-H twice", []string{"-H", "X-Test: one", "--header", "X-Test: two", "/echo"}, "", exitOK, []string{`x=["one" "two"]`}, nil, nil},
+		{"-H Host", []string{"-H", "Host: other.test", "/echo"}, "", exitOK, []string{"host=other.test"}, nil, nil},
+		{"-H Authorization is sent as given", []string{"-H", "Authorization: Basic dTpw", "/echo"}, "", exitOK, []string{`auth="Basic dTpw"`}, nil, nil},
+		{"-d posts a form", []string{"-d", "x=1", "/echo"}, "", exitOK,
+			[]string{"method=POST", `ctype="application/x-www-form-urlencoded"`, `body="x=1"`}, nil, nil},
+		{"-d twice joined by &", []string{"-d", "x=1", "--data", "y=2", "/echo"}, "", exitOK, []string{`body="x=1&y=2"`}, nil, nil},
+		{"-d @file drops newlines", []string{"-d", "@" + dataFile, "/echo"}, "", exitOK, []string{`body="a=1b=2"`}, nil, nil},
+		{"--data-binary @file as is", []string{"--data-binary", "@" + dataFile, "/echo"}, "", exitOK, []string{`body="a=1\r\nb=2\n"`}, nil, nil},
+		{"-d @- reads stdin", []string{"-d", "@-", "/echo"}, "from=stdin\n", exitOK, []string{`body="from=stdin"`}, nil, nil},
+		{"-X with -d", []string{"-X", "PATCH", "-d", "z", "/echo"}, "", exitOK, []string{"method=PATCH", `body="z"`}, nil, nil},
+		{"-d with a missing file", []string{"-d", "@" + filepath.Join(t.TempDir(), "none"), "/echo"}, "", exitUsage, nil, nil, []string{"reading the request body"}},
+		{"-i prints the head", []string{"-i", "/echo"}, "", exitOK, []string{"HTTP/2.0 200 OK\r\n", "X-Echo: yes\r\n", "\r\n\r\nmethod=GET"}, nil, nil},
+		{"no -L: the redirect is the answer", []string{"-i", "/redirect"}, "", exitOK, []string{"302 Found", "Location: /echo"}, []string{"method=GET"}, nil},
+		{"-L follows", []string{"-L", "/redirect"}, "", exitOK, []string{"method=GET"}, nil, nil},
+		{"error body printed", []string{"/teapot"}, "", exitHTTP, []string{`{"error":"short and stout"}`}, nil, []string{"418"}},
+		{"--fail-with-body", []string{"--fail-with-body", "/teapot"}, "", exitHTTP, []string{"short and stout"}, nil, []string{"418"}},
+		{"--fail prints no body", []string{"--fail", "-i", "/teapot"}, "", exitHTTP, nil, []string{"short and stout", "418"}, []string{"418"}},
+		{"-f with --fail-with-body", []string{"-f", "--fail-with-body", "/teapot"}, "", exitUsage, nil, nil, []string{"choose one"}},
+		{"--max-time", []string{"--max-time", "0.3", "/hang"}, "", exitError, nil, nil, []string{"Client.Timeout exceeded"}},
+		{"--max-time not a number", []string{"--max-time", "soon", "/echo"}, "", exitUsage, nil, nil, []string{"--max-time"}},
+		{"--pin in curl's form", []string{"--pin", "sha256//" + b64, "/echo"}, "", exitOK, []string{"method=GET"}, nil, nil},
+		{"--pin curl's list", []string{"--pin", stranger + ";sha256//" + b64, "/echo"}, "", exitOK, []string{"method=GET"}, nil, nil},
+		{"--pin comma list", []string{"--pin", stranger + "," + wantSPKI(p.inter), "/echo"}, "", exitOK, []string{"method=GET"}, nil, nil},
+		{"--pin openssl's line", []string{"--pin", "sha256 Fingerprint=" + wantFingerprint(p.inter), "/echo"}, "", exitOK, []string{"method=GET"}, nil, nil},
+		{"--pin wrong", []string{"--pin", stranger, "/echo"}, "", exitPin, nil, nil, []string{"configured pins", "securehttp pins"}},
+		{"--pin malformed names the form", []string{"--pin", "sha1/" + b64, "/echo"}, "", exitUsage, nil, nil, []string{"sha256/<base64"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"get", "--cacert", rootPEM}, tt.args...)
+			args[len(args)-1] = base + args[len(args)-1]
+			start := time.Now()
+			code, out, errOut := runCmdIn(t, tt.stdin, args...)
+			if code != tt.want {
+				t.Errorf("got exit code %d, want %d; stdout %q, stderr %q", code, tt.want, out, errOut)
+			}
+			for _, s := range tt.wantOut {
+				if !strings.Contains(out, s) {
+					t.Errorf("stdout %q lacks %q", out, s)
+				}
+			}
+			for _, s := range tt.wantNot {
+				if strings.Contains(out, s) {
+					t.Errorf("stdout %q holds %q, want it absent", out, s)
+				}
+			}
+			for _, s := range tt.wantInErr {
+				if !strings.Contains(errOut, s) {
+					t.Errorf("stderr %q lacks %q", errOut, s)
+				}
+			}
+			if d := time.Since(start); d > 4*time.Second {
+				t.Errorf("took %v, want well under the server's 5 s hang", d)
+			}
+		})
+	}
+}
+
+// echoMux answers /echo with what it received, /redirect with a 302 to
+// /echo, /hang never (5 s at most), and /teapot with a 418 and a JSON body.
+func echoMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Echo", "yes")
+		fmt.Fprintf(w, "method=%s host=%s ctype=%q x=%q auth=%q body=%q\n", r.Method, r.Host,
+			r.Header.Get("Content-Type"), r.Header.Values("X-Test"), r.Header.Get("Authorization"), body)
+	})
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/echo", http.StatusFound)
+	})
+	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	mux.HandleFunc("/teapot", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTeapot)
+		io.WriteString(w, `{"error":"short and stout"}`)
+	})
+	return mux
+}
+
+// TestGetConnectTo: --connect-to changes where the client connects, not
+// whom it talks to: the certificate, the pins and the token are judged on
+// the URL's host.
+func TestGetConnectTo(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	const name = "api.example.test"
+	named := testpki.Must(p.inter.NewLeaf(name, testpki.Options{DNSNames: []string{name}}))
+	namedSrv := testutil.StartServer(t, testpki.TLSCertificate(named, p.inter), echoMux())
+	ipSrv := testutil.StartServer(t, testpki.TLSCertificate(p.leaf, p.inter), echoMux()) // valid for 127.0.0.1 only
+	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
+	tokenFile := writeFile(t, "token", []byte(secretToken), 0o600)
+	_, namedPort, _ := net.SplitHostPort(namedSrv.Listener.Addr().String())
+	_, ipPort, _ := net.SplitHostPort(ipSrv.Listener.Addr().String())
+	stranger := wantSPKI(testpki.Must(testpki.NewRoot("stranger", testpki.Options{})))
+	u := "https://" + name + ":443/echo"
+	tests := []struct {
+		name    string
+		args    []string
+		want    int
+		wantOut string
+	}{
+		{"name verified on HOST1", []string{"--connect-to", name + ":443:127.0.0.1:" + namedPort, u}, exitOK, "host=" + name},
+		{"empty HOST1 and HOST2", []string{"--connect-to", "::127.0.0.1:" + namedPort, u}, exitOK, "host=" + name},
+		{"pin on HOST1 holds", []string{"--pin", wantSPKI(p.inter), "--connect-to", name + ":443:127.0.0.1:" + namedPort, u}, exitOK, "host=" + name},
+		{"wrong pin on HOST1 refused", []string{"--pin", stranger, "--connect-to", name + ":443:127.0.0.1:" + namedPort, u}, exitPin, ""},
+		{"token goes to HOST1", []string{"--token-file", tokenFile, "--connect-to", name + ":443:127.0.0.1:" + namedPort, u}, exitOK, `auth="Bearer ` + secretToken + `"`},
+		{"a certificate for HOST2 alone is refused", []string{"--connect-to", name + ":443:127.0.0.1:" + ipPort, u}, exitTLS, ""},
+		{"rule for another port does not apply", []string{"--max-time", "3", "--connect-to", name + ":8443:127.0.0.1:" + namedPort, "--connect-to", "127.0.0.2:443:127.0.0.1:1", u}, exitError, ""},
+		{"malformed", []string{"--connect-to", name + ":443:127.0.0.1", u}, exitUsage, ""},
+		{"bad port", []string{"--connect-to", name + ":https:127.0.0.1:1", u}, exitUsage, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := runCmd(t, append([]string{"get", "--cacert", rootPEM}, tt.args...)...)
+			if code != tt.want || !strings.Contains(out, tt.wantOut) {
+				t.Errorf("got exit code %d and stdout %q, want %d and %q; stderr %q", code, out, tt.want, tt.wantOut, errOut)
+			}
+		})
+	}
+}
+
+func TestParseConnectTo(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		want connectRule
+	}{
+		{"a.test:443:127.0.0.1:8443", connectRule{"a.test", "443", "127.0.0.1", "8443"}},
+		{"[::1]:443:[::1]:8443", connectRule{"::1", "443", "::1", "8443"}},
+		{":::8443", connectRule{"", "", "", "8443"}},
+	} {
+		got, err := parseConnectTo(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("parseConnectTo(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
 }

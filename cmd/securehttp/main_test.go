@@ -9,13 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -50,19 +49,6 @@ func sharedChain() *testChain {
 		chainVal = &testChain{root: root, inter: inter, leaf: leaf}
 	})
 	return chainVal
-}
-
-// startTLS starts a TLS server on 127.0.0.1 that sends cert, closed when
-// the test ends.
-func startTLS(t *testing.T, cert tls.Certificate, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes fail on purpose
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv
 }
 
 // writeFile writes data to a new file in a temporary directory.
@@ -183,6 +169,110 @@ func TestExitCode(t *testing.T) {
 	for _, tt := range tests {
 		if got := exitCode(tt.err); got != tt.want {
 			t.Errorf("%s: exitCode(%v) = %d, want %d", tt.name, tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestHelp: every command's help goes to stdout with exit code 0, however
+// it is asked for, and spells its flags as its usage line does; each
+// spelling it shows is accepted.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range []string{"demo", "pins", "get", "version"} {
+		for _, args := range [][]string{{"help", cmd}, {cmd, "-h"}, {cmd, "--help"}} {
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				t.Parallel()
+				code, out, errOut := runCmd(t, args...)
+				if code != exitOK || errOut != "" || !strings.HasPrefix(out, "usage: securehttp "+cmd) {
+					t.Fatalf("got exit code %d, stdout %q, stderr %q; want 0 and the help on stdout", code, out, errOut)
+				}
+				c, _ := lookup(cmd)
+				o := c.opts(io.Discard, io.Discard)
+				usage := strings.SplitN(out, "\n", 2)[0]
+				shown := helpFlags(out)
+				for _, f := range strings.Fields(usage) {
+					f = strings.Trim(f, "[]")
+					if strings.HasPrefix(f, "-") && !slices.Contains(shown, f) {
+						t.Errorf("usage line has %s, but the options list does not: %v", f, shown)
+					}
+				}
+				for _, f := range shown {
+					if o.fs.Lookup(strings.TrimLeft(f, "-")) == nil {
+						t.Errorf("help shows %s, which the command does not accept", f)
+					}
+					if long := strings.HasPrefix(f, "--"); long == (len(strings.TrimLeft(f, "-")) == 1) {
+						t.Errorf("help spells %s: want -x for one letter and --name otherwise", f)
+					}
+				}
+				if cmd == "get" {
+					for _, want := range []string{"-H", "--header", "-X", "-d", "--data-binary", "-i", "-L", "--max-time", "--connect-to", "--fail", "--fail-with-body", "-o", "--pin", "--cacert", "--token-file"} {
+						if !slices.Contains(shown, want) {
+							t.Errorf("get's help lacks %s", want)
+						}
+					}
+				}
+			})
+		}
+	}
+	t.Run("help alone", func(t *testing.T) {
+		t.Parallel()
+		code, out, errOut := runCmd(t, "help")
+		if code != exitOK || errOut != "" || !strings.Contains(out, "securehttp get [options] URL") {
+			t.Errorf("got %d, %q, %q; want the usage on stdout", code, out, errOut)
+		}
+	})
+	t.Run("help of an unknown command", func(t *testing.T) {
+		t.Parallel()
+		if code, out, _ := runCmd(t, "help", "fetch"); code != exitUsage || out != "" {
+			t.Errorf("got exit code %d and stdout %q, want %d and nothing", code, out, exitUsage)
+		}
+	})
+}
+
+// helpFlags returns the flag spellings of a help text's options list.
+func helpFlags(help string) []string {
+	var out []string
+	_, opts, _ := strings.Cut(help, "\noptions:\n")
+	for line := range strings.SplitSeq(opts, "\n") {
+		if !strings.HasPrefix(line, "  -") {
+			continue
+		}
+		for f := range strings.SplitSeq(strings.TrimSpace(line), ", ") {
+			out = append(out, strings.Fields(f)[0])
+		}
+	}
+	return out
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, errOut := runCmd(t, args...)
+		if code != exitOK || !strings.HasPrefix(out, "securehttp ") || !strings.Contains(out, runtime.Version()) || errOut != "" {
+			t.Errorf("%q: got %d, %q, %q; want 0 and a version line naming %s", args, code, out, errOut, runtime.Version())
+		}
+	}
+}
+
+// TestExtraArguments: a refused argument is named, with the reason.
+func TestExtraArguments(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		why  string
+	}{
+		{[]string{"get", "https://127.0.0.1:1/a", "https://127.0.0.1:1/b"}, `unexpected argument "https://127.0.0.1:1/b": get takes one URL`},
+		{[]string{"pins", "https://127.0.0.1:1/", "extra"}, `unexpected argument "extra": pins takes one URL`},
+		{[]string{"demo", "fast"}, `unexpected argument "fast": demo takes no arguments`},
+		{[]string{"version", "2"}, `unexpected argument "2": version takes no arguments`},
+		{[]string{"help", "get", "pins"}, `unexpected argument "pins"`},
+		{[]string{"get"}, "missing the URL"},
+		{[]string{"pins"}, "missing the URL"},
+		{[]string{"get", "--insecure", "https://127.0.0.1:1/"}, "flag provided but not defined"},
+	} {
+		code, out, errOut := runCmd(t, tt.args...)
+		if code != exitUsage || out != "" || !strings.Contains(errOut, tt.why) {
+			t.Errorf("%q: got exit code %d, stdout %q, stderr %q; want %d and %q", tt.args, code, out, errOut, exitUsage, tt.why)
 		}
 	}
 }

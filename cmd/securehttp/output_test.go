@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
-// TestDefect05GetOutput: get -o writes into special files in place instead
+// TestGetOutputModes: get -o writes into special files in place instead
 // of renaming over them, keeps an existing file's mode, gives a new file
 // 0666 less the umask, treats "-" as stdout, and leaves no .part file
 // behind when the directory is missing.
-func TestDefect05GetOutput(t *testing.T) {
+func TestGetOutputModes(t *testing.T) {
 	t.Parallel()
 	p := sharedChain()
 	var hits atomic.Int64
@@ -29,7 +30,7 @@ func TestDefect05GetOutput(t *testing.T) {
 		hits.Add(1)
 		io.WriteString(w, "fresh body\n")
 	})
-	srv := startTLS(t, testpki.TLSCertificate(p.leaf, p.inter), mux)
+	srv := testutil.StartServer(t, testpki.TLSCertificate(p.leaf, p.inter), mux)
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
 	get := func(t *testing.T, dst string) (int, string, string) {
 		t.Helper()

@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"go/parser"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os/exec"
 	"slices"
 	"strings"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/securehttp/securehttp"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // wantSPKI and wantFingerprint compute pins independently of the library.
@@ -70,7 +73,7 @@ func parseCerts(t *testing.T, out string) []printedCert {
 func pinsServer(t *testing.T) (*httptest.Server, string) {
 	t.Helper()
 	p := sharedChain()
-	srv := startTLS(t, testpki.TLSCertificate(p.leaf, p.inter), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, testpki.TLSCertificate(p.leaf, p.inter), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	return srv, writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
@@ -207,7 +210,7 @@ func TestPinsChainShapes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startTLS(t, tt.cert, http.NotFoundHandler())
+			srv := testutil.StartServer(t, tt.cert, http.NotFoundHandler())
 			rootPEM := writeFile(t, "root.pem", tt.trust.CertPEM(), 0o644)
 			code, out, errOut := runCmd(t, "pins", "--cacert", rootPEM, srv.URL+"/")
 			if code != exitOK {
@@ -257,7 +260,7 @@ func TestPinsUntrusted(t *testing.T) {
 		IPs:      []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotAfter: time.Now().Add(-time.Hour),
 	}))
-	expiredSrv := startTLS(t, testpki.TLSCertificate(expired, p.inter), http.NotFoundHandler())
+	expiredSrv := testutil.StartServer(t, testpki.TLSCertificate(expired, p.inter), http.NotFoundHandler())
 
 	tests := []struct {
 		name string
@@ -298,7 +301,7 @@ func TestPinsEscapesServerText(t *testing.T) {
 	)
 	p := sharedChain()
 	leaf := testpki.Must(p.inter.NewLeaf("evil", testpki.Options{DNSNames: []string{"a" + osc52 + ".test"}}))
-	srv := startTLS(t, testpki.TLSCertificate(leaf, p.inter), http.NotFoundHandler())
+	srv := testutil.StartServer(t, testpki.TLSCertificate(leaf, p.inter), http.NotFoundHandler())
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
 	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())
 	if err != nil {
@@ -318,4 +321,42 @@ func TestPinsEscapesServerText(t *testing.T) {
 	if !strings.Contains(errOut, osc52Shown) {
 		t.Errorf("got stderr %q, want it to hold %q", errOut, osc52Shown)
 	}
+}
+
+// TestPinsJSON: pins --json prints the JSON alone, and it is the
+// recommended []PinSet.
+func TestPinsJSON(t *testing.T) {
+	t.Parallel()
+	p := sharedChain()
+	srv, rootPEM := pinsServer(t)
+	code, out, errOut := runCmd(t, "pins", "--json", "--cacert", rootPEM, srv.URL+"/")
+	if code != exitOK {
+		t.Fatalf("got exit code %d, stderr %q", code, errOut)
+	}
+	var sets []securehttp.PinSet
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sets); err != nil {
+		t.Fatalf("stdout is not a JSON []PinSet: %v\n%s", err, out)
+	}
+	if rest, _ := io.ReadAll(dec.Buffered()); strings.TrimSpace(string(rest)) != "" {
+		t.Errorf("stdout has %q after the JSON", rest)
+	}
+	u, _ := url.Parse(srv.URL)
+	want := []string{wantSPKI(p.inter), wantSPKI(p.root)}
+	if len(sets) != 1 || sets[0].Host != u.Hostname() || !slices.Equal(sets[0].Pins, want) {
+		t.Errorf("got %+v, want one set for %s with %v", sets, u.Hostname(), want)
+	}
+	// What it prints configures a client that reaches the server.
+	pool := p.root.Pool()
+	c, err := securehttp.NewClient(securehttp.Config{RootCAs: pool, Pins: sets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatalf("a client configured with the printed pins: %v", err)
+	}
+	resp.Body.Close()
 }

@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -22,7 +24,322 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/securehttp/securehttp/internal/peers"
+	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
+
+func TestChainValidation(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	now := time.Now()
+	names := testpki.Options{DNSNames: []string{hostAPI}}
+	leafWith := func(issuer *testpki.Cert, o testpki.Options) *testpki.Cert {
+		if o.DNSNames == nil {
+			o.DNSNames = names.DNSNames
+		}
+		return testpki.Must(issuer.NewLeaf(hostAPI, o))
+	}
+	otherRoot := testpki.Must(testpki.NewRoot("untrusted root", testpki.Options{}))
+	otherInter := testpki.Must(otherRoot.NewIntermediate("untrusted intermediate", testpki.Options{}))
+	expiredInter := testpki.Must(p.root.NewIntermediate("expired intermediate", testpki.Options{NotAfter: now.Add(-time.Hour)}))
+	notCA := testpki.Must(p.root.NewIntermediate("not a CA", testpki.Options{NotCA: true}))
+	weakInter := testpki.Must(p.root.NewIntermediate("weak intermediate", testpki.Options{KeyType: testpki.RSA1024}))
+
+	expired := func(err error) bool {
+		var invalid x509.CertificateInvalidError
+		return errors.As(err, &invalid) && invalid.Reason == x509.Expired
+	}
+	unknownAuthority := func(err error) bool {
+		var unknown x509.UnknownAuthorityError
+		return errors.As(err, &unknown)
+	}
+	weakP224 := testpki.Must(p.root.NewIntermediate("weak P-224 intermediate", testpki.Options{KeyType: testpki.ECDSAP224}))
+	tests := []struct {
+		name string
+		cert tls.Certificate
+		// check inspects the error; nil means the request must succeed.
+		check func(error) bool
+	}{
+		{"valid chain", p.serverCert(), nil},
+		{"valid RSA 2048 leaf", testpki.TLSCertificate(leafWith(p.inter, testpki.Options{KeyType: testpki.RSA2048}), p.inter), nil},
+		{"valid Ed25519 leaf", testpki.TLSCertificate(leafWith(p.inter, testpki.Options{KeyType: testpki.Ed25519}), p.inter), nil},
+		{"expired leaf",
+			testpki.TLSCertificate(leafWith(p.inter, testpki.Options{NotAfter: now.Add(-time.Minute)}), p.inter),
+			expired},
+		{"not yet valid leaf",
+			testpki.TLSCertificate(leafWith(p.inter, testpki.Options{NotBefore: now.Add(time.Hour)}), p.inter),
+			expired},
+		{"expired intermediate",
+			testpki.TLSCertificate(leafWith(expiredInter, testpki.Options{NotAfter: now.Add(time.Hour)}), expiredInter),
+			expired},
+		{"wrong host",
+			testpki.TLSCertificate(leafWith(p.inter, testpki.Options{DNSNames: []string{"elsewhere.test"}}), p.inter),
+			func(err error) bool { var hostname x509.HostnameError; return errors.As(err, &hostname) }},
+		{"self-signed",
+			testpki.TLSCertificate(testpki.Must(testpki.SelfSignedLeaf(hostAPI, names))),
+			unknownAuthority},
+		{"untrusted root",
+			testpki.TLSCertificate(leafWith(otherInter, testpki.Options{}), otherInter),
+			unknownAuthority},
+		{"missing intermediate",
+			testpki.TLSCertificate(leafWith(p.inter, testpki.Options{})),
+			unknownAuthority},
+		{"intermediate that is not a CA",
+			testpki.TLSCertificate(leafWith(notCA, testpki.Options{}), notCA),
+			unknownAuthority},
+		{"client-auth-only leaf",
+			testpki.TLSCertificate(leafWith(p.inter, testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}), p.inter),
+			func(err error) bool {
+				var invalid x509.CertificateInvalidError
+				return errors.As(err, &invalid) && invalid.Reason == x509.IncompatibleUsage
+			}},
+		{"weak RSA 1024 leaf",
+			testpki.TLSCertificate(leafWith(p.inter, testpki.Options{KeyType: testpki.RSA1024}), p.inter),
+			func(err error) bool { return errors.Is(err, ErrWeakKey) }},
+		{"weak P-224 intermediate",
+			testpki.TLSCertificate(leafWith(weakP224, testpki.Options{}), weakP224),
+			func(err error) bool { return errors.Is(err, ErrWeakKey) }},
+		{"weak RSA 1024 intermediate",
+			testpki.TLSCertificate(leafWith(weakInter, testpki.Options{}), weakInter),
+			func(err error) bool { return errors.Is(err, ErrWeakKey) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := testutil.StartServer(t, tt.cert, http.HandlerFunc(okHandler))
+			tr := newTestTransport(t, testConfig(t))
+			body, err := get(t, tr, testutil.HostURL(srv, hostAPI, "/"))
+			if tt.check == nil {
+				if err != nil || body != "ok" {
+					t.Fatalf("got (%q, %v), want (\"ok\", nil)", body, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("got a response, want the connection refused")
+			}
+			if !tt.check(err) {
+				t.Fatalf("got error %v (%T), not the expected kind", err, errors.Unwrap(err))
+			}
+			if errors.Is(err, ErrPinMismatch) {
+				t.Fatalf("got ErrPinMismatch without pins: %v", err)
+			}
+		})
+	}
+}
+
+func TestExpiryWarningOncePerCertificate(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	soon := testpki.Must(p.inter.NewLeaf(hostAPI, testpki.Options{
+		DNSNames: []string{hostAPI}, NotAfter: time.Now().Add(72 * time.Hour),
+	}))
+	srv := testutil.StartServer(t, testpki.TLSCertificate(soon, p.inter), http.HandlerFunc(okHandler))
+	logger, logs := testutil.NewLogger()
+	cfg := testConfig(t)
+	cfg.Logger = logger
+	tr := newTestTransport(t, cfg)
+	for range 3 {
+		if _, err := get(t, tr, testutil.HostURL(srv, hostAPI, "/")); err != nil {
+			t.Fatal(err)
+		}
+		tr.conns.base.CloseIdleConnections() // a new handshake each time
+	}
+	if got := strings.Count(logs.String(), "expires soon"); got != 1 {
+		t.Fatalf("got %d expiry warnings, want 1:\n%s", got, logs)
+	}
+
+	quiet := testConfig(t)
+	quietLogger, quietLogs := testutil.NewLogger()
+	quiet.Logger, quiet.ExpiryWarning = quietLogger, time.Hour
+	if _, err := get(t, newTestTransport(t, quiet), testutil.HostURL(srv, hostAPI, "/")); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(quietLogs.String(), "expires soon") {
+		t.Fatalf("warned with a 1 h window for a certificate valid 72 h")
+	}
+}
+
+// sha1Leaf has openssl issue a leaf for host signed with SHA-1 by issuer:
+// crypto/x509 cannot produce such a certificate, and must refuse it.
+func sha1Leaf(t *testing.T, issuer *testpki.Cert, host string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	openssl := peers.Require(t, "openssl")
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	caCert := write("ca.pem", issuer.CertPEM())
+	caKey := write("ca.key", issuer.KeyPEM())
+	ext := write("ext.cnf", []byte("subjectAltName=DNS:"+host+"\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"))
+	key, csr, cert := filepath.Join(dir, "leaf.key"), filepath.Join(dir, "leaf.csr"), filepath.Join(dir, "leaf.pem")
+	for _, args := range [][]string{
+		{"req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-subj", "/CN=" + host, "-out", csr},
+		{"x509", "-req", "-in", csr, "-CA", caCert, "-CAkey", caKey, "-CAcreateserial", "-days", "2", "-sha1", "-extfile", ext, "-out", cert},
+	} {
+		if out, err := exec.Command(openssl, args...).CombinedOutput(); err != nil {
+			t.Fatalf("openssl %s: %v\n%s", args[0], err, out)
+		}
+	}
+	certPEM, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err = os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, keyPEM
+}
+
+// TestChainValidationNginx runs the chain and pin cases of
+// TestChainValidation, and a few that need another TLS stack (a SHA-1 signed
+// leaf, TLS 1.0 and 1.1 only, HTTP/2 by ALPN), against nginx.
+func TestChainValidationNginx(t *testing.T) {
+	t.Parallel()
+	peers.Require(t, "nginx")
+	p := sharedPKI(t)
+	now := time.Now()
+	leaf := func(issuer *testpki.Cert, o testpki.Options) *testpki.Cert {
+		if o.DNSNames == nil {
+			o.DNSNames = []string{hostAPI}
+		}
+		return testpki.Must(issuer.NewLeaf(hostAPI, o))
+	}
+	otherRoot := testpki.Must(testpki.NewRoot("untrusted root", testpki.Options{}))
+	otherInter := testpki.Must(otherRoot.NewIntermediate("untrusted intermediate", testpki.Options{}))
+	expiredInter := testpki.Must(p.root.NewIntermediate("expired intermediate", testpki.Options{NotAfter: now.Add(-time.Hour)}))
+	notCA := testpki.Must(p.root.NewIntermediate("not a CA", testpki.Options{NotCA: true}))
+	rsaRoot := testpki.Must(testpki.NewRoot("rsa root", testpki.Options{KeyType: testpki.RSA2048}))
+	rsaInter := testpki.Must(rsaRoot.NewIntermediate("rsa intermediate", testpki.Options{KeyType: testpki.RSA2048}))
+	rsaLeaf := leaf(rsaInter, testpki.Options{KeyType: testpki.RSA2048})
+	weak := leaf(p.inter, testpki.Options{KeyType: testpki.RSA1024})
+	selfSigned := testpki.Must(testpki.SelfSignedLeaf(hostAPI, testpki.Options{DNSNames: []string{hostAPI}}))
+	sha1Cert, sha1Key := sha1Leaf(t, p.inter, hostAPI)
+
+	rogueRoot := testpki.Must(testpki.NewRoot("rogue but trusted root", testpki.Options{}))
+	rogueInter := testpki.Must(rogueRoot.NewIntermediate("rogue intermediate", testpki.Options{}))
+	rogueLeaf := leaf(rogueInter, testpki.Options{})
+	bothRoots := x509.NewCertPool()
+	bothRoots.AddCert(p.root.Cert)
+	bothRoots.AddCert(rogueRoot.Cert)
+
+	chain := func(l *testpki.Cert, rest ...*testpki.Cert) peers.NginxConfig {
+		return peers.NginxConfig{CertPEM: testpki.ChainPEM(l, rest...), KeyPEM: l.KeyPEM()}
+	}
+	isExpired := func(err error) bool {
+		var e x509.CertificateInvalidError
+		return errors.As(err, &e) && e.Reason == x509.Expired
+	}
+	isUnknown := func(err error) bool {
+		var e x509.UnknownAuthorityError
+		return errors.As(err, &e)
+	}
+	ok := func(error) bool { return false }
+
+	tests := []struct {
+		name  string
+		nginx peers.NginxConfig
+		cfg   func(*Config)
+		path  string
+		want  string           // the body on success; "" when the request must fail
+		check func(error) bool // the failure expected
+	}{
+		// Refused.
+		{name: "expired leaf", nginx: chain(leaf(p.inter, testpki.Options{NotAfter: now.Add(-time.Minute)}), p.inter), check: isExpired},
+		{name: "not yet valid leaf", nginx: chain(leaf(p.inter, testpki.Options{NotBefore: now.Add(time.Hour)}), p.inter), check: isExpired},
+		{name: "expired intermediate", nginx: chain(leaf(expiredInter, testpki.Options{NotAfter: now.Add(time.Hour)}), expiredInter), check: isExpired},
+		{name: "wrong host", nginx: chain(leaf(p.inter, testpki.Options{DNSNames: []string{"elsewhere.test"}}), p.inter),
+			check: func(err error) bool { var e x509.HostnameError; return errors.As(err, &e) }},
+		{name: "self-signed", nginx: chain(selfSigned), check: isUnknown},
+		{name: "untrusted root", nginx: chain(leaf(otherInter, testpki.Options{}), otherInter), check: isUnknown},
+		{name: "intermediate not sent", nginx: chain(leaf(p.inter, testpki.Options{})), check: isUnknown},
+		{name: "intermediate that is not a CA", nginx: chain(leaf(notCA, testpki.Options{}), notCA), check: isUnknown},
+		{name: "SHA-1 signed leaf", nginx: peers.NginxConfig{CertPEM: append(sha1Cert, p.inter.CertPEM()...), KeyPEM: sha1Key, Ciphers: peers.LegacyCiphers},
+			check: func(err error) bool { var e x509.InsecureAlgorithmError; return errors.As(err, &e) || isUnknown(err) }},
+		{name: "RSA-1024 leaf", nginx: peers.NginxConfig{CertPEM: testpki.ChainPEM(weak, p.inter), KeyPEM: weak.KeyPEM(), Ciphers: peers.LegacyCiphers},
+			check: func(err error) bool { return errors.Is(err, ErrWeakKey) }},
+		{name: "leaf for client authentication only",
+			nginx: chain(leaf(p.inter, testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}), p.inter),
+			check: func(err error) bool {
+				var e x509.CertificateInvalidError
+				return errors.As(err, &e) && e.Reason == x509.IncompatibleUsage
+			}},
+		{name: "TLS 1.0 and 1.1 only", nginx: withProtocols(chain(leaf(p.inter, testpki.Options{}), p.inter), "TLSv1 TLSv1.1"),
+			check: func(err error) bool {
+				var cve *tls.CertificateVerificationError
+				return err != nil && !errors.As(err, &cve) && !errors.Is(err, ErrPinMismatch)
+			}},
+		{name: "appended pinned certificate", nginx: chain(rogueLeaf, rogueInter, p.inter),
+			cfg: func(c *Config) {
+				c.RootCAs = bothRoots
+				c.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.inter.SPKIPin()}}}
+			},
+			check: func(err error) bool { return errors.Is(err, ErrPinMismatch) }},
+		{name: "wrong pin", nginx: chain(leaf(p.inter, testpki.Options{}), p.inter),
+			cfg:   func(c *Config) { c.Pins = []PinSet{{Host: hostAPI, Pins: []string{fakePin('N')}}} },
+			check: func(err error) bool { return errors.Is(err, ErrPinMismatch) }},
+
+		// Accepted.
+		{name: "ECDSA chain", nginx: chain(p.leaf, p.inter), want: "ok\n", check: ok},
+		{name: "RSA chain", nginx: chain(rsaLeaf, rsaInter),
+			cfg: func(c *Config) { c.RootCAs = rsaRoot.Pool() }, want: "ok\n", check: ok},
+		{name: "HTTP/2 via ALPN", nginx: withHTTP2(chain(p.leaf, p.inter)), path: "/proto", want: "HTTP/2.0\n", check: ok},
+		{name: "HTTP/1.1 without h2", nginx: chain(p.leaf, p.inter), path: "/proto", want: "HTTP/1.1\n", check: ok},
+		{name: "pin on the leaf", nginx: chain(p.leaf, p.inter), want: "ok\n", check: ok,
+			cfg: func(c *Config) { c.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.leaf.SPKIPin()}}} }},
+		{name: "pin on the intermediate", nginx: chain(p.leaf, p.inter), want: "ok\n", check: ok,
+			cfg: func(c *Config) { c.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.inter.SPKIPin()}}} }},
+		{name: "pin on the root, not sent", nginx: chain(p.leaf, p.inter), want: "ok\n", check: ok,
+			cfg: func(c *Config) { c.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.root.SPKIPin()}}} }},
+		{name: "certificate fingerprint pin", nginx: chain(p.leaf, p.inter), want: "ok\n", check: ok,
+			cfg: func(c *Config) { c.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.leaf.Fingerprint()}}} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := peers.StartNginx(t, tt.nginx)
+			cfg := testConfig(t)
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			path := tt.path
+			if path == "" {
+				path = "/"
+			}
+			body, err := peerGet(t, cfg, peerURL(srv, hostAPI, path))
+			if tt.want != "" {
+				if err != nil || body != tt.want {
+					t.Fatalf("got (%q, %v), want %q", body, err, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("got %q, want the connection refused", body)
+			}
+			if !tt.check(err) {
+				t.Fatalf("got error %v, not the expected kind", err)
+			}
+			t.Logf("refused as expected: %v", err)
+		})
+	}
+}
+
+func withProtocols(c peers.NginxConfig, protocols string) peers.NginxConfig {
+	c.Protocols = protocols
+	return c
+}
+
+func withHTTP2(c peers.NginxConfig) peers.NginxConfig {
+	c.HTTP2 = true
+	return c
+}
 
 // limboFile is a copy of C2SP/x509-limbo's generated suite, minus the
 // bettertls and online namespaces; testdata/x509-limbo/README.md says where

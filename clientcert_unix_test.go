@@ -22,11 +22,11 @@ func unblockFIFO(path string) {
 	}
 }
 
-// TestAttack2ClientCertFIFONeverBlocks: a certificate file replaced by a
+// TestClientCertFIFONeverBlocks: a certificate file replaced by a
 // FIFO (or a symbolic link to one) must be refused at once, by
 // LoadClientCert and by the watcher: a reader blocked on it would hang
 // LoadClientCert, and Close, which waits for the watcher, forever.
-func TestAttack2ClientCertFIFONeverBlocks(t *testing.T) {
+func TestClientCertFIFONeverBlocks(t *testing.T) {
 	t.Parallel()
 	leaf := newClientLeaf(t, testpki.Options{})
 	files := newPairFiles(t, leaf)
@@ -95,10 +95,10 @@ func TestAttack2ClientCertFIFONeverBlocks(t *testing.T) {
 	})
 }
 
-// TestAttack2ClientCertHugeFileRefused: a certificate or key file larger
+// TestClientCertHugeFileRefused: a certificate or key file larger
 // than any real PEM is refused without reading it whole, and so is a
 // device such as /dev/zero, which has no end.
-func TestAttack2ClientCertHugeFileRefused(t *testing.T) {
+func TestClientCertHugeFileRefused(t *testing.T) {
 	t.Parallel()
 	leaf := newClientLeaf(t, testpki.Options{})
 	files := newPairFiles(t, leaf)

@@ -2,8 +2,7 @@ package securehttp
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -21,287 +22,24 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/go-retryablehttp"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/securehttp/securehttp/internal/testutil"
 )
-
-// tokKey is the HS256 key of the test JWTs. The client never needs it
-// unless a test sets Bearer.Keyfunc.
-func tokKey() []byte { return []byte("securehttp token tests: HS256 key of 32+ bytes") }
-
-// tokClock is a fake clock for Transport.now, safe for concurrent use.
-type tokClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func tokNewClock() *tokClock { return &tokClock{now: time.Now().Truncate(time.Second)} }
-
-func (c *tokClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *tokClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// tokJWT signs claims with HS256 and key. Every token gets a unique ID, so
-// that no two tokens are equal.
-func tokJWT(t testing.TB, key []byte, c jwt.RegisteredClaims) string {
-	t.Helper()
-	if c.ID == "" {
-		c.ID = rand.Text()
-	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(key)
-	if err != nil {
-		// Errorf, not Fatalf: fake Refresh functions call this from
-		// goroutines of their own.
-		t.Errorf("signing a test JWT: %v", err)
-	}
-	return s
-}
-
-// tokFresh returns a JWT issued at now that expires after lifetime.
-func tokFresh(t testing.TB, now time.Time, lifetime time.Duration) string {
-	t.Helper()
-	return tokJWT(t, tokKey(), jwt.RegisteredClaims{
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(lifetime)),
-	})
-}
-
-// tokOpaque returns a unique opaque token.
-func tokOpaque(prefix string) string { return prefix + "-" + rand.Text() }
-
-// tokCounted counts the calls to fn, a Refresh that returns only the
-// token's value.
-func tokCounted(fn func(context.Context) (string, error)) (func(context.Context) (Token, error), *atomic.Int64) {
-	n := new(atomic.Int64)
-	return func(ctx context.Context) (Token, error) {
-		n.Add(1)
-		v, err := fn(ctx)
-		return Token{Value: v}, err
-	}, n
-}
-
-// tokStatic is a Refresh that always returns tok.
-func tokStatic(tok string) func(context.Context) (string, error) {
-	return func(context.Context) (string, error) { return tok, nil }
-}
-
-// tokStaticT is tokStatic as a Bearer.Refresh.
-func tokStaticT(tok string) func(context.Context) (Token, error) { return refreshOf(tokStatic(tok)) }
-
-// refreshOf adapts a Refresh that returns only the token's value.
-func refreshOf(fn func(context.Context) (string, error)) func(context.Context) (Token, error) {
-	return func(ctx context.Context) (Token, error) {
-		v, err := fn(ctx)
-		return Token{Value: v}, err
-	}
-}
-
-// tokHit is one request as the test server saw it.
-type tokHit struct {
-	host, path, method, auth, body string
-	proto                          int
-}
-
-// tokRecorder records what the test server receives.
-type tokRecorder struct {
-	mu   sync.Mutex
-	hits []tokHit
-}
-
-func (r *tokRecorder) record(req *http.Request) tokHit {
-	body, _ := io.ReadAll(req.Body)
-	host, _, err := net.SplitHostPort(req.Host)
-	if err != nil {
-		host = req.Host
-	}
-	h := tokHit{host: host, path: req.URL.Path, method: req.Method,
-		auth: req.Header.Get("Authorization"), body: string(body), proto: req.ProtoMajor}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.hits = append(r.hits, h)
-	return h
-}
-
-func (r *tokRecorder) all() []tokHit {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.hits)
-}
-
-// auths returns the Authorization header of every request, in order.
-func (r *tokRecorder) auths() []string {
-	var out []string
-	for _, h := range r.all() {
-		out = append(out, h.auth)
-	}
-	return out
-}
-
-// tokWantRefused checks that a request failed with a *RefreshError wrapping
-// each of causes, and that the server received nothing.
-func tokWantRefused(t *testing.T, err error, received int, causes ...error) {
-	t.Helper()
-	var re *RefreshError
-	if !errors.As(err, &re) {
-		t.Fatalf("got error %v, want a *RefreshError", err)
-	}
-	for _, c := range causes {
-		if !errors.Is(err, c) {
-			t.Fatalf("got error %v, want it to wrap %v", err, c)
-		}
-	}
-	if received != 0 {
-		t.Fatalf("server got %d requests, want 0", received)
-	}
-}
-
-func (r *tokRecorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.hits)
-}
-
-// tokEnv is a test server that records requests, and a Transport with a
-// bearer, a fake clock and a Debug logger.
-type tokEnv struct {
-	srv    *httptest.Server
-	tr     *transport
-	client *http.Client
-	clk    *tokClock
-	rec    *tokRecorder
-	logs   *logBuffer
-}
-
-// tokStartServer is startServer with room for 2000 concurrent HTTP/2
-// streams. With the default 250, a burst of 1000 requests makes net/http
-// dial a new TLS connection for nearly every request beyond the limit.
-func tokStartServer(t *testing.T, h http.Handler) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{sharedPKI(t).serverCert()}}
-	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 2000}
-	srv.Config.ErrorLog = quietLog()
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-// tokSetup starts the server, which answers with h after recording the
-// request (nil h: 200 "ok"), and a Transport for b using clk.
-func tokSetup(t *testing.T, clk *tokClock, b *Bearer, h func(http.ResponseWriter, *http.Request, tokHit)) *tokEnv {
-	t.Helper()
-	e := &tokEnv{clk: clk, rec: &tokRecorder{}}
-	e.srv = tokStartServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hit := e.rec.record(r)
-		if h != nil {
-			h(w, r, hit)
-			return
-		}
-		io.WriteString(w, "ok")
-	}))
-	cfg := testConfig(t)
-	cfg.Bearer = b
-	cfg.Logger, e.logs = newLogger()
-	cfg.ExpiryWarning = -1 // only token events are logged
-	e.tr = newTestTransport(t, cfg)
-	e.tr.now = clk.Now
-	e.client = &http.Client{Transport: e.tr}
-	return e
-}
-
-func (e *tokEnv) url(host, path string) string { return hostURL(e.srv, host, path) }
-
-// get sends a GET for path to api.test.
-func (e *tokEnv) get(path string) (int, string, error) {
-	req, err := http.NewRequest(http.MethodGet, e.url(hostAPI, path), nil)
-	if err != nil {
-		return 0, "", err
-	}
-	return tokDo(e.client, req)
-}
-
-// tokDo sends req and returns the status and body of the response.
-func tokDo(c *http.Client, req *http.Request) (int, string, error) {
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), err
-}
-
-// tokMustGet fails the test unless a GET to api.test answers 200, and
-// returns the Authorization header the server received for it.
-func (e *tokEnv) tokMustGet(t *testing.T) string {
-	t.Helper()
-	before := e.rec.count()
-	status, _, err := e.get("/")
-	if err != nil || status != http.StatusOK {
-		t.Fatalf("GET: got status %d and error %v, want 200 and no error", status, err)
-	}
-	hits := e.rec.all()[before:]
-	if len(hits) != 1 {
-		t.Fatalf("server got %d requests, want 1", len(hits))
-	}
-	return hits[0].auth
-}
-
-// tokPatience bounds every wait in these tests. It is generous, since a
-// loaded machine running -race is slow; a passing run waits far less.
-const tokPatience = 15 * time.Second
-
-// tokWaitIdle waits, for at most tokPatience, until no refresh is in flight.
-func tokWaitIdle(t *testing.T, tr *transport) {
-	t.Helper()
-	deadline := time.Now().Add(tokPatience)
-	for {
-		tr.bearer.mu.Lock()
-		idle := tr.bearer.flight == nil
-		tr.bearer.mu.Unlock()
-		if idle {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a refresh is still in flight after %v, want none", tokPatience)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// tokWait waits for ch to be closed or to deliver, for at most tokPatience.
-func tokWait[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(tokPatience):
-		t.Fatalf("%s: still waiting after %v", what, tokPatience)
-		panic("unreachable")
-	}
-}
-
-func tokBearer(tok string) string { return "Bearer " + tok }
 
 // tokPlainListener is a plain-HTTP server on 127.0.0.1 that counts the
 // connections it accepts.
-func tokPlainListener(t *testing.T) (*countingListener, string) {
+func tokPlainListener(t *testing.T) (*testutil.CountingListener, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &countingListener{Listener: ln}
+	cl := &testutil.CountingListener{Listener: ln}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "plain")
-	}), ErrorLog: quietLog()}
+	}), ErrorLog: testutil.QuietLog()}
 	go srv.Serve(cl)
 	t.Cleanup(func() { srv.Close() })
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
@@ -471,7 +209,7 @@ func TestBearerDowngradeRedirect(t *testing.T) {
 	if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(tok)}) {
 		t.Fatalf("https server got Authorization %q, want only the first hop with the token", got)
 	}
-	if n := plain.n.Load(); n != 0 {
+	if n := plain.N.Load(); n != 0 {
 		t.Fatalf("the plain listener accepted %d connections, want 0", n)
 	}
 }
@@ -665,96 +403,6 @@ func TestTokenOpaqueUntil401(t *testing.T) {
 			if n := calls.Load(); n != 1 {
 				t.Fatalf("Refresh called %d times, want 1", n)
 			}
-		})
-	}
-}
-
-func TestTokenLengthCap(t *testing.T) {
-	t.Parallel()
-	now := time.Now()
-	bigJWT := tokJWT(t, tokKey(), jwt.RegisteredClaims{Subject: strings.Repeat("s", 17<<10),
-		ExpiresAt: jwt.NewNumericDate(now.Add(100 * 365 * 24 * time.Hour))})
-	for _, tt := range []struct {
-		name   string
-		tok    string
-		wantOK bool
-	}{
-		{"16 KiB opaque", strings.Repeat("a", 16<<10), true},
-		{"16 KiB + 1 opaque", strings.Repeat("a", 16<<10+1), false},
-		{"JWT over 16 KiB", bigJWT, false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			e := tokSetup(t, tokNewClock(), &Bearer{Refresh: tokStaticT(tt.tok), Hosts: []string{hostAPI}}, nil)
-			status, _, err := e.get("/")
-			if tt.wantOK {
-				if err != nil || status != http.StatusOK {
-					t.Fatalf("got status %d and error %v, want 200", status, err)
-				}
-				if got := e.rec.auths(); !slices.Equal(got, []string{tokBearer(tt.tok)}) {
-					t.Fatalf("server got %d tokens, want the 16 KiB one", len(got))
-				}
-				return
-			}
-			tokWantRefused(t, err, e.rec.count())
-		})
-	}
-}
-
-func TestTokenKeyfunc(t *testing.T) {
-	t.Parallel()
-	now := time.Now()
-	claims := jwt.RegisteredClaims{IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}
-	good := tokJWT(t, tokKey(), claims)
-	otherKey := tokJWT(t, []byte("another key entirely, also 32 bytes long"), claims)
-	parts := strings.Split(good, ".")
-	later := claims
-	later.ExpiresAt = jwt.NewNumericDate(now.Add(1000 * time.Hour))
-	laterParts := strings.Split(tokJWT(t, tokKey(), later), ".")
-	tampered := parts[0] + "." + laterParts[1] + "." + parts[2] // good signature, other claims
-	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, claims).SignedString(jwt.UnsafeAllowNoneSignatureType)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyfunc := func(tok *jwt.Token) (any, error) {
-		if _, ok := tok.Method.(*jwt.SigningMethodHMAC); !ok {
-			return nil, fmt.Errorf("unexpected signing method %v", tok.Header["alg"])
-		}
-		return tokKey(), nil
-	}
-	allowNone := func(*jwt.Token) (any, error) { return jwt.UnsafeAllowNoneSignatureType, nil }
-	hs256 := []string{"HS256"}
-	for _, tt := range []struct {
-		name    string
-		keyfunc jwt.Keyfunc
-		methods []string
-		tok     string
-		wantOK  bool
-	}{
-		{"valid signature", keyfunc, hs256, good, true},
-		{"signed with another key", keyfunc, hs256, otherKey, false},
-		{"claims changed after signing", keyfunc, hs256, tampered, false},
-		{"alg none", keyfunc, hs256, none, false},
-		{"alg none with a Keyfunc allowing it", allowNone, nil, none, false},
-		// Algorithm confusion: an HMAC key is accepted only for listed methods.
-		{"HMAC key without ValidMethods", keyfunc, nil, good, false},
-		{"HMAC token, only RS256 valid", keyfunc, []string{"RS256"}, good, false},
-		{"opaque token cannot be verified", keyfunc, hs256, tokOpaque("opaque"), false},
-		{"no Keyfunc: decoded only", nil, nil, otherKey, true},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			clk := tokNewClock()
-			clk.now = now.Truncate(time.Second)
-			e := tokSetup(t, clk, &Bearer{Refresh: tokStaticT(tt.tok), Hosts: []string{hostAPI}, Keyfunc: tt.keyfunc, ValidMethods: tt.methods}, nil)
-			status, _, err := e.get("/")
-			if tt.wantOK {
-				if err != nil || status != http.StatusOK {
-					t.Fatalf("got status %d and error %v, want 200", status, err)
-				}
-				return
-			}
-			tokWantRefused(t, err, e.rec.count())
 		})
 	}
 }
@@ -1209,7 +857,7 @@ func TestRefreshFailureWithoutValidToken(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			clk := tokNewClock()
-			clk.now = now
+			clk.Set(now)
 			refresh, calls := tokCounted(func(context.Context) (string, error) { return tt.result(t) })
 			e := tokSetup(t, clk, &Bearer{Refresh: refresh, Hosts: []string{hostAPI}}, nil)
 			body := &tokCloseTracker{Reader: strings.NewReader("body")}
@@ -1650,12 +1298,12 @@ func TestRefreshStoppedByCloseIdleConnections(t *testing.T) {
 // No token appears in a log line or an error, whatever happens.
 func TestTokenSecretsNotLogged(t *testing.T) {
 	t.Parallel()
-	logger, logs := newLogger()
+	logger, logs := testutil.NewLogger()
 	clk := tokNewClock()
 	var secrets, queries []string
 	secret := func(tok string) string { secrets = append(secrets, tok); return tok }
 	var errs []error
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.Header.Get("Authorization"), "refused") {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			w.WriteHeader(http.StatusUnauthorized)
@@ -1677,7 +1325,7 @@ func TestTokenSecretsNotLogged(t *testing.T) {
 		// query is checked against the log only.
 		query := tokOpaque("query")
 		queries = append(queries, query)
-		req, _ := http.NewRequest(http.MethodPost, hostURL(srv, hostAPI, "/p?access_token="+query), strings.NewReader("body"))
+		req, _ := http.NewRequest(http.MethodPost, testutil.HostURL(srv, hostAPI, "/p?access_token="+query), strings.NewReader("body"))
 		if _, _, err := tokDo(&http.Client{Transport: tr}, req); err != nil {
 			errs = append(errs, err)
 		}
@@ -1699,7 +1347,7 @@ func TestTokenSecretsNotLogged(t *testing.T) {
 	jwt1 := secret(tokFresh(t, clk.Now(), 10*time.Minute))
 	tr := run(&Bearer{Store: NewMemoryStore(Token{Value: refused}), Refresh: refreshOf(sequence(ok(jwt1), fail)), Hosts: []string{hostAPI}})
 	clk.Add(10*time.Minute - 30*time.Second)
-	req, _ := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+	req, _ := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
 	if _, _, err := tokDo(&http.Client{Transport: tr}, req); err != nil {
 		errs = append(errs, err)
 	}
@@ -1810,7 +1458,7 @@ func TestTokenSecretsNotFormatted(t *testing.T) {
 	tok := tokFresh(t, time.Now(), time.Hour)
 	store := NewMemoryStore(Token{Value: tok})
 	b := &Bearer{Store: store, Refresh: tokStaticT(tok), Hosts: []string{hostAPI}}
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))
 	cfg := testConfig(t)
@@ -1822,7 +1470,7 @@ func TestTokenSecretsNotFormatted(t *testing.T) {
 	t.Cleanup(client.CloseIdleConnections)
 	// Use the client, so that its Transport holds the token too.
 	if _, _, err := tokDo(client, func() *http.Request {
-		req, _ := http.NewRequest(http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
+		req, _ := http.NewRequest(http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
 		return req
 	}()); err != nil {
 		t.Fatal(err)
@@ -1912,13 +1560,13 @@ func TestRefreshPanicIsAnError(t *testing.T) {
 	t.Parallel()
 	p := sharedPKI(t)
 	var hits atomic.Int64
-	srv := startServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	cfg := testConfig(t)
 	cfg.Bearer = &Bearer{
 		Refresh: func(context.Context) (Token, error) { panic("identity provider client bug") },
 		Hosts:   []string{hostAPI},
 	}
-	_, err := get(t, newTestTransport(t, cfg), hostURL(srv, hostAPI, "/"))
+	_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
 	tokWantRefused(t, err, int(hits.Load()))
 }
 
@@ -2256,6 +1904,596 @@ func TestUserCodePanicInRefreshFailsNoProcess(t *testing.T) {
 				if strings.Contains(err.Error(), "bug") {
 					t.Errorf("got error %q, want it without the panic's value, which may quote anything", err)
 				}
+			}
+		})
+	}
+}
+
+// silentEndpoint is a plain-HTTP token endpoint on 127.0.0.1 that accepts
+// connections and never answers. release closes its connections, which
+// frees whatever waits on them; it runs when the test ends at the latest.
+type silentEndpoint struct {
+	url      string
+	accepted chan struct{} // receives once per accepted connection
+	release  func()
+}
+
+func newSilentEndpoint(t *testing.T) *silentEndpoint {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &silentEndpoint{url: "http://" + ln.Addr().String() + "/token", accepted: make(chan struct{}, 16)}
+	var mu sync.Mutex
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			select {
+			case ep.accepted <- struct{}{}:
+			default:
+			}
+		}
+	})
+	var once sync.Once
+	ep.release = func() {
+		once.Do(func() {
+			ln.Close()
+			wg.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				c.Close()
+			}
+		})
+	}
+	t.Cleanup(ep.release)
+	return ep
+}
+
+// hangingOAuth2Refresh is an x/oauth2 client-credentials source, through
+// OAuth2Refresh, whose HTTP client has no timeout and whose token endpoint
+// never answers: a Refresh that ignores its context.
+func hangingOAuth2Refresh(t *testing.T, ep *silentEndpoint) func(context.Context) (Token, error) {
+	t.Helper()
+	base := &http.Transport{}
+	t.Cleanup(base.CloseIdleConnections)
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: base})
+	cc := clientcredentials.Config{ClientID: "client", ClientSecret: "secret", TokenURL: ep.url}
+	return OAuth2Refresh(cc.TokenSource(ctx))
+}
+
+// TestRefreshIgnoringContextBounded: a Refresh that ignores its context (an
+// x/oauth2 source whose token endpoint never answers) holds no request past
+// RefreshTimeout, is abandoned in the background once its deadline passes,
+// and, once no request waits for it, is stopped by CloseIdleConnections,
+// which waits for it only a bounded time.
+func TestRefreshIgnoringContextBounded(t *testing.T) {
+	t.Parallel()
+	t.Run("waiters give up at RefreshTimeout", func(t *testing.T) {
+		t.Parallel()
+		ep := newSilentEndpoint(t)
+		const timeout = 200 * time.Millisecond
+		e := tokSetup(t, tokNewClock(), &Bearer{Refresh: hangingOAuth2Refresh(t, ep), Hosts: []string{hostAPI},
+			RefreshTimeout: timeout}, nil)
+		// Before the Transport stops (cleanups run last first), so that
+		// the test ends even if stopping waited for the stuck refresh.
+		t.Cleanup(ep.release)
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() {
+			_, _, err := e.get("/")
+			done <- err
+		}()
+		err := tokWait(t, done, "request while Refresh ignores its context")
+		elapsed := time.Since(start)
+		tokWantRefused(t, err, e.rec.count(), context.DeadlineExceeded)
+		if elapsed < timeout {
+			t.Fatalf("request failed after %v, before RefreshTimeout %v", elapsed, timeout)
+		}
+		tokWait(t, ep.accepted, "token endpoint connection")
+
+		// The abandoned refresh is still stuck; the next request fails at
+		// once with the last error instead of waiting or calling again.
+		_, _, err = e.get("/")
+		tokWantRefused(t, err, e.rec.count())
+		select {
+		case <-ep.accepted:
+			t.Fatal("a second token request was made during the backoff, want none")
+		default:
+		}
+	})
+	t.Run("stuck background refresh is abandoned", func(t *testing.T) {
+		t.Parallel()
+		ep := newSilentEndpoint(t)
+		clk := tokNewClock()
+		old := tokFresh(t, clk.Now(), 10*time.Minute)
+		// x/oauth2's source serialises its calls: the second call waits
+		// behind the first, stuck one, so calls are counted here rather
+		// than at the endpoint.
+		hanging := hangingOAuth2Refresh(t, ep)
+		calls := make(chan struct{}, 4)
+		refresh := func(ctx context.Context) (Token, error) {
+			calls <- struct{}{}
+			return hanging(ctx)
+		}
+		e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(Token{Value: old}), Refresh: refresh,
+			Hosts: []string{hostAPI}, RefreshTimeout: 50 * time.Millisecond}, nil)
+		t.Cleanup(ep.release)
+		if got := e.tokMustGet(t); got != tokBearer(old) {
+			t.Fatalf("server got %q, want the stored token", got)
+		}
+		clk.Add(10*time.Minute - 30*time.Second) // inside the refresh window
+		if got := e.tokMustGet(t); got != tokBearer(old) {
+			t.Fatalf("server got %q, want the stored token", got)
+		}
+		tokWait(t, calls, "background refresh")
+		tokWait(t, ep.accepted, "background token request")
+		// Wait, boundedly, for the stuck refresh's own deadline.
+		deadline := time.Now().Add(tokPatience)
+		for {
+			e.tr.bearer.mu.Lock()
+			f := e.tr.bearer.flight
+			e.tr.bearer.mu.Unlock()
+			if f == nil || f.ctx.Err() != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the refresh's deadline has not passed after %v", tokPatience)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// The stuck refresh is given up, and after the backoff another
+		// one starts while the token is still valid.
+		if got := e.tokMustGet(t); got != tokBearer(old) {
+			t.Fatalf("server got %q, want the stored token", got)
+		}
+		clk.Add(minRefreshBackoff)
+		if got := e.tokMustGet(t); got != tokBearer(old) {
+			t.Fatalf("server got %q, want the stored token", got)
+		}
+		tokWait(t, calls, "a second background refresh")
+	})
+	t.Run("CloseIdleConnections is bounded", func(t *testing.T) {
+		t.Parallel()
+		ep := newSilentEndpoint(t)
+		hanging := hangingOAuth2Refresh(t, ep)
+		var calls atomic.Int64
+		refresh := func(ctx context.Context) (Token, error) {
+			calls.Add(1)
+			return hanging(ctx)
+		}
+		e := tokSetup(t, tokNewClock(), &Bearer{Refresh: refresh, Hosts: []string{hostAPI},
+			RefreshTimeout: time.Hour}, nil)
+		t.Cleanup(ep.release)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		reqErr := make(chan error, 1)
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url(hostAPI, "/"), nil)
+			_, _, err := tokDo(e.client, req)
+			reqErr <- err
+		}()
+		tokWait(t, ep.accepted, "token endpoint connection")
+		// The request gives up, and no one waits for the refresh any more:
+		// CloseIdleConnections stops it, and waits for it a bounded time.
+		cancel()
+		err := tokWait(t, reqErr, "request giving up on the refresh")
+		tokWantRefused(t, err, e.rec.count(), context.Canceled)
+		closed := make(chan struct{})
+		go func() {
+			e.tr.CloseIdleConnections()
+			close(closed)
+		}()
+		tokWait(t, closed, "CloseIdleConnections with a Refresh ignoring its context")
+		if got := calls.Load(); got != 1 {
+			t.Fatalf("Refresh calls: got %d, want 1", got)
+		}
+	})
+}
+
+// TestRefreshBackoffStopsStorms: a failing Refresh, or tokens every one of
+// which a server refuses with 401, cost one refresh per backoff period, not
+// one per request, and the backoff grows while the failures go on.
+func TestRefreshBackoffStopsStorms(t *testing.T) {
+	t.Parallel()
+	t.Run("failing refresh, no token", func(t *testing.T) {
+		t.Parallel()
+		errDown := errors.New("identity provider down")
+		refresh, calls := tokCounted(func(context.Context) (string, error) { return "", errDown })
+		e := tokSetup(t, tokNewClock(), &Bearer{Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+		for i := range 50 {
+			_, _, err := e.get("/")
+			var re *RefreshError
+			if !errors.As(err, &re) || !errors.Is(err, errDown) {
+				t.Fatalf("request %d: got error %v, want a *RefreshError wrapping the Refresh error", i, err)
+			}
+		}
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("Refresh called %d times for 50 requests within the backoff, want 1", n)
+		}
+		if n := e.rec.count(); n != 0 {
+			t.Fatalf("server got %d requests, want 0", n)
+		}
+		// After the backoff one more refresh is tried.
+		e.clk.Add(maxRefreshBackoff)
+		e.get("/")
+		if n := calls.Load(); n != 2 {
+			t.Fatalf("after the backoff Refresh was called %d times in all, want 2", n)
+		}
+	})
+	t.Run("every token refused with 401", func(t *testing.T) {
+		t.Parallel()
+		refresh, calls := tokCounted(func(context.Context) (string, error) { return tokOpaque("refused"), nil })
+		e := tokSetup(t, tokNewClock(), &Bearer{Refresh: refresh, Hosts: []string{hostAPI}},
+			func(w http.ResponseWriter, r *http.Request, _ tokHit) {
+				w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+				w.WriteHeader(http.StatusUnauthorized)
+			})
+		for i := range 30 {
+			status, _, err := e.get("/")
+			if err != nil || status != http.StatusUnauthorized {
+				t.Fatalf("request %d: got status %d and error %v, want the 401", i, status, err)
+			}
+		}
+		// One refresh for the first token, one after the first 401; the
+		// next 401-triggered refresh waits for the backoff.
+		if n := calls.Load(); n != 2 {
+			t.Fatalf("Refresh called %d times for 30 requests answered 401, want 2", n)
+		}
+		e.clk.Add(minRefreshBackoff)
+		e.get("/")
+		if n := calls.Load(); n != 3 {
+			t.Fatalf("after the backoff Refresh was called %d times in all, want 3", n)
+		}
+		// The backoff doubles while every new token is refused.
+		e.clk.Add(minRefreshBackoff)
+		e.get("/")
+		if n := calls.Load(); n != 3 {
+			t.Fatalf("one second after a second 401 refresh Refresh was called %d times in all, want 3", n)
+		}
+	})
+}
+
+// TestTokenNotBeforeClockSkew: a token whose nbf lies a little ahead of the
+// client's clock (an issuer's clock running ahead) is used, and kept, rather
+// than refreshed on every request; beyond nbfLeeway it is refused.
+func TestTokenNotBeforeClockSkew(t *testing.T) {
+	t.Parallel()
+	clk := tokNewClock()
+	const lag = 10 * time.Second // the client's clock is behind its issuer's
+	refresh, calls := tokCounted(func(context.Context) (string, error) {
+		issued := clk.Now().Add(lag)
+		return tokJWT(t, tokKey(), jwt.RegisteredClaims{
+			IssuedAt:  jwt.NewNumericDate(issued),
+			NotBefore: jwt.NewNumericDate(issued),
+			ExpiresAt: jwt.NewNumericDate(issued.Add(time.Hour)),
+		}), nil
+	})
+	e := tokSetup(t, clk, &Bearer{Refresh: refresh, Hosts: []string{hostAPI}}, nil)
+	first := e.tokMustGet(t)
+	for range 10 {
+		if got := e.tokMustGet(t); got != first {
+			t.Fatalf("server got %q, want the first token again", got)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("Refresh called %d times, want 1", n)
+	}
+	// Beyond the leeway the token is refused rather than sent.
+	e2 := tokSetup(t, tokNewClock(), &Bearer{Refresh: refreshOf(func(context.Context) (string, error) {
+		now := time.Now().Add(nbfLeeway + time.Minute)
+		return tokJWT(t, tokKey(), jwt.RegisteredClaims{NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}), nil
+	}), Hosts: []string{hostAPI}}, nil)
+	_, _, err := e2.get("/")
+	tokWantRefused(t, err, e2.rec.count())
+}
+
+// TestTokenNotSentToOtherPort: a Bearer.Hosts entry with a port keeps the
+// token from every other port of the host, a redirect hop included; an entry
+// without one covers any port.
+func TestTokenNotSentToOtherPort(t *testing.T) {
+	t.Parallel()
+	other := tokStartServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "auth="+r.Header.Get("Authorization"))
+	}))
+	for _, tt := range []struct {
+		name      string
+		withPort  bool
+		wantOther bool // the other port receives the token
+	}{
+		{"pattern with the port", true, false},
+		{"pattern without a port: any port", false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tok := tokOpaque("port")
+			b := &Bearer{Store: NewMemoryStore(Token{Value: tok}), Hosts: []string{hostAPI}}
+			// The server's port is known only once it runs: set the
+			// pattern before the Transport copies the Bearer.
+			srv := tokStartServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, testutil.HostURL(other, hostAPI, "/end"), http.StatusFound)
+			}))
+			_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+			if tt.withPort {
+				b.Hosts = []string{hostAPI + ":" + port}
+			}
+			e := &tokEnv{srv: srv, rec: &tokRecorder{}}
+			cfg := testConfig(t)
+			cfg.Bearer = b
+			e.tr = newTestTransport(t, cfg)
+			e.client = &http.Client{Transport: e.tr}
+			status, body, err := e.get("/start")
+			if err != nil || status != http.StatusOK {
+				t.Fatalf("got status %d and error %v, want 200", status, err)
+			}
+			want := "auth="
+			if tt.wantOther {
+				want += tokBearer(tok)
+			}
+			if body != want {
+				t.Fatalf("the other port got %q, want %q", body, want)
+			}
+		})
+	}
+	t.Run("patterns", func(t *testing.T) {
+		t.Parallel()
+		for _, tt := range []struct {
+			pattern, host, port string
+			want                bool
+		}{
+			{"api.test:8443", "api.test", "8443", true},
+			{"api.test:8443", "api.test", "443", false},
+			{"api.test:8443", "api.test", "", false},
+			{"api.test:443", "api.test", "", true},
+			{"api.test:443", "api.test", "0443", true},
+			{"api.test", "api.test", "8443", true},
+			{"[::1]:8443", "::1", "8443", true},
+			{"::1", "::1", "8443", true},
+			{"*.api.test:8443", "v1.api.test", "8443", true},
+		} {
+			p, err := parseHostPortPattern(tt.pattern)
+			if err != nil {
+				t.Fatalf("parseHostPortPattern(%q): %v", tt.pattern, err)
+			}
+			if got := p.match(tt.host) && p.matchPort(tt.port); got != tt.want {
+				t.Errorf("%q covers %s port %q: got %v, want %v", tt.pattern, tt.host, tt.port, got, tt.want)
+			}
+		}
+		for _, bad := range []string{"api.test:", "api.test:0", "api.test:65536", "api.test:https", "[::1]x", "[::1]:", "[::1"} {
+			_, err := newTransport(Config{Bearer: &Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{bad}}})
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Field != "Bearer.Hosts[0]" {
+				t.Errorf("Hosts %q: got error %v, want a *ConfigError for Bearer.Hosts[0]", bad, err)
+			}
+		}
+	})
+}
+
+// TestRefusedTokenErrorText: the error for a refused token quotes neither
+// its claims nor its bytes, says what was wrong (an expired stored token),
+// and carries the "securehttp:" prefix once however deep the cause.
+func TestRefusedTokenErrorText(t *testing.T) {
+	t.Parallel()
+	t.Run("JWT errors quote no claim and no token bytes", func(t *testing.T) {
+		t.Parallel()
+		const secret = "SECRETCLAIMVALUE"
+		enc := base64.RawURLEncoding.EncodeToString
+		header := enc([]byte(`{"alg":"HS256","typ":"JWT"}`))
+		for _, payload := range []string{
+			`{"exp":"` + secret + `"}`,
+			`{"sub":"` + secret + ``,
+			`{"sub":["` + secret + `"],"nbf":true}`,
+			secret,
+		} {
+			tok := header + "." + enc([]byte(payload)) + "." + enc([]byte(secret))
+			keyfunc := func(*jwt.Token) (any, error) { return tokKey(), nil }
+			e := tokSetup(t, tokNewClock(), &Bearer{Refresh: tokStaticT(tok), Hosts: []string{hostAPI},
+				Keyfunc: keyfunc, ValidMethods: []string{"HS256"}}, nil)
+			_, _, err := e.get("/")
+			tokWantRefused(t, err, e.rec.count())
+			msg := err.Error() + e.logs.String()
+			for _, leak := range append([]string{secret, enc([]byte(payload))}, tokSecretParts(tok)...) {
+				if strings.Contains(msg, leak) {
+					t.Fatalf("error or log %q quotes %q, want neither claims nor token bytes", msg, leak)
+				}
+			}
+		}
+	})
+	t.Run("expired stored token", func(t *testing.T) {
+		t.Parallel()
+		clk := tokNewClock()
+		expired := tokFresh(t, clk.Now().Add(-2*time.Hour), time.Hour)
+		e := tokSetup(t, clk, &Bearer{Store: NewMemoryStore(Token{Value: expired}), Hosts: []string{hostAPI}}, nil)
+		_, _, err := e.get("/")
+		tokWantRefused(t, err, e.rec.count())
+		if msg := err.Error(); !strings.Contains(msg, "stored token has expired") || strings.Contains(msg, "holds no token") {
+			t.Fatalf("got %q, want it to say that the stored token has expired", msg)
+		}
+	})
+	t.Run("one securehttp: prefix", func(t *testing.T) {
+		t.Parallel()
+		if runtime.GOOS == "windows" {
+			t.Skip("no Unix permissions")
+		}
+		path := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(path, []byte("tok-loose"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e := tokSetup(t, tokNewClock(), &Bearer{Store: tokNewFileStore(t, path), Hosts: []string{hostAPI}}, nil)
+		_, _, err := e.get("/")
+		tokWantRefused(t, err, e.rec.count(), ErrInsecureTokenFile)
+		if n := strings.Count(err.Error(), "securehttp:"); n != 1 {
+			t.Fatalf("%q holds \"securehttp:\" %d times, want 1", err, n)
+		}
+		// A Refresh failing with an error of this package: still once.
+		e2 := tokSetup(t, tokNewClock(), &Bearer{Refresh: func(context.Context) (Token, error) {
+			return Token{}, fmt.Errorf("%w: from a wrapped transport", ErrInsecureScheme)
+		}, Hosts: []string{hostAPI}}, nil)
+		_, _, err = e2.get("/")
+		tokWantRefused(t, err, e2.rec.count(), ErrInsecureScheme)
+		if n := strings.Count(err.Error(), "securehttp:"); n != 1 {
+			t.Fatalf("%q holds \"securehttp:\" %d times, want 1", err, n)
+		}
+	})
+}
+
+// stormServer is a token endpoint and an API behind one listener, on
+// other.test and api.test, with counters.
+type stormServer struct {
+	srv                *httptest.Server
+	tokenReqs, apiReqs atomic.Int64
+}
+
+func newStormServer(t *testing.T, token, api http.HandlerFunc) *stormServer {
+	s := &stormServer{}
+	s.srv = testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.Host, hostAPI) {
+			s.apiReqs.Add(1)
+			api(w, r)
+			return
+		}
+		s.tokenReqs.Add(1)
+		token(w, r)
+	}))
+	return s
+}
+
+func (s *stormServer) config(t *testing.T) Config {
+	cfg := testConfig(t)
+	cfg.Bearer = &Bearer{
+		ClientCredentials: &ClientCredentials{TokenURL: testutil.HostURL(s.srv, hostOther, "/token"), ClientID: "c", ClientSecret: "s"},
+		Hosts:             []string{hostAPI},
+		RefreshTimeout:    5 * time.Second,
+	}
+	return cfg
+}
+
+// storm sends n concurrent GETs to the API and returns how many failed.
+func storm(t *testing.T, c *http.Client, s *stormServer, n int) int {
+	t.Helper()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range n {
+		wg.Go(func() {
+			resp, err := c.Get(testutil.HostURL(s.srv, hostAPI, "/v1"))
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(failed.Load())
+}
+
+// Under 200 concurrent requests, a failing token endpoint gets one refresh
+// (its own bounded retries), not one per request, and a second wave within
+// the backoff gets none.
+func TestFailingTokenEndpointRefreshedOnce(t *testing.T) {
+	t.Parallel()
+	s := newStormServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}, func(w http.ResponseWriter, _ *http.Request) {})
+	c := &http.Client{Transport: newTestTransport(t, s.config(t))}
+	if failed := storm(t, c, s, 200); failed != 200 {
+		t.Errorf("got %d failed requests, want 200", failed)
+	}
+	if got := s.tokenReqs.Load(); got != (tokenRequestRetries + 1) {
+		t.Errorf("got %d token requests, want %d (one refresh)", got, (tokenRequestRetries + 1))
+	}
+	if failed := storm(t, c, s, 200); failed != 200 {
+		t.Errorf("second wave: got %d failed requests, want 200", failed)
+	}
+	if got := s.tokenReqs.Load(); got != (tokenRequestRetries + 1) {
+		t.Errorf("after a second wave within the backoff: got %d token requests, want %d", got, (tokenRequestRetries + 1))
+	}
+	if got := s.apiReqs.Load(); got != 0 {
+		t.Errorf("the API got %d requests, want none without a token", got)
+	}
+}
+
+// An API that refuses every token with 401 under 200 concurrent requests
+// costs a bounded number of token requests, not one per request.
+func TestUnauthorizedStormBoundsRefreshes(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	s := newStormServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, `{"access_token":"at-%d","token_type":"bearer","expires_in":"3600"}`, n.Add(1))
+	}, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	c := &http.Client{Transport: newTestTransport(t, s.config(t))}
+	if failed := storm(t, c, s, 200); failed != 200 {
+		t.Errorf("got %d failed requests, want 200", failed)
+	}
+	// The first token, and at most one refresh that a 401 caused: the
+	// next one waits for the backoff.
+	if got := s.tokenReqs.Load(); got > 2 {
+		t.Errorf("got %d token requests, want at most 2", got)
+	}
+	t.Logf("%d token requests, %d API requests", s.tokenReqs.Load(), s.apiReqs.Load())
+}
+
+// A token endpoint that sends its headers and then stalls, or sends an
+// endless body, fails the waiting requests within RefreshTimeout.
+func TestStalledTokenEndpointBoundedByRefreshTimeout(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		h    http.HandlerFunc
+	}{
+		{"stalls after headers", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			io.WriteString(w, `{"access_token":`)
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		}},
+		{"endless body", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusOK)
+			chunk := []byte(strings.Repeat(" ", 32<<10))
+			for i := 0; i < 1<<15 && r.Context().Err() == nil; i++ { // 1 GiB at most
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStormServer(t, tt.h, func(w http.ResponseWriter, _ *http.Request) {})
+			cfg := s.config(t)
+			cfg.Bearer.RefreshTimeout = 500 * time.Millisecond
+			c := &http.Client{Transport: newTestTransport(t, cfg)}
+			start := time.Now()
+			failed := storm(t, c, s, 20)
+			elapsed := time.Since(start)
+			if failed != 20 {
+				t.Errorf("got %d failed requests, want 20", failed)
+			}
+			if elapsed > 3*time.Second {
+				t.Errorf("requests took %v, want them to fail within about RefreshTimeout (500ms)", elapsed)
+			}
+			if got := s.tokenReqs.Load(); got > (tokenRequestRetries + 1) {
+				t.Errorf("got %d token requests, want at most %d", got, (tokenRequestRetries + 1))
 			}
 		})
 	}
