@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -259,3 +260,33 @@ func TestDropIn(t *testing.T) {
 type clientTransport struct{ c *http.Client }
 
 func (ct clientTransport) RoundTrip(r *http.Request) (*http.Response, error) { return ct.c.Do(r) }
+
+// TestRedactedHidesTheQuery: http.Client quotes the URL, query and all, in
+// its *url.Error; Redacted prints the error without the query, userinfo or
+// fragment, and errors.Is and errors.As still see what it wraps.
+func TestRedactedHidesTheQuery(t *testing.T) {
+	t.Parallel()
+	c, err := NewClient(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Get("http://user:PWSECRET@api.test/orders?api_key=QSECRET#FSECRET")
+	if !strings.Contains(err.Error(), "QSECRET") {
+		t.Fatalf("got %q, want http.Client to quote the query (else this test proves nothing)", err)
+	}
+	red := Redacted(err)
+	for _, secret := range []string{"PWSECRET", "QSECRET", "FSECRET", "api_key"} {
+		if strings.Contains(red.Error(), secret) {
+			t.Errorf("got %q, want no %s", red, secret)
+		}
+	}
+	if !strings.Contains(red.Error(), "api.test/orders") || !strings.Contains(red.Error(), "plain-HTTP") {
+		t.Errorf("got %q, want the host, path and cause kept", red)
+	}
+	if _, ok := errors.AsType[*url.Error](red); !ok || !errors.Is(red, ErrInsecureScheme) {
+		t.Errorf("got %v, want errors.Is and errors.As to see the *url.Error and its cause", red)
+	}
+	if Redacted(nil) != nil {
+		t.Error("Redacted(nil) is not nil")
+	}
+}

@@ -400,3 +400,43 @@ func fzSwapCase(s string) string {
 	}
 	return string(b)
 }
+
+// TestHostListMistakesOneMessage: the same mistake gets the same message in
+// every host list (PinSet.Host, Bearer.Hosts, AllowHosts): a URL, a path,
+// an empty entry, and a port where none belongs.
+func TestHostListMistakesOneMessage(t *testing.T) {
+	t.Parallel()
+	good := []string{fakePin('A'), fakePin('B')}
+	configs := map[string]func(entry string) Config{
+		"PinSet.Host": func(e string) Config { return Config{Pins: []PinSet{{Host: e, Pins: good}}} },
+		"Bearer.Hosts": func(e string) Config {
+			return Config{Bearer: &Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{e}}}
+		},
+		"AllowHosts": func(e string) Config { return Config{AllowHosts: []string{e}} },
+	}
+	tests := []struct {
+		entry, want string
+		portOK      bool // Bearer.Hosts takes a port
+	}{
+		{"https://127.0.0.1", "a URL, not a host", false},
+		{"https://api.example.com:8443/v1", "a URL, not a host", false},
+		{"api.example.com/v1", "a host with a path", false},
+		{"", "empty entry (a trailing comma?)", false},
+		{"api.example.com:8443", "a port where none belongs", true},
+	}
+	for _, tt := range tests {
+		for list, cfg := range configs {
+			_, err := newTransport(cfg(tt.entry))
+			if tt.portOK && list == "Bearer.Hosts" {
+				if err != nil {
+					t.Errorf("%s %q: got %v, want a port accepted", list, tt.entry, err)
+				}
+				continue
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("%s %q: got %v, want a *ConfigError saying %q", list, tt.entry, err, tt.want)
+			}
+		}
+	}
+}

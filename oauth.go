@@ -548,7 +548,7 @@ func (tc *tokenClient) metadata(ctx context.Context, docURL string) (string, err
 		return "", err
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := tc.t.direct(req)
+	resp, err := tc.t.direct(req, "the authorization server")
 	if err != nil {
 		return "", wrap(redactURL(req.URL), err)
 	}

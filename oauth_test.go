@@ -1134,3 +1134,105 @@ func TestOIDCProviderMTLSEndpointAlias(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenEndpointErrorsNameTheEndpoint: with the API and the authorization
+// server on one address, a user must tell which failed. A token endpoint's
+// error names it (scheme, host, port and path; never its query) and, for
+// invalid_client, the credential to check for the way the client
+// authenticates.
+func TestTokenEndpointErrorsNameTheEndpoint(t *testing.T) {
+	t.Parallel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name       string
+		status     int
+		body       string
+		cc         func(s *asServer) ClientCredentials
+		wantHint   string
+		wantOAuth  bool
+		wantStatus string
+	}{
+		{"invalid_client with a secret", 401, `{"error":"invalid_client"}`,
+			func(s *asServer) ClientCredentials { return ClientCredentials{ClientSecret: s.secret} },
+			"check ClientCredentials.ClientID and ClientSecret", true, "answered 401 invalid_client"},
+		{"invalid_client with a key", 401, `{"error":"invalid_client"}`,
+			func(s *asServer) ClientCredentials { return ClientCredentials{Key: key, KeyID: "k1"} },
+			`the public key of Key (KeyID "k1")`, true, "answered 401 invalid_client"},
+		{"404 without an OAuth error", 404, `not here`,
+			func(s *asServer) ClientCredentials { return ClientCredentials{ClientSecret: s.secret} },
+			"", true, "answered 404"},
+		{"5xx", 503, `busy`,
+			func(s *asServer) ClientCredentials { return ClientCredentials{ClientSecret: s.secret} },
+			"", false, "answered 503"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newASServer(t)
+			s.pub = key.Public()
+			s.token = func(int64) (int, string) { return tt.status, tt.body }
+			cc := tt.cc(s)
+			cc.TokenURL = s.issuer + "/token?tenant=QSECRET"
+			c := &http.Client{Transport: newTestTransport(t, s.ccConfig(t, cc))}
+			_, err := s.get(t, c)
+			if !errors.Is(err, ErrNoToken) {
+				t.Fatalf("got %v, want a refused token", err)
+			}
+			msg := err.Error()
+			for _, want := range []string{s.issuer + "/token", tt.wantStatus, tt.wantHint} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not say %q", msg, want)
+				}
+			}
+			if strings.Contains(msg, "QSECRET") {
+				t.Errorf("error %q quotes the endpoint's query", msg)
+			}
+			if _, ok := errors.AsType[*OAuthError](err); ok != tt.wantOAuth {
+				t.Errorf("got an *OAuthError %v, want %v", ok, tt.wantOAuth)
+			}
+		})
+	}
+}
+
+// TestTokenEndpointPinMismatchSaysSoFirst: when the token endpoint's chain
+// matches no pin, the error says so first, names the token endpoint's host
+// and port, and gives a pins command that works as printed; it does not
+// read as a token problem.
+func TestTokenEndpointPinMismatchSaysSoFirst(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, role string
+		tokenURL   bool
+	}{
+		{"token endpoint", "the token endpoint", true},
+		{"discovery", "the authorization server", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newASServer(t)
+			cc := ClientCredentials{ClientSecret: s.secret}
+			if tt.tokenURL {
+				cc.TokenURL = s.issuer + "/token"
+			}
+			cfg := s.ccConfig(t, cc)
+			cfg.Pins = []PinSet{{Host: hostOther, Pins: []string{fakePin('A'), fakePin('B')}}}
+			cfg.Logger = slog.New(slog.DiscardHandler)
+			_, err := s.get(t, &http.Client{Transport: newTestTransport(t, cfg)})
+			if !errors.Is(err, ErrPinMismatch) || !errors.Is(err, ErrNoToken) {
+				t.Fatalf("got %v, want a pin mismatch that left no token", err)
+			}
+			addr := strings.TrimPrefix(s.issuer, "https://")
+			msg := err.Error()
+			if _, rest, _ := strings.Cut(msg, ": "); !strings.HasPrefix(rest, "securehttp: certificate pin mismatch") {
+				t.Errorf("error %q does not start with the pin mismatch", msg)
+			}
+			for _, want := range []string{"at " + tt.role + " " + addr, `"securehttp pins --cacert FILE https://` + addr + `/"`} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not say %q", msg, want)
+				}
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -559,4 +560,129 @@ func fzColonHex(b []byte) string {
 		parts[i] = strings.ToUpper(hex.EncodeToString([]byte{c}))
 	}
 	return strings.Join(parts, ":")
+}
+
+// TestUnpinnedHostWarnedOnce: pins configured for a valid but wrong host
+// (127.0.0.2 where the API is 127.0.0.1) leave the real host unpinned; that
+// is a warning, once per host however many connections and requests, naming
+// the PinSet.Host it probably meant.
+func TestUnpinnedHostWarnedOnce(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	logger, logs := testutil.NewLogger()
+	cfg := testConfig(t)
+	cfg.Logger = logger
+	cfg.Pins = []PinSet{{Host: "127.0.0.2", Pins: []string{p.inter.SPKIPin(), p.root.SPKIPin()}}}
+	tr := newTestTransport(t, cfg)
+	for range 3 {
+		if _, err := get(t, tr, srv.URL+"/"); err != nil {
+			t.Fatal(err)
+		}
+		tr.CloseIdleConnections() // a new handshake each time
+	}
+	var warnings []string
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "no PinSet covers this host") {
+			warnings = append(warnings, line)
+		}
+	}
+	if len(warnings) != 1 {
+		t.Fatalf("got %d warnings, want 1 for three connections; log:\n%s", len(warnings), logs)
+	}
+	if !strings.Contains(warnings[0], "host=127.0.0.1") || !strings.Contains(warnings[0], "did_you_mean=127.0.0.2") {
+		t.Errorf("got %q, want the host and the PinSet.Host it resembles", warnings[0])
+	}
+}
+
+// TestRequirePins: with RequirePins, a host that no enforced PinSet in force
+// covers is refused with ErrNotPinned before any connection (errors.Is
+// through *url.Error), the error naming host:port and the nearest PinSet;
+// a covered host is served; an expired or report-only set does not count.
+func TestRequirePins(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &testutil.CountingListener{Listener: ln}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(okHandler))
+	srv.Listener = l
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{p.serverCert()}}
+	srv.Config.ErrorLog = testutil.QuietLog()
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	good := []string{p.inter.SPKIPin(), p.root.SPKIPin()}
+	tests := []struct {
+		name    string
+		pins    []PinSet
+		host    string
+		refused bool
+	}{
+		{"covered host", []PinSet{{Host: hostAPI, Pins: good}}, hostAPI, false},
+		{"other host", []PinSet{{Host: hostAPI, Pins: good}}, hostOther, true},
+		{"typo", []PinSet{{Host: "api.tset", Pins: good}}, hostAPI, true},
+		{"expired set", []PinSet{{Host: hostAPI, Pins: good, Expires: time.Now().Add(-time.Hour)}}, hostAPI, true},
+		{"report-only set", []PinSet{{Host: hostAPI, Pins: good, ReportOnly: true}}, hostAPI, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Pins, cfg.RequirePins = tt.pins, true
+			before := l.N.Load()
+			_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, tt.host, "/"))
+			if !tt.refused {
+				if err != nil {
+					t.Fatalf("got %v, want the covered host served", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrNotPinned) {
+				t.Fatalf("got %v, want ErrNotPinned", err)
+			}
+			if n := l.N.Load() - before; n != 0 {
+				t.Errorf("got %d connections, want none before the refusal", n)
+			}
+			if addr := strings.TrimPrefix(testutil.HostURL(srv, tt.host, ""), "https://"); !strings.Contains(err.Error(), addr) {
+				t.Errorf("error %q does not name %s", err, addr)
+			}
+			if tt.name == "typo" && !strings.Contains(err.Error(), `"api.tset"`) {
+				t.Errorf("error %q does not name the PinSet it resembles", err)
+			}
+		})
+	}
+}
+
+// TestRequirePinsTokenEndpoint: with RequirePins the token endpoint needs
+// pins too, and the error says which host lacks them.
+func TestRequirePinsTokenEndpoint(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(okHandler))
+	cfg := testConfig(t)
+	cfg.RequirePins = true
+	cfg.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.inter.SPKIPin(), p.root.SPKIPin()}}}
+	cfg.Bearer = &Bearer{Hosts: []string{hostAPI}, ClientCredentials: &ClientCredentials{
+		TokenURL: testutil.HostURL(srv, hostOther, "/token"), ClientID: "c", ClientSecret: "s"}}
+	_, err := get(t, newTestTransport(t, cfg), testutil.HostURL(srv, hostAPI, "/"))
+	var re *RefreshError
+	if !errors.As(err, &re) || !errors.Is(err, ErrNotPinned) {
+		t.Fatalf("got %v, want a *RefreshError for ErrNotPinned", err)
+	}
+	if addr := strings.TrimPrefix(testutil.HostURL(srv, hostOther, ""), "https://"); !strings.Contains(err.Error(), addr) {
+		t.Errorf("error %q does not name the token endpoint's host and port %s", err, addr)
+	}
+}
+
+// TestEmptyPinSaysSo: an empty entry, as a trailing comma leaves, is named
+// as such, not as a fingerprint with 0 hex digits.
+func TestEmptyPinSaysSo(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{"", "  "} {
+		_, err := parsePin(raw)
+		if err == nil || !strings.Contains(err.Error(), "empty pin") || strings.Contains(err.Error(), "hex digits") {
+			t.Errorf("parsePin(%q): got %v, want an empty-pin error", raw, err)
+		}
+	}
 }

@@ -406,7 +406,7 @@ func (t *transport) explain(x *exchange, err error) error {
 	if err == nil {
 		return nil
 	}
-	err = t.wayOut(x.req.URL, "", err)
+	err = t.wayOut(x.req.URL, x.role, err)
 	if x.tries > 1 {
 		err = wrap(fmt.Sprintf("securehttp: giving up after %d attempts", x.tries), err)
 	}
@@ -552,7 +552,7 @@ const (
 // ErrorClass names the failure err stands for, as hook events and logs do,
 // by its type and never its text: "timeout", "connection_refused",
 // "connection_reset", "connection_closed", "stream_reset", "goaway", "dns",
-// "certificate", "tls", "weak_key", "pin_mismatch", "revoked",
+// "certificate", "tls", "weak_key", "pin_mismatch", "not_pinned", "revoked",
 // "ocsp_staple", "insecure_scheme", "host_not_allowed", "blocked_address",
 // "token_unavailable", "oauth_error", "request_body", "canceled", or
 // "error" for any other. It returns "" for nil.
@@ -601,6 +601,8 @@ func classify(err error) failure {
 		return failure{"canceled", false}
 	case errors.Is(err, ErrPinMismatch):
 		return failure{"pin_mismatch", false}
+	case errors.Is(err, ErrNotPinned):
+		return failure{"not_pinned", false}
 	case errors.Is(err, ErrWeakKey):
 		return failure{"weak_key", false}
 	case errors.Is(err, ErrRevoked):

@@ -137,6 +137,7 @@ type exchange struct {
 	// challenge is a 400 whose body the token client reads (nonceAsked).
 	tokenRequest bool
 	nonceAsked   bool
+	role         string // names the server in errors when it is not the request's own API
 	// outside marks a request to a host outside Bearer.Hosts, which got
 	// no token: a 401 to it is probably a mistake in Bearer.Hosts.
 	outside bool
@@ -330,13 +331,15 @@ func (t *transport) wire(req *http.Request) (*http.Response, error) {
 
 // direct sends a request of the client's own (a metadata document) through
 // every stage that guards where and how it connects, and through none that
-// adds a credential.
-func (t *transport) direct(req *http.Request) (*http.Response, error) {
+// adds a credential. role names the server in errors, as "the
+// authorization server".
+func (t *transport) direct(req *http.Request, role string) (*http.Response, error) {
 	x, err := t.admit(req)
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
+	x.role = role
 	return t.send(&x)
 }
 

@@ -500,3 +500,48 @@ func BenchmarkKeepAliveGET(b *testing.B) {
 		})
 	}
 }
+
+// TestUnauthorizedOutsideBearerHostsWarnedOnce: with a typo in
+// Bearer.Hosts no token is ever sent, and the API answers 401; that is a
+// warning, once per host, naming the host and the entry it resembles.
+func TestUnauthorizedOutsideBearerHostsWarnedOnce(t *testing.T) {
+	t.Parallel()
+	p := sharedPKI(t)
+	srv := testutil.StartServer(t, p.serverCert(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	logger, logs := testutil.NewLogger()
+	cfg := testConfig(t)
+	cfg.Logger = logger
+	cfg.Bearer = &Bearer{Store: NewMemoryStore(Token{Value: "opaque-token"}), Hosts: []string{"api.tset"}}
+	tr := newTestTransport(t, cfg)
+	c := &http.Client{Transport: tr}
+	for range 3 {
+		resp, err := c.Get(testutil.HostURL(srv, hostAPI, "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("got %d, want the 401 of a request without a token", resp.StatusCode)
+		}
+	}
+	var warnings []string
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "outside Bearer.Hosts") {
+			warnings = append(warnings, line)
+		}
+	}
+	if len(warnings) != 1 {
+		t.Fatalf("got %d warnings, want 1 for three 401s; log:\n%s", len(warnings), logs)
+	}
+	addr := strings.TrimPrefix(testutil.HostURL(srv, hostAPI, ""), "https://")
+	if !strings.Contains(warnings[0], "host="+addr) || !strings.Contains(warnings[0], "did_you_mean=api.tset") {
+		t.Errorf("got %q, want the host and the Bearer.Hosts entry it resembles", warnings[0])
+	}
+	if strings.Contains(logs.String(), "opaque-token") {
+		t.Errorf("the log holds the token:\n%s", logs)
+	}
+}
