@@ -3,6 +3,7 @@ package securehttp
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -12,16 +13,23 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/securehttp/securehttp/internal/peers"
+	"github.com/securehttp/securehttp/internal/testpki"
 )
 
 // ---------------------------------------------------------------- vectors
@@ -411,5 +419,223 @@ func TestContentDigestRFC9530Examples(t *testing.T) {
 	}
 }
 
-// unused keeps imports the later tests need while this file grows.
-var _ = []any{ecdsa.GenerateKey, elliptic.P256, rand.Reader, rsa.GenerateKey}
+// ---------------------------------------------------------------- the peer
+
+// sigAlgorithms are the algorithms of RFC 9421 this package signs with,
+// each with a way to make a key.
+var sigAlgorithms = []struct {
+	alg string
+	gen func() (crypto.Signer, error)
+}{
+	{"ed25519", func() (crypto.Signer, error) { _, k, err := ed25519.GenerateKey(rand.Reader); return k, err }},
+	{"ecdsa-p256-sha256", func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }},
+	{"ecdsa-p384-sha384", func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P384(), rand.Reader) }},
+	{"rsa-pss-sha512", func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 2048) }},
+}
+
+func mustKey(t testing.TB, gen func() (crypto.Signer, error)) crypto.Signer {
+	t.Helper()
+	k, err := gen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// sigPeer is the http-message-signatures peer, with the keys on either
+// side and a client that signs for it and verifies its responses.
+type sigPeer struct {
+	peer      *peers.HTTPSigPeer
+	clientKey crypto.Signer
+	serverKey crypto.Signer
+	cfg       Config
+}
+
+// startSigPeer starts the peer for one algorithm: the client signs with a
+// key of it, tagged fapi-2-request, and the peer signs its responses with
+// another, tagged fapi-2-response.
+func startSigPeer(t *testing.T, alg string, gen func() (crypto.Signer, error)) *sigPeer {
+	t.Helper()
+	p := &sigPeer{clientKey: mustKey(t, gen), serverKey: mustKey(t, gen)}
+	spki, err := x509.MarshalPKIXPublicKey(p.clientKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(p.serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pki := sharedPKI(t)
+	p.peer = peers.StartHTTPSig(t, peers.HTTPSigConfig{
+		CertPEM:     testpki.ChainPEM(pki.leaf, pki.inter),
+		KeyPEM:      pki.leaf.KeyPEM(),
+		ClientKey:   peers.HTTPSigKey{PEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki}), Alg: alg, KeyID: "client-key"},
+		ServerKey:   peers.HTTPSigKey{PEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), Alg: alg, KeyID: "server-key"},
+		RequestTag:  "fapi-2-request",
+		ResponseTag: "fapi-2-response",
+	})
+	serverPub := p.serverKey.Public()
+	p.cfg = testConfig(t)
+	p.cfg.Bearer = &Bearer{
+		Store: NewMemoryStore(Token{Value: "peer-token", Expiry: time.Now().Add(time.Hour)}),
+		Hosts: []string{"127.0.0.1"},
+	}
+	p.cfg.Signatures = &MessageSignatures{
+		Key: p.clientKey, KeyID: "client-key", Tag: "fapi-2-request",
+		Responses: &ResponseSignatures{
+			Keys: func(_ context.Context, keyID string) (crypto.PublicKey, error) {
+				if keyID != "server-key" {
+					return nil, errors.New("unknown key")
+				}
+				return serverPub, nil
+			},
+			Required: true,
+			Tag:      "fapi-2-response",
+		},
+	}
+	return p
+}
+
+// peerAnswer is the peer's JSON answer.
+type peerAnswer struct {
+	Verified bool
+	Error    string
+	Covered  []string
+	Tag      string
+}
+
+// TestSignaturesInteroperateWithHTTPMessageSignatures has the npm package
+// http-message-signatures verify our requests and sign the responses we
+// verify, for each algorithm, and each side refuse what the other side
+// had altered: a header, the path, the method, the status or the body, a
+// response replayed from another request, a stale created, another tag.
+func TestSignaturesInteroperateWithHTTPMessageSignatures(t *testing.T) {
+	t.Parallel()
+	for _, a := range sigAlgorithms {
+		t.Run(a.alg, func(t *testing.T) {
+			t.Parallel()
+			p := startSigPeer(t, a.alg, a.gen)
+			client := &http.Client{Transport: newTestTransport(t, p.cfg)}
+			url := p.peer.URL + "/accounts/1?view=full"
+
+			t.Run("requests verified, responses verified", func(t *testing.T) {
+				for _, tc := range []struct {
+					method, body string
+					covered      []string
+				}{
+					{http.MethodGet, "", []string{"@method", "@target-uri", "authorization"}},
+					{http.MethodPost, `{"amount": "10.00"}`, []string{"@method", "@target-uri", "authorization", "content-digest"}},
+				} {
+					var body io.Reader
+					if tc.body != "" {
+						body = strings.NewReader(tc.body)
+					}
+					req, _ := http.NewRequest(tc.method, url, body)
+					resp, err := client.Do(req)
+					if err != nil {
+						t.Fatalf("%s: %v", tc.method, err)
+					}
+					var got peerAnswer
+					err = json.NewDecoder(resp.Body).Decode(&got)
+					if err == nil {
+						_, err = io.Copy(io.Discard, resp.Body)
+					}
+					resp.Body.Close()
+					if err != nil {
+						t.Fatalf("%s: reading the verified body: %v", tc.method, err)
+					}
+					if resp.StatusCode != http.StatusOK || !got.Verified || !slices.Equal(got.Covered, tc.covered) || got.Tag != "fapi-2-request" {
+						t.Errorf("%s: got %d %+v, want 200, verified, covering %v, tagged fapi-2-request", tc.method, resp.StatusCode, got, tc.covered)
+					}
+				}
+			})
+
+			t.Run("altered responses refused", func(t *testing.T) {
+				for _, tamper := range []string{"header", "status", "replay", "stale", "tag", "unsigned"} {
+					req, _ := http.NewRequest(http.MethodGet, url, nil)
+					req.Header.Set("X-Peer-Tamper", tamper)
+					resp, err := client.Do(req)
+					if err == nil {
+						resp.Body.Close()
+					}
+					if !errors.Is(err, ErrResponseSignature) {
+						t.Errorf("%s: got %v, want ErrResponseSignature", tamper, err)
+					}
+					if _, ok := errors.AsType[*neturl.Error](err); !ok {
+						t.Errorf("%s: got %T, want a *url.Error", tamper, err)
+					}
+				}
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				req.Header.Set("X-Peer-Tamper", "body")
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatalf("body: %v: the signature holds, the content does not", err)
+				}
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !errors.Is(err, ErrResponseSignature) {
+					t.Errorf("body: got read error %v, want ErrResponseSignature", err)
+				}
+			})
+
+			t.Run("altered requests refused", func(t *testing.T) {
+				tr := newTestTransport(t, p.cfg)
+				plain := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: sharedPKI(t).root.Pool()}}}
+				t.Cleanup(plain.CloseIdleConnections)
+				signed := func(now time.Time, method, body string) *http.Request {
+					t.Helper()
+					tr.now = func() time.Time { return now }
+					var r io.Reader
+					if body != "" {
+						r = strings.NewReader(body)
+					}
+					req, _ := http.NewRequest(method, url, r)
+					req.Header.Set("Authorization", "Bearer peer-token")
+					out, ok, err := tr.sigs.sign(req)
+					if err != nil || !ok {
+						t.Fatalf("sign: %v, %t", err, ok)
+					}
+					return out
+				}
+				for _, tc := range []struct {
+					name  string
+					alter func() *http.Request
+				}{
+					{"none", func() *http.Request { return signed(time.Now(), http.MethodPost, "{}") }},
+					{"header", func() *http.Request {
+						r := signed(time.Now(), http.MethodGet, "")
+						r.Header.Set("Authorization", "Bearer another-token")
+						return r
+					}},
+					{"path", func() *http.Request {
+						r := signed(time.Now(), http.MethodGet, "")
+						r.URL.Path = "/accounts/2"
+						return r
+					}},
+					{"method", func() *http.Request {
+						r := signed(time.Now(), http.MethodGet, "")
+						r.Method = http.MethodDelete
+						return r
+					}},
+					{"body", func() *http.Request {
+						r := signed(time.Now(), http.MethodPost, `{"amount": "10.00"}`)
+						r.Body = io.NopCloser(strings.NewReader(`{"amount": "99.00"}`))
+						return r
+					}},
+					{"stale created", func() *http.Request { return signed(time.Now().Add(-2*time.Minute), http.MethodGet, "") }},
+				} {
+					resp, err := plain.Do(tc.alter())
+					if err != nil {
+						t.Fatalf("%s: %v", tc.name, err)
+					}
+					var got peerAnswer
+					_ = json.NewDecoder(resp.Body).Decode(&got)
+					resp.Body.Close()
+					if want := tc.name == "none"; (resp.StatusCode == http.StatusOK) != want || got.Verified != want {
+						t.Errorf("%s: got %d %+v, want accepted %t", tc.name, resp.StatusCode, got, want)
+					}
+				}
+			})
+		})
+	}
+}
