@@ -23,8 +23,11 @@ import (
 	neturl "net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -638,4 +641,598 @@ func TestSignaturesInteroperateWithHTTPMessageSignatures(t *testing.T) {
 			})
 		})
 	}
+}
+
+// ---------------------------------------------------------------- a fake beside the peer
+
+// sigServer is a resource server in the test, beside the real peer above:
+// it verifies each request's signature with the client's key as RFC 9421
+// says, records what it saw, and signs its responses with its own key
+// over the components and parameters the test chooses.
+type sigServer struct {
+	t         *testing.T
+	clientPub crypto.PublicKey
+	serverKey crypto.Signer
+	url       string
+
+	mu   sync.Mutex
+	seen []seenRequest
+	// respond, if set, chooses the status, and the covered components
+	// and parameters of the response's signature ("" for none); NOW in
+	// params is the current Unix time.
+	respond func(n int, r *http.Request) (status int, comps, params string)
+}
+
+type seenRequest struct {
+	path    string
+	header  http.Header
+	body    []byte
+	covered []string
+	tag     string
+	err     error // the request's signature did not verify
+}
+
+func startSigServer(t *testing.T, clientPub crypto.PublicKey) *sigServer {
+	t.Helper()
+	s := &sigServer{t: t, clientPub: clientPub, serverKey: mustKey(t, sigAlgorithms[0].gen)}
+	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(s.serve))
+	s.url = srv.URL
+	return s
+}
+
+func (s *sigServer) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	seen := seenRequest{path: r.URL.Path, header: r.Header.Clone(), body: body}
+	sigs, err := parseSignatures(r.Header["Signature-Input"], r.Header["Signature"])
+	if err == nil {
+		var base []byte
+		if base, err = signatureBase(nil, message{req: r}, sigs[0].comps, sigs[0].params); err == nil {
+			err = verifySignature(s.clientPub, sigs[0].alg, base, sigs[0].sig)
+		}
+		for _, c := range sigs[0].comps {
+			seen.covered = append(seen.covered, c.id)
+		}
+		seen.tag = sigs[0].tag
+	}
+	if err == nil && len(body) > 0 {
+		var digests []contentDigest
+		if digests, err = parseContentDigest(r.Header["Content-Digest"]); err == nil {
+			digests[0].h.Write(body)
+			if !bytes.Equal(digests[0].h.Sum(nil), digests[0].want) {
+				err = errors.New("content-digest mismatch")
+			}
+		}
+	}
+	seen.err = err
+	s.mu.Lock()
+	s.seen = append(s.seen, seen)
+	n := len(s.seen)
+	s.mu.Unlock()
+
+	status, comps, params := http.StatusOK, `"@status" "content-digest" "@method";req "@target-uri";req`, `;created=NOW;keyid="server"`
+	if s.respond != nil {
+		status, comps, params = s.respond(n, r)
+	}
+	out := []byte(`{"ok":true}`)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	sum := sha256.Sum256(out)
+	h.Set("Content-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(sum[:])+":")
+	if comps != "" || params != "" {
+		input := "srv=(" + comps + ")" + strings.ReplaceAll(params, "NOW", strconv.FormatInt(time.Now().Unix(), 10))
+		p, err := parseSignatures([]string{input}, []string{"srv=:AA==:"})
+		if err != nil {
+			s.t.Errorf("the test's response signature: %v", err)
+			return
+		}
+		base, err := signatureBase(nil, message{req: r, resp: &http.Response{StatusCode: status, Header: h}}, p[0].comps, p[0].params)
+		if err != nil {
+			s.t.Errorf("the test's response signature: %v", err)
+			return
+		}
+		sig, _ := methodEdDSA.sign(s.serverKey, base)
+		if r.Header.Get("X-Case") == "bad-signature" {
+			sig[0] ^= 1
+		}
+		h.Set("Signature-Input", input)
+		h.Set("Signature", "srv=:"+base64.StdEncoding.EncodeToString(sig)+":")
+	}
+	w.WriteHeader(status)
+	w.Write(out)
+}
+
+// last returns the last request to path, and how many there were.
+func (s *sigServer) last(path string) (seenRequest, int) {
+	var out seenRequest
+	n := 0
+	for _, r := range s.requests() {
+		if r.path == path {
+			out, n = r, n+1
+		}
+	}
+	return out, n
+}
+
+func (s *sigServer) requests() []seenRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.seen)
+}
+
+// sigConfig is a Config that signs with key for 127.0.0.1, with a token,
+// and verifies responses with the server's key.
+func (s *sigServer) config(t *testing.T, key crypto.Signer) Config {
+	cfg := testConfig(t)
+	cfg.Bearer = &Bearer{Store: NewMemoryStore(Token{Value: "token-1", Expiry: time.Now().Add(time.Hour)}), Hosts: []string{"127.0.0.1"}}
+	pub := s.serverKey.Public()
+	cfg.Signatures = &MessageSignatures{Key: key, KeyID: "client", Responses: &ResponseSignatures{
+		Keys: func(_ context.Context, keyID string) (crypto.PublicKey, error) {
+			if keyID != "server" {
+				return nil, errors.New("unknown key")
+			}
+			return pub, nil
+		},
+		Required: true,
+	}}
+	return cfg
+}
+
+func do(t *testing.T, client *http.Client, method, url, body string) (*http.Response, []byte, error) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, url, r)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
+}
+
+// TestSignaturesFollowFAPI2 checks each requirement of FAPI 2.0 HTTP
+// Signatures (fapi-2_0-http-signatures) on clients, by its clause: 5.3.1.1
+// for the requests a client signs, 5.3.2.2 for the responses it verifies.
+func TestSignaturesFollowFAPI2(t *testing.T) {
+	t.Parallel()
+	key := mustKey(t, sigAlgorithms[0].gen)
+	srv := startSigServer(t, key.Public())
+	cfg := srv.config(t, key)
+	cfg.Signatures.Tag = "fapi-2-request"
+	cfg.Signatures.Responses.Tag = "fapi-2-response"
+	srv.respond = func(_ int, r *http.Request) (int, string, string) {
+		comps := `"@status" "content-digest" "@method";req "@target-uri";req`
+		params := `;created=NOW;keyid="server";tag="fapi-2-response"`
+		switch r.Header.Get("X-Case") {
+		case "no-status":
+			comps = `"content-digest" "@method";req "@target-uri";req`
+		case "no-created":
+			params = `;keyid="server";tag="fapi-2-response"`
+		case "no-digest":
+			comps = `"@status" "@method";req "@target-uri";req`
+		case "other-tag":
+			params = `;created=NOW;keyid="server";tag="fapi-2-request"`
+		case "other-key":
+			params = `;created=NOW;keyid="someone";tag="fapi-2-response"`
+		}
+		return http.StatusOK, comps, params
+	}
+	client := &http.Client{Transport: newTestTransport(t, cfg)}
+
+	dpopCfg := srv.config(t, key)
+	dpopCfg.Bearer.DPoP = &DPoP{}
+	dpopCfg.Signatures.Responses = nil
+	dpopClient := &http.Client{Transport: newTestTransport(t, dpopCfg)}
+
+	covered := func(t *testing.T, c *http.Client, method, body, want string) seenRequest {
+		t.Helper()
+		n := len(srv.requests())
+		if _, _, err := do(t, c, method, srv.url+"/payments?x=1", body); err != nil {
+			t.Fatal(err)
+		}
+		seen := srv.requests()[n]
+		if seen.err != nil {
+			t.Fatalf("the server could not verify the request: %v", seen.err)
+		}
+		if want != "" && !slices.Contains(seen.covered, want) {
+			t.Errorf("got covered %v, want %s among them", seen.covered, want)
+		}
+		return seen
+	}
+	refused := func(t *testing.T, xcase string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.url+"/payments", nil)
+		req.Header.Set("X-Case", xcase)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		if !errors.Is(err, ErrResponseSignature) {
+			t.Errorf("got %v, want ErrResponseSignature", err)
+		}
+	}
+
+	t.Run("5.3.1.1-1 creates an RFC 9421 signature", func(t *testing.T) { covered(t, client, http.MethodGet, "", "") })
+	t.Run("5.3.1.1-2 covers @method", func(t *testing.T) { covered(t, client, http.MethodGet, "", `"@method"`) })
+	t.Run("5.3.1.1-3 covers @target-uri", func(t *testing.T) { covered(t, client, http.MethodGet, "", `"@target-uri"`) })
+	t.Run("5.3.1.1-4 has created", func(t *testing.T) {
+		seen := covered(t, client, http.MethodGet, "", "")
+		if in := seen.header.Get("Signature-Input"); !strings.Contains(in, ";created=") {
+			t.Errorf("got Signature-Input %q, want created", in)
+		}
+	})
+	t.Run("5.3.1.1-5 tag fapi-2-request", func(t *testing.T) {
+		if seen := covered(t, client, http.MethodGet, "", ""); seen.tag != "fapi-2-request" {
+			t.Errorf("got tag %q, want fapi-2-request", seen.tag)
+		}
+	})
+	t.Run("5.3.1.1-6 covers authorization", func(t *testing.T) { covered(t, client, http.MethodGet, "", `"authorization"`) })
+	t.Run("5.3.1.1-7 covers dpop", func(t *testing.T) {
+		seen := covered(t, dpopClient, http.MethodGet, "", `"dpop"`)
+		if seen.header.Get("Dpop") == "" {
+			t.Error("got no DPoP header, want a proof")
+		}
+	})
+	t.Run("5.3.1.1-8 content-digest with a body, sha-256", func(t *testing.T) {
+		seen := covered(t, client, http.MethodPost, `{"amount":"1.00"}`, `"content-digest"`)
+		if d := seen.header.Get("Content-Digest"); !strings.HasPrefix(d, "sha-256=:") {
+			t.Errorf("got Content-Digest %q, want sha-256", d)
+		}
+		if seen := covered(t, client, http.MethodGet, "", ""); slices.Contains(seen.covered, `"content-digest"`) {
+			t.Errorf("got covered %v without a body, want no content-digest", seen.covered)
+		}
+	})
+	t.Run("5.3.2.2-1 the server's key, by keyid", func(t *testing.T) { refused(t, "other-key") })
+	t.Run("5.3.2.2-2 verifies the signature", func(t *testing.T) {
+		if _, _, err := do(t, client, http.MethodGet, srv.url+"/payments", ""); err != nil {
+			t.Fatalf("got %v for a valid response, want none", err)
+		}
+		refused(t, "bad-signature")
+	})
+	t.Run("5.3.2.2-3 @status and created covered", func(t *testing.T) {
+		refused(t, "no-status")
+		refused(t, "no-created")
+	})
+	t.Run("5.3.2.2-4 content-digest covered with a body", func(t *testing.T) { refused(t, "no-digest") })
+	t.Run("5.3.2.2-5 tag fapi-2-response", func(t *testing.T) { refused(t, "other-tag") })
+}
+
+// TestSignatureMadeAfreshForEachAttempt: a retry after a 503 and a replay
+// after a 401 are each signed again, the replay over the refreshed token.
+func TestSignatureMadeAfreshForEachAttempt(t *testing.T) {
+	t.Parallel()
+	key := mustKey(t, sigAlgorithms[1].gen)
+	srv := startSigServer(t, key.Public())
+	srv.respond = func(n int, r *http.Request) (int, string, string) {
+		status := http.StatusOK
+		switch {
+		case r.URL.Path == "/retry" && n == 1:
+			status = http.StatusServiceUnavailable
+		case r.URL.Path == "/replay" && r.Header.Get("Authorization") == "Bearer token-1":
+			status = http.StatusUnauthorized
+		}
+		return status, `"@status" "content-digest" "@method";req "@target-uri";req`, `;created=NOW;keyid="server"`
+	}
+	cfg := srv.config(t, key)
+	cfg.Bearer.Refresh = func(context.Context) (Token, error) {
+		return Token{Value: "token-2", Expiry: time.Now().Add(time.Hour)}, nil
+	}
+	client := &http.Client{Transport: newTestTransport(t, cfg)}
+
+	if resp, _, err := do(t, client, http.MethodGet, srv.url+"/retry", ""); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("retry: got %v, %v; want 200", resp, err)
+	}
+	if resp, _, err := do(t, client, http.MethodPut, srv.url+"/replay", `{"a":1}`); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("replay: got %v, %v; want 200", resp, err)
+	}
+	seen := srv.requests()
+	if len(seen) != 4 {
+		t.Fatalf("got %d attempts, want 4", len(seen))
+	}
+	for i, s := range seen {
+		if s.err != nil || !slices.Contains(s.covered, `"authorization"`) {
+			t.Errorf("attempt %d: got %v covering %v, want a valid signature covering authorization", i+1, s.err, s.covered)
+		}
+	}
+	if got := seen[3].header.Get("Authorization"); got != "Bearer token-2" {
+		t.Errorf("replay: got Authorization %q, want the refreshed token, signed", got)
+	}
+}
+
+// TestSignatureFailedResponseIsNotRetried: a 503 without a signature,
+// under Required, is an error classed response_signature, not a retry.
+func TestSignatureFailedResponseIsNotRetried(t *testing.T) {
+	t.Parallel()
+	key := mustKey(t, sigAlgorithms[0].gen)
+	srv := startSigServer(t, key.Public())
+	srv.respond = func(int, *http.Request) (int, string, string) { return http.StatusServiceUnavailable, "", "" }
+	client := &http.Client{Transport: newTestTransport(t, srv.config(t, key))}
+	_, _, err := do(t, client, http.MethodGet, srv.url+"/", "")
+	if !errors.Is(err, ErrResponseSignature) || ErrorClass(err) != "response_signature" {
+		t.Fatalf("got %v (class %q), want ErrResponseSignature, class response_signature", err, ErrorClass(err))
+	}
+	if n := len(srv.requests()); n != 1 {
+		t.Errorf("got %d attempts, want 1", n)
+	}
+}
+
+// TestResponseSignatureOptionalUnlessRequired: without Required an
+// unsigned response passes, and a signed one must still verify.
+func TestResponseSignatureOptionalUnlessRequired(t *testing.T) {
+	t.Parallel()
+	key := mustKey(t, sigAlgorithms[0].gen)
+	srv := startSigServer(t, key.Public())
+	srv.respond = func(_ int, r *http.Request) (int, string, string) {
+		if r.URL.Path == "/unsigned" {
+			return http.StatusOK, "", ""
+		}
+		return http.StatusOK, `"@status" "content-digest" "@method";req "@target-uri";req`, `;created=NOW;keyid="server"`
+	}
+	cfg := srv.config(t, key)
+	cfg.Signatures.Responses.Required = false
+	client := &http.Client{Transport: newTestTransport(t, cfg)}
+	if _, body, err := do(t, client, http.MethodGet, srv.url+"/unsigned", ""); err != nil || string(body) != `{"ok":true}` {
+		t.Errorf("unsigned: got %q, %v; want the body", body, err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.url+"/signed", nil)
+	req.Header.Set("X-Case", "bad-signature")
+	resp, err := client.Do(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	if !errors.Is(err, ErrResponseSignature) {
+		t.Errorf("bad signature: got %v, want ErrResponseSignature", err)
+	}
+}
+
+// closeCount counts Close calls.
+type closeCount struct {
+	io.Reader
+	n int
+}
+
+func (c *closeCount) Close() error { c.n++; return nil }
+
+// TestSignatureRequestHandling: what signing does and refuses before
+// sending, and that the caller's request is left as it was.
+func TestSignatureRequestHandling(t *testing.T) {
+	t.Parallel()
+	key := mustKey(t, sigAlgorithms[0].gen)
+	srv := startSigServer(t, key.Public())
+
+	t.Run("the caller's request is not modified", func(t *testing.T) {
+		client := &http.Client{Transport: newTestTransport(t, srv.config(t, key))}
+		req, _ := http.NewRequest(http.MethodPost, srv.url+"/", strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		before := req.Header.Clone()
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if !reflect.DeepEqual(req.Header, before) {
+			t.Errorf("got the caller's header %v after sending, want %v", req.Header, before)
+		}
+	})
+	t.Run("a body without GetBody is refused before sending", func(t *testing.T) {
+		client := &http.Client{Transport: newTestTransport(t, srv.config(t, key))}
+		body := &closeCount{Reader: strings.NewReader("{}")}
+		req, _ := http.NewRequest(http.MethodPost, srv.url+"/no-getbody", body)
+		_, err := client.Do(req)
+		if !errors.Is(err, errNoGetBody) {
+			t.Errorf("got %v, want the GetBody error", err)
+		}
+		if _, got := srv.last("/no-getbody"); got != 0 || body.n == 0 {
+			t.Errorf("got %d requests sent and %d closes, want none sent and the body closed", got, body.n)
+		}
+	})
+	t.Run("a body that differs from GetBody's fails", func(t *testing.T) {
+		client := &http.Client{Transport: newTestTransport(t, srv.config(t, key))}
+		req, _ := http.NewRequest(http.MethodPut, srv.url+"/", strings.NewReader(`{"a":1}`))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(`{"a":2}`)), nil }
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Error("got a response, want the request to fail")
+		}
+	})
+	t.Run("a large body is digested as a stream", func(t *testing.T) {
+		client := &http.Client{Transport: newTestTransport(t, srv.config(t, key))}
+		const size = 4 << 20
+		gen := func() (io.ReadCloser, error) { return io.NopCloser(io.LimitReader(zeros{}, size)), nil }
+		body, _ := gen()
+		req, _ := http.NewRequest(http.MethodPost, srv.url+"/large", body)
+		req.GetBody, req.ContentLength = gen, size
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if seen, _ := srv.last("/large"); seen.err != nil || len(seen.body) != size {
+			t.Errorf("got %d bytes, %v; want %d bytes whose digest and signature verify", len(seen.body), seen.err, size)
+		}
+	})
+	t.Run("a configured component the request lacks is an error", func(t *testing.T) {
+		cfg := srv.config(t, key)
+		cfg.Signatures.Components = []string{"@method", "content-type"}
+		client := &http.Client{Transport: newTestTransport(t, cfg)}
+		if _, _, err := do(t, client, http.MethodGet, srv.url+"/lacking", ""); err == nil || !strings.Contains(err.Error(), `"content-type"`) {
+			t.Errorf("got %v, want an error naming content-type", err)
+		}
+		if _, got := srv.last("/lacking"); got != 0 {
+			t.Errorf("got %d requests sent, want none", got)
+		}
+	})
+	t.Run("headers a hook injects are signed", func(t *testing.T) {
+		cfg := srv.config(t, key)
+		cfg.Signatures.Components = []string{"@method", "@target-uri", "traceparent"}
+		cfg.Hooks = &Hooks{InjectHeader: func(_ context.Context, h http.Header) {
+			h.Set("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+		}}
+		client := &http.Client{Transport: newTestTransport(t, cfg)}
+		if _, _, err := do(t, client, http.MethodGet, srv.url+"/hooked", ""); err != nil {
+			t.Fatal(err)
+		}
+		if seen, _ := srv.last("/hooked"); seen.err != nil || !slices.Contains(seen.covered, `"traceparent"`) {
+			t.Errorf("got %v covering %v, want a valid signature covering traceparent", seen.err, seen.covered)
+		}
+	})
+	t.Run("other hosts are not signed", func(t *testing.T) {
+		cfg := srv.config(t, key)
+		cfg.Bearer.Hosts = []string{hostAPI}
+		client := &http.Client{Transport: newTestTransport(t, cfg)}
+		if _, _, err := do(t, client, http.MethodGet, strings.Replace(srv.url, "127.0.0.1", hostOther, 1)+"/other", ""); err != nil {
+			t.Fatal(err)
+		}
+		if seen, _ := srv.last("/other"); seen.header.Get("Signature-Input") != "" || seen.header.Get("Signature") != "" {
+			t.Errorf("got a signature for %s, want none", hostOther)
+		}
+	})
+}
+
+// zeros is an endless reader of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// otherSigner signs with one key and claims another's public key.
+type otherSigner struct {
+	crypto.Signer
+	pub crypto.PublicKey
+}
+
+func (o otherSigner) Public() crypto.PublicKey { return o.pub }
+
+// TestSignaturesConfigErrors: each invalid MessageSignatures entry is a
+// *ConfigError naming it, made before any request.
+func TestSignaturesConfigErrors(t *testing.T) {
+	t.Parallel()
+	ed := mustKey(t, sigAlgorithms[0].gen)
+	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+	keys := func(context.Context, string) (crypto.PublicKey, error) { return nil, nil }
+	bearer := &Bearer{Store: NewMemoryStore(Token{}), Hosts: []string{hostAPI}}
+	for _, tc := range []struct {
+		field  string
+		s      MessageSignatures
+		bearer *Bearer
+	}{
+		{"Signatures.Hosts", MessageSignatures{Key: ed, KeyID: "k"}, nil},
+		{"Signatures.Hosts[0]", MessageSignatures{Key: ed, KeyID: "k", Hosts: []string{"*.com"}}, nil},
+		{"Signatures.Key", MessageSignatures{KeyID: "k"}, bearer},
+		{"Signatures.Key", MessageSignatures{Key: p521, KeyID: "k"}, bearer},
+		{"Signatures.Key", MessageSignatures{Key: rsa1024, KeyID: "k"}, bearer},
+		{"Signatures.Key", MessageSignatures{Key: otherSigner{ed, mustKey(t, sigAlgorithms[0].gen).Public()}, KeyID: "k"}, bearer},
+		{"Signatures.KeyID", MessageSignatures{Key: ed}, bearer},
+		{"Signatures.KeyID", MessageSignatures{Key: ed, KeyID: "k\n"}, bearer},
+		{"Signatures.Label", MessageSignatures{Key: ed, KeyID: "k", Label: "Sig 1"}, bearer},
+		{"Signatures.Tag", MessageSignatures{Key: ed, KeyID: "k", Tag: "é"}, bearer},
+		{"Signatures.Components[0]", MessageSignatures{Key: ed, KeyID: "k", Components: []string{"@status"}}, bearer},
+		{"Signatures.Components[0]", MessageSignatures{Key: ed, KeyID: "k", Components: []string{"@nonsense"}}, bearer},
+		{"Signatures.Components[0]", MessageSignatures{Key: ed, KeyID: "k", Components: []string{`"@method";req`}}, bearer},
+		{"Signatures.Components[0]", MessageSignatures{Key: ed, KeyID: "k", Components: []string{`"content-type";sf`}}, bearer},
+		{"Signatures.Components[1]", MessageSignatures{Key: ed, KeyID: "k", Components: []string{"@method", "@method"}}, bearer},
+		{"Signatures.Components[0]", MessageSignatures{Key: ed, KeyID: "k", Components: []string{"@query-param"}}, bearer},
+		{"Signatures.Responses.Keys", MessageSignatures{Key: ed, KeyID: "k", Responses: &ResponseSignatures{}}, bearer},
+		{"Signatures.Responses.MaxAge", MessageSignatures{Key: ed, KeyID: "k", Responses: &ResponseSignatures{Keys: keys, MaxAge: -1}}, bearer},
+		{"Signatures.Responses.Components[0]", MessageSignatures{Key: ed, KeyID: "k", Responses: &ResponseSignatures{Keys: keys, Components: []string{"@method"}}}, bearer},
+	} {
+		_, err := NewClient(Config{Bearer: tc.bearer, Signatures: &tc.s})
+		cerr, ok := errors.AsType[*ConfigError](err)
+		if !ok || cerr.Field != tc.field {
+			t.Errorf("%+v: got %v, want a *ConfigError for %s", tc.s, err, tc.field)
+		}
+	}
+	if _, err := NewClient(Config{Bearer: bearer, Signatures: &MessageSignatures{Key: ed, KeyID: "k"}}); err != nil {
+		t.Errorf("hosts from Bearer.Hosts: got %v, want none", err)
+	}
+}
+
+// TestSignatureFieldsParsedStrictly: malformed, duplicated or oversized
+// Signature-Input and Signature fields are refused with an error.
+func TestSignatureFieldsParsedStrictly(t *testing.T) {
+	t.Parallel()
+	const in, sig = `sig1=("@method");created=1;keyid="k"`, `sig1=:AAAA:`
+	long := `sig1=("@method"` + strings.Repeat(` "x-a"`, 2000) + `)`
+	many := `sig1=(` + strings.Repeat(`"@method" `, maxComponents) + `"@path")`
+	for _, tc := range []struct {
+		name        string
+		inputs, sig []string
+	}{
+		{"label twice", []string{in + `, ` + in}, []string{sig}},
+		{"label twice on two lines", []string{in, in}, []string{sig}},
+		{"signature twice", []string{in}, []string{sig + ", " + sig}},
+		{"parameter twice", []string{`sig1=("@method");created=1;created=2`}, []string{sig}},
+		{"component parameter twice", []string{`sig1=("@method";req;req)`}, []string{sig}},
+		{"label in one field only", []string{in}, []string{`sig2=:AAAA:`}},
+		{"no Signature", []string{in}, nil},
+		{"not an inner list", []string{`sig1="@method"`}, []string{sig}},
+		{"component not a string", []string{`sig1=(method)`}, []string{sig}},
+		{"signature not bytes", []string{in}, []string{`sig1="AAAA"`}},
+		{"created not an integer", []string{`sig1=("@method");created="1"`}, []string{sig}},
+		{"keyid not a string", []string{`sig1=("@method");keyid=1`}, []string{sig}},
+		{"malformed", []string{`sig1=("@method"`}, []string{sig}},
+		{"trailing comma", []string{in + ","}, []string{sig}},
+		{"empty", []string{""}, []string{sig}},
+		{"oversized", []string{long}, []string{sig}},
+		{"too many components", []string{many}, []string{sig}},
+		{"too many signatures", []string{strings.Repeat(`a=(), `, maxSignatures) + `z=()`}, []string{strings.Repeat(`a=:AAAA:, `, maxSignatures) + `z=:AAAA:`}},
+	} {
+		if _, err := parseSignatures(tc.inputs, tc.sig); err == nil {
+			t.Errorf("%s: got no error, want one", tc.name)
+		}
+	}
+	// A component listed twice, or one not derived here, leaves the
+	// signature unverifiable rather than the field malformed.
+	for _, input := range []string{`sig1=("@method" "@method")`, `sig1=("content-type";sf)`, `sig1=("@unknown")`} {
+		sigs, err := parseSignatures([]string{input}, []string{sig})
+		if err != nil || sigs[0].err == nil {
+			t.Errorf("%s: got %v, signature error %v; want a parsed signature that cannot verify", input, err, sigs[0].err)
+		}
+	}
+}
+
+// FuzzSignatureInput checks that any Signature-Input field parses or is
+// refused without a panic, and that a parsed one keeps its labels when
+// serialised and parsed again.
+func FuzzSignatureInput(f *testing.F) {
+	for _, seed := range []string{
+		`sig1=("@method" "@target-uri" "authorization");created=1618884473;keyid="k";tag="fapi-2-request"`,
+		`sig-b22=("@authority" "content-digest" "@query-param";name="Pet");created=1618884473;keyid="test-key-rsa-pss";tag="header-example"`,
+		`a=(), b=("@status";req "x";bs);expires=1, c=()`,
+		`sig1=("@method");created=1;created=2`,
+		`reqres=("@status" "content-digest" "content-type" "@authority";req "@method";req "@path";req "content-digest";req)`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		d, err := parseDictionary([]string{input}, "Signature-Input", maxSignatureField, maxSignatures)
+		if err != nil {
+			return
+		}
+		var sigs []string
+		for _, label := range d.Names() {
+			sigs = append(sigs, label+"=:AAAA:")
+		}
+		parsed, err := parseSignatures([]string{input}, []string{strings.Join(sigs, ", ")})
+		if err != nil {
+			return
+		}
+		var again []string
+		for _, p := range parsed {
+			again = append(again, p.label+"="+string(p.params))
+		}
+		reparsed, err := parseSignatures([]string{strings.Join(again, ", ")}, []string{strings.Join(sigs, ", ")})
+		if err != nil || len(reparsed) != len(parsed) {
+			t.Fatalf("%q parsed, but its serialisation %q does not: %v", input, again, err)
+		}
+		for i := range parsed {
+			if reparsed[i].label != parsed[i].label || !bytes.Equal(reparsed[i].params, parsed[i].params) {
+				t.Fatalf("%q: got %s=%s after a round trip, want %s=%s", input, reparsed[i].label, reparsed[i].params, parsed[i].label, parsed[i].params)
+			}
+		}
+	})
 }
