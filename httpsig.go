@@ -405,7 +405,7 @@ func digestBody(req *http.Request) (string, io.ReadCloser, error) {
 	}
 	rc, err := req.GetBody()
 	if err != nil {
-		return "", nil, fmt.Errorf("GetBody: %w", err)
+		return "", nil, fmt.Errorf("the body's GetBody: %w", err)
 	}
 	h := sha256.New()
 	_, err = io.Copy(h, rc)
@@ -534,7 +534,7 @@ func (c *responseCheck) verifyOne(ctx context.Context, m message, p *parsedSigna
 func (c *responseCheck) lookup(ctx context.Context, keyID string) (key crypto.PublicKey, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("Keys panicked (%T)", p)
+			err = fmt.Errorf("the Keys function panicked (%T)", p)
 		}
 	}()
 	key, err = c.keys(ctx, keyID)
@@ -658,7 +658,7 @@ func keyAlgorithm(key crypto.PublicKey) (string, error) {
 		if k.N != nil && k.N.BitLen() >= minRSABits {
 			return "rsa-pss-sha512", nil
 		}
-		return "", fmt.Errorf("RSA key under %d bits", minRSABits)
+		return "", fmt.Errorf("an RSA key under %d bits", minRSABits)
 	}
 	return "", fmt.Errorf("unsupported verification key %T: want Ed25519, ECDSA P-256 or P-384, or RSA", key)
 }

@@ -435,25 +435,25 @@ func parseSignatures(inputs, sigs []string) ([]*parsedSignature, error) {
 		return nil, err
 	}
 	if len(in.Names()) != len(sd.Names()) {
-		return nil, errors.New("Signature-Input and Signature name different signatures")
+		return nil, errors.New("the Signature-Input and Signature fields name different signatures")
 	}
 	out := make([]*parsedSignature, 0, len(in.Names()))
 	for _, label := range in.Names() {
 		member, _ := in.Get(label)
 		list, ok := member.(httpsfv.InnerList)
 		if !ok {
-			return nil, fmt.Errorf("Signature-Input %q is not an inner list", label)
+			return nil, fmt.Errorf("signature %q: the Signature-Input member is not an inner list", label)
 		}
 		if len(label) > maxSigLabelLen {
-			return nil, fmt.Errorf("Signature-Input label of %d bytes, over the limit of %d", len(label), maxSigLabelLen)
+			return nil, fmt.Errorf("a signature label of %d bytes, over the limit of %d", len(label), maxSigLabelLen)
 		}
 		if len(list.Items) > maxComponents {
-			return nil, fmt.Errorf("Signature-Input %q covers %d components, over the limit of %d", label, len(list.Items), maxComponents)
+			return nil, fmt.Errorf("signature %q covers %d components, over the limit of %d", label, len(list.Items), maxComponents)
 		}
 		p := &parsedSignature{label: label}
 		for _, it := range list.Items {
 			if _, ok := it.Value.(string); !ok {
-				return nil, fmt.Errorf("Signature-Input %q lists a component that is not a string", label)
+				return nil, fmt.Errorf("signature %q lists a component that is not a string", label)
 			}
 			c := componentFromItem(it)
 			if p.err == nil && c.err == nil && containsComponent(p.comps, c) {
@@ -465,11 +465,11 @@ func parseSignatures(inputs, sigs []string) ([]*parsedSignature, error) {
 			p.comps = append(p.comps, c)
 		}
 		if err := p.readParams(list.Params); err != nil {
-			return nil, fmt.Errorf("Signature-Input %q: %w", label, err)
+			return nil, fmt.Errorf("signature %q: %w", label, err)
 		}
 		serialised, err := httpsfv.Marshal(list)
 		if err != nil {
-			return nil, fmt.Errorf("Signature-Input %q: %v", label, err)
+			return nil, fmt.Errorf("signature %q: %v", label, err)
 		}
 		p.params = []byte(serialised)
 		sm, ok := sd.Get(label)
@@ -479,10 +479,10 @@ func parseSignatures(inputs, sigs []string) ([]*parsedSignature, error) {
 		it, ok := sm.(httpsfv.Item)
 		sig, isBytes := it.Value.([]byte)
 		if !ok || !isBytes {
-			return nil, fmt.Errorf("Signature %q is not a byte sequence", label)
+			return nil, fmt.Errorf("signature %q: the Signature member is not a byte sequence", label)
 		}
 		if len(sig) == 0 || len(sig) > maxSignatureBytes {
-			return nil, fmt.Errorf("Signature %q of %d bytes", label, len(sig))
+			return nil, fmt.Errorf("signature %q: a value of %d bytes", label, len(sig))
 		}
 		p.sig = sig
 		out = append(out, p)
@@ -626,7 +626,7 @@ func parseContentDigest(lines []string) ([]contentDigest, error) {
 		it, ok := m.(httpsfv.Item)
 		b, isBytes := it.Value.([]byte)
 		if !ok || !isBytes || len(b) != size {
-			return nil, fmt.Errorf("Content-Digest %s is not a %d-byte sequence", alg, size)
+			return nil, fmt.Errorf("the Content-Digest %s is not a %d-byte sequence", alg, size)
 		}
 		c := contentDigest{alg: alg, want: b, h: sha256.New()}
 		if size == sha512.Size {
@@ -635,7 +635,7 @@ func parseContentDigest(lines []string) ([]contentDigest, error) {
 		out = append(out, c)
 	}
 	if len(out) == 0 {
-		return nil, errors.New("Content-Digest has no sha-256 or sha-512 digest")
+		return nil, errors.New("the Content-Digest field has no sha-256 or sha-512 digest")
 	}
 	return out, nil
 }
