@@ -36,6 +36,10 @@ type Config struct {
 	// Bearer attaches tokens to requests for its hosts. Nil means none.
 	Bearer *Bearer
 
+	// Signatures signs requests (RFC 9421) and verifies responses. Nil
+	// means none.
+	Signatures *MessageSignatures
+
 	// Retry configures retries. The zero value means the defaults.
 	Retry RetryPolicy
 
@@ -100,6 +104,7 @@ var (
 	ErrInsecureTokenFile = errors.New("securehttp: insecure token file")                                  // a token file others may read or own, a link, or not a regular file
 	ErrClientCert        = errors.New("securehttp: unusable client certificate")                          // matched by every error of LoadClientCert
 	ErrStaleLease        = errors.New("securehttp: a newer token was saved since the lease was taken")    // a save refused because the store holds a newer token
+	ErrResponseSignature = errors.New("securehttp: response signature missing or invalid")                // a response of a signing host that fails ResponseSignatures; its body unread
 )
 
 // ConfigError reports an invalid Config entry. Its message shows a URL

@@ -45,7 +45,12 @@ func (m *signerMethod) Sign(signingString string, key any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("key of type %T cannot sign", key)
 	}
-	msg := []byte(signingString)
+	return m.sign(signer, []byte(signingString))
+}
+
+// sign signs msg with signer: hashed first, except with EdDSA, and an
+// ECDSA signature made r || s, as JWS and RFC 9421 both want it.
+func (m *signerMethod) sign(signer crypto.Signer, msg []byte) ([]byte, error) {
 	var opts crypto.SignerOpts = crypto.Hash(0)
 	if m.hash != 0 {
 		h := m.hash.New()

@@ -554,8 +554,8 @@ const (
 // "connection_reset", "connection_closed", "stream_reset", "goaway", "dns",
 // "certificate", "tls", "weak_key", "pin_mismatch", "not_pinned", "revoked",
 // "ocsp_staple", "insecure_scheme", "host_not_allowed", "blocked_address",
-// "token_unavailable", "oauth_error", "request_body", "canceled", or
-// "error" for any other. It returns "" for nil.
+// "token_unavailable", "oauth_error", "request_body", "response_signature",
+// "canceled", or "error" for any other. It returns "" for nil.
 func ErrorClass(err error) string {
 	if err == nil {
 		return ""
@@ -573,8 +573,10 @@ type failure struct {
 
 // classify is the one judge of a failed attempt's error. It goes by the
 // error's type, never by its text, and fails fast on anything it does not
-// recognise; certificate, pin, scheme, token, request body and
-// cancellation errors are never transient.
+// recognise; certificate, pin, scheme, token, request body, response
+// signature and cancellation errors are never transient: a response whose
+// signature fails is not a server's passing trouble, and sending again to
+// whatever altered it would only spend the budget.
 //
 // The request's own deadline is checked by judge before this: it cannot be
 // told from err, since net/http's and net's timeouts (dial, response
@@ -615,6 +617,8 @@ func classify(err error) failure {
 		return failure{"host_not_allowed", false}
 	case errors.Is(err, ErrBlockedAddress):
 		return failure{"blocked_address", false}
+	case errors.Is(err, ErrResponseSignature):
+		return failure{"response_signature", false}
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
 		return failure{"certificate", false}
 	case errors.As(err, &rootsErr):

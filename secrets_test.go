@@ -24,6 +24,7 @@ func TestExportedTypesPrintNoSecret(t *testing.T) {
 		clientSecret = secrettest.Canary("client-secret", 32)
 		assertionKey = secrettest.Canary("assertion-key", ed25519.SeedSize)
 		dpopKey      = secrettest.Canary("dpop-key", ed25519.SeedSize)
+		signatureKey = secrettest.Canary("signature-key", ed25519.SeedSize)
 	)
 	token := func() securehttp.Token {
 		return securehttp.Token{Value: tokenValue, Expiry: time.Now().Add(time.Hour)}
@@ -48,6 +49,12 @@ func TestExportedTypesPrintNoSecret(t *testing.T) {
 		}
 	}
 	bearerSecrets := []string{tokenValue, clientSecret, assertionKey, dpopKey}
+	signatures := func() *securehttp.MessageSignatures {
+		return &securehttp.MessageSignatures{
+			Key: ed25519.NewKeyFromSeed([]byte(signatureKey)), KeyID: "client", Hosts: []string{"api.test"},
+			Responses: &securehttp.ResponseSignatures{Required: true},
+		}
+	}
 	// clientCert loads a client certificate whose Ed25519 key's seed is
 	// returned as its secret.
 	clientCert := func(t *testing.T) (*securehttp.ClientCert, string) {
@@ -86,28 +93,32 @@ func TestExportedTypesPrintNoSecret(t *testing.T) {
 			"Bearer": func(*testing.T) secrettest.Sample {
 				return secrettest.Sample{Value: bearer(), Secrets: bearerSecrets}
 			},
+			"MessageSignatures": func(*testing.T) secrettest.Sample {
+				return secrettest.Sample{Value: signatures(), Secrets: []string{signatureKey}}
+			},
 			"ClientCert": func(t *testing.T) secrettest.Sample {
 				cc, key := clientCert(t)
 				return secrettest.Sample{Value: cc, Secrets: []string{key}}
 			},
 			"Config": func(t *testing.T) secrettest.Sample {
 				cc, key := clientCert(t)
-				cfg := securehttp.Config{Bearer: bearer(), GetClientCertificate: cc.GetClientCertificate}
-				return secrettest.Sample{Value: cfg, Secrets: append(bearerSecrets, key)}
+				cfg := securehttp.Config{Bearer: bearer(), GetClientCertificate: cc.GetClientCertificate, Signatures: signatures()}
+				return secrettest.Sample{Value: cfg, Secrets: append(bearerSecrets, key, signatureKey)}
 			},
 		},
 		NoSecret: map[string]string{
-			"AttemptEvent":   "a method, a URL without userinfo or query, a status, an error class and durations",
-			"ConfigError":    "a field's name, its value only when it is not a secret, and the cause",
-			"FileStore":      "the token file's path: the token stays in the file",
-			"HandshakeEvent": "a host, a TLS version, a pin verdict and an error class",
-			"Hooks":          "functions, which print as addresses, and a logger",
-			"OAuthError":     "the authorization server's error response, cleaned of any credential it echoes",
-			"PinError":       "a host and public pins",
-			"PinSet":         "a host pattern and public pins",
-			"RefreshError":   "its cause, an error, and errors never hold a secret",
-			"RetryPolicy":    "counts, durations and a share",
-			"TokenEvent":     "the token endpoint's URL, a status, an error class and a duration",
+			"AttemptEvent":       "a method, a URL without userinfo or query, a status, an error class and durations",
+			"ConfigError":        "a field's name, its value only when it is not a secret, and the cause",
+			"FileStore":          "the token file's path: the token stays in the file",
+			"HandshakeEvent":     "a host, a TLS version, a pin verdict and an error class",
+			"Hooks":              "functions, which print as addresses, and a logger",
+			"OAuthError":         "the authorization server's error response, cleaned of any credential it echoes",
+			"PinError":           "a host and public pins",
+			"PinSet":             "a host pattern and public pins",
+			"RefreshError":       "its cause, an error, and errors never hold a secret",
+			"ResponseSignatures": "a function that returns public keys, a tag, component names and a duration",
+			"RetryPolicy":        "counts, durations and a share",
+			"TokenEvent":         "the token endpoint's URL, a status, an error class and a duration",
 		},
 	}.Check(t)
 

@@ -50,6 +50,7 @@ type transport struct {
 
 	bearer *tokenSource // nil without Config.Bearer
 	dpop   *dpopKey     // nil without Bearer.DPoP
+	sigs   *signatures  // nil without Config.Signatures
 	retry  retryConfig
 	budget *retryBudget // nil when Retry.Budget is negative
 	hooks  *Hooks       // nil without Config.Hooks
@@ -95,6 +96,12 @@ func newTransport(cfg Config) (*transport, error) {
 	var bearer *bearerPlan
 	if cfg.Bearer != nil {
 		if bearer, err = checkBearer(cfg.Bearer, cfg.GetClientCertificate != nil, t.clock); err != nil {
+			return nil, err
+		}
+	}
+
+	if cfg.Signatures != nil {
+		if t.sigs, err = checkSignatures(cfg.Signatures, cfg.Bearer, t.clock); err != nil {
 			return nil, err
 		}
 	}
@@ -318,15 +325,22 @@ func (t *transport) attempt(x *exchange, req *http.Request) (*http.Response, err
 	return resp, nil
 }
 
-// wire hands req to the connection pool of the client identity in use,
-// under a context in which a trace sees no credential and, with
-// BlockPrivateNetworks, the dialer knows the proxy chosen for it.
+// wire signs req, last, for the signing hosts (httpsig.go), and hands it
+// to the connection pool of the client identity in use, under a context in
+// which a trace sees no credential and, with BlockPrivateNetworks, the
+// dialer knows the proxy chosen for it. A signed request's response is
+// verified before it goes on.
 func (t *transport) wire(req *http.Request) (*http.Response, error) {
+	req, signed, err := t.sigs.sign(req)
+	if err != nil {
+		return nil, err
+	}
 	req = t.egress.track(req)
 	if ctx, rctx := req.Context(), redactTrace(req.Context()); rctx != ctx {
 		req = req.WithContext(rctx)
 	}
-	return t.conns.pool().RoundTrip(req)
+	resp, err := t.conns.pool().RoundTrip(req)
+	return t.sigs.verify(signed, req, resp, err)
 }
 
 // direct sends a request of the client's own (a metadata document) through

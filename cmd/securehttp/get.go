@@ -25,6 +25,7 @@ const getUsage = "get [options] URL"
 // getFlags holds get's options.
 type getFlags struct {
 	cacert, tokenFile, output, method, maxTime, cert, key string
+	signKey, signKeyID, verifyKey                         string
 	pins, headers, connectTo, allowHosts                  []string
 	data                                                  []dataArg
 	include, location, fail, failWithBody                 bool
@@ -99,6 +100,11 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 	})
 	o.boolean(&f.blockPrivate, "", "block-private", "refuse to connect to loopback, private, link-local (cloud metadata) and other\n"+
 		"non-public addresses, judged on the address dialled after DNS")
+	o.str(&f.signKey, "", "sign-key", "FILE", "sign the request (RFC 9421, as FAPI 2.0 asks) with the private key in FILE (PEM:\n"+
+		"Ed25519, ECDSA P-256 or P-384, or RSA), for the URL's host and port only; needs --sign-keyid")
+	o.str(&f.signKeyID, "", "sign-keyid", "ID", "the keyid the server knows --sign-key by")
+	o.str(&f.verifyKey, "", "verify-key", "FILE", "refuse a response not signed by the public key (or certificate) in FILE (PEM),\n"+
+		"and a body that does not match its Content-Digest; needs --sign-key")
 	o.boolean(&f.verbose, "v", "verbose", "log the client's warnings and debug events to stderr (never a token)")
 	return o
 }
@@ -224,6 +230,9 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			port = "443"
 		}
 		cfg.Bearer = &securehttp.Bearer{Store: store, Hosts: []string{net.JoinHostPort(u.Hostname(), port)}}
+	}
+	if cfg.Signatures, err = signatures(&f, u); err != nil {
+		return fail(exitUsage, "%v", err)
 	}
 	client, err := securehttp.NewClient(cfg)
 	if err != nil {

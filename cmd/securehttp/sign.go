@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+
+	"github.com/securehttp/securehttp"
+)
+
+// signatures builds get's MessageSignatures from --sign-key, --sign-keyid
+// and --verify-key, for the URL's host and port only, or nil without
+// --sign-key.
+func signatures(f *getFlags, u *url.URL) (*securehttp.MessageSignatures, error) {
+	switch {
+	case f.signKey == "" && f.signKeyID != "":
+		return nil, errors.New("--sign-keyid needs --sign-key")
+	case f.signKey == "" && f.verifyKey != "":
+		return nil, errors.New("--verify-key needs --sign-key: responses are verified for the requests signed")
+	case f.signKey == "":
+		return nil, nil
+	case f.signKeyID == "":
+		return nil, errors.New("--sign-key needs --sign-keyid, the keyid the server knows the key by")
+	}
+	key, err := loadPrivateKey(f.signKey)
+	if err != nil {
+		return nil, fmt.Errorf("--sign-key: %w", err)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+	}
+	s := &securehttp.MessageSignatures{Key: key, KeyID: f.signKeyID, Hosts: []string{net.JoinHostPort(u.Hostname(), port)}}
+	if f.verifyKey != "" {
+		pub, err := loadPublicKey(f.verifyKey)
+		if err != nil {
+			return nil, fmt.Errorf("--verify-key: %w", err)
+		}
+		s.Responses = &securehttp.ResponseSignatures{
+			Keys:     func(context.Context, string) (crypto.PublicKey, error) { return pub, nil },
+			Required: true,
+		}
+	}
+	return s, nil
+}
+
+// loadPrivateKey reads the first private key of a PEM file: PKCS #8,
+// PKCS #1 or SEC 1, not encrypted.
+func loadPrivateKey(name string) (crypto.Signer, error) {
+	rest, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			return nil, fmt.Errorf("%s holds no PEM private key", name)
+		}
+		var key any
+		switch block.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(block.Bytes)
+		case "ENCRYPTED PRIVATE KEY":
+			return nil, fmt.Errorf("%s: an encrypted key is not supported; decrypt it first", name)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", name, err)
+		}
+		signer, ok := key.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("%s: a %T cannot sign", name, key)
+		}
+		return signer, nil
+	}
+}
+
+// loadPublicKey reads the first public key of a PEM file, or a
+// certificate's.
+func loadPublicKey(name string) (crypto.PublicKey, error) {
+	rest, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			return nil, fmt.Errorf("%s holds no PEM public key or certificate", name)
+		}
+		switch block.Type {
+		case "PUBLIC KEY":
+			pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", name, err)
+			}
+			return pub, nil
+		case "CERTIFICATE":
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", name, err)
+			}
+			return cert.PublicKey, nil
+		}
+	}
+}
