@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/securehttp/securehttp/internal/testutil"
 	"io"
 	"net/http"
 	neturl "net/url"
@@ -675,7 +676,7 @@ type seenRequest struct {
 func startSigServer(t *testing.T, clientPub crypto.PublicKey) *sigServer {
 	t.Helper()
 	s := &sigServer{t: t, clientPub: clientPub, serverKey: mustKey(t, sigAlgorithms[0].gen)}
-	srv := startServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(s.serve))
+	srv := testutil.StartServer(t, sharedPKI(t).serverCert(), http.HandlerFunc(s.serve))
 	s.url = srv.URL
 	return s
 }
