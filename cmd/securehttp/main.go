@@ -272,7 +272,7 @@ func (o *options) help() {
 // should stop: 0 after -h, which prints the help on stdout, 2 after a bad
 // flag, reported on stderr.
 func (o *options) parse(args []string) (positional []string, code int, ok bool) {
-	positional, err := parseInterspersed(o.fs, args)
+	positional, err := parseInterspersed(o.fs, expandShortFlags(o.fs, args))
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		o.help()
