@@ -13,9 +13,11 @@
 // 127.0.0.1, and a client that is refused plain HTTP and a wrong pin, gets
 // and refreshes its token, recovers from a revoked token and keeps the token
 // from a redirect to another host. It prints one line per step. With
-// --serve it keeps an API server and a token endpoint up on 127.0.0.1 and
-// prints what a client needs to call them (URL, root CA file, pins, client
-// credentials) until interrupted, for README's quick start.
+// --serve it keeps an API server and an authorization server up on
+// 127.0.0.1 and prints what a client needs to call them (URL, root CA
+// file, pins, issuer, client credentials) until interrupted, for README's
+// quick start and get's examples: a POST echo, redirects to the same host
+// and to another, RFC 8414 metadata, and a DPoP-protected endpoint.
 //
 // pins connects with full validation and prints every certificate of the
 // verified chain with its SPKI pin and SHA-256 fingerprint, then a
