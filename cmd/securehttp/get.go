@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -31,6 +32,7 @@ type getFlags struct {
 	verbose                                               bool
 	silent, showError                                     bool
 	writeOut                                              writeOut
+	token                                                 tokenFlags
 	refused                                               refusedFlags
 }
 
@@ -43,9 +45,9 @@ type dataArg struct {
 func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 	o := newOptions("get", getUsage,
 		"Sends one request through securehttp.NewClient, as curl would: https only, the chain always\n"+
-			"verified, the URL's host pinned with --pin, a bearer token from --token-file sent to that\n"+
-			"host only. The response body goes to stdout, whatever its status, which fails the\n"+
-			"command only with --fail or --fail-with-body.", stdout, stderr)
+			"verified, the URL's host pinned with --pin, a bearer token from --token-file, or one\n"+
+			"obtained with --client-id, sent to that host only. The response body goes to stdout,\n"+
+			"whatever its status, which fails the command only with --fail or --fail-with-body.", stdout, stderr)
 	o.footer = writeExitCodes
 	o.str(&f.cacert, "", "cacert", "FILE", "trust the roots in this PEM file instead of the system roots")
 	f.refused.addInsecure(o)
@@ -63,6 +65,8 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 		return nil
 	})
 	o.str(&f.tokenFile, "", "token-file", "FILE", "send the bearer token kept in this file (mode 0600) to the URL's host and port, and to no other")
+	addTokenOptions(o, &f.token)
+	f.refused.addClientSecret(o)
 	o.fn("H", "header", "'NAME: VALUE'", "add a request header; repeatable. 'NAME:' removes a header the client would send", func(v string) error {
 		f.headers = append(f.headers, v)
 		return nil
@@ -143,6 +147,10 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if f.fail && f.failWithBody {
 		return fail(exitUsage, "--fail and --fail-with-body contradict each other: choose one")
 	}
+	stdinTaken := slices.ContainsFunc(f.data, func(d dataArg) bool { return d.value == "@-" })
+	if err := f.token.check(f.tokenFile, f.cert != "", stdinTaken); err != nil {
+		return fail(exitUsage, "%v", err)
+	}
 	u, err := parseAbsoluteURL(positional[0])
 	if err != nil {
 		return fail(exitUsage, "%v", err)
@@ -217,31 +225,16 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		}
 		cfg.DialContext = connectToDialer(rules)
 	}
-	if f.tokenFile != "" {
-		store, err := securehttp.NewFileStore(f.tokenFile)
-		if err != nil {
-			return fail(exitUsage, "--token-file: %v", err)
-		}
-		// Read the file once up front, so that a missing, empty or
-		// unreadable token file (one that others can read, say) is
-		// reported before any connection is made.
-		tok, err := store.Load(ctx)
-		if err != nil {
-			return fail(exitError, "--token-file: %v", err)
-		}
-		if tok.Value == "" {
-			return fail(exitError, "--token-file: %s holds no token", f.tokenFile)
-		}
-		// The URL's host and port only: with -L, a redirect to another
-		// port of the host, which may be another service, gets no token.
-		port := u.Port()
-		if port == "" {
-			port = "443"
-		}
-		cfg.Bearer = &securehttp.Bearer{Store: store, Hosts: []string{net.JoinHostPort(u.Hostname(), port)}}
+	cfg.Bearer, err = f.token.bearer(ctx, u, f.tokenFile, stdin)
+	if ue, ok := errors.AsType[*usageError](err); ok {
+		return fail(exitUsage, "%v", ue)
+	} else if err != nil {
+		return fail(exitError, "%v", err)
 	}
 	client, err := securehttp.NewClient(cfg)
-	if err != nil {
+	if msg, ok := f.token.explain(err); ok {
+		return fail(exitUsage, "%s", msg)
+	} else if err != nil {
 		return fail(exitUsage, "%v", err) // a *ConfigError: a bad --pin, say
 	}
 	defer client.CloseIdleConnections()

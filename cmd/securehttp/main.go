@@ -29,8 +29,11 @@
 // -f/--fail, --fail-with-body, -o, -s, -S and -w. --cacert replaces the
 // system roots, as with curl, and -k is refused; --pin (repeatable) pins
 // the URL's host; --token-file sends the token kept in that file, which
-// must have mode 0600, to the URL's host and port only. No token is ever
-// printed. "securehttp help get" lists every option.
+// must have mode 0600, to the URL's host and port only; --client-id with
+// --issuer or --token-url obtains one with the client credentials grant,
+// authenticated by --client-secret-file or --client-key, bound to a key of
+// the run with --dpop. No token or secret is ever printed. "securehttp help
+// get" lists every option.
 //
 // Exit codes, curl's where curl has one:
 //

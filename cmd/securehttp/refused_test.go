@@ -17,7 +17,9 @@ import (
 // TestInsecureRefusedWithTheWayOut: -k and --insecure, which a curl user
 // types at a private CA's certificate, are refused before any connection
 // with one line that names the options that solve the problem: --cacert
-// and --pin.
+// and --pin. --client-secret, which would show the secret in ps, is
+// refused without the secret ever being printed, and names
+// --client-secret-file.
 func TestInsecureRefusedWithTheWayOut(t *testing.T) {
 	t.Parallel()
 	p := sharedChain()
@@ -32,6 +34,8 @@ func TestInsecureRefusedWithTheWayOut(t *testing.T) {
 		{"get --insecure", []string{"get", srv.URL, "--insecure"}, []string{"--cacert", "--pin"}},
 		{"get -k with -s", []string{"get", "-s", "-k", srv.URL}, []string{"--cacert", "--pin"}},
 		{"pins -k", []string{"pins", "-k", srv.URL}, []string{"--cacert"}},
+		{"get --client-secret", []string{"get", "--client-id", "c", "--client-secret", secret, "--token-url", srv.URL, srv.URL},
+			[]string{"--client-secret-file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -194,8 +194,15 @@ func (s *served) print(w io.Writer) {
 	for _, kv := range s.env() {
 		fmt.Fprintf(w, "export %s=%s\n", kv[0], shellQuote(kv[1]))
 	}
-	fmt.Fprintf(w, "go run ./examples/quickstart\n\n")
+	fmt.Fprintf(w, "go run ./examples/quickstart\n")
+	fmt.Fprintf(w, "\nor call the API with the command, which gets its own token:\n\n")
+	fmt.Fprintf(w, "go run ./cmd/securehttp get %s \"$SECUREHTTP_URL\"\n\n", serveGetFlags)
 }
+
+// serveGetFlags are the flags of get that call the demo API with a token,
+// as print shows them.
+const serveGetFlags = `--cacert "$SECUREHTTP_CACERT" --pin "$SECUREHTTP_PINS" --client-id "$SECUREHTTP_CLIENT_ID" ` +
+	`--client-secret-file "$SECUREHTTP_CLIENT_SECRET_FILE" --issuer "$SECUREHTTP_ISSUER"`
 
 // env is what the quick start and get's examples read, in order.
 func (s *served) env() [][2]string {

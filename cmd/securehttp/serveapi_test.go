@@ -11,8 +11,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
-	"github.com/securehttp/securehttp"
 )
 
 // startServed runs demo --serve's servers in process for one test.
@@ -90,9 +88,8 @@ func TestDemoServeEcho(t *testing.T) {
 
 // TestDemoServeRedirects: /v1/redirect/same-host sends the client to
 // /v1/echo on the same host and port, /v1/redirect/other-host to /v1/echo
-// on localhost, another host of the same server, with the method and the
-// body. Followed by a client of the library, the first keeps the token and
-// the second gets none.
+// on localhost, another host of the same server. Followed with get -L,
+// the first keeps the token and the second gets none.
 func TestDemoServeRedirects(t *testing.T) {
 	t.Parallel()
 	s := startServed(t)
@@ -102,17 +99,6 @@ func TestDemoServeRedirects(t *testing.T) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	defer client.CloseIdleConnections()
-	follow, err := securehttp.NewClient(securehttp.Config{
-		RootCAs: servedTLS(t, s).RootCAs,
-		Bearer: &securehttp.Bearer{
-			Hosts:             []string{strings.TrimPrefix(s.base, "https://")},
-			ClientCredentials: &securehttp.ClientCredentials{Issuer: s.base, ClientID: serveClientID, ClientSecret: s.secret},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer follow.CloseIdleConnections()
 	tests := []struct {
 		path, wantLocation, wantHost, wantAuth string
 	}{
@@ -129,26 +115,23 @@ func TestDemoServeRedirects(t *testing.T) {
 			t.Errorf("%s: got %s to %q, want 307 to %q", tt.path, resp.Status, resp.Header.Get("Location"), tt.wantLocation)
 		}
 
-		resp, err = follow.Post(s.base+tt.path, "application/x-www-form-urlencoded", strings.NewReader("x=1"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		code, out, errOut := runCmd(t, "get", "-L", "--fail", "--cacert", s.rootFile, "--client-id", serveClientID,
+			"--client-secret-file", s.secretFile, "--issuer", s.base, "-d", "x=1", s.base+tt.path)
 		var got echoed
-		err = json.NewDecoder(resp.Body).Decode(&got)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || err != nil {
-			t.Errorf("following %s: got %s (%v), want 200 and the echo", tt.path, resp.Status, err)
+		if err := json.Unmarshal([]byte(out), &got); code != exitOK || err != nil {
+			t.Errorf("get -L %s: got exit code %d and stdout %q (%v); stderr %q", tt.path, code, out, err, errOut)
 			continue
 		}
 		if got.Host != tt.wantHost || got.Authorization != tt.wantAuth || got.Method != "POST" || got.Body != "x=1" {
-			t.Errorf("following %s: the echo saw %+v, want a POST of x=1 to %s with authorization %q", tt.path, got, tt.wantHost, tt.wantAuth)
+			t.Errorf("get -L %s: the echo saw %+v, want a POST of x=1 to %s with authorization %q", tt.path, got, tt.wantHost, tt.wantAuth)
 		}
 	}
 }
 
 // TestDemoServeFiles: demo --serve exports the issuer and the files that
-// a client reads: the secret, as it is exported, and a private key, both
-// readable by their owner only.
+// get's token flags read: the secret, as it is exported, and a private key,
+// both readable by their owner only, and prints a get command that uses
+// them.
 func TestDemoServeFiles(t *testing.T) {
 	t.Parallel()
 	var out strings.Builder
@@ -165,6 +148,9 @@ func TestDemoServeFiles(t *testing.T) {
 		if env[k] == "" {
 			t.Errorf("demo --serve exports no %s", k)
 		}
+	}
+	if !strings.Contains(out.String(), `get --cacert "$SECUREHTTP_CACERT" --pin "$SECUREHTTP_PINS" --client-id "$SECUREHTTP_CLIENT_ID" --client-secret-file "$SECUREHTTP_CLIENT_SECRET_FILE" --issuer "$SECUREHTTP_ISSUER"`) {
+		t.Errorf("demo --serve prints no get command with the token flags:\n%s", out.String())
 	}
 
 	// The files themselves, checked while the servers run.
