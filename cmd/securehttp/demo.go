@@ -71,9 +71,10 @@ func demoOptions(stdout, stderr io.Writer) *options {
 func demoFlagSet(f *demoFlags, stdout, stderr io.Writer) *options {
 	o := newOptions("demo", "demo [--serve] [--for DURATION]",
 		"Runs the library's guarantees end to end, offline, on 127.0.0.1: plain HTTP refused, pins,\n"+
-			"token refresh, 401 recovery, redirects. With --serve, keeps an API server and a token\n"+
-			"endpoint up instead and prints the URL, the root CA file, the pins and the client\n"+
-			"credentials for README's quick start, until interrupted (Ctrl-C).", stdout, stderr)
+			"token refresh, 401 recovery, redirects. With --serve, keeps an API server and an\n"+
+			"authorization server up instead and prints the URL, the root CA file, the pins, the\n"+
+			"issuer and the client credentials for README's quick start and get's examples, until\n"+
+			"interrupted (Ctrl-C).", stdout, stderr)
 	o.boolean(&f.serve, "", "serve", "keep the demo's servers up on 127.0.0.1 until interrupted")
 	o.fn("", "for", "DURATION", "with --serve, stop after this long (such as 10m); 0 means until interrupted",
 		func(s string) error {

@@ -28,6 +28,9 @@ func (d *demo) me(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims, err := d.issuer.verify(raw)
+	if err == nil && claims.Cnf != nil {
+		err = errBoundToKey
+	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="demo", error="invalid_token"`)
 		http.Error(w, "invalid token", http.StatusUnauthorized)
@@ -64,27 +67,63 @@ func newIssuer(lifetime time.Duration) (*issuer, error) {
 	return &issuer{key: key, lifetime: lifetime, revoked: map[string]bool{}}, nil
 }
 
+// tokenClaims are the claims of the demo's tokens.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	Scope string        `json:"scope,omitempty"`
+	Cnf   *confirmation `json:"cnf,omitempty"`
+}
+
+// confirmation binds a token to the DPoP key of this thumbprint (RFC 9449
+// section 6.1).
+type confirmation struct {
+	JKT string `json:"jkt"`
+}
+
+// grant is what a token request asked for and was given.
+type grant struct {
+	scope     string   // space-separated
+	resources []string // RFC 8707 resource indicators, added to the audience
+	jkt       string   // the DPoP key the token is bound to, if any
+}
+
+// errBoundToKey refuses a DPoP-bound token presented as a bearer token: it
+// is good only with a proof of its key.
+var errBoundToKey = errors.New("token bound to a DPoP key, presented without a proof")
+
 func (is *issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 	if r.FormValue("grant_type") != "client_credentials" {
 		http.Error(w, `{"error":"unsupported_grant_type"}`, http.StatusBadRequest)
 		return
 	}
+	is.issue(w, grant{})
+}
+
+// issue answers a token request with a new token for g.
+func (is *issuer) issue(w http.ResponseWriter, g grant) {
 	now := time.Now()
-	raw, m, err := is.mint(now)
+	raw, m, err := is.mint(now, g)
 	if err != nil {
 		http.Error(w, `{"error":"server_error"}`, http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(map[string]any{
+	resp := map[string]any{
 		"access_token": raw,
 		"token_type":   "Bearer",
 		"expires_in":   int(m.exp.Sub(now).Seconds()),
-	})
+	}
+	if g.jkt != "" {
+		resp["token_type"] = "DPoP"
+	}
+	if g.scope != "" {
+		resp["scope"] = g.scope
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(resp)
 }
 
-func (is *issuer) mint(now time.Time) (string, minted, error) {
+func (is *issuer) mint(now time.Time, g grant) (string, minted, error) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	is.n++
@@ -92,14 +131,21 @@ func (is *issuer) mint(now time.Time) (string, minted, error) {
 	// expires at the first whole second at least is.lifetime from now.
 	exp := now.Add(is.lifetime).Add(time.Second - 1).Truncate(time.Second)
 	m := minted{id: fmt.Sprintf("tok-%d", is.n), iat: now, exp: exp}
-	raw, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		Issuer:    issuerURL,
-		Subject:   "demo-user",
-		Audience:  jwt.ClaimStrings{hostAPI},
-		ID:        m.id,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(exp),
-	}).SignedString(is.key)
+	claims := tokenClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    issuerURL,
+			Subject:   "demo-user",
+			Audience:  append(jwt.ClaimStrings{hostAPI}, g.resources...),
+			ID:        m.id,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(exp),
+		},
+		Scope: g.scope,
+	}
+	if g.jkt != "" {
+		claims.Cnf = &confirmation{JKT: g.jkt}
+	}
+	raw, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(is.key)
 	if err != nil {
 		return "", minted{}, err
 	}
@@ -111,8 +157,8 @@ var errRevoked = errors.New("token revoked")
 
 // verify checks a token as the API would: signature, algorithm, issuer,
 // audience, expiry, and the revocation list.
-func (is *issuer) verify(raw string) (*jwt.RegisteredClaims, error) {
-	var claims jwt.RegisteredClaims
+func (is *issuer) verify(raw string) (*tokenClaims, error) {
+	var claims tokenClaims
 	_, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return is.key, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithIssuer(issuerURL), jwt.WithAudience(hostAPI), jwt.WithExpirationRequired())

@@ -3,9 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -31,6 +31,10 @@ type getFlags struct {
 	include, location, fail, failWithBody                 bool
 	blockPrivate                                          bool
 	verbose                                               bool
+	silent, showError                                     bool
+	writeOut                                              writeOut
+	token                                                 tokenFlags
+	refused                                               refusedFlags
 }
 
 // dataArg is one -d or --data-binary value.
@@ -42,10 +46,12 @@ type dataArg struct {
 func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 	o := newOptions("get", getUsage,
 		"Sends one request through securehttp.NewClient, as curl would: https only, the chain always\n"+
-			"verified, the URL's host pinned with --pin, a bearer token from --token-file sent to that\n"+
-			"host only. The response body goes to stdout, error responses (status 400 or more)\n"+
-			"included unless --fail; such a response exits with 6.", stdout, stderr)
+			"verified, the URL's host pinned with --pin, a bearer token from --token-file, or one\n"+
+			"obtained with --client-id, sent to that host only. The response body goes to stdout,\n"+
+			"whatever its status, which fails the command only with --fail or --fail-with-body.", stdout, stderr)
+	o.footer = writeExitCodes
 	o.str(&f.cacert, "", "cacert", "FILE", "trust the roots in this PEM file instead of the system roots")
+	f.refused.addInsecure(o)
 	o.str(&f.cert, "E", "cert", "FILE", "present the client certificate (PEM, leaf first) in FILE, as curl --cert;\n"+
 		"its key may follow it in FILE or come from --key")
 	o.str(&f.key, "", "key", "FILE", "the private key of --cert (PEM: PKCS #8, PKCS #1 or SEC 1, not encrypted)")
@@ -60,6 +66,8 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 		return nil
 	})
 	o.str(&f.tokenFile, "", "token-file", "FILE", "send the bearer token kept in this file (mode 0600) to the URL's host and port, and to no other")
+	addTokenOptions(o, &f.token)
+	f.refused.addClientSecret(o)
 	o.fn("H", "header", "'NAME: VALUE'", "add a request header; repeatable. 'NAME:' removes a header the client would send", func(v string) error {
 		f.headers = append(f.headers, v)
 		return nil
@@ -75,6 +83,15 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 		return nil
 	})
 	o.boolean(&f.include, "i", "include", "print the status line and the response headers before the body")
+	o.boolean(&f.silent, "s", "silent", "print no error message and no progress bar (the exit code tells); -w still prints")
+	o.boolean(&f.showError, "S", "show-error", "with -s, print the error message all the same")
+	o.fn("w", "write-out", "FORMAT", "after the transfer, print FORMAT to stdout with its %{variables} filled in:\n"+
+		strings.Join(writeOutVars(), ", ")+";\n"+
+		"\\n, \\r and \\t are escapes, %% is %", func(v string) error {
+		w, err := parseWriteOut(v)
+		f.writeOut = w
+		return err
+	})
 	o.boolean(&f.location, "L", "location", "follow redirects (off by default, as in curl); the token, and an Authorization or\n"+
 		"Cookie header given with -H, still go to the URL's host and port only; hops carry no\n"+
 		"Referer but one given with -H")
@@ -88,11 +105,12 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 		f.connectTo = append(f.connectTo, v)
 		return nil
 	})
-	o.boolean(&f.fail, "f", "fail", "on a status of 400 or more, print no body (exit code 6 either way)")
-	o.boolean(&f.failWithBody, "", "fail-with-body", "on a status of 400 or more, print the body (the default; exit code 6)")
+	o.boolean(&f.fail, "f", "fail", "on a status of 400 or more, print no body and exit with 22")
+	o.boolean(&f.failWithBody, "", "fail-with-body", "on a status of 400 or more, print the body and exit with 22")
 	o.str(&f.output, "o", "output", "FILE", "write the body to FILE instead of stdout; - means stdout. A regular file is\n"+
 		"replaced only once complete and keeps its mode; a device or FIFO is written directly.\n"+
-		"An error response's body goes to stderr and leaves FILE as it was")
+		"With --fail or --fail-with-body, an error response leaves FILE as it was, and with\n"+
+		"--fail-with-body its body goes to stderr")
 	o.fn("", "allow-host", "HOST", "contact only this host (api.example.com, *.example.com, **.example.com or an\n"+
 		"IP), redirect hops included; repeat it to allow several", func(v string) error {
 		f.allowHosts = append(f.allowHosts, v)
@@ -109,7 +127,7 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 	return o
 }
 
-func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	// The client may log from its own goroutines (-v) while this one
 	// writes errors or the progress bar.
 	stderr = &lockedWriter{w: stderr}
@@ -117,6 +135,9 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	o := getOptions(&f, stdout, stderr)
 	positional, code, ok := o.parse(args)
 	if !ok {
+		return code
+	}
+	if code, refused := f.refused.check(o); refused {
 		return code
 	}
 	switch len(positional) {
@@ -127,14 +148,14 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	default:
 		return o.refuse(positional[1], "get takes one URL; quote a URL holding spaces or &, and put flags before or after it")
 	}
-	fail := func(code int, format string, a ...any) int {
-		// A message may quote the server: a reason phrase, a name in its
-		// certificate.
-		fmt.Fprintf(stderr, "securehttp get: %s\n", escapeControls(fmt.Sprintf(format, a...)))
-		return code
-	}
+	rep := &reporter{w: stderr, silent: f.silent, showError: f.showError}
+	fail := rep.fail
 	if f.fail && f.failWithBody {
 		return fail(exitUsage, "--fail and --fail-with-body contradict each other: choose one")
+	}
+	stdinTaken := slices.ContainsFunc(f.data, func(d dataArg) bool { return d.value == "@-" })
+	if err := f.token.check(f.tokenFile, f.cert != "", stdinTaken); err != nil {
+		return fail(exitUsage, "%v", err)
 	}
 	u, err := parseAbsoluteURL(positional[0])
 	if err != nil {
@@ -144,6 +165,18 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
+	var timeout time.Duration
+	if f.maxTime != "" {
+		secs, err := strconv.ParseFloat(f.maxTime, 64)
+		if err != nil || secs <= 0 || secs > 1e9 {
+			return fail(exitUsage, "--max-time %q: want a positive number of seconds, such as 30 or 2.5", f.maxTime)
+		}
+		timeout = time.Duration(secs * float64(time.Second))
+	}
+	// --max-time bounds the whole transfer, the token's request included,
+	// and names itself as the cause when it runs out.
+	ctx, cancel := withMaxTime(ctx, timeout)
+	defer cancel()
 	body, err := readData(f.data, stdin)
 	if err != nil {
 		return fail(exitUsage, "%v", err)
@@ -174,9 +207,7 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if len(f.pins) > 0 {
 		cfg.Pins = []securehttp.PinSet{{Host: u.Hostname(), Pins: f.pins}}
 	}
-	if f.verbose {
-		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
+	cfg.Logger = clientLogger(f.verbose, f.silent, stderr)
 	if f.key != "" && f.cert == "" {
 		return fail(exitUsage, "--key needs --cert")
 	}
@@ -192,14 +223,6 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		defer cert.Close()
 		cfg.GetClientCertificate = cert.GetClientCertificate
 	}
-	var timeout time.Duration
-	if f.maxTime != "" {
-		secs, err := strconv.ParseFloat(f.maxTime, 64)
-		if err != nil || secs <= 0 || secs > 1e9 {
-			return fail(exitUsage, "--max-time %q: want a positive number of seconds, such as 30 or 2.5", f.maxTime)
-		}
-		timeout = time.Duration(secs * float64(time.Second))
-	}
 	if len(f.connectTo) > 0 {
 		var rules []connectRule
 		for _, v := range f.connectTo {
@@ -208,37 +231,21 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		}
 		cfg.DialContext = connectToDialer(rules)
 	}
-	if f.tokenFile != "" {
-		store, err := securehttp.NewFileStore(f.tokenFile)
-		if err != nil {
-			return fail(exitUsage, "--token-file: %v", err)
-		}
-		// Read the file once up front, so that a missing, empty or
-		// unreadable token file (one that others can read, say) is
-		// reported before any connection is made.
-		tok, err := store.Load(ctx)
-		if err != nil {
-			return fail(exitError, "--token-file: %v", err)
-		}
-		if tok.Value == "" {
-			return fail(exitError, "--token-file: %s holds no token", f.tokenFile)
-		}
-		// The URL's host and port only: with -L, a redirect to another
-		// port of the host, which may be another service, gets no token.
-		port := u.Port()
-		if port == "" {
-			port = "443"
-		}
-		cfg.Bearer = &securehttp.Bearer{Store: store, Hosts: []string{net.JoinHostPort(u.Hostname(), port)}}
+	cfg.Bearer, err = f.token.bearer(ctx, u, f.tokenFile, stdin)
+	if ue, ok := errors.AsType[*usageError](err); ok {
+		return fail(exitUsage, "%v", ue)
+	} else if err != nil {
+		return fail(exitError, "%v", err)
 	}
 	if cfg.Signatures, err = signatures(&f, u); err != nil {
 		return fail(exitUsage, "%v", err)
 	}
 	client, err := securehttp.NewClient(cfg)
-	if err != nil {
+	if msg, ok := f.token.explain(err); ok {
+		return fail(exitUsage, "%s", msg)
+	} else if err != nil {
 		return fail(exitUsage, "%v", err) // a *ConfigError: a bad --pin, say
 	}
-	client.Timeout = timeout
 	defer client.CloseIdleConnections()
 	if f.location {
 		client.CheckRedirect = keepCredentials(originOf(u))
@@ -254,13 +261,28 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 	defer out.abort()
 
+	// -w reports on the transfer whatever its outcome, as curl does.
+	st := transferStats{url: u, size: -1}
+	if f.writeOut != nil {
+		start := time.Now()
+		defer func() {
+			st.elapsed, st.exit = time.Since(start), code
+			st.size = max(st.size, 0)
+			io.WriteString(stdout, f.writeOut.render(st))
+		}()
+	}
+
 	resp, err := client.Do(req)
 	if err != nil {
-		return fail(exitCode(err), "%s", errText(err))
+		code, msg := requestFailure(ctx, err, f.maxTime, -1)
+		return fail(code, "%s", msg)
 	}
 	defer resp.Body.Close()
+	st.resp, st.size = resp, 0
 
-	failed := resp.StatusCode >= 400
+	// As with curl, a status of 400 or more is an answer like any other,
+	// unless --fail or --fail-with-body asks to fail on it.
+	failed := resp.StatusCode >= 400 && (f.fail || f.failWithBody)
 	dst := io.Writer(out)
 	if failed {
 		// An error body never replaces a file: with -o it goes to stderr.
@@ -284,15 +306,16 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		dst = escaped
 	}
 	var progress io.Writer
-	if out.file && !failed && isTerminal(stderr) {
+	if out.file && !failed && !f.silent && isTerminal(stderr) {
 		progress = stderr
 	}
-	err = copyBody(dst, resp.Body, resp.ContentLength, progress)
+	err = copyBody(dst, &countingReader{r: resp.Body, n: &st.size}, resp.ContentLength, progress)
 	if escaped != nil {
 		escaped.flush()
 	}
 	if err != nil {
-		return fail(exitCode(err), "%v", err)
+		code, msg := requestFailure(ctx, err, f.maxTime, st.size)
+		return fail(code, "%s", msg)
 	}
 	if failed {
 		return fail(exitHTTP, "%s: HTTP %s", redactURL(resp.Request.URL), resp.Status)
@@ -301,6 +324,19 @@ func runGet(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return fail(exitError, "-o: %v", err)
 	}
 	return exitOK
+}
+
+// countingReader counts the bytes read through it, for -w and for the
+// message of a transfer cut short.
+type countingReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
 }
 
 // maxRedirects is net/http's own limit, kept when -L replaces its
@@ -408,13 +444,23 @@ func applyHeaders(req *http.Request, headers []string) error {
 // control characters escaped: net/http accepts a reason phrase holding an
 // escape sequence, and C1 controls in header values.
 func writeHead(w io.Writer, resp *http.Response) {
-	fmt.Fprintf(w, "%s %s\r\n", escapeControls(resp.Proto), escapeControls(resp.Status))
+	fmt.Fprintf(w, "%s\r\n", escapeControls(statusLine(resp)))
 	for _, k := range slices.Sorted(maps.Keys(resp.Header)) {
 		for _, v := range resp.Header[k] {
 			fmt.Fprintf(w, "%s: %s\r\n", escapeControls(k), escapeControls(v))
 		}
 	}
 	io.WriteString(w, "\r\n")
+}
+
+// statusLine is the status line as curl prints it: "HTTP/2 200", since
+// HTTP/2 and 3 carry no reason phrase (net/http makes one up), and
+// "HTTP/1.1 200 OK" with the server's own.
+func statusLine(resp *http.Response) string {
+	if resp.ProtoMajor >= 2 {
+		return fmt.Sprintf("HTTP/%d %d", resp.ProtoMajor, resp.StatusCode)
+	}
+	return resp.Proto + " " + resp.Status
 }
 
 // copyBody copies body to dst, with a progress bar on progress when set.

@@ -80,13 +80,13 @@ func TestGetExitCodes(t *testing.T) {
 		{"right pin and a backup", []string{"--cacert", rootPEM, "--pin", wantSPKI(p.leaf), "--pin", strangerPin, srv.URL + "/ok"}, exitOK, "hello\n"},
 		{"right fingerprint pin", []string{"--cacert", rootPEM, "--pin", wantFingerprint(p.inter), srv.URL + "/ok"}, exitOK, "hello\n"},
 		{"plain http URL", []string{plain.URL + "/ok"}, exitInsecure, ""},
-		{"untrusted: system roots", []string{srv.URL + "/ok"}, exitTLS, ""},
-		{"untrusted: another root", []string{"--cacert", otherPEM, srv.URL + "/ok"}, exitTLS, ""},
-		{"weak key", []string{"--cacert", rootPEM, weak.URL + "/ok"}, exitTLS, ""},
-		{"server speaks plain HTTP", []string{plainAsHTTPS}, exitTLS, ""},
+		{"untrusted: system roots", []string{srv.URL + "/ok"}, exitCertificate, ""},
+		{"untrusted: another root", []string{"--cacert", otherPEM, srv.URL + "/ok"}, exitCertificate, ""},
+		{"weak key", []string{"--cacert", rootPEM, weak.URL + "/ok"}, exitCertificate, ""},
+		{"server speaks plain HTTP", []string{plainAsHTTPS}, exitHandshake, ""},
 		{"wrong pin", []string{"--cacert", rootPEM, "--pin", strangerPin, srv.URL + "/ok"}, exitPin, ""},
-		{"404, its body printed", []string{"--cacert", rootPEM, srv.URL + "/missing"}, exitHTTP, "404 page not found\n"},
-		{"401 without a token, its body printed", []string{"--cacert", rootPEM, srv.URL + "/secret"}, exitHTTP, "no\n"},
+		{"404, its body printed", []string{"--cacert", rootPEM, srv.URL + "/missing"}, exitOK, "404 page not found\n"},
+		{"401 without a token, its body printed", []string{"--cacert", rootPEM, srv.URL + "/secret"}, exitOK, "no\n"},
 		{"401 with --fail, no body", []string{"--fail", "--cacert", rootPEM, srv.URL + "/secret"}, exitHTTP, ""},
 		{"no URL", nil, exitUsage, ""},
 		{"two URLs", []string{srv.URL, srv.URL}, exitUsage, ""},
@@ -133,7 +133,7 @@ func TestGetToken(t *testing.T) {
 		wantBody string
 	}{
 		{"accepted", secretToken, exitOK, "secret ok\n"},
-		{"refused, the server's answer printed", secretToken + "-revoked", exitHTTP, "no\n"},
+		{"refused, the server's answer printed", secretToken + "-revoked", exitOK, "no\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,7 +184,7 @@ func TestGetOutputFile(t *testing.T) {
 	t.Run("kept on HTTP error", func(t *testing.T) {
 		t.Parallel()
 		dst := writeFile(t, "keep.txt", []byte("previous"), 0o644)
-		if code, _, errOut := runCmd(t, "get", "--cacert", rootPEM, "-o", dst, srv.URL+"/missing"); code != exitHTTP {
+		if code, _, errOut := runCmd(t, "get", "--fail-with-body", "--cacert", rootPEM, "-o", dst, srv.URL+"/missing"); code != exitHTTP {
 			t.Errorf("exit code = %d, want %d; stderr: %s", code, exitHTTP, errOut)
 		}
 		if got, _ := os.ReadFile(dst); string(got) != "previous" {
@@ -277,8 +277,8 @@ func TestGetEgressFlags(t *testing.T) {
 		wantStderr string
 	}{
 		{"allowed host", []string{"--allow-host", "127.0.0.1"}, exitOK, ""},
-		{"host not allowed", []string{"--allow-host", "api.example.com"}, exitError, "AllowHosts"},
-		{"private address blocked", []string{"--block-private"}, exitError, "non-public address"},
+		{"host not allowed", []string{"--allow-host", "api.example.com"}, exitEgress, "AllowHosts"},
+		{"private address blocked", []string{"--block-private"}, exitEgress, "non-public address"},
 		{"bad allow-host pattern", []string{"--allow-host", "https://x/"}, exitUsage, "AllowHosts[0]"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -327,7 +327,7 @@ func TestGetClientCert(t *testing.T) {
 	}{
 		{"cert and key", []string{"--cert", certPEM, "--key", keyPEM}, exitOK, want},
 		{"key in the cert file", []string{"-E", combined}, exitOK, want},
-		{"no certificate", nil, exitTLS, ""},
+		{"no certificate", nil, exitHandshake, ""},
 		{"key of another certificate", []string{"--cert", certPEM, "--key", otherKey}, exitError, ""},
 		{"key without cert", []string{"--key", keyPEM}, exitUsage, ""},
 	} {
@@ -447,11 +447,11 @@ func TestGetEscapesServerText(t *testing.T) {
 		wantStderr string // a part that stderr must hold, when not empty
 		stdoutRaw  bool   // stdout is the body, byte for byte
 	}{
-		{"reason phrase", []string{srv.URL + "/reason"}, exitHTTP, "body\n", "HTTP 403 Forbidden" + osc52Shown, false},
+		{"reason phrase", []string{srv.URL + "/reason"}, exitOK, "body\n", "", false},
 		{"reason phrase, --fail", []string{"--fail", srv.URL + "/reason"}, exitHTTP, "", "HTTP 403 Forbidden" + osc52Shown, false},
 		{"header with -i", []string{"-i", srv.URL + "/header"}, exitOK, "", "", false},
-		{"error body with -o", []string{"-o", filepath.Join(t.TempDir(), "out"), srv.URL + "/error"}, exitHTTP, "", errShown, false},
-		{"error body on stdout", []string{srv.URL + "/error"}, exitHTTP, errBody, "", true},
+		{"error body with -o", []string{"--fail-with-body", "-o", filepath.Join(t.TempDir(), "out"), srv.URL + "/error"}, exitHTTP, "", errShown, false},
+		{"error body on stdout", []string{srv.URL + "/error"}, exitOK, errBody, "", true},
 		{"body on stdout", []string{srv.URL + "/ok"}, exitOK, okBody, "", true},
 	}
 	for _, tt := range tests {

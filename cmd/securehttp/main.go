@@ -13,31 +13,44 @@
 // 127.0.0.1, and a client that is refused plain HTTP and a wrong pin, gets
 // and refreshes its token, recovers from a revoked token and keeps the token
 // from a redirect to another host. It prints one line per step. With
-// --serve it keeps an API server and a token endpoint up on 127.0.0.1 and
-// prints what a client needs to call them (URL, root CA file, pins, client
-// credentials) until interrupted, for README's quick start.
+// --serve it keeps an API server and an authorization server up on
+// 127.0.0.1 and prints what a client needs to call them (URL, root CA
+// file, pins, issuer, client credentials) until interrupted, for README's
+// quick start and get's examples: a POST echo, redirects to the same host
+// and to another, RFC 8414 metadata, and a DPoP-protected endpoint.
 //
 // pins connects with full validation and prints every certificate of the
 // verified chain with its SPKI pin and SHA-256 fingerprint, then a
 // paste-ready securehttp.PinSet in Go and in JSON; with --json, the JSON
-// alone.
+// alone. It takes the server as an https URL or as host[:port].
 //
 // get is a curl-like request through securehttp.NewClient, with curl's
-// flags: -H, -X, -d, --data-binary, -i, -L, --max-time, --connect-to,
-// --fail, --fail-with-body and -o. --cacert replaces the system roots, as
-// with curl; --pin (repeatable) pins the URL's host; --token-file sends the
-// token kept in that file, which must have mode 0600, to the URL's host and
-// port only. No token is ever printed. "securehttp help get" lists every option.
+// flags: -H, -X, -d, --data-binary, -i, -L, -m/--max-time, --connect-to,
+// -f/--fail, --fail-with-body, -o, -s, -S and -w. --cacert replaces the
+// system roots, as with curl, and -k is refused; --pin (repeatable) pins
+// the URL's host; --token-file sends the token kept in that file, which
+// must have mode 0600, to the URL's host and port only; --client-id with
+// --issuer or --token-url obtains one with the client credentials grant,
+// authenticated by --client-secret-file or --client-key, bound to a key of
+// the run with --dpop. No token or secret is ever printed. "securehttp help
+// get" lists every option.
 //
-// Exit codes:
+// Exit codes, curl's where curl has one:
 //
-//	0  success
-//	1  any other failure: network, token, file or demo step
-//	2  usage: bad command, flag, argument, --cacert file or pin
-//	3  plain HTTP refused (securehttp.ErrInsecureScheme)
-//	4  TLS failure: the chain, host name, key size, OCSP staple or handshake
-//	5  pin mismatch (securehttp.ErrPinMismatch)
-//	6  HTTP error: the server answered with a status of 400 or more
+//	0    success, whatever the status of the answer without --fail
+//	1    any other failure: a network error without a code of its own, a file, -o, a demo step
+//	2    usage: a bad command, flag, argument, or file named by a flag; -k
+//	6    the host name did not resolve
+//	7    the connection was refused
+//	22   with --fail or --fail-with-body, a status of 400 or more
+//	28   timed out: --max-time ran out, or connecting did
+//	35   the TLS handshake failed
+//	60   the certificate did not verify (securehttp.ErrWeakKey included)
+//	90   pin mismatch (securehttp.ErrPinMismatch)
+//	91   the stapled OCSP response says revoked, or is invalid
+//	110  plain HTTP refused (securehttp.ErrInsecureScheme)
+//	111  no token: the token endpoint failed or refused the client
+//	112  refused by --allow-host or --block-private
 package main
 
 import (
@@ -58,18 +71,6 @@ import (
 	"syscall"
 
 	"golang.org/x/net/idna"
-
-	"github.com/securehttp/securehttp"
-)
-
-const (
-	exitOK       = 0
-	exitError    = 1
-	exitUsage    = 2
-	exitInsecure = 3
-	exitTLS      = 4
-	exitPin      = 5
-	exitHTTP     = 6
 )
 
 const usageText = `usage:
@@ -202,6 +203,7 @@ type options struct {
 	usage   string // "get [options] URL"
 	about   string
 	entries []optEntry
+	footer  func(io.Writer) // prints what follows the options, if set
 	stdout  io.Writer
 	stderr  io.Writer
 }
@@ -244,6 +246,9 @@ func (o *options) fn(short, long, arg, help string, f func(string) error) {
 func (o *options) help() {
 	w := o.stdout
 	fmt.Fprintf(w, "usage: securehttp %s\n\n%s\n", o.usage, o.about)
+	if o.footer != nil {
+		defer o.footer(w)
+	}
 	if len(o.entries) == 0 {
 		return
 	}
@@ -272,7 +277,7 @@ func (o *options) help() {
 // should stop: 0 after -h, which prints the help on stdout, 2 after a bad
 // flag, reported on stderr.
 func (o *options) parse(args []string) (positional []string, code int, ok bool) {
-	positional, err := parseInterspersed(o.fs, args)
+	positional, err := parseInterspersed(o.fs, expandShortFlags(o.fs, args))
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		o.help()
@@ -419,20 +424,6 @@ func redactRaw(raw string) string {
 		s = s[:start] + s[start+k+1:]
 	}
 	return s
-}
-
-// exitCode maps a request error to the command's exit status by its class,
-// as securehttp.ErrorClass names it from the error's type, never its text.
-func exitCode(err error) int {
-	switch securehttp.ErrorClass(err) {
-	case "insecure_scheme":
-		return exitInsecure
-	case "pin_mismatch":
-		return exitPin
-	case "certificate", "tls", "weak_key", "revoked", "ocsp_staple":
-		return exitTLS
-	}
-	return exitError
 }
 
 // errText returns err's message without the library's "securehttp: "

@@ -253,7 +253,7 @@ func TestGetOutputModes(t *testing.T) {
 	t.Run("HTTP error: file untouched, body on stderr", func(t *testing.T) {
 		t.Parallel()
 		dst := writeFile(t, "keep.txt", []byte("previous"), 0o600)
-		code, out, errOut := runCmd(t, "get", "--cacert", rootPEM, "-o", dst, srv.URL+"/nope")
+		code, out, errOut := runCmd(t, "get", "--fail-with-body", "--cacert", rootPEM, "-o", dst, srv.URL+"/nope")
 		if code != exitHTTP || out != "" || !strings.Contains(errOut, "404 page not found") {
 			t.Errorf("got exit code %d, stdout %q, stderr %q; want %d and the error body on stderr", code, out, errOut, exitHTTP)
 		}

@@ -23,16 +23,18 @@ import (
 const pinsTimeout = 30 * time.Second
 
 type pinsFlags struct {
-	cacert string
-	json   bool
+	cacert  string
+	json    bool
+	refused refusedFlags
 }
 
 func pinsOptions(f *pinsFlags, stdout, stderr io.Writer) *options {
 	o := newOptions("pins", "pins [--cacert FILE] [--json] https://host[:port]/",
 		"Connects with full validation and prints every certificate of the verified chain with its\n"+
 			"SPKI pin and SHA-256 fingerprint, then a recommended PinSet (a primary and a backup pin)\n"+
-			"in Go and in JSON.", stdout, stderr)
+			"in Go and in JSON. The server is an https URL, or host[:port] for short.", stdout, stderr)
 	o.str(&f.cacert, "", "cacert", "FILE", "trust the roots in this PEM file instead of the system roots")
+	f.refused.addInsecure(o)
 	o.boolean(&f.json, "", "json", "print only the recommended []securehttp.PinSet, as JSON")
 	return o
 }
@@ -44,6 +46,9 @@ func runPins(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if !ok {
 		return code
 	}
+	if code, refused := f.refused.check(o); refused {
+		return code
+	}
 	switch len(positional) {
 	case 0:
 		fmt.Fprintf(stderr, "securehttp pins: missing the URL of the server\nusage: securehttp %s\n", o.usage)
@@ -52,7 +57,13 @@ func runPins(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	default:
 		return o.refuse(positional[1], "pins takes one URL; put flags before or after it")
 	}
-	u, err := parseAbsoluteURL(positional[0])
+	target := positional[0]
+	if !strings.Contains(target, "://") {
+		// host[:port], as people type it: https is the only scheme pins
+		// speaks.
+		target = "https://" + target
+	}
+	u, err := parseAbsoluteURL(target)
 	if err != nil {
 		fmt.Fprintf(stderr, "securehttp pins: %v\n", err)
 		return exitUsage
@@ -67,8 +78,11 @@ func runPins(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err != nil {
 		code := exitCode(err)
 		what := "cannot connect"
-		if code == exitTLS {
+		switch code {
+		case exitCertificate, exitCertStatus:
 			what = "the certificate chain does not validate"
+		case exitHandshake:
+			what = "the TLS handshake failed"
 		}
 		fmt.Fprintf(stderr, "securehttp pins: %s: %s: %s\n", u.Host, what, errText(err))
 		return code

@@ -267,11 +267,11 @@ func TestPinsUntrusted(t *testing.T) {
 		args []string
 		want int
 	}{
-		{"system roots", []string{"pins", srv.URL + "/"}, exitTLS},
-		{"another root", []string{"pins", "--cacert", otherPEM, srv.URL + "/"}, exitTLS},
-		{"expired leaf", []string{"pins", "--cacert", rootPEM, expiredSrv.URL + "/"}, exitTLS},
+		{"system roots", []string{"pins", srv.URL + "/"}, exitCertificate},
+		{"another root", []string{"pins", "--cacert", otherPEM, srv.URL + "/"}, exitCertificate},
+		{"expired leaf", []string{"pins", "--cacert", rootPEM, expiredSrv.URL + "/"}, exitCertificate},
 		{"plain http", []string{"pins", "http://127.0.0.1:1/"}, exitInsecure},
-		{"no scheme", []string{"pins", "127.0.0.1:443"}, exitUsage},
+		{"no scheme means https", []string{"pins", closedPort(t)}, exitConnect},
 		{"missing --cacert file", []string{"pins", "--cacert", "/nonexistent/root.pem", srv.URL + "/"}, exitUsage},
 	}
 	for _, tt := range tests {
@@ -309,8 +309,8 @@ func TestPinsEscapesServerText(t *testing.T) {
 	}
 
 	code, out, errOut := runCmd(t, "pins", "--cacert", rootPEM, "https://localhost:"+port+"/")
-	if code != exitTLS {
-		t.Fatalf("got exit code %d, want %d; stderr %q", code, exitTLS, errOut)
+	if code != exitCertificate {
+		t.Fatalf("got exit code %d, want %d; stderr %q", code, exitCertificate, errOut)
 	}
 	if out != "" {
 		t.Errorf("got stdout %q, want nothing", out)
@@ -359,4 +359,41 @@ func TestPinsJSON(t *testing.T) {
 		t.Fatalf("a client configured with the printed pins: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// TestPinsTargetForms: pins takes the server as the pin-mismatch hint
+// prints it and as people type it: an https URL with or without a port or
+// a path, or a bare host[:port][/path], which means https. Flags may come
+// after it.
+func TestPinsTargetForms(t *testing.T) {
+	t.Parallel()
+	srv, rootPEM := pinsServer(t)
+	hostPort := srv.Listener.Addr().String()
+	for _, args := range [][]string{
+		{"--cacert", rootPEM, "https://" + hostPort + "/"},
+		{"--cacert", rootPEM, "https://" + hostPort},
+		{"--cacert", rootPEM, "https://" + hostPort + "/v1/me?x=1"},
+		{"--cacert", rootPEM, hostPort},
+		{hostPort, "--cacert", rootPEM},
+		{"--cacert=" + rootPEM, hostPort},
+		{"--cacert", rootPEM, hostPort + "/any/path"},
+	} {
+		code, out, errOut := runCmd(t, append([]string{"pins", "--json"}, args...)...)
+		var sets []securehttp.PinSet
+		if err := json.Unmarshal([]byte(out), &sets); code != exitOK || err != nil || len(sets) != 1 {
+			t.Errorf("pins --json %q: got exit code %d and stdout %q, want 0 and one PinSet; stderr %q", args, code, out, errOut)
+		}
+	}
+	for _, tt := range []struct {
+		target string
+		want   int
+	}{
+		{"http://" + hostPort + "/", exitInsecure},
+		{"ftp://" + hostPort + "/", exitInsecure},
+		{"https:///path", exitUsage},
+	} {
+		if code, _, errOut := runCmd(t, "pins", "--cacert", rootPEM, tt.target); code != tt.want {
+			t.Errorf("pins %q: got exit code %d, want %d; stderr %q", tt.target, code, tt.want, errOut)
+		}
+	}
 }

@@ -5,16 +5,18 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/subtle"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,13 +57,16 @@ func serveDemo(ctx context.Context, dur time.Duration, stdout, stderr io.Writer)
 
 // served is the running --serve scenery.
 type served struct {
-	dir      string // holds root.pem
-	rootFile string
-	pins     []string
-	secret   string
-	base     string // https://127.0.0.1:PORT
-	srv      *http.Server
-	done     chan struct{}
+	dir        string // holds the files below
+	rootFile   string // the root CA, for --cacert
+	secretFile string // the client secret, for --client-secret-file
+	keyFile    string // the client's private key, for --client-key
+	pins       []string
+	secret     string
+	base       string // https://127.0.0.1:PORT, also the issuer
+	tokens     *issuer
+	srv        *http.Server
+	done       chan struct{}
 }
 
 func startServe(logTo io.Writer) (_ *served, err error) {
@@ -79,11 +84,12 @@ func startServe(logTo io.Writer) (_ *served, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// The leaf names the address and hostAPI, which no resolver knows:
-	// The --connect-to example of docs/command.md reaches it by that name.
-	// Valid for longer than a client's expiry warning (14 days), so that
-	// the demo's clients have nothing to warn of.
-	leaf, err := inter.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{hostAPI},
+	// The leaf names the address, localhost, where /v1/redirect/other-host
+	// leads, and hostAPI, which no resolver knows: the --connect-to example
+	// of docs/command.md reaches it by that name. Valid for longer than a
+	// client's expiry warning (14 days), so that the demo's clients have
+	// nothing to warn of.
+	leaf, err := inter.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{hostAPI, "localhost"},
 		NotAfter: time.Now().Add(demoLeafLifetime)})
 	if err != nil {
 		return nil, err
@@ -105,24 +111,48 @@ func startServe(logTo io.Writer) (_ *served, err error) {
 		return nil, err
 	}
 	s.secret = hex.EncodeToString(secret)
-	is, err := newIssuer(serveLifetime)
+	// The secret file ends with a newline, as one written by echo does.
+	s.secretFile = filepath.Join(s.dir, "client-secret")
+	if err := os.WriteFile(s.secretFile, []byte(s.secret+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	clientKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-
-	d := &demo{issuer: is}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/hello", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "hello\n")
-	})
-	mux.HandleFunc("GET /v1/me", d.me)
-	mux.HandleFunc("POST /token", s.token(is))
+	der, err := x509.MarshalPKCS8PrivateKey(clientKey)
+	if err != nil {
+		return nil, err
+	}
+	s.keyFile = filepath.Join(s.dir, "client-key.pem")
+	if err := os.WriteFile(s.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return nil, err
+	}
+	if s.tokens, err = newIssuer(serveLifetime); err != nil {
+		return nil, err
+	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	s.base = "https://" + ln.Addr().String()
+	dpop := newDPoPChecker()
+	auth := &authServer{
+		issuer:    s.base,
+		tokenURL:  s.base + "/token",
+		clientID:  serveClientID,
+		secret:    s.secret,
+		clientKey: &clientKey.PublicKey,
+		tokens:    s.tokens,
+		dpop:      dpop,
+		seen:      newOnceCache(time.Now),
+		now:       time.Now,
+	}
+	mux := http.NewServeMux()
+	(&api{base: s.base, names: []string{"127.0.0.1", "localhost", hostAPI}, tokens: s.tokens, dpop: dpop}).routes(mux)
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server", auth.metadata)
+	mux.HandleFunc("POST /token", auth.token)
 	s.srv = &http.Server{
 		Handler:           logRequests(logTo, mux),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(leaf, inter)}, MinVersion: tls.VersionTLS12},
@@ -137,26 +167,8 @@ func startServe(logTo io.Writer) (_ *served, err error) {
 	return s, nil
 }
 
-// token is the token endpoint: client credentials with client_secret_basic.
-func (s *served) token(is *issuer) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, secret, ok := r.BasicAuth()
-		if ok {
-			// RFC 6749 section 2.3.1: both are form-encoded first.
-			id, _ = url.QueryUnescape(id)
-			secret, _ = url.QueryUnescape(secret)
-		}
-		if !ok || id != serveClientID || subtle.ConstantTimeCompare([]byte(secret), []byte(s.secret)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Basic realm="securehttp demo"`)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"error":"invalid_client"}`)
-			return
-		}
-		is.serveToken(w, r)
-	}
-}
-
+// close stops the server and removes the files; it may be called more
+// than once.
 func (s *served) close() {
 	if s.srv != nil {
 		s.srv.Close()
@@ -170,19 +182,29 @@ func (s *served) close() {
 // print writes what a client needs, first for a reader, then as shell
 // lines to paste.
 func (s *served) print(w io.Writer) {
-	fmt.Fprintf(w, "securehttp demo: an API and a token endpoint on 127.0.0.1, until interrupted (Ctrl-C).\n")
-	fmt.Fprintf(w, "  API:      %s/v1/me (needs a token), %s/v1/hello (needs none)\n", s.base, s.base)
-	fmt.Fprintf(w, "  token:    %s/token (client credentials, client_secret_basic)\n", s.base)
+	fmt.Fprintf(w, "securehttp demo: an API and an authorization server on 127.0.0.1, until interrupted (Ctrl-C).\n")
+	fmt.Fprintf(w, "  API:      %s/v1/me (needs a token), %s/v1/hello (needs none),\n", s.base, s.base)
+	fmt.Fprintf(w, "            %s/v1/dpop (needs a DPoP-bound token), %s/v1/echo (any method: what it got),\n", s.base, s.base)
+	fmt.Fprintf(w, "            %s/v1/redirect/same-host and /v1/redirect/other-host (to localhost)\n", s.base)
+	fmt.Fprintf(w, "  issuer:   %s (RFC 8414 metadata), token endpoint %s/token: client credentials with\n", s.base, s.base)
+	fmt.Fprintf(w, "            client_secret_basic or private_key_jwt; DPoP-bound tokens for a DPoP proof\n")
 	fmt.Fprintf(w, "  root CA:  %s\n", s.rootFile)
 	fmt.Fprintf(w, "  pins:     %s (the intermediate CA's key), %s (a spare key: the backup)\n", s.pins[0], s.pins[1])
 	fmt.Fprintf(w, "\nIn another terminal, in this repository, paste:\n\n")
 	for _, kv := range s.env() {
 		fmt.Fprintf(w, "export %s=%s\n", kv[0], shellQuote(kv[1]))
 	}
-	fmt.Fprintf(w, "go run ./examples/quickstart\n\n")
+	fmt.Fprintf(w, "go run ./examples/quickstart\n")
+	fmt.Fprintf(w, "\nor call the API with the command, which gets its own token:\n\n")
+	fmt.Fprintf(w, "go run ./cmd/securehttp get %s \"$SECUREHTTP_URL\"\n\n", serveGetFlags)
 }
 
-// env is what the quick start reads, in order.
+// serveGetFlags are the flags of get that call the demo API with a token,
+// as print shows them.
+const serveGetFlags = `--cacert "$SECUREHTTP_CACERT" --pin "$SECUREHTTP_PINS" --client-id "$SECUREHTTP_CLIENT_ID" ` +
+	`--client-secret-file "$SECUREHTTP_CLIENT_SECRET_FILE" --issuer "$SECUREHTTP_ISSUER"`
+
+// env is what the quick start and get's examples read, in order.
 func (s *served) env() [][2]string {
 	return [][2]string{
 		{"SECUREHTTP_BASE", s.base},
@@ -192,6 +214,9 @@ func (s *served) env() [][2]string {
 		{"SECUREHTTP_TOKEN_URL", s.base + "/token"},
 		{"SECUREHTTP_CLIENT_ID", serveClientID},
 		{"SECUREHTTP_CLIENT_SECRET", s.secret},
+		{"SECUREHTTP_ISSUER", s.base},
+		{"SECUREHTTP_CLIENT_SECRET_FILE", s.secretFile},
+		{"SECUREHTTP_CLIENT_KEY", s.keyFile},
 	}
 }
 
