@@ -70,7 +70,7 @@ func newGrantServer(t *testing.T) *grantServer {
 		}
 		resp := map[string]any{"access_token": tok, "token_type": typ, "expires_in": 3600}
 		if r.PostForm.Get("grant_type") == grantTypeTokenExchange {
-			resp["issued_token_type"] = tokenTypeAccess
+			resp["issued_token_type"] = r.PostForm.Get("requested_token_type")
 		}
 		json.NewEncoder(w).Encode(resp)
 	}))

@@ -102,7 +102,7 @@ func checkTokenExchange(e *TokenExchange, haveClientCert bool) (*tokenClient, er
 	if err := checkScopes(field+".Scopes", scopes); err != nil {
 		return nil, err
 	}
-	subject, actor, actorType, requested := e.SubjectToken, e.ActorToken, e.ActorTokenType, e.RequestedTokenType
+	subject, actor, actorType, requested := e.SubjectToken, e.ActorToken, e.ActorTokenType, tc.issued
 	tc.params = func(ctx context.Context, _ string) (url.Values, error) {
 		s, err := callAssertion(ctx, "the subject token", subject)
 		if err != nil {
@@ -117,9 +117,10 @@ func checkTokenExchange(e *TokenExchange, haveClientCert bool) (*tokenClient, er
 			form.Set("actor_token", a)
 			form.Set("actor_token_type", actorType)
 		}
-		if requested != "" {
-			form.Set("requested_token_type", requested)
-		}
+		// Sent even for the default: Google's STS requires it, and a
+		// server's own default may be another type (zitadel's example
+		// issues a refresh token).
+		form.Set("requested_token_type", requested)
 		for _, a := range audience {
 			form.Add("audience", a)
 		}

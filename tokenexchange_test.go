@@ -13,8 +13,8 @@ import (
 
 // A token exchange sends the subject token with its type (a JWT unless
 // said otherwise), the actor token with its type, each audience and
-// resource, the scopes and the requested type only when asked for, and the
-// client's authentication.
+// resource, the scopes, the requested type (an access token unless said
+// otherwise), and the client's authentication.
 func TestTokenExchangeSendsRFC8693Parameters(t *testing.T) {
 	t.Parallel()
 	subject := func(context.Context) (string, error) { return "subject.jwt.value", nil }
@@ -25,13 +25,14 @@ func TestTokenExchangeSendsRFC8693Parameters(t *testing.T) {
 		want url.Values
 	}{
 		{"defaults", TokenExchange{SubjectToken: subject}, url.Values{
-			"grant_type": {grantTypeTokenExchange}, "subject_token": {"subject.jwt.value"}, "subject_token_type": {tokenTypeJWT}}},
+			"grant_type": {grantTypeTokenExchange}, "subject_token": {"subject.jwt.value"}, "subject_token_type": {tokenTypeJWT},
+			"requested_token_type": {tokenTypeAccess}}},
 		{"everything", TokenExchange{SubjectToken: subject, SubjectTokenType: tokenTypeIDToken, ActorToken: actor,
 			ActorTokenType: tokenTypeAccess, Audience: []string{"billing", "ledger"}, Resource: []string{"https://api.test/"},
-			Scopes: []string{"read", "write"}, RequestedTokenType: tokenTypeAccess}, url.Values{
+			Scopes: []string{"read", "write"}, RequestedTokenType: tokenTypeJWT}, url.Values{
 			"grant_type": {grantTypeTokenExchange}, "subject_token": {"subject.jwt.value"}, "subject_token_type": {tokenTypeIDToken},
 			"actor_token": {"actor.jwt.value"}, "actor_token_type": {tokenTypeAccess}, "audience": {"billing", "ledger"},
-			"resource": {"https://api.test/"}, "scope": {"read write"}, "requested_token_type": {tokenTypeAccess}}},
+			"resource": {"https://api.test/"}, "scope": {"read write"}, "requested_token_type": {tokenTypeJWT}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
