@@ -17,8 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // ClientCredentials obtains tokens with the OAuth 2.0 client credentials
@@ -126,18 +124,6 @@ type tokenClient struct {
 	discErr   error     // the last discovery failure
 }
 
-// clientAuth is how a client authenticates at the token endpoint: with a
-// key (private_key_jwt), a secret (client_secret_basic), an assertion made
-// elsewhere, or its client certificate (tls_client_auth, none of these).
-type clientAuth struct {
-	id        string
-	key       crypto.Signer
-	keyID     string
-	method    *signerMethod // with key only
-	secret    string
-	assertion Assertion
-}
-
 // checkClientCredentials checks c and returns its token client, not yet
 // connected to a transport.
 func checkClientCredentials(c *ClientCredentials, haveClientCert bool) (*tokenClient, error) {
@@ -189,39 +175,6 @@ func checkEndpoint(field, issuer, tokenURL string, haveClientCert bool) (*tokenC
 		}
 	}
 	return &tokenClient{issuer: issuer, tokenURL: tokenURL, endpoint: tokenURL, mtls: haveClientCert}, nil
-}
-
-// checkClientAuth checks how c authenticates: exactly one of Key,
-// ClientSecret and Assertion, or none of them with a client certificate.
-func checkClientAuth(field string, c *ClientCredentials, haveClientCert bool) (*clientAuth, error) {
-	a := &clientAuth{id: c.ClientID, key: c.Key, keyID: c.KeyID, secret: c.ClientSecret, assertion: c.Assertion}
-	switch n := countTrue(c.Key != nil, c.ClientSecret != "", c.Assertion != nil); {
-	case n > 1:
-		return nil, &ConfigError{Field: field, Err: errors.New(
-			"more than one client authentication: set one of Key, ClientSecret and Assertion")}
-	case n == 0 && !haveClientCert:
-		return nil, &ConfigError{Field: field, Err: errors.New(
-			"no client authentication: set Key (private_key_jwt), ClientSecret (client_secret_basic), " +
-				"Assertion, or Config.GetClientCertificate (tls_client_auth)")}
-	}
-	if c.Key != nil {
-		m, err := signingMethodFor(c.Key)
-		if err != nil {
-			return nil, &ConfigError{Field: field + ".Key", Err: err}
-		}
-		a.method = m
-	}
-	return a, nil
-}
-
-func countTrue(bs ...bool) int {
-	n := 0
-	for _, b := range bs {
-		if b {
-			n++
-		}
-	}
-	return n
 }
 
 // checkScopes checks scope tokens (RFC 6749 section 3.3).
@@ -322,10 +275,8 @@ func (tc *tokenClient) request(ctx context.Context, endpoint string) (Token, err
 	}
 	base.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	base.Header.Set("Accept", "application/json")
-	if a := tc.auth; a != nil && a.secret != "" {
-		// RFC 6749 section 2.3.1: both parts form-encoded before Basic.
-		creds := url.QueryEscape(a.id) + ":" + url.QueryEscape(a.secret)
-		base.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))
+	if a := tc.auth; a != nil {
+		a.basic(base.Header)
 	}
 	x, err := t.admit(base)
 	if err != nil {
@@ -391,45 +342,6 @@ func (tc *tokenClient) attemptRequest(ctx context.Context, x *exchange, endpoint
 	return req, nil
 }
 
-// authenticate adds a's parameters to form: a new client assertion, or the
-// client_id alone; client_secret_basic is in the request's header.
-func (tc *tokenClient) authenticate(ctx context.Context, a *clientAuth, form url.Values) error {
-	var assertion string
-	var err error
-	switch {
-	case a.method != nil:
-		assertion, err = tc.sign(a)
-	case a.assertion != nil:
-		assertion, err = callAssertion(ctx, "the client assertion", a.assertion)
-	case a.secret != "":
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	form.Set("client_id", a.id)
-	if assertion != "" {
-		form.Set("client_assertion_type", assertionTypeJWTBearr)
-		form.Set("client_assertion", assertion)
-	}
-	return nil
-}
-
-// callAssertion calls an Assertion of the user's and checks that it gave
-// something to send.
-func callAssertion(ctx context.Context, what string, a Assertion) (string, error) {
-	s, err := a(ctx)
-	switch {
-	case err != nil:
-		return "", wrap(what, err)
-	case s == "":
-		return "", fmt.Errorf("%s is empty", what)
-	case len(s) > maxTokenLen:
-		return "", fmt.Errorf("%s is longer than %d bytes", what, maxTokenLen)
-	}
-	return s, nil
-}
-
 // read reads the answer to one token request. It returns the token, or the
 // error, with the OAuth error apart when the server answered with one.
 func (tc *tokenClient) read(req *http.Request, resp *http.Response, err error, start time.Time) (Token, *OAuthError, error) {
@@ -477,33 +389,6 @@ func (tc *tokenClient) sentCredentials(req *http.Request) *echoGuard {
 		g.addKey(d.key)
 	}
 	return g
-}
-
-// sign makes a client assertion (RFC 7523 section 3) with a's key and a
-// fresh jti.
-func (tc *tokenClient) sign(a *clientAuth) (string, error) {
-	now := tc.t.now()
-	aud := tc.issuer
-	if aud == "" {
-		aud = tc.tokenURL
-	}
-	claims := jwt.MapClaims{
-		"iss": a.id,
-		"sub": a.id,
-		"aud": aud, // a string, not an array: rfc7523bis and FAPI 2.0
-		"iat": now.Unix(),
-		"exp": now.Add(assertionLifetime).Unix(),
-		"jti": randomID(),
-	}
-	t := jwt.NewWithClaims(a.method, claims)
-	if a.keyID != "" {
-		t.Header["kid"] = a.keyID
-	}
-	s, err := t.SignedString(a.key)
-	if err != nil {
-		return "", wrap("signing the client assertion", err)
-	}
-	return s, nil
 }
 
 // randomID returns 128 random bits, base64url-encoded.
