@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -217,29 +218,37 @@ const maxCertFileSize = 1 << 20
 // /dev/zero or an oversized file planted at the path is refused at once,
 // and the watcher, and Close, never hang on it.
 func readCertFile(path string) ([]byte, error) {
+	data, _, err := readBoundedFile(path, maxCertFileSize, errCertFileUnfit)
+	return data, err
+}
+
+// readBoundedFile reads a regular file of at most limit bytes, following
+// symbolic links and without blocking on a FIFO, and returns what fstat
+// said of the file it read. What is not such a file is refused with unfit.
+func readBoundedFile(path string, limit int64, unfit error) ([]byte, fs.FileInfo, error) {
 	f, err := openCertFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: not a regular file (%s)", errCertFileUnfit, info.Mode().Type())
+		return nil, nil, fmt.Errorf("%w: not a regular file (%s)", unfit, info.Mode().Type())
 	}
-	if info.Size() > maxCertFileSize {
-		return nil, fmt.Errorf("%w: %d bytes, more than %d", errCertFileUnfit, info.Size(), maxCertFileSize)
+	if info.Size() > limit {
+		return nil, nil, fmt.Errorf("%w: %d bytes, more than %d", unfit, info.Size(), limit)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxCertFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if len(data) > maxCertFileSize {
-		return nil, fmt.Errorf("%w: more than %d bytes", errCertFileUnfit, maxCertFileSize)
+	if int64(len(data)) > limit {
+		return nil, nil, fmt.Errorf("%w: more than %d bytes", unfit, limit)
 	}
-	return data, nil
+	return data, info, nil
 }
 
 var (

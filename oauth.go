@@ -12,21 +12,21 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // ClientCredentials obtains tokens with the OAuth 2.0 client credentials
 // grant (RFC 6749 section 4.4), for a service calling an API as itself. The
-// client authenticates with private_key_jwt (RFC 7523) when Key is set,
-// client_secret_basic when ClientSecret is, and otherwise tls_client_auth
-// (RFC 8705) with Config.GetClientCertificate. Token requests go through the
-// same hardened transport (roots, pins, certificate, egress), never carry a
-// token, and are bounded by Bearer.RefreshTimeout.
+// client authenticates with exactly one of Key (private_key_jwt, RFC 7523),
+// ClientSecret (client_secret_basic) and Assertion, or with none of them by
+// tls_client_auth (RFC 8705) with Config.GetClientCertificate. Token
+// requests go through the same hardened transport (roots, pins,
+// certificate, egress), never carry a token, and are bounded by
+// Bearer.RefreshTimeout.
 type ClientCredentials struct {
 	// Issuer is the authorization server's issuer, an https URL whose
 	// metadata (RFC 8414, then OpenID Connect Discovery) must name it
@@ -46,8 +46,12 @@ type ClientCredentials struct {
 	Key   crypto.Signer `json:"-"`
 	KeyID string
 
-	// ClientSecret authenticates with client_secret_basic when Key is nil.
+	// ClientSecret authenticates with client_secret_basic.
 	ClientSecret string `json:"-"`
+
+	// Assertion, if set, is sent as the client assertion (RFC 7521
+	// section 4.2), such as AssertionFile's projected token.
+	Assertion Assertion `json:"-"`
 
 	// Scopes and Resource (RFC 8707 resource indicators) are requested
 	// when set.
@@ -72,14 +76,20 @@ func (c ClientCredentials) MarshalJSON() ([]byte, error) {
 }
 
 func (c ClientCredentials) authMethod() string {
-	switch {
-	case c.Key != nil:
-		return "private_key_jwt"
-	case c.ClientSecret != "":
-		return "client_secret_basic"
-	default:
+	var methods []string
+	if c.Key != nil {
+		methods = append(methods, "private_key_jwt")
+	}
+	if c.ClientSecret != "" {
+		methods = append(methods, "client_secret_basic")
+	}
+	if c.Assertion != nil {
+		methods = append(methods, "client_assertion")
+	}
+	if len(methods) == 0 {
 		return "tls_client_auth"
 	}
+	return strings.Join(methods, "+")
 }
 
 const (
@@ -92,12 +102,20 @@ const (
 	assertionTypeJWTBearr = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 )
 
-// tokenClient performs the client credentials requests of one client.
+// tokenClient performs the token requests of one grant: ClientCredentials,
+// JWTBearer or TokenExchange. The grant gives the parameters of each
+// attempt; the client's authentication, discovery, the request loop and
+// the reading of the answer are the same for all.
 type tokenClient struct {
-	cfg    ClientCredentials
-	mtls   bool          // a client certificate is in use: prefer the mTLS endpoint aliases
-	method *signerMethod // private_key_jwt only
-	t      *transport    // sends the requests; set by newTokenSource
+	issuer, tokenURL string
+	auth             *clientAuth // nil: the client does not authenticate
+	mtls             bool        // a client certificate is in use: prefer the mTLS endpoint aliases
+	// params returns the grant's parameters for one attempt, grant_type
+	// included. endpoint is the token endpoint, the audience of an
+	// assertion that names none.
+	params func(ctx context.Context, endpoint string) (url.Values, error)
+	issued string     // the issued_token_type a token exchange wants; "" for other grants
+	t      *transport // sends the requests; set by newTokenSource
 
 	mu        sync.Mutex
 	endpoint  string    // discovered or configured token endpoint
@@ -109,52 +127,75 @@ type tokenClient struct {
 // checkClientCredentials checks c and returns its token client, not yet
 // connected to a transport.
 func checkClientCredentials(c *ClientCredentials, haveClientCert bool) (*tokenClient, error) {
-	field := func(name string) string { return "Bearer.ClientCredentials." + name }
-	tc := &tokenClient{cfg: *c, mtls: haveClientCert}
-	tc.cfg.Scopes = append([]string(nil), c.Scopes...)
-	tc.cfg.Resource = append([]string(nil), c.Resource...)
+	const field = "Bearer.ClientCredentials"
 	if c.ClientID == "" {
-		return nil, &ConfigError{Field: field("ClientID"), Err: errors.New("required")}
+		return nil, &ConfigError{Field: field + ".ClientID", Err: errors.New("required")}
 	}
-	if c.Issuer == "" && c.TokenURL == "" {
-		return nil, &ConfigError{Field: field("Issuer"), Err: errors.New("set Issuer, TokenURL or both")}
+	tc, err := checkEndpoint(field, c.Issuer, c.TokenURL, haveClientCert)
+	if err != nil {
+		return nil, err
 	}
-	if c.Issuer != "" {
-		if err := checkIssuer(c.Issuer); err != nil {
-			return nil, &ConfigError{Field: field("Issuer"), Value: c.Issuer, Err: err}
+	if tc.auth, err = checkClientAuth(field, c, haveClientCert); err != nil {
+		return nil, err
+	}
+	scopes, resource := slices.Clone(c.Scopes), slices.Clone(c.Resource)
+	if err := checkScopes(field+".Scopes", scopes); err != nil {
+		return nil, err
+	}
+	if err := checkResources(field+".Resource", resource); err != nil {
+		return nil, err
+	}
+	tc.params = func(context.Context, string) (url.Values, error) {
+		form := url.Values{"grant_type": {"client_credentials"}}
+		if len(scopes) > 0 {
+			form.Set("scope", strings.Join(scopes, " "))
 		}
-	}
-	if c.TokenURL != "" {
-		if err := checkHTTPSURL(c.TokenURL); err != nil {
-			return nil, &ConfigError{Field: field("TokenURL"), Value: c.TokenURL, Err: err}
+		for _, r := range resource {
+			form.Add("resource", r)
 		}
-		tc.endpoint = c.TokenURL
-	}
-	switch {
-	case c.Key != nil:
-		m, err := signingMethodFor(c.Key)
-		if err != nil {
-			return nil, &ConfigError{Field: field("Key"), Err: err}
-		}
-		tc.method = m
-	case c.ClientSecret != "":
-	case !haveClientCert:
-		return nil, &ConfigError{Field: "Bearer.ClientCredentials", Err: errors.New(
-			"no client authentication: set Key (private_key_jwt), ClientSecret (client_secret_basic), " +
-				"or Config.GetClientCertificate (tls_client_auth)")}
-	}
-	for i, s := range c.Scopes {
-		if s == "" || strings.ContainsAny(s, " \"\\") || !isPrintableASCII(s) {
-			return nil, &ConfigError{Field: fmt.Sprintf("%s[%d]", field("Scopes"), i), Value: s, Err: errors.New("not a valid scope token")}
-		}
-	}
-	for i, r := range c.Resource {
-		u, err := url.Parse(r)
-		if err != nil || !u.IsAbs() || u.Fragment != "" {
-			return nil, &ConfigError{Field: fmt.Sprintf("%s[%d]", field("Resource"), i), Value: r, Err: errors.New("must be an absolute URI without a fragment (RFC 8707)")}
-		}
+		return form, nil
 	}
 	return tc, nil
+}
+
+// checkEndpoint checks a grant's Issuer and TokenURL, and returns a token
+// client for them.
+func checkEndpoint(field, issuer, tokenURL string, haveClientCert bool) (*tokenClient, error) {
+	if issuer == "" && tokenURL == "" {
+		return nil, &ConfigError{Field: field + ".Issuer", Err: errors.New("set Issuer, TokenURL or both")}
+	}
+	if issuer != "" {
+		if err := checkIssuer(issuer); err != nil {
+			return nil, &ConfigError{Field: field + ".Issuer", Value: issuer, Err: err}
+		}
+	}
+	if tokenURL != "" {
+		if err := checkHTTPSURL(tokenURL); err != nil {
+			return nil, &ConfigError{Field: field + ".TokenURL", Value: tokenURL, Err: err}
+		}
+	}
+	return &tokenClient{issuer: issuer, tokenURL: tokenURL, endpoint: tokenURL, mtls: haveClientCert}, nil
+}
+
+// checkScopes checks scope tokens (RFC 6749 section 3.3).
+func checkScopes(field string, scopes []string) error {
+	for i, s := range scopes {
+		if s == "" || strings.ContainsAny(s, " \"\\") || !isPrintableASCII(s) {
+			return &ConfigError{Field: fmt.Sprintf("%s[%d]", field, i), Value: s, Err: errors.New("not a valid scope token")}
+		}
+	}
+	return nil
+}
+
+// checkResources checks resource indicators (RFC 8707).
+func checkResources(field string, resource []string) error {
+	for i, r := range resource {
+		u, err := url.Parse(r)
+		if err != nil || !u.IsAbs() || u.Fragment != "" {
+			return &ConfigError{Field: fmt.Sprintf("%s[%d]", field, i), Value: r, Err: errors.New("must be an absolute URI without a fragment (RFC 8707)")}
+		}
+	}
+	return nil
 }
 
 // checkIssuer enforces RFC 8414 section 2: an https URL with no query or
@@ -196,14 +237,14 @@ func isPrintableASCII(s string) bool {
 	return true
 }
 
-// fetch obtains a new token: Bearer.Refresh for ClientCredentials.
+// fetch obtains a new token: Bearer.Refresh for a grant.
 func (tc *tokenClient) fetch(ctx context.Context) (Token, error) {
 	endpoint, err := tc.tokenEndpoint(ctx)
 	if err != nil {
 		return Token{}, err
 	}
 	tok, err := tc.request(ctx, endpoint)
-	if err != nil && tc.cfg.TokenURL == "" {
+	if err != nil && tc.tokenURL == "" {
 		// The endpoint may have moved: discover it again next time.
 		tc.forget(endpoint)
 	}
@@ -224,8 +265,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // request sends the token request, and sends it again as the transport's
 // judge decides: after a failure that got no answer, a 5xx, or a DPoP nonce
-// challenge (RFC 9449 section 8). Each attempt carries a new client
-// assertion and a new proof, since the server has seen the last ones' jti.
+// challenge (RFC 9449 section 8). Each attempt carries new assertions and a
+// new proof, since the server has seen the last ones' jti.
 func (tc *tokenClient) request(ctx context.Context, endpoint string) (Token, error) {
 	t := tc.t
 	base, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, nil)
@@ -234,10 +275,8 @@ func (tc *tokenClient) request(ctx context.Context, endpoint string) (Token, err
 	}
 	base.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	base.Header.Set("Accept", "application/json")
-	if tc.method == nil && tc.cfg.ClientSecret != "" {
-		// RFC 6749 section 2.3.1: both parts form-encoded before Basic.
-		creds := url.QueryEscape(tc.cfg.ClientID) + ":" + url.QueryEscape(tc.cfg.ClientSecret)
-		base.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))
+	if a := tc.auth; a != nil {
+		a.basic(base.Header)
 	}
 	x, err := t.admit(base)
 	if err != nil {
@@ -245,7 +284,7 @@ func (tc *tokenClient) request(ctx context.Context, endpoint string) (Token, err
 	}
 	x.tokenRequest = true
 	for {
-		req, err := tc.attemptRequest(&x)
+		req, err := tc.attemptRequest(ctx, &x, endpoint)
 		if err != nil {
 			return Token{}, err
 		}
@@ -273,28 +312,18 @@ func (tc *tokenClient) request(ctx context.Context, endpoint string) (Token, err
 	}
 }
 
-// attemptRequest returns the request of x's next attempt: the form, with a
-// new client assertion for private_key_jwt, and with DPoP a new proof.
-func (tc *tokenClient) attemptRequest(x *exchange) (*http.Request, error) {
-	form := url.Values{"grant_type": {"client_credentials"}}
-	if len(tc.cfg.Scopes) > 0 {
-		form.Set("scope", strings.Join(tc.cfg.Scopes, " "))
+// attemptRequest returns the request of x's next attempt: the grant's form
+// with the client's authentication, and with DPoP a new proof.
+func (tc *tokenClient) attemptRequest(ctx context.Context, x *exchange, endpoint string) (*http.Request, error) {
+	ctx = withAssertionAudience(ctx, endpoint)
+	form, err := tc.params(ctx, endpoint)
+	if err != nil {
+		return nil, err
 	}
-	for _, r := range tc.cfg.Resource {
-		form.Add("resource", r)
-	}
-	switch {
-	case tc.method != nil:
-		assertion, err := tc.assertion()
-		if err != nil {
+	if a := tc.auth; a != nil {
+		if err := tc.authenticate(ctx, a, form); err != nil {
 			return nil, err
 		}
-		form.Set("client_id", tc.cfg.ClientID)
-		form.Set("client_assertion_type", assertionTypeJWTBearr)
-		form.Set("client_assertion", assertion)
-	case tc.cfg.ClientSecret != "":
-	default:
-		form.Set("client_id", tc.cfg.ClientID)
 	}
 	req := new(http.Request)
 	*req = *x.req
@@ -344,11 +373,11 @@ func (tc *tokenClient) read(req *http.Request, resp *http.Response, err error, s
 		}
 		return Token{}, oerr, oerr
 	}
-	wantType := "Bearer"
+	want := answer{tokenType: "Bearer", issued: tc.issued}
 	if t.dpop != nil {
-		wantType = "DPoP" // a bearer token instead is a downgrade, refused
+		want.tokenType = "DPoP" // a bearer token instead is a downgrade, refused
 	}
-	tok, err := parseTokenResponse(data, start, wantType, tc.sentCredentials(req))
+	tok, err := parseTokenResponse(data, start, want, tc.sentCredentials(req))
 	if err != nil {
 		return Token{}, nil, tc.failed(req.URL, err)
 	}
@@ -357,11 +386,16 @@ func (tc *tokenClient) read(req *http.Request, resp *http.Response, err error, s
 
 // credentialHint says which credential an invalid_client answer is about.
 func (tc *tokenClient) credentialHint() string {
-	switch tc.cfg.authMethod() {
-	case "private_key_jwt":
-		return "check ClientCredentials.ClientID, and that the server holds the public key of Key (KeyID " + strconv.Quote(tc.cfg.KeyID) + ")"
-	case "client_secret_basic":
+	a := tc.auth
+	switch {
+	case a == nil:
+		return "this grant does not authenticate the client: set its Client"
+	case a.method != nil:
+		return "check ClientCredentials.ClientID, and that the server holds the public key of Key (KeyID " + strconv.Quote(a.keyID) + ")"
+	case a.secret != "":
 		return "check ClientCredentials.ClientID and ClientSecret"
+	case a.assertion != nil:
+		return "check ClientCredentials.ClientID, and that the server trusts the issuer of the Assertion's tokens"
 	}
 	return "check ClientCredentials.ClientID, and that the server knows the client certificate (Config.GetClientCertificate) for it"
 }
@@ -380,39 +414,13 @@ func (tc *tokenClient) failed(u *url.URL, err error) error {
 // error.
 func (tc *tokenClient) sentCredentials(req *http.Request) *echoGuard {
 	g := sentCredentials(req)
-	if tc.cfg.Key != nil {
-		g.addKey(tc.cfg.Key)
+	if a := tc.auth; a != nil && a.key != nil {
+		g.addKey(a.key)
 	}
 	if d := tc.t.dpop; d != nil {
 		g.addKey(d.key)
 	}
 	return g
-}
-
-// assertion makes a client assertion (RFC 7523 section 3) with a fresh jti.
-func (tc *tokenClient) assertion() (string, error) {
-	now := tc.t.now()
-	aud := tc.cfg.Issuer
-	if aud == "" {
-		aud = tc.cfg.TokenURL
-	}
-	claims := jwt.MapClaims{
-		"iss": tc.cfg.ClientID,
-		"sub": tc.cfg.ClientID,
-		"aud": aud, // a string, not an array: rfc7523bis and FAPI 2.0
-		"iat": now.Unix(),
-		"exp": now.Add(assertionLifetime).Unix(),
-		"jti": randomID(),
-	}
-	t := jwt.NewWithClaims(tc.method, claims)
-	if tc.cfg.KeyID != "" {
-		t.Header["kid"] = tc.cfg.KeyID
-	}
-	s, err := t.SignedString(tc.cfg.Key)
-	if err != nil {
-		return "", wrap("signing the client assertion", err)
-	}
-	return s, nil
 }
 
 // randomID returns 128 random bits, base64url-encoded.
@@ -422,19 +430,30 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// tokenResponse is the successful token response of RFC 6749 section 5.1.
+// tokenResponse is the successful token response of RFC 6749 section 5.1,
+// and of RFC 8693 section 2.2.1.
 type tokenResponse struct {
-	AccessToken *string          `json:"access_token"`
-	TokenType   *string          `json:"token_type"`
-	ExpiresIn   *json.RawMessage `json:"expires_in"`
+	AccessToken     *string          `json:"access_token"`
+	TokenType       *string          `json:"token_type"`
+	ExpiresIn       *json.RawMessage `json:"expires_in"`
+	IssuedTokenType *string          `json:"issued_token_type"`
+}
+
+// answer is what a token response must say: its token_type and, for a token
+// exchange, its issued_token_type ("" for other grants).
+type answer struct {
+	tokenType, issued string
 }
 
 // parseTokenResponse reads a token response strictly: one JSON object with
 // a string access_token and token_type; expires_in a whole number of
 // seconds. received is when the request was sent, so that the expiry errs
 // early. guard knows the request's credentials, which an unexpected
-// token_type quoted in the error must not show.
-func parseTokenResponse(data []byte, received time.Time, wantType string, guard *echoGuard) (Token, error) {
+// token_type quoted in the error must not show. A token exchange's answer
+// names the type of token it issued, which must be the one asked for; a
+// token other than an access token may have the token_type N_A (RFC 8693
+// section 2.2.1), and is sent as a bearer token all the same.
+func parseTokenResponse(data []byte, received time.Time, want answer, guard *echoGuard) (Token, error) {
 	var r tokenResponse
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&r); err != nil || dec.More() {
@@ -446,11 +465,20 @@ func parseTokenResponse(data []byte, received time.Time, wantType string, guard 
 	if r.AccessToken == nil || *r.AccessToken == "" {
 		return Token{}, errors.New("token response has no access_token")
 	}
+	if want.issued != "" {
+		if r.IssuedTokenType == nil {
+			return Token{}, errors.New("token response has no issued_token_type")
+		}
+		if *r.IssuedTokenType != want.issued {
+			return Token{}, fmt.Errorf("token response has issued_token_type %q, want %s", guard.text(*r.IssuedTokenType, 64), want.issued)
+		}
+	}
 	if r.TokenType == nil {
 		return Token{}, errors.New("token response has no token_type")
 	}
-	if !strings.EqualFold(*r.TokenType, wantType) {
-		return Token{}, fmt.Errorf("token response has token_type %q, want %s", guard.text(*r.TokenType, 32), wantType)
+	notAccess := want.issued != "" && want.issued != tokenTypeAccess && want.tokenType == "Bearer"
+	if !strings.EqualFold(*r.TokenType, want.tokenType) && !(notAccess && *r.TokenType == "N_A") {
+		return Token{}, fmt.Errorf("token response has token_type %q, want %s", guard.text(*r.TokenType, 32), want.tokenType)
 	}
 	tok := Token{Value: *r.AccessToken}
 	if r.ExpiresIn != nil {
@@ -519,7 +547,7 @@ func (tc *tokenClient) forget(endpoint string) {
 // refused at once, without trying the other: it is an attack or a
 // misconfiguration, and no token request may follow.
 func (tc *tokenClient) discover(ctx context.Context) (string, error) {
-	u, _ := url.Parse(tc.cfg.Issuer) // checked by newTokenClient
+	u, _ := url.Parse(tc.issuer) // checked by newTokenClient
 	path := strings.TrimSuffix(u.EscapedPath(), "/")
 	base := u.Scheme + "://" + u.Host
 	candidates := []string{
@@ -572,12 +600,12 @@ func (tc *tokenClient) metadata(ctx context.Context, docURL string) (string, err
 	if err := json.Unmarshal(data, &md); err != nil {
 		return "", fmt.Errorf("%s: metadata is not a JSON object", redactURL(req.URL))
 	}
-	if md.Issuer == nil || *md.Issuer != tc.cfg.Issuer {
+	if md.Issuer == nil || *md.Issuer != tc.issuer {
 		got := "(none)"
 		if md.Issuer != nil {
 			got = strconv.Quote(clean(*md.Issuer, maxDescription))
 		}
-		return "", fmt.Errorf("%w: %s names %s, want %q", ErrIssuerMismatch, redactURL(req.URL), got, tc.cfg.Issuer)
+		return "", fmt.Errorf("%w: %s names %s, want %q", ErrIssuerMismatch, redactURL(req.URL), got, tc.issuer)
 	}
 	if md.TokenEndpoint == nil {
 		return "", fmt.Errorf("%s: metadata has no token_endpoint", redactURL(req.URL))

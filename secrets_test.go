@@ -1,6 +1,7 @@
 package securehttp_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/x509"
 	"os"
@@ -55,6 +56,18 @@ func TestExportedTypesPrintNoSecret(t *testing.T) {
 			Responses: &securehttp.ResponseSignatures{Required: true},
 		}
 	}
+	// A grant's assertions are made by functions that hold the secrets:
+	// a signing key, or a token read elsewhere.
+	var (
+		grantKey     = secrettest.Canary("grant-key", ed25519.SeedSize)
+		subjectToken = secrettest.Canary("subject-token", 40)
+		extraClaim   = secrettest.Canary("extra-claim", 24)
+	)
+	claims := securehttp.AssertionClaims{Issuer: "svc", Subject: "svc", Extra: map[string]any{"tenant": extraClaim}}
+	signed := securehttp.SignedAssertion(ed25519.NewKeyFromSeed([]byte(grantKey)), claims)
+	grantClient := func() *securehttp.ClientCredentials {
+		return &securehttp.ClientCredentials{ClientID: "client", ClientSecret: clientSecret}
+	}
 	// clientCert loads a client certificate whose Ed25519 key's seed is
 	// returned as its secret.
 	clientCert := func(t *testing.T) (*securehttp.ClientCert, string) {
@@ -95,6 +108,18 @@ func TestExportedTypesPrintNoSecret(t *testing.T) {
 			},
 			"MessageSignatures": func(*testing.T) secrettest.Sample {
 				return secrettest.Sample{Value: signatures(), Secrets: []string{signatureKey}}
+			},
+			"AssertionClaims": func(*testing.T) secrettest.Sample {
+				return secrettest.Sample{Value: claims, Secrets: []string{extraClaim}}
+			},
+			"JWTBearer": func(*testing.T) secrettest.Sample {
+				b := &securehttp.JWTBearer{Issuer: "https://issuer.test", Assertion: signed, Client: grantClient()}
+				return secrettest.Sample{Value: b, Secrets: []string{grantKey, clientSecret}}
+			},
+			"TokenExchange": func(*testing.T) secrettest.Sample {
+				e := &securehttp.TokenExchange{Issuer: "https://issuer.test", Client: grantClient(),
+					SubjectToken: func(context.Context) (string, error) { return subjectToken, nil }, ActorToken: signed}
+				return secrettest.Sample{Value: e, Secrets: []string{subjectToken, grantKey, clientSecret}}
 			},
 			"ClientCert": func(t *testing.T) secrettest.Sample {
 				cc, key := clientCert(t)

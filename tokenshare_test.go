@@ -241,8 +241,10 @@ func TestSharedStoreStalledLeaseStillRefreshes(t *testing.T) {
 	mine := tokFresh(t, clk.Now(), time.Hour)
 	f := &stallingLease{}
 	refresh, calls := tokCounted(tokStatic(mine))
-	e := tokSetup(t, clk, &Bearer{Store: f, Refresh: refresh, Hosts: []string{hostAPI}, RefreshTimeout: 600 * time.Millisecond}, nil)
-	start := time.Now()
+	// The request's success within RefreshTimeout is the proof: a refresh
+	// held by the stalled store would end in "did not finish within
+	// RefreshTimeout". The bound leaves room for a loaded machine.
+	e := tokSetup(t, clk, &Bearer{Store: f, Refresh: refresh, Hosts: []string{hostAPI}, RefreshTimeout: 2 * time.Second}, nil)
 	code, _, err := e.get("/")
 	if err != nil {
 		t.Fatalf("request with a stalled shared store: got error %v, want the refreshed token sent", err)
@@ -252,9 +254,6 @@ func TestSharedStoreStalledLeaseStillRefreshes(t *testing.T) {
 	}
 	if c := calls.Load(); c != 1 {
 		t.Errorf("Refresh calls: got %d, want 1", c)
-	}
-	if d := time.Since(start); d > 600*time.Millisecond {
-		t.Errorf("request took %v, want at most RefreshTimeout (600ms)", d)
 	}
 	if hits := e.rec.all(); len(hits) != 1 || hits[0].auth != tokBearer(mine) {
 		t.Errorf("server saw %d requests (want 1) carrying the refreshed token", len(hits))

@@ -27,9 +27,11 @@ type Bearer struct {
 	// RefreshTimeout. Nil means tokens come from Store or from a grant.
 	Refresh func(ctx context.Context) (Token, error)
 
-	// ClientCredentials obtains tokens with the OAuth 2.0 client
-	// credentials grant. At most one of Refresh and ClientCredentials.
+	// ClientCredentials, JWTBearer and TokenExchange obtain tokens with an
+	// OAuth 2.0 grant. At most one of them and Refresh.
 	ClientCredentials *ClientCredentials
+	JWTBearer         *JWTBearer
+	TokenExchange     *TokenExchange
 
 	// DPoP, if set, binds the tokens to a key (RFC 9449), with a fresh
 	// proof on every attempt. A Refresh of your own must obtain tokens
@@ -207,20 +209,23 @@ type flight struct {
 type bearerPlan struct {
 	hosts  []hostPattern
 	dpop   *dpopKey     // nil without Bearer.DPoP
-	client *tokenClient // nil without Bearer.ClientCredentials; not yet connected
+	client *tokenClient // nil without a grant; not yet connected
 }
 
 // checkBearer checks every entry of b, including its DPoP key (which it
-// signs with once) and its ClientCredentials.
+// signs with once) and its grant.
 func checkBearer(b *Bearer, haveClientCert bool, now func() time.Time) (*bearerPlan, error) {
 	if len(b.Hosts) == 0 {
 		return nil, &ConfigError{Field: "Bearer.Hosts", Err: errors.New("no hosts: list the hosts that may receive the token")}
 	}
-	if b.Refresh != nil && b.ClientCredentials != nil {
-		return nil, &ConfigError{Field: "Bearer", Err: errors.New("set Refresh or ClientCredentials, not both")}
+	sources := countTrue(b.Refresh != nil, b.ClientCredentials != nil, b.JWTBearer != nil, b.TokenExchange != nil)
+	if sources > 1 {
+		return nil, &ConfigError{Field: "Bearer", Err: errors.New(
+			"set one of Refresh, ClientCredentials, JWTBearer and TokenExchange, not more")}
 	}
-	if b.Store == nil && b.Refresh == nil && b.ClientCredentials == nil {
-		return nil, &ConfigError{Field: "Bearer", Err: errors.New("needs a Store, a Refresh function or ClientCredentials")}
+	if b.Store == nil && sources == 0 {
+		return nil, &ConfigError{Field: "Bearer", Err: errors.New(
+			"needs a Store, a Refresh function or a grant (ClientCredentials, JWTBearer, TokenExchange)")}
 	}
 	if b.RefreshWindow < 0 {
 		return nil, &ConfigError{Field: "Bearer.RefreshWindow", Value: b.RefreshWindow.String(), Err: errors.New("must not be negative")}
@@ -251,17 +256,23 @@ func checkBearer(b *Bearer, haveClientCert bool, now func() time.Time) (*bearerP
 			return nil, err
 		}
 	}
-	if b.ClientCredentials != nil {
-		if plan.client, err = checkClientCredentials(b.ClientCredentials, haveClientCert); err != nil {
-			return nil, err
-		}
+	switch {
+	case b.ClientCredentials != nil:
+		plan.client, err = checkClientCredentials(b.ClientCredentials, haveClientCert)
+	case b.JWTBearer != nil:
+		plan.client, err = checkJWTBearer(b.JWTBearer, haveClientCert)
+	case b.TokenExchange != nil:
+		plan.client, err = checkTokenExchange(b.TokenExchange, haveClientCert)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return plan, nil
 }
 
 // newTokenSource builds the token source of b, checked into plan, for t:
 // its clock, logger and hooks, its client certificate's binding, and, with
-// ClientCredentials, its token requests.
+// a grant, its token requests.
 func newTokenSource(b *Bearer, plan *bearerPlan, t *transport) *tokenSource {
 	ts := &tokenSource{
 		base:    b.Store,

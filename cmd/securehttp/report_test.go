@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // TestGetSilent: as with curl, -s prints no error message and -S, with
@@ -73,7 +74,7 @@ func TestGetMaxTime(t *testing.T) {
 		case <-time.After(5 * time.Second):
 		}
 	})
-	srv := startTLS(t, testpki.TLSCertificate(p.leaf, p.inter), mux)
+	srv := testutil.StartServer(t, testpki.TLSCertificate(p.leaf, p.inter), mux)
 	rootPEM := writeFile(t, "root.pem", p.root.CertPEM(), 0o644)
 	tests := []struct {
 		path       string

@@ -66,7 +66,7 @@ func TestGetSignsAndVerifies(t *testing.T) {
 		{"altered status", append(base, "--verify-key", verifyKey, "-H", "X-Peer-Tamper: status", url), exitError},
 		{"altered body", append(base, "--verify-key", verifyKey, "-H", "X-Peer-Tamper: body", url), exitError},
 		{"another server key", append(base, "--verify-key", wrongKey, url), exitError},
-		{"a keyid the peer does not know", []string{"get", "--cacert", rootPEM, "--sign-key", signKey, "--sign-keyid", "who", url}, exitHTTP},
+		{"a keyid the peer does not know", []string{"get", "--fail", "--cacert", rootPEM, "--sign-key", signKey, "--sign-keyid", "who", url}, exitHTTP},
 		{"--sign-key without --sign-keyid", []string{"get", "--cacert", rootPEM, "--sign-key", signKey, url}, exitUsage},
 		{"--sign-keyid without --sign-key", []string{"get", "--cacert", rootPEM, "--sign-keyid", "cli", url}, exitUsage},
 		{"--verify-key without --sign-key", []string{"get", "--cacert", rootPEM, "--verify-key", verifyKey, url}, exitUsage},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 )
 
 // noSecrets fails the test if out holds the client secret or anything
@@ -197,7 +198,7 @@ func TestGetClientCredentialsOIDCProvider(t *testing.T) {
 	var dpopChecked atomic.Int64
 	var apiURL string
 	checker := newDPoPChecker()
-	api := startTLS(t, testpki.TLSCertificate(p.leaf, p.inter), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	api := testutil.StartServer(t, testpki.TLSCertificate(p.leaf, p.inter), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, raw, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		claims := jwt.MapClaims{}
 		if _, _, err := jwt.NewParser().ParseUnverified(raw, claims); err != nil {

@@ -117,6 +117,18 @@ type OIDCConfig struct {
 	// tls_client_auth and certificate binding work at the alias only.
 	// Requires MTLS.
 	MTLSEndpointAliases bool
+
+	// StrictClock makes the provider refuse a JWT it receives (a client
+	// assertion, a DPoP proof) as soon as it expires, without its default
+	// 15 s of leeway.
+	StrictClock bool
+	// FederatedClients are client_ids whose client assertions are made
+	// elsewhere, such as projected service account tokens: the provider
+	// accepts one again while it lives (RFC 7523 section 3 makes the
+	// replay check optional), as Entra ID does, and logs each accepted one
+	// as "federated assertion client=ID jti=HASH exp=EXP now=NOW" (see
+	// FederatedAssertions).
+	FederatedClients []string
 }
 
 // OIDCPeer is a running oidc-provider. The embedded Peer gives Port, Addr,
@@ -193,18 +205,22 @@ func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDCPeer {
 		return path
 	}
 	conf := map[string]any{
-		"certFile":       write("cert.pem", cfg.CertPEM),
-		"keyFile":        write("key.pem", cfg.KeyPEM),
-		"clients":        cfg.Clients,
-		"accessTokenTTL": int64(ttl / time.Second),
-		"resource":       cfg.Resource,
-		"scopes":         cfg.Scopes,
-		"accessTokenAlg": cfg.AccessTokenAlg,
-		"dpop":           cfg.DPoP,
-		"mtls":           cfg.MTLS,
+		"certFile":         write("cert.pem", cfg.CertPEM),
+		"keyFile":          write("key.pem", cfg.KeyPEM),
+		"clients":          cfg.Clients,
+		"accessTokenTTL":   int64(ttl / time.Second),
+		"resource":         cfg.Resource,
+		"scopes":           cfg.Scopes,
+		"accessTokenAlg":   cfg.AccessTokenAlg,
+		"dpop":             cfg.DPoP,
+		"mtls":             cfg.MTLS,
+		"federatedClients": cfg.FederatedClients,
 	}
 	if cfg.Clients == nil {
 		conf["clients"] = []map[string]any{}
+	}
+	if cfg.StrictClock {
+		conf["clockTolerance"] = 0
 	}
 	if len(cfg.DPoPNonceSecret) != 0 {
 		conf["dpopNonceSecret"] = hex.EncodeToString(cfg.DPoPNonceSecret)
@@ -510,4 +526,28 @@ func runNpmCI(t testing.TB, dir string) string {
 		return fmt.Sprintf("%v\n%s", err, tail(string(out), diagLimit))
 	}
 	return ""
+}
+
+// FederatedAssertion is a client assertion of a FederatedClients client
+// that the provider accepted: which client, a hash of its jti, its exp and
+// the provider's clock when it was checked.
+type FederatedAssertion struct {
+	Client   string
+	JTI      string
+	Exp, Now time.Time
+}
+
+var federatedLine = regexp.MustCompile(`(?m)^oidc-peer: federated assertion client=(\S+) jti=(\S+) exp=(\d+) now=([\d.]+)$`)
+
+// FederatedAssertions returns the client assertions of FederatedClients
+// that the provider accepted so far, in order.
+func (p *OIDCPeer) FederatedAssertions() []FederatedAssertion {
+	var out []FederatedAssertion
+	for _, m := range federatedLine.FindAllStringSubmatch(p.Output(), -1) {
+		exp, _ := strconv.ParseInt(m[3], 10, 64)
+		now, _ := strconv.ParseFloat(m[4], 64)
+		out = append(out, FederatedAssertion{Client: m[1], JTI: m[2], Exp: time.Unix(exp, 0),
+			Now: time.Unix(0, int64(now*float64(time.Second)))})
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 // Package peers starts real third-party network peers (nginx, openssl
-// s_server, tinyproxy and redis-server) on the loopback interface for tests, and stops them
-// when the test finishes.
+// s_server, tinyproxy, redis-server, oidc-provider, Ory Hydra and
+// zitadel/oidc) on the loopback interface for tests, and stops them when
+// the test finishes.
 //
 // Every peer listens on 127.0.0.1 only, on a free port picked at start, and
 // keeps all of its files (configuration, certificates, logs, pid file and
@@ -303,6 +304,8 @@ type launchSpec struct {
 	// pickPort picks the port for an attempt; FreePort unless a test
 	// overrides it.
 	pickPort func(t testing.TB) int
+	// env is added to the peer's environment, as "KEY=value".
+	env []string
 }
 
 var (
@@ -385,7 +388,7 @@ func spawn(spec launchSpec, port int, args []string, logPath string) (*Peer, err
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = p.out
 	cmd.Stderr = p.out
-	cmd.Env = peerEnv()
+	cmd.Env = append(peerEnv(), spec.env...)
 	cmd.SysProcAttr = sysProcAttr()
 	// Do not let a grandchild holding stdout keep Wait from returning.
 	cmd.WaitDelay = 2 * time.Second

@@ -28,6 +28,15 @@
 //                    https://127.0.0.1:PORT2/token is advertised as
 //                    mtls_endpoint_aliases.token_endpoint (RFC 8705
 //                    section 5); the main port then asks for none. Needs mtls.
+//   clockTolerance   seconds of leeway on the exp, nbf and iat of JWTs the
+//                    provider receives (default 15, its own default)
+//   federatedClients client_ids whose client assertions are tokens made
+//                    elsewhere, such as a projected service account token:
+//                    one may be presented again while it lives, as Entra ID
+//                    and Google's STS accept (RFC 7523 section 3 makes the
+//                    replay check a MAY). DPoP proofs stay single-use. Each
+//                    assertion accepted is logged to stderr as
+//                    "federated assertion client=ID jti=HASH exp=EXP now=NOW".
 //
 // Once it listens (on both ports) it prints exactly one line "READY <port>"
 // to stdout.
@@ -125,6 +134,12 @@ if (aliasPort !== undefined) {
     fail('configuration: mtlsAliasPort needs mtls');
   }
 }
+
+const clockTolerance = cfg.clockTolerance ?? 15;
+if (!Number.isInteger(clockTolerance) || clockTolerance < 0) {
+  fail(`configuration: clockTolerance must be a non-negative integer (seconds), got ${JSON.stringify(clockTolerance)}`);
+}
+const federatedClients = new Set(cfg.federatedClients ?? []);
 
 // ------------------------------------------------------------ signing keys
 
@@ -315,9 +330,22 @@ if (mtls) {
   clientAuthMethods.push('tls_client_auth', 'self_signed_tls_client_auth');
 }
 
+// Client assertions of federated clients that passed every other check,
+// by `${iss}${jti}`, each allowed past the replay check once more.
+const reusable = new Set();
+
 const configuration = {
   clients,
   jwks,
+  clockTolerance,
+  async assertJwtClientAuthClaimsAndHeader(ctx, claims) {
+    if (!federatedClients.has(ctx.oidc.client.clientId)) {
+      return;
+    }
+    reusable.add(`${claims.iss}${claims.jti}`);
+    const jti = crypto.hash('sha256', String(claims.jti), 'base64url').slice(0, 12);
+    process.stderr.write(`oidc-peer: federated assertion client=${ctx.oidc.client.clientId} jti=${jti} exp=${claims.exp} now=${Date.now() / 1000}\n`);
+  },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   routes: {
     token: '/token',
@@ -389,6 +417,17 @@ try {
   provider = new Provider(issuer, configuration);
 } catch (err) {
   fail(`configure oidc-provider: ${err.message}`);
+}
+
+if (federatedClients.size > 0) {
+  const { ReplayDetection } = provider;
+  const unique = ReplayDetection.unique.bind(ReplayDetection);
+  ReplayDetection.unique = async (iss, jti, exp) => {
+    if (reusable.delete(`${iss}${jti}`)) {
+      return true;
+    }
+    return unique(iss, jti, exp);
+  };
 }
 
 // Log failures, never request parameters, credentials or tokens.
