@@ -286,7 +286,7 @@ func (a *authServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if e := a.set.tokenError; e != nil {
-		writeRefusal(w, &refusal{status: e.status, code: e.code, check: "TokenError", msg: "the server answers every token request so (TokenError)"})
+		writeRefusal(w, &refusal{status: e.status, code: e.code, check: "TokenError", msg: "TokenError answers every token request with this error"})
 		return
 	}
 	body, ref := a.tokenResponse(r)
