@@ -30,10 +30,11 @@ type Claims struct {
 // (Server.Requests). The token must be one the server issued, not
 // expired, sent in one Authorization field; for an audience it names, to
 // a URL below one of them; bound to a DPoP key, with the DPoP scheme and a
-// valid proof of that key for r's method and URL and for the token (its
-// jti used once, though r may be verified again); bound to a certificate,
-// over a connection on which the client presented it. Resource servers'
-// DPoP nonces are not checked.
+// valid proof of that key for r's method and URL and for the token, whose
+// jti is used once (a request that a server of the kit received may be
+// verified again, from its handler and from Requests); bound to a
+// certificate, over a connection on which the client presented it.
+// Resource servers' DPoP nonces are not checked.
 func (a *AuthServer) VerifyRequest(r *http.Request) (*Claims, error) {
 	if r == nil || r.URL == nil {
 		return nil, errors.New("securehttptest: VerifyRequest: no request")
