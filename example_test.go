@@ -5,17 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,7 +19,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/securehttp/securehttp"
-	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
+	"github.com/securehttp/securehttp/securehttptest"
 )
 
 // A client for one API: its host is pinned to two keys (the current one and
@@ -128,46 +125,36 @@ func ExampleToken() {
 // A service calling an OAuth 2.0-protected API with its own credentials:
 // the client discovers the token endpoint from the issuer, obtains a token
 // with the client credentials grant, sends it to the API's host only, and
-// refreshes it ahead of its expiry. Here one local test server plays both
-// the authorization server and the API.
+// refreshes it ahead of its expiry. Here the servers of the test kit,
+// securehttptest, play the authorization server and the API, which
+// verifies the token it receives.
 func ExampleClientCredentials() {
-	mux := http.NewServeMux()
-	srv := httptest.NewTLSServer(mux)
-	defer srv.Close()
-	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, `{"issuer":%q,"token_endpoint":%q}`, srv.URL, srv.URL+"/token")
-	})
-	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
-		if id, secret, _ := r.BasicAuth(); id != "reporting-service" || secret != "s3cr3t" {
-			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
-			return
-		}
-		fmt.Fprint(w, `{"access_token":"opaque-access-token","token_type":"Bearer","expires_in":3600}`)
-	})
-	mux.HandleFunc("/v1/reports", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "authorized:", r.Header.Get("Authorization") == "Bearer opaque-access-token")
-	})
-	roots := x509.NewCertPool()
-	roots.AddCert(srv.Certificate())
+	t := testutil.NewExampleT() // the test kit takes a test's t
+	defer t.Done()
+	auth := securehttptest.NewAuthServer(t)
+	api := securehttptest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, err := auth.VerifyRequest(r)
+		fmt.Fprintln(w, "authorized:", err == nil && claims.Scope == "reports:read")
+	}))
+	known := auth.ClientCredentials() // a client the authorization server knows
 
-	client, err := securehttp.NewClient(securehttp.Config{
-		RootCAs: roots,
-		Bearer: &securehttp.Bearer{
-			ClientCredentials: &securehttp.ClientCredentials{
-				Issuer:       srv.URL,
-				ClientID:     "reporting-service",
-				ClientSecret: "s3cr3t", // or Key: a crypto.Signer, for private_key_jwt
-				Scopes:       []string{"reports:read"},
-			},
-			Hosts: []string{"127.0.0.1"},
+	cfg := api.Config() // trusts the test kit's CA
+	cfg.Bearer = &securehttp.Bearer{
+		ClientCredentials: &securehttp.ClientCredentials{
+			Issuer:       auth.Issuer,
+			ClientID:     known.ClientID,
+			ClientSecret: known.ClientSecret, // or Key: a crypto.Signer, for private_key_jwt
+			Scopes:       []string{"reports:read"},
 		},
-	})
+		Hosts: []string{api.Host},
+	}
+	client, err := securehttp.NewClient(cfg)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer client.CloseIdleConnections()
-	resp, err := client.Get(srv.URL + "/v1/reports")
+	resp, err := client.Get(api.URL + "/v1/reports")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -285,23 +272,15 @@ func ExampleWithoutRetries() {
 // renews in place: the client presents the new certificate within a
 // second of a change, without a restart.
 func ExampleLoadClientCert() {
-	// Setup: a CA, a client certificate in two files, and a server that
-	// requires a certificate from that CA and greets its subject.
-	ca := testpki.Must(testpki.NewRoot("example client CA", testpki.Options{}))
-	leaf := testpki.Must(ca.NewLeaf("reporting-service", testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
-	dir, _ := os.MkdirTemp("", "clientcert")
-	defer os.RemoveAll(dir)
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	_ = os.WriteFile(certFile, leaf.CertPEM(), 0o600)
-	_ = os.WriteFile(keyFile, leaf.KeyPEM(), 0o600)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Setup, with the test kit: a server that requires a client
+	// certificate from its CA and greets its subject, and a certificate
+	// of that CA in two files.
+	t := testutil.NewExampleT() // the test kit takes a test's t
+	defer t.Done()
+	srv := securehttptest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello, %s\n", r.TLS.PeerCertificates[0].Subject.CommonName)
-	}))
-	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
-	srv.StartTLS()
-	defer srv.Close()
-	roots := x509.NewCertPool()
-	roots.AddCert(srv.Certificate())
+	}), securehttptest.RequireClientCert())
+	certFile, keyFile := srv.CA().Issue(t, securehttptest.Hosts("reporting-service")).Files(t)
 
 	cert, err := securehttp.LoadClientCert(certFile, keyFile)
 	if err != nil {
@@ -309,10 +288,9 @@ func ExampleLoadClientCert() {
 		return
 	}
 	defer cert.Close() // stops watching the files
-	client, err := securehttp.NewClient(securehttp.Config{
-		RootCAs:              roots,
-		GetClientCertificate: cert.GetClientCertificate,
-	})
+	cfg := srv.Config()
+	cfg.GetClientCertificate = cert.GetClientCertificate
+	client, err := securehttp.NewClient(cfg)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -326,61 +304,41 @@ func ExampleLoadClientCert() {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Print(string(body))
-	fmt.Println("expires in under a day:", time.Until(cert.NotAfter()) < 24*time.Hour)
+	fmt.Println("valid for more than a day:", time.Until(cert.NotAfter()) > 24*time.Hour)
 	// Output:
 	// hello, reporting-service
-	// expires in under a day: true
+	// valid for more than a day: true
 }
 
 // Sender-constrained tokens: with Bearer.DPoP set, the client credentials
 // token is bound to a key that never leaves the process, and every request
 // proves possession of it. A token stolen from a log or a proxy is useless
-// without the key. Here one local test server plays both the authorization
-// server, which asks for a nonce first as RFC 9449 servers may, and the API.
+// without the key. Here the servers of the test kit play the authorization
+// server, which asks for a nonce first as RFC 9449 servers may, and the
+// API, which verifies the token and its proof.
 func ExampleDPoP() {
-	mux := http.NewServeMux()
-	srv := httptest.NewTLSServer(mux)
-	defer srv.Close()
-	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
-		// A real server verifies the proof's signature and claims; this one
-		// only reads its nonce.
-		var claims struct{ Nonce string }
-		if parts := strings.Split(r.Header.Get("DPoP"), "."); len(parts) == 3 {
-			payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-			json.Unmarshal(payload, &claims)
-		}
-		if claims.Nonce != "server-nonce-1" {
-			w.Header().Set("DPoP-Nonce", "server-nonce-1")
-			http.Error(w, `{"error":"use_dpop_nonce"}`, http.StatusBadRequest)
-			return
-		}
-		fmt.Fprint(w, `{"access_token":"bound-access-token","token_type":"DPoP","expires_in":3600}`)
-	})
-	mux.HandleFunc("/v1/reports", func(w http.ResponseWriter, r *http.Request) {
+	t := testutil.NewExampleT() // the test kit takes a test's t
+	defer t.Done()
+	auth := securehttptest.NewAuthServer(t, securehttptest.DPoPNonce())
+	api := securehttptest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := auth.VerifyRequest(r)
 		scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		fmt.Fprintf(w, "scheme %s, proof sent: %t\n", scheme, r.Header.Get("DPoP") != "")
-	})
-	roots := x509.NewCertPool()
-	roots.AddCert(srv.Certificate())
+		fmt.Fprintf(w, "scheme %s, proof verified: %t\n", scheme, err == nil)
+	}))
 
-	client, err := securehttp.NewClient(securehttp.Config{
-		RootCAs: roots,
-		Bearer: &securehttp.Bearer{
-			ClientCredentials: &securehttp.ClientCredentials{
-				TokenURL:     srv.URL + "/token",
-				ClientID:     "reporting-service",
-				ClientSecret: "s3cr3t",
-			},
-			Hosts: []string{"127.0.0.1"},
-			DPoP:  &securehttp.DPoP{}, // a fresh P-256 key, generated for this client
-		},
-	})
+	cfg := api.Config() // trusts the test kit's CA
+	cfg.Bearer = &securehttp.Bearer{
+		ClientCredentials: auth.ClientCredentials(),
+		Hosts:             []string{api.Host},
+		DPoP:              &securehttp.DPoP{}, // a fresh P-256 key, generated for this client
+	}
+	client, err := securehttp.NewClient(cfg)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer client.CloseIdleConnections()
-	resp, err := client.Get(srv.URL + "/v1/reports")
+	resp, err := client.Get(api.URL + "/v1/reports")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -388,7 +346,7 @@ func ExampleDPoP() {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Print(string(body))
-	// Output: scheme DPoP, proof sent: true
+	// Output: scheme DPoP, proof verified: true
 }
 
 // A Refresh of your own that obtains bound tokens signs its token requests

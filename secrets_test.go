@@ -3,15 +3,12 @@ package securehttp_test
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/x509"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/securehttp/securehttp"
 	"github.com/securehttp/securehttp/internal/secrettest"
-	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/securehttptest"
 )
 
 // TestExportedTypesPrintNoSecret checks every exported struct type of the
@@ -68,24 +65,17 @@ func TestExportedTypesPrintNoSecret(t *testing.T) {
 	grantClient := func() *securehttp.ClientCredentials {
 		return &securehttp.ClientCredentials{ClientID: "client", ClientSecret: clientSecret}
 	}
-	// clientCert loads a client certificate whose Ed25519 key's seed is
-	// returned as its secret.
+	// clientCert loads a client certificate of the test kit whose Ed25519
+	// key is made of a canary, returned as its secret.
 	clientCert := func(t *testing.T) (*securehttp.ClientCert, string) {
-		leaf := testpki.Must(testpki.SelfSignedLeaf("client", testpki.Options{KeyType: testpki.Ed25519, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
-		dir := t.TempDir()
-		certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-		if err := os.WriteFile(certFile, leaf.CertPEM(), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(keyFile, leaf.KeyPEM(), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		seed := secrettest.Canary("client-key", ed25519.SeedSize)
+		certFile, keyFile := securehttptest.NewCA(t).Issue(t, securehttptest.Key(ed25519.NewKeyFromSeed([]byte(seed)))).Files(t)
 		cc, err := securehttp.LoadClientCert(certFile, keyFile)
 		if err != nil {
 			t.Fatalf("LoadClientCert: %v", err)
 		}
 		t.Cleanup(func() { _ = cc.Close() })
-		return cc, string(leaf.Key.(ed25519.PrivateKey).Seed())
+		return cc, seed
 	}
 
 	secrettest.Package{

@@ -3,20 +3,12 @@ package bench
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -27,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/securehttp/securehttp/securehttptest"
 )
 
 // The child process is the test binary itself, started with these variables:
@@ -104,15 +98,15 @@ var (
 
 func server(b *testing.B) *fixture {
 	b.Helper()
-	fixOnce.Do(func() { fix, fixErr = startServer() })
+	fixOnce.Do(func() { fix, fixErr = startServer(b) })
 	if fixErr != nil {
 		b.Fatal(fixErr)
 	}
 	return fix
 }
 
-func startServer() (*fixture, error) {
-	pki, err := newPKI()
+func startServer(b *testing.B) (*fixture, error) {
+	pki, err := newPKI(b)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +272,8 @@ func serveBench(w http.ResponseWriter, r *http.Request) {
 }
 
 // pki is a root, an intermediate and a leaf for the bench host names, all
-// ECDSA P-256, made fresh for each run: nothing on disk to expire.
+// ECDSA P-256, from a CA of the test kit made fresh for each run: nothing
+// on disk to expire.
 type pki struct {
 	roots    *x509.CertPool
 	rootPEM  string // the root, for client processes
@@ -287,70 +282,23 @@ type pki struct {
 	leafPin  string
 }
 
-func newPKI() (*pki, error) {
-	now := time.Now()
-	rootKey, root, err := newCert(nil, nil, &x509.Certificate{
-		Subject: pkix.Name{CommonName: "bench root"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:  x509.KeyUsageCertSign,
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-	})
+func newPKI(b *testing.B) (*pki, error) {
+	ca := securehttptest.NewCA(b)
+	leaf := ca.Issue(b, securehttptest.Hosts(hostH1, hostH2, hostFull))
+	certFile, keyFile := leaf.Files(b)
+	chainPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, err
 	}
-	interKey, inter, err := newCert(root, rootKey, &x509.Certificate{
-		Subject: pkix.Name{CommonName: "bench intermediate"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:  x509.KeyUsageCertSign,
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-	})
+	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, err
 	}
-	leafKey, leaf, err := newCert(inter, interKey, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: hostH1},
-		DNSNames:    []string{hostH1, hostH2, hostFull},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		NotBefore:   now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-	})
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
-	if err != nil {
-		return nil, err
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(root)
-	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	return &pki{
-		roots:   roots,
-		rootPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})),
-		chainPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})) +
-			string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw})),
-		keyPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})),
-		leafPin: "sha256/" + base64.StdEncoding.EncodeToString(sum[:]),
+		roots:    ca.Pool(),
+		rootPEM:  string(ca.RootPEM()),
+		chainPEM: string(chainPEM),
+		keyPEM:   string(keyPEM),
+		leafPin:  leaf.Pin(),
 	}, nil
-}
-
-// newCert makes a key and a certificate from tmpl, signed by parent, or
-// self-signed when parent is nil.
-func newCert(parent *x509.Certificate, parentKey *ecdsa.PrivateKey, tmpl *x509.Certificate) (*ecdsa.PrivateKey, *x509.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl.SerialNumber = serial
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	return key, cert, err
 }

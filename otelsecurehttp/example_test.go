@@ -2,13 +2,9 @@ package otelsecurehttp_test
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"log"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,29 +13,26 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/securehttp/securehttp"
-	"github.com/securehttp/securehttp/internal/testpki"
+	"github.com/securehttp/securehttp/internal/testutil"
 	"github.com/securehttp/securehttp/otelsecurehttp"
+	"github.com/securehttp/securehttp/securehttptest"
 )
 
 // Every attempt is a CLIENT span: here a 503 and its retry. url.full keeps
 // no query string, so the API key below is recorded nowhere.
 func ExampleNewHooks() {
-	// A server, with a certificate from a private CA, that fails the
-	// first request.
-	root := testpki.Must(testpki.NewRoot("example root", testpki.Options{}))
-	leaf := testpki.Must(root.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}))
+	// A server of the test kit, securehttptest, that fails the first
+	// request.
+	t := testutil.NewExampleT() // the test kit takes a test's t
+	defer t.Done()
 	var n atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := securehttptest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1) == 1 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ok")
 	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{testpki.TLSCertificate(leaf)}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	defer srv.Close()
 
 	// In a service, the global providers set up at start-up are used, and
 	// NewHooks needs no option.
@@ -47,11 +40,10 @@ func ExampleNewHooks() {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exporter))
 	defer tp.Shutdown(context.Background())
 
-	client, err := securehttp.NewClient(securehttp.Config{
-		RootCAs: root.Pool(),
-		Retry:   securehttp.RetryPolicy{MinWait: time.Millisecond},
-		Hooks:   otelsecurehttp.NewHooks(otelsecurehttp.WithTracerProvider(tp)),
-	})
+	cfg := srv.Config() // trusts the test kit's CA
+	cfg.Retry = securehttp.RetryPolicy{MinWait: time.Millisecond}
+	cfg.Hooks = otelsecurehttp.NewHooks(otelsecurehttp.WithTracerProvider(tp))
+	client, err := securehttp.NewClient(cfg)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -27,9 +26,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/securehttp/securehttp"
-	"github.com/securehttp/securehttp/internal/testpki"
-	"github.com/securehttp/securehttp/internal/testutil"
 	"github.com/securehttp/securehttp/otelsecurehttp"
+	"github.com/securehttp/securehttp/securehttptest"
 )
 
 func TestMain(m *testing.M) {
@@ -41,23 +39,17 @@ const (
 	hostOther = "other.test"
 )
 
-// pki is a root and a leaf for the test hosts and 127.0.0.1.
-type pki struct{ root, leaf *testpki.Cert }
-
-func newPKI(t testing.TB) pki {
+// startServer starts a server of the test kit for the test hosts, whose
+// handler is h.
+func startServer(t testing.TB, h http.Handler) *securehttptest.Server {
 	t.Helper()
-	root, err := testpki.NewRoot("otelsecurehttp test root", testpki.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := root.NewLeaf(hostAPI, testpki.Options{
-		DNSNames: []string{hostAPI, hostOther},
-		IPs:      []net.IP{net.IPv4(127, 0, 0, 1)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pki{root, leaf}
+	return securehttptest.NewServer(t, h, securehttptest.Hosts(hostAPI, hostOther))
+}
+
+// hostURL returns the URL of path at srv under host.
+func hostURL(srv *securehttptest.Server, host, path string) string {
+	_, port, _ := net.SplitHostPort(srv.Host)
+	return "https://" + net.JoinHostPort(host, port) + path
 }
 
 // Secrets that must reach the server and nothing the adapter exports.
@@ -73,11 +65,7 @@ const (
 // exporters hold: one CLIENT span per attempt with the semantic-convention
 // attributes, trace context sent per attempt, the metrics, and no secret.
 func TestSpansMetricsAndPropagation(t *testing.T) {
-	p := newPKI(t)
-	stranger, err := testpki.NewRoot("stranger", testpki.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	stranger := securehttptest.NewCA(t)
 	var (
 		mu      sync.Mutex
 		parents []string // traceparent of each attempt to /things
@@ -85,7 +73,7 @@ func TestSpansMetricsAndPropagation(t *testing.T) {
 		queries []string
 		n       atomic.Int64
 	)
-	srv := testutil.StartServer(t, testpki.TLSCertificate(p.leaf), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/fail":
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -117,28 +105,25 @@ func TestSpansMetricsAndPropagation(t *testing.T) {
 	t.Cleanup(func() { mp.Shutdown(context.Background()) })
 
 	var refreshes atomic.Int64
-	client, err := securehttp.NewClient(securehttp.Config{
-		RootCAs:     p.root.Pool(),
-		DialContext: testutil.LoopbackDial,
-		Proxy:       func(*http.Request) (*url.URL, error) { return nil, nil },
-		Retry:       securehttp.RetryPolicy{MinWait: time.Millisecond, MaxWait: time.Millisecond},
-		Pins:        []securehttp.PinSet{{Host: hostOther, Pins: []string{stranger.SPKIPin()}, ReportOnly: true}},
-		Bearer: &securehttp.Bearer{Hosts: []string{hostAPI}, Refresh: func(context.Context) (securehttp.Token, error) {
-			return securehttp.Token{Value: fmt.Sprintf("%s-%d", tokenSecret, refreshes.Add(1)), Expiry: time.Now().Add(time.Hour)}, nil
-		}},
-		Hooks: otelsecurehttp.NewHooks(
-			otelsecurehttp.WithTracerProvider(tp),
-			otelsecurehttp.WithMeterProvider(mp),
-			otelsecurehttp.WithPropagators(propagation.TraceContext{}),
-		),
-	})
+	cfg := srv.Config() // trusts the kit's CA, connects to 127.0.0.1, no proxy
+	cfg.Retry = securehttp.RetryPolicy{MinWait: time.Millisecond, MaxWait: time.Millisecond}
+	cfg.Pins = []securehttp.PinSet{{Host: hostOther, Pins: stranger.Pins(), ReportOnly: true}}
+	cfg.Bearer = &securehttp.Bearer{Hosts: []string{hostAPI}, Refresh: func(context.Context) (securehttp.Token, error) {
+		return securehttp.Token{Value: fmt.Sprintf("%s-%d", tokenSecret, refreshes.Add(1)), Expiry: time.Now().Add(time.Hour)}, nil
+	}}
+	cfg.Hooks = otelsecurehttp.NewHooks(
+		otelsecurehttp.WithTracerProvider(tp),
+		otelsecurehttp.WithMeterProvider(mp),
+		otelsecurehttp.WithPropagators(propagation.TraceContext{}),
+	)
+	client, err := securehttp.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(client.CloseIdleConnections)
 
 	ctx, parent := tp.Tracer("test").Start(context.Background(), "parent")
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, testutil.HostURL(srv, hostAPI, "/things?key="+querySecret), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, hostURL(srv, hostAPI, "/things?key="+querySecret), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +145,7 @@ func TestSpansMetricsAndPropagation(t *testing.T) {
 		if path == "/ok" {
 			host = hostOther
 		}
-		resp, err := client.Get(testutil.HostURL(srv, host, path))
+		resp, err := client.Get(hostURL(srv, host, path))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,8 +161,8 @@ func TestSpansMetricsAndPropagation(t *testing.T) {
 	mu.Unlock()
 
 	// Spans: one CLIENT span per attempt to /things, children of parent.
-	wantURL := testutil.HostURL(srv, hostAPI, "/things")
-	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	wantURL := hostURL(srv, hostAPI, "/things")
+	_, port, _ := net.SplitHostPort(srv.Host)
 	var attempts []tracetest.SpanStub
 	for _, s := range exporter.GetSpans() {
 		if s.SpanKind == trace.SpanKindClient && attr(s.Attributes, "url.full") == wantURL {
@@ -195,7 +180,7 @@ func TestSpansMetricsAndPropagation(t *testing.T) {
 			attr(s.Attributes, "server.address"), attr(s.Attributes, "server.port"),
 			attr(s.Attributes, "http.response.status_code"), attr(s.Attributes, "error.type"),
 			attr(s.Attributes, "http.request.resend_count"))
-		want := fmt.Sprintf("GET GET %s %d %s %s %s", hostAPI, port, wantStatus, wantErr, wantResend)
+		want := fmt.Sprintf("GET GET %s %s %s %s %s", hostAPI, port, wantStatus, wantErr, wantResend)
 		if got != want {
 			t.Errorf("span %d: got %q, want %q", i, got, want)
 		}
@@ -295,9 +280,8 @@ func attr(attrs []attribute.KeyValue, key string) string {
 // or the caller's cookie and proxy credentials.
 func TestClientTraceExportsNoCredential(t *testing.T) {
 	t.Parallel()
-	p := newPKI(t)
 	var proofs sync.Map // every DPoP proof the server received
-	srv := testutil.StartServer(t, testpki.TLSCertificate(p.leaf), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		proofs.Store(r.Header.Get("DPoP"), true)
 		io.WriteString(w, "ok")
 	}))
@@ -326,16 +310,13 @@ func TestClientTraceExportsNoCredential(t *testing.T) {
 					return httptrace.WithClientTrace(ctx, otelhttptrace.NewClientTrace(ctx, opts...))
 				}
 			}
-			client, err := securehttp.NewClient(securehttp.Config{
-				RootCAs:     p.root.Pool(),
-				DialContext: testutil.LoopbackDial,
-				Proxy:       func(*http.Request) (*url.URL, error) { return nil, nil },
-				Bearer: &securehttp.Bearer{Hosts: []string{hostAPI}, DPoP: &securehttp.DPoP{},
-					Refresh: func(context.Context) (securehttp.Token, error) {
-						return securehttp.Token{Value: tokenSecret, Expiry: time.Now().Add(time.Hour)}, nil
-					}},
-				Hooks: hooks,
-			})
+			cfg := srv.Config()
+			cfg.Bearer = &securehttp.Bearer{Hosts: []string{hostAPI}, DPoP: &securehttp.DPoP{},
+				Refresh: func(context.Context) (securehttp.Token, error) {
+					return securehttp.Token{Value: tokenSecret, Expiry: time.Now().Add(time.Hour)}, nil
+				}}
+			cfg.Hooks = hooks
+			client, err := securehttp.NewClient(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -345,7 +326,7 @@ func TestClientTraceExportsNoCredential(t *testing.T) {
 			if !tt.fromHook {
 				ctx = httptrace.WithClientTrace(ctx, otelhttptrace.NewClientTrace(ctx, opts...))
 			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, testutil.HostURL(srv, hostAPI, "/"), nil)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, hostURL(srv, hostAPI, "/"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

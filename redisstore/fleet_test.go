@@ -5,19 +5,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,12 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/securehttp/securehttp"
-	"github.com/securehttp/securehttp/internal/testpki"
 	"github.com/securehttp/securehttp/internal/testutil"
 	"github.com/securehttp/securehttp/redisstore"
+	"github.com/securehttp/securehttp/securehttptest"
 )
 
 // Environment of a replica process started by TestFleetOneRefreshPerExpiry.
@@ -599,22 +592,18 @@ func TestFollowerRefreshesAloneWhenWaitRunsOut(t *testing.T) {
 	}
 }
 
-// boundAPI is an authorization server and a resource server on one mTLS
-// test server: /token issues, by tls_client_auth, a JWT bound (cnf
-// x5t#S256, RFC 8705) to the certificate presented; /api refuses, with 401
-// invalid_token, a token not bound to the certificate presented to it.
+// boundAPI is an authorization server of the test kit, which
+// authenticates its client by tls_client_auth and binds its tokens to the
+// certificate presented (cnf x5t#S256, RFC 8705), and an API that requires
+// a client certificate and refuses, with 401 invalid_token, a token not
+// bound to the certificate presented to it.
 type boundAPI struct {
-	srv      *httptest.Server
-	roots    *testpki.Cert
-	clientCA *testpki.Cert
-	secret   []byte
-	lifetime time.Duration
+	auth *securehttptest.AuthServer
+	api  *securehttptest.Server
 
-	mu       sync.Mutex
-	issued   map[string]int    // thumbprint -> tokens issued for it
-	refused  int               // 401s sent
-	lastUsed map[string]string // replica -> jti of the last token it sent
-	boundTo  map[string]string // jti -> thumbprint
+	mu        sync.Mutex
+	refused   int               // 401s sent
+	lastBound map[string]string // replica -> the x5t#S256 of the last token it sent
 }
 
 func x5t(der []byte) string {
@@ -624,74 +613,37 @@ func x5t(der []byte) string {
 
 func newBoundAPI(t testing.TB, lifetime time.Duration) *boundAPI {
 	t.Helper()
-	a := &boundAPI{
-		roots:    testpki.Must(testpki.NewRoot("redisstore bound test root", testpki.Options{})),
-		clientCA: testpki.Must(testpki.NewRoot("redisstore client CA", testpki.Options{})),
-		secret:   []byte("redisstore bound-token test signing secret"),
-		lifetime: lifetime,
-		issued:   map[string]int{},
-		lastUsed: map[string]string{},
-		boundTo:  map[string]string{},
-	}
-	leaf := testpki.Must(a.roots.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}))
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /token", a.token)
-	mux.HandleFunc("POST /api", a.api)
-	a.srv = httptest.NewUnstartedServer(mux)
-	a.srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{testpki.TLSCertificate(leaf)},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    a.clientCA.Pool(),
-	}
-	a.srv.Config.ErrorLog = testutil.QuietLog()
-	a.srv.StartTLS()
-	t.Cleanup(a.srv.Close)
+	a := &boundAPI{lastBound: map[string]string{}}
+	a.auth = securehttptest.NewAuthServer(t, securehttptest.ClientAuth("tls_client_auth"), securehttptest.TokenLifetime(lifetime))
+	a.api = securehttptest.NewServer(t, http.HandlerFunc(a.serve), securehttptest.RequireClientCert())
 	return a
 }
 
-func (a *boundAPI) token(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "client_credentials" || r.PostForm.Get("client_id") != "svc" {
-		http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
-		return
-	}
-	thumb := x5t(r.TLS.PeerCertificates[0].Raw)
-	a.mu.Lock()
-	a.issued[thumb]++
-	jti := fmt.Sprintf("%s-%d", thumb[:8], a.issued[thumb])
-	a.boundTo[jti] = thumb
-	a.mu.Unlock()
-	now := time.Now()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"iss": "test", "sub": "svc", "jti": jti, "iat": now.Unix(), "exp": now.Add(a.lifetime).Unix(),
-		"cnf": map[string]string{"x5t#S256": thumb},
-	}).SignedString(a.secret)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":%d}`, tok, int(a.lifetime.Seconds()))
-}
-
-func (a *boundAPI) api(w http.ResponseWriter, r *http.Request) {
+func (a *boundAPI) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
-	var claims struct {
-		Cnf map[string]string `json:"cnf"`
-		jwt.RegisteredClaims
-	}
-	raw, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	_, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return a.secret, nil },
-		jwt.WithValidMethods([]string{"HS256"}))
+	claims, err := a.auth.VerifyRequest(r)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err != nil || claims.Cnf["x5t#S256"] != x5t(r.TLS.PeerCertificates[0].Raw) {
+	if err != nil {
 		a.refused++
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
-	a.lastUsed[r.Header.Get("X-Replica")] = claims.ID
+	a.lastBound[r.Header.Get("X-Replica")] = claims.Cnf.X5TS256
 	_, _ = w.Write([]byte("ok"))
+}
+
+// tokenRequests returns how many token requests the authorization server
+// received with each client certificate, by its x5t#S256.
+func (a *boundAPI) tokenRequests() map[string]int {
+	n := map[string]int{}
+	for _, r := range a.auth.Requests() {
+		if r.Method == http.MethodPost && len(r.TLS.PeerCertificates) > 0 {
+			n[x5t(r.TLS.PeerCertificates[0].Raw)]++
+		}
+	}
+	return n
 }
 
 // certReplica is one process's client with its own client certificate,
@@ -703,33 +655,28 @@ type certReplica struct {
 	url    string
 }
 
-func newCertReplica(t testing.TB, name string, a *boundAPI, leaf *testpki.Cert, addr string, window time.Duration) *certReplica {
+func newCertReplica(t testing.TB, name string, a *boundAPI, leaf *securehttptest.Cert, addr string, window time.Duration) *certReplica {
 	t.Helper()
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := errors.Join(os.WriteFile(certFile, leaf.CertPEM(), 0o600), os.WriteFile(keyFile, leaf.KeyPEM(), 0o600)); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile := leaf.Files(t)
 	cert, err := securehttp.LoadClientCert(certFile, keyFile)
 	if err != nil {
 		t.Fatalf("LoadClientCert: %v", err)
 	}
 	t.Cleanup(func() { _ = cert.Close() })
-	client, err := securehttp.NewClient(securehttp.Config{
-		RootCAs:              a.roots.Pool(),
-		GetClientCertificate: cert.GetClientCertificate,
-		Bearer: &securehttp.Bearer{
-			Store:             newStore(t, newClient(t, addr), "certs", redisstore.Options{}),
-			ClientCredentials: &securehttp.ClientCredentials{TokenURL: a.srv.URL + "/token", ClientID: "svc"},
-			Hosts:             []string{"127.0.0.1"},
-			RefreshWindow:     window,
-		},
-	})
+	cfg := a.api.Config()
+	cfg.GetClientCertificate = cert.GetClientCertificate
+	cfg.Bearer = &securehttp.Bearer{
+		Store:             newStore(t, newClient(t, addr), "certs", redisstore.Options{}),
+		ClientCredentials: a.auth.ClientCredentials(),
+		Hosts:             []string{a.api.Host},
+		RefreshWindow:     window,
+	}
+	client, err := securehttp.NewClient(cfg)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
 	t.Cleanup(client.CloseIdleConnections)
-	return &certReplica{name: name, thumb: x5t(leaf.Cert.Raw), client: client, url: a.srv.URL + "/api"}
+	return &certReplica{name: name, thumb: x5t(leaf.Leaf().Raw), client: client, url: a.api.URL + "/api"}
 }
 
 // post sends a POST whose body cannot be replayed (no GetBody), so that a
@@ -766,8 +713,7 @@ func TestFleetCertificateBoundTokens(t *testing.T) {
 	)
 	p, rdb := startRedis(t)
 	a := newBoundAPI(t, lifetime)
-	leafA := testpki.Must(a.clientCA.NewLeaf("replica a", testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
-	leafB := testpki.Must(a.clientCA.NewLeaf("replica b", testpki.Options{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
+	leafA, leafB := a.auth.ClientCert(t), a.auth.ClientCert(t)
 	rs := []*certReplica{
 		newCertReplica(t, "a1", a, leafA, p.Addr, window),
 		newCertReplica(t, "b", a, leafB, p.Addr, window),
@@ -785,21 +731,22 @@ func TestFleetCertificateBoundTokens(t *testing.T) {
 	}
 	check := func(what string, perCert int) {
 		t.Helper()
+		issued := a.tokenRequests()
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if a.refused != 0 {
 			t.Errorf("%s: the API refused %d requests, want 0", what, a.refused)
 		}
 		for _, r := range rs {
-			if got := a.issued[r.thumb]; got != perCert {
+			if got := issued[r.thumb]; got != perCert {
 				t.Errorf("%s: token requests with replica %s's certificate: got %d, want %d", what, r.name, got, perCert)
 			}
-			if jti := a.lastUsed[r.name]; a.boundTo[jti] != r.thumb {
+			if a.lastBound[r.name] != r.thumb {
 				t.Errorf("%s: replica %s sent a token bound to another certificate", what, r.name)
 			}
 		}
-		if got, want := len(a.issued), 2; got != want {
-			t.Errorf("%s: certificates tokens were issued for: got %d, want %d", what, got, want)
+		if got, want := len(issued), 2; got != want {
+			t.Errorf("%s: certificates tokens were requested with: got %d, want %d", what, got, want)
 		}
 	}
 	// The first requests, in turn: a1 leads for certificate A, b may not
@@ -824,9 +771,8 @@ func TestFleetCertificateBoundTokens(t *testing.T) {
 	round("requests in the refresh window")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		a.mu.Lock()
-		n := a.issued[rs[0].thumb] + a.issued[rs[1].thumb]
-		a.mu.Unlock()
+		issued := a.tokenRequests()
+		n := issued[rs[0].thumb] + issued[rs[1].thumb]
 		if n >= 4 || time.Now().After(deadline) {
 			break
 		}

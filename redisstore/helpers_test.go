@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -20,9 +18,8 @@ import (
 
 	"github.com/securehttp/securehttp"
 	"github.com/securehttp/securehttp/internal/peers"
-	"github.com/securehttp/securehttp/internal/testpki"
-	"github.com/securehttp/securehttp/internal/testutil"
 	"github.com/securehttp/securehttp/redisstore"
+	"github.com/securehttp/securehttp/securehttptest"
 )
 
 func TestMain(m *testing.M) {
@@ -137,13 +134,12 @@ func (is *issuer) issuedAt(tok string) time.Time {
 	return is.issued[tok]
 }
 
-// server is a TLS server on 127.0.0.1 that answers 200 to a request with a
+// server is a server of the test kit that answers 200 to a request with a
 // bearer token and remembers the last token each replica sent (the
 // X-Replica header names the replica). A token listed in refuse gets 401
 // invalid_token.
 type server struct {
-	*httptest.Server
-	roots *testpki.Cert
+	*securehttptest.Server
 
 	mu     sync.Mutex
 	last   map[string]string
@@ -152,10 +148,8 @@ type server struct {
 
 func newServer(t testing.TB) *server {
 	t.Helper()
-	root := testpki.Must(testpki.NewRoot("redisstore test root", testpki.Options{}))
-	leaf := testpki.Must(root.NewLeaf("127.0.0.1", testpki.Options{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}))
-	s := &server{roots: root, last: map[string]string{}, refuse: map[string]bool{}}
-	s.Server = testutil.StartServer(t, testpki.TLSCertificate(leaf), http.HandlerFunc(s.serve))
+	s := &server{last: map[string]string{}, refuse: map[string]bool{}}
+	s.Server = securehttptest.NewServer(t, http.HandlerFunc(s.serve))
 	return s
 }
 
@@ -217,17 +211,16 @@ func newReplica(t testing.TB, name string, srv *server, is *issuer, rc replicaCo
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	client, err := securehttp.NewClient(securehttp.Config{
-		RootCAs: srv.roots.Pool(),
-		Logger:  rc.logger,
-		Bearer: &securehttp.Bearer{
-			Store:          r.store,
-			Refresh:        is.refresh(&r.refreshes, rc.hold),
-			Hosts:          []string{"127.0.0.1"},
-			RefreshWindow:  rc.window,
-			RefreshTimeout: timeout,
-		},
-	})
+	cfg := srv.Config()
+	cfg.Logger = rc.logger
+	cfg.Bearer = &securehttp.Bearer{
+		Store:          r.store,
+		Refresh:        is.refresh(&r.refreshes, rc.hold),
+		Hosts:          []string{srv.Host},
+		RefreshWindow:  rc.window,
+		RefreshTimeout: timeout,
+	}
+	client, err := securehttp.NewClient(cfg)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}

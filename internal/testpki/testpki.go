@@ -101,6 +101,9 @@ type Options struct {
 	// KeyType selects the subject's key pair.
 	KeyType KeyType
 
+	// Key, if set, is the subject's key pair, and KeyType is ignored.
+	Key crypto.Signer
+
 	// NotBefore is the start of the validity period. When it is zero it is
 	// DefaultBackdate before now; but when NotAfter is set and is not after
 	// that instant, it is the default lifetime before NotAfter instead, so
@@ -240,9 +243,11 @@ func issue(parent *Cert, kind certKind, cn string, o Options) (*Cert, error) {
 		return nil, err
 	}
 
-	key, err := generateKey(o.KeyType)
-	if err != nil {
-		return nil, err
+	key := o.Key
+	if key == nil {
+		if key, err = generateKey(o.KeyType); err != nil {
+			return nil, err
+		}
 	}
 	spki, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {

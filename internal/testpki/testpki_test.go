@@ -6,6 +6,8 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -608,6 +610,24 @@ func TestOptions(t *testing.T) {
 				t.Errorf("got OCSPServer %v, want %v", c.Cert.OCSPServer, tt.wantOCSP)
 			}
 		})
+	}
+}
+
+// TestGivenKey: a certificate issued with Options.Key certifies that key,
+// whatever KeyType says.
+func TestGivenKey(t *testing.T) {
+	t.Parallel()
+	root := must(t)(NewRoot("Test Root", Options{}))
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := must(t)(root.NewLeaf("leaf", Options{Key: key, KeyType: RSA1024}))
+	if c.Key != crypto.Signer(key) {
+		t.Errorf("got key %T, want the given key", c.Key)
+	}
+	if pub, ok := c.Cert.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(&key.PublicKey) {
+		t.Errorf("got a certificate for %T, want one for the given key", c.Cert.PublicKey)
 	}
 }
 

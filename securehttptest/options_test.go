@@ -1,0 +1,45 @@
+package securehttptest
+
+import (
+	"testing"
+	"time"
+)
+
+// TestOptionsMisused: an option given where it does not apply, or with a
+// value that makes no sense, fails the test instead of being ignored.
+func TestOptionsMisused(t *testing.T) {
+	t.Parallel()
+	ca := NewCA(t)
+	srv := NewServer(t, nil)
+	tests := []struct {
+		name string
+		call func(t testing.TB)
+	}{
+		{"an authorization server's option to NewServer", func(t testing.TB) { NewServer(t, nil, TokenLifetime(time.Minute)) }},
+		{"a server's option to CA.Issue", func(t testing.TB) { ca.Issue(t, RequireClientCert()) }},
+		{"WrongHost to CA.Issue", func(t testing.TB) { ca.Issue(t, WrongHost()) }},
+		{"Hosts to Server.Rotate", func(t testing.TB) { srv.Rotate(t, Hosts("api.test")) }},
+		{"a zero Option", func(t testing.TB) { NewServer(t, nil, Option{}) }},
+		{"no host", func(t testing.TB) { ca.Issue(t, Hosts()) }},
+		{"an empty host", func(t testing.TB) { ca.Issue(t, Hosts("")) }},
+		{"a URL for a host", func(t testing.TB) { ca.Issue(t, Hosts("https://api.test")) }},
+		{"a wildcard first in a server's Hosts", func(t testing.TB) { NewServer(t, nil, Hosts("*.api.test")) }},
+		{"a nil key", func(t testing.TB) { ca.Issue(t, Key(nil)) }},
+		{"a validity that ends before it begins", func(t testing.TB) { ca.Issue(t, Validity(time.Now(), time.Now().Add(-time.Hour))) }},
+		{"a nil CA", func(t testing.TB) { NewServer(t, nil, WithCA(nil)) }},
+		{"a lifetime under a second", func(t testing.TB) { NewAuthServer(t, TokenLifetime(time.Millisecond)) }},
+		{"an unknown client authentication", func(t testing.TB) { NewAuthServer(t, ClientAuth("client_secret_post")) }},
+		{"a TokenError of status 200", func(t testing.TB) { NewAuthServer(t, TokenError(200, "invalid_client")) }},
+		{"a TokenError without a code", func(t testing.TB) { NewAuthServer(t, TokenError(400, "")) }},
+		{"Slow(0)", func(t testing.TB) { NewAuthServer(t, Slow(0)) }},
+	}
+	for _, tt := range tests {
+		if msg := fails(tt.call); msg == "" {
+			t.Errorf("%s: the test went on, want it failed", tt.name)
+		}
+	}
+	// And a call that is right goes through.
+	if msg := fails(func(t testing.TB) { ca.Issue(t, Hosts("api.test", "::1"), Expired()) }); msg != "" {
+		t.Errorf("a right call failed: %s", msg)
+	}
+}
