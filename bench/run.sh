@@ -195,7 +195,7 @@ if [ "$measure" = 1 ]; then
     echo '```'
   } >RESULTS.md
   if [ "$full" = 1 ]; then
-    echo "wrote bench/RESULTS.md, bench/chart.svg and README.md's figures in $((elapsed / 60)) min $((elapsed % 60)) s" >&2
+    echo "wrote bench/RESULTS.md, bench/chart.svg and the figures of docs/benchmarks.md in $((elapsed / 60)) min $((elapsed % 60)) s" >&2
   else
     echo "a short run: wrote bench/RESULTS.md and bench/chart.svg (marked as not a measurement) and bench/out/README.md, not README.md, in $((elapsed / 60)) min $((elapsed % 60)) s" >&2
   fi
