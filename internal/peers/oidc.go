@@ -3,18 +3,15 @@ package peers
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,8 +165,8 @@ type OIDCPeer struct {
 func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDCPeer {
 	t.Helper()
 	node := requireNode(t)
-	dir := oidcDir(t)
-	ensureOIDCModules(t, dir)
+	dir := npmPeerDir(t, "oidc")
+	ensureNpmModules(t, dir, "oidc-provider", OIDCNpmCICommand)
 
 	if len(cfg.CertPEM) == 0 || len(cfg.KeyPEM) == 0 {
 		t.Fatalf("peers: StartOIDC needs CertPEM and KeyPEM")
@@ -376,156 +373,6 @@ func nodeVersion(bin string) (version, error) {
 	}
 	nodeVersions.Store(bin, v)
 	return v, nil
-}
-
-// ------------------------------------------------------ the npm package dir
-
-// oidcDir returns the directory of server.mjs: next to this source file,
-// or, when the test binary was built with -trimpath, found from the
-// working directory by walking up to the module root.
-func oidcDir(t testing.TB) string {
-	t.Helper()
-	var candidates []string
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		candidates = append(candidates, filepath.Join(filepath.Dir(file), "oidc"))
-	}
-	if wd, err := os.Getwd(); err == nil {
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				candidates = append(candidates, filepath.Join(d, "internal", "peers", "oidc"))
-				break
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	for _, dir := range candidates {
-		if _, err := os.Stat(filepath.Join(dir, "server.mjs")); err == nil {
-			return dir
-		}
-	}
-	t.Fatalf("peers: cannot find internal/peers/oidc/server.mjs (looked in %v)", candidates)
-	return ""
-}
-
-// oidcModulesState reports whether dir/node_modules holds the oidc-provider
-// version that dir/package.json pins; when not, it says what is wrong.
-func oidcModulesState(dir string) (ok bool, why string, err error) {
-	var pkg struct {
-		Dependencies map[string]string `json:"dependencies"`
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
-	if err != nil {
-		return false, "", err
-	}
-	if err := json.Unmarshal(data, &pkg); err != nil {
-		return false, "", fmt.Errorf("%s: %v", filepath.Join(dir, "package.json"), err)
-	}
-	want := pkg.Dependencies["oidc-provider"]
-	if want == "" {
-		return false, "", fmt.Errorf("%s does not depend on oidc-provider", filepath.Join(dir, "package.json"))
-	}
-	// npm writes node_modules/.package-lock.json at the end of an install.
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json")); err != nil {
-		return false, "node_modules is missing or incomplete", nil
-	}
-	var installed struct {
-		Version string `json:"version"`
-	}
-	data, err = os.ReadFile(filepath.Join(dir, "node_modules", "oidc-provider", "package.json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, "node_modules/oidc-provider is missing", nil
-	}
-	if err != nil {
-		return false, "", err
-	}
-	if err := json.Unmarshal(data, &installed); err != nil {
-		return false, "", err
-	}
-	if installed.Version != want {
-		return false, fmt.Sprintf("node_modules has oidc-provider %s, package.json pins %s", installed.Version, want), nil
-	}
-	return true, "", nil
-}
-
-var (
-	npmMu     sync.Mutex
-	npmTried  bool
-	npmResult string // "" after a successful npm ci, else why it failed
-)
-
-// ensureOIDCModules makes sure node_modules is installed: in CI it fails
-// the test when it is not; locally it runs "npm ci" once per test binary
-// (serialized across processes by a lock file) and skips the test when that
-// fails.
-func ensureOIDCModules(t testing.TB, dir string) {
-	t.Helper()
-	ok, why, err := oidcModulesState(dir)
-	if err != nil {
-		t.Fatalf("peers: %v", err)
-	}
-	if ok {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("peers: %s: %s, and CI=true: run %q from the module root before the tests", dir, why, OIDCNpmCICommand)
-		return
-	}
-	npmMu.Lock()
-	defer npmMu.Unlock()
-	if !npmTried {
-		npmTried = true
-		npmResult = runNpmCI(t, dir)
-	}
-	if npmResult != "" {
-		t.Skipf("peers: %s: %s, and npm ci failed: %s\nrun %q from the module root", dir, why, npmResult, OIDCNpmCICommand)
-	}
-	if ok, why, err := oidcModulesState(dir); err != nil || !ok {
-		t.Skipf("peers: %s: still not installed after npm ci (%s%v); run %q from the module root", dir, why, err, OIDCNpmCICommand)
-	}
-}
-
-// runNpmCI runs "npm ci" in dir, bounded by npmCITimeout, under an
-// exclusive lock shared by all test processes, and returns "" on success or
-// why it failed.
-func runNpmCI(t testing.TB, dir string) string {
-	npm, ok := lookup("npm")
-	if !ok {
-		return "npm not found in PATH"
-	}
-	sum := sha256.Sum256([]byte(dir))
-	lockPath := filepath.Join(os.TempDir(), "securehttp-oidc-npm-"+hex.EncodeToString(sum[:8])+".lock")
-	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return fmt.Sprintf("open lock file: %v", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Sprintf("lock %s: %v", lockPath, err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	// Another test process may have installed it while we waited.
-	if ok, _, err := oidcModulesState(dir); err == nil && ok {
-		return ""
-	}
-	t.Logf("peers: installing oidc-provider: npm ci in %s (at most %v)", dir, npmCITimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), npmCITimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	cmd.Env = peerEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("timed out after %v", npmCITimeout)
-		}
-		return fmt.Sprintf("%v\n%s", err, tail(string(out), diagLimit))
-	}
-	return ""
 }
 
 // FederatedAssertion is a client assertion of a FederatedClients client
