@@ -21,8 +21,9 @@ import (
 // Issuer signs JWTs as a workload's identity provider does: a Kubernetes
 // cluster's service account issuer, whose tokens a pod finds in a file
 // (TokenFile), or a service account's key, which signs its own assertions
-// (securehttp.SignedAssertion with Key). Its key lives in memory only. An
-// Issuer is safe for concurrent use.
+// (securehttp.SignedAssertion with Key). An AuthServer accepts them with
+// TrustIssuer(iss.Name, iss.Key().Public()). Its key lives in memory only.
+// An Issuer is safe for concurrent use.
 type Issuer struct {
 	// Name is the iss of its JWTs.
 	Name string
@@ -58,7 +59,7 @@ func NewIssuer(t testing.TB, name string) *Issuer {
 
 // Key returns the Issuer's key: for securehttp.SignedAssertion, with
 // AssertionClaims{Issuer: iss.Name, KeyID: iss.KeyID}, and its Public
-// method to verify its JWTs.
+// method for TrustIssuer.
 func (i *Issuer) Key() crypto.Signer { return i.key }
 
 // Token returns a new JWT, signed with ES256 and naming KeyID, whose sub is

@@ -78,6 +78,7 @@ type authSettings struct {
 	tokenError  *tokenError
 	slow        time.Duration
 	wrongIssuer bool
+	trusted     map[string][]crypto.PublicKey // issuer name → the keys trusted to sign its JWTs
 }
 
 // tokenError is the answer of TokenError.
@@ -164,7 +165,8 @@ func Validity(notBefore, notAfter time.Time) Option {
 // Expired makes a certificate that expired a day ago: a
 // *tls.CertificateVerificationError holding an x509.CertificateInvalidError
 // whose Reason is x509.Expired. It applies wherever a certificate is made,
-// and to an Issuer's JWTs.
+// and to an Issuer's JWTs, which an AuthServer refuses (invalid_grant, or
+// invalid_request for a token to exchange).
 func Expired() Option {
 	return Option{"Expired", toCert | toToken, func(s *settings) error {
 		now := time.Now()
@@ -175,7 +177,7 @@ func Expired() Option {
 
 // NotYetValid makes a certificate valid from tomorrow: the error of
 // Expired, as crypto/x509 gives one reason for both. It applies wherever a
-// certificate is made, and to an Issuer's JWTs.
+// certificate is made, and to an Issuer's JWTs, refused as expired ones.
 func NotYetValid() Option {
 	return Option{"NotYetValid", toCert | toToken, func(s *settings) error {
 		now := time.Now()
@@ -278,15 +280,38 @@ func TokenLifetime(d time.Duration) Option {
 
 // ClientAuth sets how the client of ClientCredentials authenticates, and
 // the only way the server accepts: "client_secret_basic" (the default),
-// "private_key_jwt" or "tls_client_auth". It applies to NewAuthServer.
+// "private_key_jwt", "tls_client_auth", or "none" for a public client,
+// which does not authenticate and may not use the client credentials grant
+// (unauthorized_client). It applies to NewAuthServer.
 func ClientAuth(method string) Option {
 	return Option{"ClientAuth", toAuth, func(s *settings) error {
 		switch method {
-		case methodBasic, methodPrivateKeyJWT, methodTLS:
+		case methodBasic, methodPrivateKeyJWT, methodTLS, methodNone:
 			s.auth.method = method
 			return nil
 		}
-		return fmt.Errorf("unknown method %q: want %q, %q or %q", method, methodBasic, methodPrivateKeyJWT, methodTLS)
+		return fmt.Errorf("unknown method %q: want %q, %q, %q or %q", method, methodBasic, methodPrivateKeyJWT, methodTLS, methodNone)
+	}}
+}
+
+// TrustIssuer makes the server trust the JWTs whose iss is name and that
+// key signed, an ECDSA, Ed25519 or RSA (2048 bits or more) public key such
+// as an Issuer's Key().Public(): as the JWT bearer grant's assertion and a
+// token exchange's subject and actor tokens. Given more than once, the
+// server trusts each key given. It applies to NewAuthServer.
+func TrustIssuer(name string, key crypto.PublicKey) Option {
+	return Option{"TrustIssuer", toAuth, func(s *settings) error {
+		if name == "" {
+			return errors.New("empty issuer name")
+		}
+		if err := checkPublicKey(key); err != nil {
+			return err
+		}
+		if s.auth.trusted == nil {
+			s.auth.trusted = map[string][]crypto.PublicKey{}
+		}
+		s.auth.trusted[name] = append(s.auth.trusted[name], key)
+		return nil
 	}}
 }
 
