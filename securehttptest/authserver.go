@@ -11,6 +11,8 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,10 +25,10 @@ import (
 
 // AuthServer is an OAuth 2.0 authorization server for tests: a Server that
 // serves its metadata (RFC 8414), its JWK set and a token endpoint for the
-// client credentials grant, which checks what it receives as a strict
-// server does, and issues JWT access tokens (RFC 9068) that VerifyRequest
-// verifies. It knows one client, the one of ClientCredentials. An
-// AuthServer is safe for concurrent use.
+// client credentials grant, the JWT bearer grant and token exchange, which
+// checks what it receives as a strict server does, and issues JWT access
+// tokens (RFC 9068) that VerifyRequest verifies. It knows one client, the
+// one of ClientCredentials. An AuthServer is safe for concurrent use.
 //
 // The token endpoint authenticates the client with the one method of
 // ClientAuth, and checks a client assertion's signature, iss, sub, aud (the
@@ -35,6 +37,11 @@ import (
 // binds the token to the proof's key (cnf.jkt); it binds the token to a
 // client certificate presented (cnf x5t#S256, RFC 8705). A request it
 // refuses gets the OAuth error a production server would send.
+//
+// The JWT bearer grant (RFC 7523) and token exchange (RFC 8693) take JWTs
+// from the issuers of TrustIssuer, and check their signature, sub, aud
+// (the issuer or the token endpoint), exp, nbf and iat, and an
+// assertion's jti (used once); the token is for the JWT's sub.
 type AuthServer struct {
 	*Server
 
@@ -57,6 +64,7 @@ const (
 	methodBasic         = "client_secret_basic"
 	methodPrivateKeyJWT = "private_key_jwt"
 	methodTLS           = "tls_client_auth"
+	methodNone          = "none"
 )
 
 // defaultLifetime is the lifetime of a token without TokenLifetime.
@@ -103,8 +111,8 @@ type proofSeen struct {
 }
 
 // NewAuthServer starts an authorization server. It accepts its own
-// options (TokenLifetime, ClientAuth, DPoPNonce, TokenError, Slow,
-// WrongIssuer), and a server's (Hosts, RequireClientCert, WithCA and those
+// options (TokenLifetime, ClientAuth, TrustIssuer, DPoPNonce, TokenError,
+// Slow, WrongIssuer), and a server's (Hosts, RequireClientCert, WithCA and those
 // that describe its certificate), whose failures make the client's token
 // requests fail as its resource requests would.
 func NewAuthServer(t testing.TB, opts ...Option) *AuthServer {
@@ -178,7 +186,8 @@ func randomID() string {
 // ClientCredentials returns a new ClientCredentials of the client the
 // server knows, which authenticates as ClientAuth says: with a client
 // secret (client_secret_basic), a key (private_key_jwt), or neither
-// (tls_client_auth, with a certificate from ClientCert).
+// (tls_client_auth, with a certificate from ClientCert; none, for the
+// grants of JWTBearer and TokenExchange only).
 func (a *AuthServer) ClientCredentials() *securehttp.ClientCredentials {
 	cc := &securehttp.ClientCredentials{Issuer: a.Issuer, ClientID: clientID}
 	switch a.a.set.method {
@@ -250,7 +259,7 @@ func (a *authServer) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		"issuer":                                     issuer,
 		"token_endpoint":                             a.tokenURL,
 		"jwks_uri":                                   a.issuer + jwksPath,
-		"grant_types_supported":                      []string{"client_credentials"},
+		"grant_types_supported":                      []string{grantClientCredentials, grantJWTBearer, grantTokenExchange},
 		"token_endpoint_auth_methods_supported":      []string{a.set.method},
 		"dpop_signing_alg_values_supported":          proofAlgs(),
 		"tls_client_certificate_bound_access_tokens": true,
@@ -316,21 +325,18 @@ func (a *authServer) tokenResponse(r *http.Request) (map[string]any, *refusal) {
 	form := r.PostForm
 	for name, values := range form {
 		// RFC 6749 section 3.2: no parameter more than once, but the
-		// resource indicators of RFC 8707.
-		if len(values) > 1 && name != "resource" {
+		// resource indicators of RFC 8707 and the audiences of RFC 8693.
+		if len(values) > 1 && name != "resource" && name != "audience" {
 			return nil, invalidRequest("repeated", "parameter %q is repeated", name)
 		}
 	}
-	id, ref := a.authenticate(r, form)
+	g, ref := a.grant(r, form)
 	if ref != nil {
 		return nil, ref
 	}
-	switch grant := form.Get("grant_type"); grant {
-	case "client_credentials":
-	// The JWT bearer grant (RFC 7523) and token exchange (RFC 8693) go here,
-	// each a case that checks its own parameters.
-	default:
-		return nil, &refusal{status: http.StatusBadRequest, code: "unsupported_grant_type", check: "grant_type", msg: fmt.Sprintf("grant_type %q is not supported", grant)}
+	scope := form.Get("scope")
+	if ref := checkScope(scope); ref != nil {
+		return nil, ref
 	}
 	resources := form["resource"]
 	for _, res := range resources {
@@ -350,7 +356,12 @@ func (a *authServer) tokenResponse(r *http.Request) (map[string]any, *refusal) {
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		x5t = certThumbprint(r.TLS.PeerCertificates[0].Raw)
 	}
-	tok, err := a.issue(id, form.Get("scope"), resources, jkt, x5t)
+	if tokenType == "Bearer" && g.issued != "" && g.issued != tokenTypeAccess {
+		// RFC 8693 section 2.2.1: a token that is not an access token has
+		// no token type, unless it is bound to a key.
+		tokenType = "N_A"
+	}
+	tok, err := a.issue(g, scope, slices.Concat(g.audience, resources), jkt, x5t)
 	if err != nil {
 		return nil, &refusal{status: http.StatusInternalServerError, code: "server_error", check: "sign", msg: "signing the token: " + err.Error()}
 	}
@@ -359,28 +370,79 @@ func (a *authServer) tokenResponse(r *http.Request) (map[string]any, *refusal) {
 		"token_type":   tokenType,
 		"expires_in":   int(a.set.lifetime / time.Second),
 	}
-	if scope := form.Get("scope"); scope != "" {
+	if g.issued != "" {
+		body["issued_token_type"] = g.issued
+	}
+	if scope != "" {
 		body["scope"] = scope
 	}
 	return body, nil
 }
 
-// issue signs an access token for client (RFC 9068), bound to the DPoP key
-// of thumbprint jkt and the certificate of thumbprint x5t when they are set.
-func (a *authServer) issue(subject, scope string, resources []string, jkt, x5t string) (string, error) {
+// grant authenticates the client as the request's grant requires, and
+// checks the grant.
+func (a *authServer) grant(r *http.Request, form url.Values) (grant, *refusal) {
+	switch grantType := form.Get("grant_type"); grantType {
+	case grantClientCredentials:
+		id, ref := a.authenticate(r, form, false)
+		if ref != nil {
+			return grant{}, ref
+		}
+		if id == "" || a.set.method == methodNone {
+			return grant{}, &refusal{status: http.StatusBadRequest, code: "unauthorized_client", check: "grant_type", msg: "a public client (none) may not use the client credentials grant"}
+		}
+		return grant{subject: id, clientID: id}, nil
+	case grantJWTBearer:
+		// RFC 7523 section 2.1: the client need not authenticate.
+		id, ref := a.authenticate(r, form, true)
+		if ref != nil {
+			return grant{}, ref
+		}
+		return a.jwtBearer(form, id)
+	case grantTokenExchange:
+		id, ref := a.authenticate(r, form, a.set.method == methodNone)
+		if ref != nil {
+			return grant{}, ref
+		}
+		return a.tokenExchange(form, id)
+	default:
+		return grant{}, &refusal{status: http.StatusBadRequest, code: "unsupported_grant_type", check: "grant_type", msg: fmt.Sprintf("grant_type %q is not supported", grantType)}
+	}
+}
+
+// checkScope checks a scope parameter (RFC 6749 section 3.3): scope tokens
+// of printable ASCII but the space, double quote and backslash, separated
+// by single spaces.
+func checkScope(scope string) *refusal {
+	if scope == "" {
+		return nil
+	}
+	for _, tok := range strings.Split(scope, " ") {
+		if tok == "" || strings.ContainsAny(tok, "\"\\") || strings.IndexFunc(tok, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0 {
+			return &refusal{status: http.StatusBadRequest, code: "invalid_scope", check: "scope", msg: fmt.Sprintf("scope %q is not scope tokens separated by single spaces", scope)}
+		}
+	}
+	return nil
+}
+
+// issue signs an access token (RFC 9068) for what g established, bound to
+// the DPoP key of thumbprint jkt and the certificate of thumbprint x5t when
+// they are set.
+func (a *authServer) issue(g grant, scope string, audience []string, jkt, x5t string) (string, error) {
 	now := a.now()
 	c := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    a.issuer,
-			Subject:   subject,
-			Audience:  resources,
+			Subject:   g.subject,
+			Audience:  audience,
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(a.set.lifetime)),
 			ID:        randomID(),
 		},
-		ClientID: subject,
+		ClientID: g.clientID,
 		Scope:    scope,
 	}
+	c.Act.Subject = g.actor
 	c.Cnf.JKT, c.Cnf.X5TS256 = jkt, x5t
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, c)
 	tok.Header["typ"] = "at+jwt"

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -238,20 +239,26 @@ func TestKeyfunc(t *testing.T) {
 	}
 }
 
-// TestMetadataAndJWKS: the metadata names the issuer and the endpoints,
-// and the JWK set holds the key that verifies the server's tokens.
+// TestMetadataAndJWKS: the metadata names the issuer, the endpoints and
+// the grants, and the JWK set holds the key that verifies the server's
+// tokens.
 func TestMetadataAndJWKS(t *testing.T) {
 	t.Parallel()
 	tt := newTokenTest(t)
 	client := newClient(t, tt.cfg)
 	var md struct {
-		Issuer        string `json:"issuer"`
-		TokenEndpoint string `json:"token_endpoint"`
-		JWKSURI       string `json:"jwks_uri"`
+		Issuer        string   `json:"issuer"`
+		TokenEndpoint string   `json:"token_endpoint"`
+		JWKSURI       string   `json:"jwks_uri"`
+		GrantTypes    []string `json:"grant_types_supported"`
 	}
 	getJSON(t, client, tt.auth.Issuer+"/.well-known/oauth-authorization-server", &md)
 	if md.Issuer != tt.auth.Issuer || md.TokenEndpoint != tt.auth.Issuer+"/token" || md.JWKSURI != tt.auth.Issuer+"/jwks" {
 		t.Errorf("got metadata %+v, want the issuer and its endpoints", md)
+	}
+	wantGrants := []string{"client_credentials", "urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:grant-type:token-exchange"}
+	if !slices.Equal(md.GrantTypes, wantGrants) {
+		t.Errorf("got grant_types_supported %q, want %q", md.GrantTypes, wantGrants)
 	}
 	var set struct {
 		Keys []struct {

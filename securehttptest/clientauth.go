@@ -22,14 +22,30 @@ const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 const maxSkew = time.Minute
 
 // authenticate checks that the request authenticates the client the server
-// knows, with the one method it is registered with, and returns its ID.
-func (a *authServer) authenticate(r *http.Request, form url.Values) (string, *refusal) {
+// knows, with the one method it is registered with, and returns its ID. A
+// grant that does without a client (optional) takes a request in which no
+// client authenticates or identifies itself, and returns "" for it; a
+// public client (ClientAuth "none") may identify itself with client_id,
+// and never authenticate.
+func (a *authServer) authenticate(r *http.Request, form url.Values, optional bool) (string, *refusal) {
 	user, pass, basic := r.BasicAuth()
 	assertion := form.Has("client_assertion") || form.Has("client_assertion_type")
 	if basic && assertion {
 		return "", invalidRequest("methods", "the request authenticates the client twice, with Basic and an assertion")
 	}
+	if optional && !basic && !assertion && !form.Has("client_id") {
+		return "", nil
+	}
 	switch a.set.method {
+	case methodNone:
+		if basic || assertion {
+			return "", invalidClient("method", "the client is a public one (none), and must not authenticate")
+		}
+		if cid := form.Get("client_id"); cid != "" && cid != clientID {
+			return "", invalidClient("client_id", "unknown client_id")
+		}
+		return form.Get("client_id"), nil
+
 	case methodBasic:
 		if !basic {
 			return "", invalidClient("method", "the client must authenticate with client_secret_basic")
@@ -115,17 +131,9 @@ func (a *authServer) checkAssertion(raw string) *refusal {
 	case c.ID == "":
 		return invalidClient("jti", "the client assertion has no jti")
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for id, exp := range a.assertions {
-		if now.After(exp) {
-			delete(a.assertions, id) // it would be refused as expired anyway
-		}
-	}
-	if _, seen := a.assertions[c.ID]; seen {
+	if !a.useOnce("client "+c.ID, c.ExpiresAt.Time) {
 		return invalidClient("jti", "the client assertion's jti was used before")
 	}
-	a.assertions[c.ID] = c.ExpiresAt.Time
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package securehttptest_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -257,6 +258,113 @@ func ExampleAuthServer_ClientCert() {
 
 	fmt.Println(claims.Cnf.X5TS256 != "", api.Requests()[0].TLS.PeerCertificates[0].Subject.CommonName)
 	// Output: true test-client
+}
+
+// The JWT bearer grant: a service account's key signs an assertion for
+// each token request, which the authorization server verifies against
+// the key it trusts, and the token is for the assertion's subject.
+func ExampleAuthServer_JWTBearer() {
+	t := testutil.NewExampleT() // in a test, the test's t
+	defer t.Done()
+
+	account := securehttptest.NewIssuer(t, "reports@accounts.example") // a service account's key
+	api := securehttptest.NewServer(t, nil)
+	auth := securehttptest.NewAuthServer(t, securehttptest.TrustIssuer(account.Name, account.Key().Public()))
+	assertion := securehttp.SignedAssertion(account.Key(), securehttp.AssertionClaims{
+		Issuer: account.Name, Subject: account.Name, KeyID: account.KeyID,
+	})
+	cfg := api.Config()
+	cfg.Bearer = &securehttp.Bearer{JWTBearer: auth.JWTBearer(assertion), Hosts: []string{api.Host}}
+	client, err := securehttp.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Get(api.URL + "/v1/reports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	claims, err := auth.VerifyRequest(api.Requests()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.Subject != account.Name {
+		t.Errorf("got a token for %q, want %q", claims.Subject, account.Name)
+	}
+
+	fmt.Println(claims.Subject)
+	// Output: reports@accounts.example
+}
+
+// Token exchange: a pod's projected service account token, in a file that
+// the test rotates as the kubelet does, is traded for an access token for
+// the API.
+func ExampleAuthServer_TokenExchange() {
+	t := testutil.NewExampleT() // in a test, the test's t
+	defer t.Done()
+
+	cluster := securehttptest.NewIssuer(t, "https://kubernetes.default.svc")
+	api := securehttptest.NewServer(t, nil)
+	auth := securehttptest.NewAuthServer(t, securehttptest.TrustIssuer(cluster.Name, cluster.Key().Public()))
+	projected := cluster.TokenFile(t, "system:serviceaccount:shop:invoices", auth.Issuer)
+	exchange := auth.TokenExchange(securehttp.AssertionFile(projected.Path))
+	exchange.Audience = []string{api.URL}
+	cfg := api.Config()
+	cfg.Bearer = &securehttp.Bearer{TokenExchange: exchange, Hosts: []string{api.Host}}
+	client, err := securehttp.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	projected.Rotate(t) // the kubelet's swap of ..data
+	resp, err := client.Get(api.URL + "/v1/invoices")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	claims, err := auth.VerifyRequest(api.Requests()[0]) // for the API's URL
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.Subject != "system:serviceaccount:shop:invoices" {
+		t.Errorf("got a token for %q, want the pod's service account", claims.Subject)
+	}
+
+	fmt.Println(claims.Subject)
+	// Output: system:serviceaccount:shop:invoices
+}
+
+// An assertion that the authorization server refuses, here an expired
+// one: the request fails with ErrNoToken and the server's invalid_grant,
+// and the API receives nothing. An issuer that TrustIssuer does not name,
+// and a jti used before, are refused alike.
+func ExampleIssuer_Token() {
+	t := testutil.NewExampleT() // in a test, the test's t
+	defer t.Done()
+
+	cluster := securehttptest.NewIssuer(t, "https://kubernetes.default.svc")
+	api := securehttptest.NewServer(t, nil)
+	auth := securehttptest.NewAuthServer(t, securehttptest.TrustIssuer(cluster.Name, cluster.Key().Public()))
+	expired := cluster.Token(t, "system:serviceaccount:shop:invoices", auth.Issuer, securehttptest.Expired())
+	cfg := api.Config()
+	cfg.Bearer = &securehttp.Bearer{
+		JWTBearer: auth.JWTBearer(func(context.Context) (string, error) { return expired, nil }),
+		Hosts:     []string{api.Host},
+	}
+	client, err := securehttp.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Get(api.URL + "/v1/invoices")
+	var oauthErr *securehttp.OAuthError
+	if !errors.Is(err, securehttp.ErrNoToken) || !errors.As(err, &oauthErr) || oauthErr.Code != "invalid_grant" {
+		t.Errorf("got %v, want ErrNoToken for invalid_grant", err)
+	}
+	if n := len(api.Requests()); n != 0 {
+		t.Errorf("the API received %d requests, want none", n)
+	}
+
+	fmt.Println(oauthErr.StatusCode, oauthErr.Code)
+	// Output: 400 invalid_grant
 }
 
 // A server that rotates its certificate: the client follows a rotation

@@ -11,7 +11,8 @@ import (
 )
 
 // Option configures a certificate (CA.Issue, Server.Rotate), a server
-// (NewServer) or an authorization server (NewAuthServer). Each option's
+// (NewServer), an authorization server (NewAuthServer) or a JWT of an
+// Issuer (Issuer.Token, Issuer.TokenFile, TokenFile.Rotate). Each option's
 // comment says where it applies; given anywhere else, it fails the test.
 // Of two options that set the same thing, the later wins.
 type Option struct {
@@ -28,6 +29,7 @@ const (
 	toRotate                    // Server.Rotate
 	toServer                    // NewServer
 	toAuth                      // NewAuthServer
+	toToken                     // Issuer.Token, Issuer.TokenFile, TokenFile.Rotate
 
 	toServers = toServer | toAuth
 	toCert    = toIssue | toRotate | toServers
@@ -35,6 +37,8 @@ const (
 
 // settings is what a call's options add up to.
 type settings struct {
+	// cert describes a certificate; its validity period is also the
+	// window of an Issuer's JWT.
 	cert certSettings
 
 	ca                *CA
@@ -65,7 +69,8 @@ const (
 	stapleStale
 )
 
-// authSettings describe an authorization server.
+// authSettings describe an authorization server. lifetime is also that
+// of an Issuer's JWT.
 type authSettings struct {
 	lifetime    time.Duration
 	method      string
@@ -73,6 +78,7 @@ type authSettings struct {
 	tokenError  *tokenError
 	slow        time.Duration
 	wrongIssuer bool
+	trusted     map[string][]crypto.PublicKey // issuer name → the keys trusted to sign its JWTs
 }
 
 // tokenError is the answer of TokenError.
@@ -144,9 +150,10 @@ func WeakKey() Option {
 
 // Validity sets the certificate's validity period; without it, a
 // certificate is valid from an hour ago for 90 days. It applies wherever a
-// certificate is made.
+// certificate is made, and to an Issuer's JWTs, whose iat and nbf it sets
+// to notBefore and exp to notAfter.
 func Validity(notBefore, notAfter time.Time) Option {
-	return Option{"Validity", toCert, func(s *settings) error {
+	return Option{"Validity", toCert | toToken, func(s *settings) error {
 		if !notAfter.After(notBefore) {
 			return fmt.Errorf("notAfter %v is not after notBefore %v", notAfter, notBefore)
 		}
@@ -157,9 +164,11 @@ func Validity(notBefore, notAfter time.Time) Option {
 
 // Expired makes a certificate that expired a day ago: a
 // *tls.CertificateVerificationError holding an x509.CertificateInvalidError
-// whose Reason is x509.Expired. It applies wherever a certificate is made.
+// whose Reason is x509.Expired. It applies wherever a certificate is made,
+// and to an Issuer's JWTs, which an AuthServer refuses (invalid_grant, or
+// invalid_request for a token to exchange).
 func Expired() Option {
-	return Option{"Expired", toCert, func(s *settings) error {
+	return Option{"Expired", toCert | toToken, func(s *settings) error {
 		now := time.Now()
 		s.cert.notBefore, s.cert.notAfter = now.Add(-48*time.Hour), now.Add(-24*time.Hour)
 		return nil
@@ -168,9 +177,9 @@ func Expired() Option {
 
 // NotYetValid makes a certificate valid from tomorrow: the error of
 // Expired, as crypto/x509 gives one reason for both. It applies wherever a
-// certificate is made.
+// certificate is made, and to an Issuer's JWTs, refused as expired ones.
 func NotYetValid() Option {
-	return Option{"NotYetValid", toCert, func(s *settings) error {
+	return Option{"NotYetValid", toCert | toToken, func(s *settings) error {
 		now := time.Now()
 		s.cert.notBefore, s.cert.notAfter = now.Add(24*time.Hour), now.Add(48*time.Hour)
 		return nil
@@ -257,9 +266,10 @@ func WithCA(ca *CA) Option {
 
 // TokenLifetime sets the lifetime of the tokens the server issues, in whole
 // seconds and at least one; without it, an hour. It applies to
-// NewAuthServer.
+// NewAuthServer, and to an Issuer's JWTs, unless Validity, Expired or
+// NotYetValid set their window.
 func TokenLifetime(d time.Duration) Option {
-	return Option{"TokenLifetime", toAuth, func(s *settings) error {
+	return Option{"TokenLifetime", toAuth | toToken, func(s *settings) error {
 		if d < time.Second {
 			return fmt.Errorf("%v is under a second", d)
 		}
@@ -270,15 +280,38 @@ func TokenLifetime(d time.Duration) Option {
 
 // ClientAuth sets how the client of ClientCredentials authenticates, and
 // the only way the server accepts: "client_secret_basic" (the default),
-// "private_key_jwt" or "tls_client_auth". It applies to NewAuthServer.
+// "private_key_jwt", "tls_client_auth", or "none" for a public client,
+// which does not authenticate and may not use the client credentials grant
+// (unauthorized_client). It applies to NewAuthServer.
 func ClientAuth(method string) Option {
 	return Option{"ClientAuth", toAuth, func(s *settings) error {
 		switch method {
-		case methodBasic, methodPrivateKeyJWT, methodTLS:
+		case methodBasic, methodPrivateKeyJWT, methodTLS, methodNone:
 			s.auth.method = method
 			return nil
 		}
-		return fmt.Errorf("unknown method %q: want %q, %q or %q", method, methodBasic, methodPrivateKeyJWT, methodTLS)
+		return fmt.Errorf("unknown method %q: want %q, %q, %q or %q", method, methodBasic, methodPrivateKeyJWT, methodTLS, methodNone)
+	}}
+}
+
+// TrustIssuer makes the server trust the JWTs whose iss is name and that
+// key signed, an ECDSA, Ed25519 or RSA (2048 bits or more) public key such
+// as an Issuer's Key().Public(): as the JWT bearer grant's assertion and a
+// token exchange's subject and actor tokens. Given more than once, the
+// server trusts each key given. It applies to NewAuthServer.
+func TrustIssuer(name string, key crypto.PublicKey) Option {
+	return Option{"TrustIssuer", toAuth, func(s *settings) error {
+		if name == "" {
+			return errors.New("empty issuer name")
+		}
+		if err := checkPublicKey(key); err != nil {
+			return err
+		}
+		if s.auth.trusted == nil {
+			s.auth.trusted = map[string][]crypto.PublicKey{}
+		}
+		s.auth.trusted[name] = append(s.auth.trusted[name], key)
+		return nil
 	}}
 }
 

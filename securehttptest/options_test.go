@@ -1,6 +1,10 @@
 package securehttptest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"testing"
 	"time"
 )
@@ -11,6 +15,16 @@ func TestOptionsMisused(t *testing.T) {
 	t.Parallel()
 	ca := NewCA(t)
 	srv := NewServer(t, nil)
+	iss := NewIssuer(t, "https://cluster.test")
+	file := iss.TokenFile(t, "sub", "aud")
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p224, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		call func(t testing.TB)
@@ -32,14 +46,32 @@ func TestOptionsMisused(t *testing.T) {
 		{"a TokenError of status 200", func(t testing.TB) { NewAuthServer(t, TokenError(200, "invalid_client")) }},
 		{"a TokenError without a code", func(t testing.TB) { NewAuthServer(t, TokenError(400, "")) }},
 		{"Slow(0)", func(t testing.TB) { NewAuthServer(t, Slow(0)) }},
+		{"TrustIssuer without a name", func(t testing.TB) { NewAuthServer(t, TrustIssuer("", iss.Key().Public())) }},
+		{"TrustIssuer with a nil key", func(t testing.TB) { NewAuthServer(t, TrustIssuer(iss.Name, nil)) }},
+		{"TrustIssuer with a private key", func(t testing.TB) { NewAuthServer(t, TrustIssuer(iss.Name, iss.Key())) }},
+		{"TrustIssuer with a weak RSA key", func(t testing.TB) { NewAuthServer(t, TrustIssuer(iss.Name, &weak.PublicKey)) }},
+		{"TrustIssuer with a P-224 key", func(t testing.TB) { NewAuthServer(t, TrustIssuer(iss.Name, &p224.PublicKey)) }},
+		{"TrustIssuer to NewServer", func(t testing.TB) { NewServer(t, nil, TrustIssuer(iss.Name, iss.Key().Public())) }},
+		{"NewIssuer without a name", func(t testing.TB) { NewIssuer(t, "") }},
+		{"a server's option to Issuer.Token", func(t testing.TB) { iss.Token(t, "sub", "aud", RequireClientCert()) }},
+		{"a certificate's option to Issuer.TokenFile", func(t testing.TB) { iss.TokenFile(t, "sub", "aud", MustStaple()) }},
+		{"Hosts to TokenFile.Rotate", func(t testing.TB) { file.Rotate(t, Hosts("api.test")) }},
 	}
 	for _, tt := range tests {
 		if msg := fails(tt.call); msg == "" {
 			t.Errorf("%s: the test went on, want it failed", tt.name)
 		}
 	}
-	// And a call that is right goes through.
-	if msg := fails(func(t testing.TB) { ca.Issue(t, Hosts("api.test", "::1"), Expired()) }); msg != "" {
-		t.Errorf("a right call failed: %s", msg)
+	// And calls that are right go through.
+	for _, call := range []func(t testing.TB){
+		func(t testing.TB) { ca.Issue(t, Hosts("api.test", "::1"), Expired()) },
+		func(t testing.TB) {
+			apply(t, toAuth, "NewAuthServer", []Option{ClientAuth("none"), TrustIssuer(iss.Name, iss.Key().Public())})
+		},
+		func(t testing.TB) { file.Rotate(t, TokenLifetime(time.Minute), NotYetValid()) },
+	} {
+		if msg := fails(call); msg != "" {
+			t.Errorf("a right call failed: %s", msg)
+		}
 	}
 }

@@ -2,14 +2,16 @@ package securehttptest
 
 import (
 	"crypto/ecdsa"
+	"os"
 	"testing"
 
 	"github.com/securehttp/securehttp/internal/secrettest"
 )
 
 // TestExportedTypesPrintNoSecret checks every exported struct type of the
-// package: none prints a private key or the client's secret through fmt,
-// slog or encoding/json, alone or held in another struct.
+// package: none prints a private key, the client's secret or a JWT of a
+// token file through fmt, slog or encoding/json, alone or held in another
+// struct.
 func TestExportedTypesPrintNoSecret(t *testing.T) {
 	t.Parallel()
 	keyBytes := func(t *testing.T, k any) string {
@@ -49,6 +51,19 @@ func TestExportedTypesPrintNoSecret(t *testing.T) {
 				as := NewAuthServer(t, WithCA(NewCA(t)))
 				return secrettest.Sample{Value: as, Secrets: append(serverSecrets(t, as.Server),
 					keyBytes(t, as.a.key), keyBytes(t, as.a.client.key), as.a.client.secret)}
+			},
+			"Issuer": func(t *testing.T) secrettest.Sample {
+				iss := NewIssuer(t, "https://issuer.test")
+				return secrettest.Sample{Value: iss, Secrets: []string{keyBytes(t, iss.key)}}
+			},
+			"TokenFile": func(t *testing.T) secrettest.Sample {
+				iss := NewIssuer(t, "https://issuer.test")
+				f := iss.TokenFile(t, "system:serviceaccount:default:app", "https://auth.test")
+				token, err := os.ReadFile(f.Path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return secrettest.Sample{Value: f, Secrets: []string{keyBytes(t, iss.key), string(token)}}
 			},
 		},
 		NoSecret: map[string]string{

@@ -11,14 +11,19 @@ import (
 )
 
 // Claims are the claims of an access token an AuthServer issued (RFC
-// 9068): iss, sub (the client's ID), aud (the resource indicators the
-// client asked for, if any), iat, exp, jti, client_id, scope, and cnf when
+// 9068): iss, sub (the client's ID, or the sub of the JWT it was traded
+// for), aud (the audiences and resource indicators the client asked for, if
+// any), iat, exp, jti, client_id (of the client, if one identified itself),
+// scope, act (a token exchange's actor, RFC 8693 section 4.1), and cnf when
 // the token is bound to a DPoP key or a client certificate.
 type Claims struct {
 	jwt.RegisteredClaims
-	ClientID string `json:"client_id"`
+	ClientID string `json:"client_id,omitempty"`
 	Scope    string `json:"scope,omitempty"`
-	Cnf      struct {
+	Act      struct {
+		Subject string `json:"sub,omitempty"` // the actor token's sub
+	} `json:"act,omitzero"`
+	Cnf struct {
 		JKT     string `json:"jkt,omitempty"`      // the thumbprint of the DPoP key (RFC 9449)
 		X5TS256 string `json:"x5t#S256,omitempty"` // the SHA-256 of the client certificate (RFC 8705)
 	} `json:"cnf,omitzero"`

@@ -34,7 +34,7 @@ func TestVerifyRequest(t *testing.T) {
 	jkt := thumbprint(must(publicJWK(key.Public())))
 	cert := as.ClientCert(t).Leaf()
 	issue := func(jkt, x5t string, resources ...string) string {
-		tok, err := a.issue(clientID, "read", resources, jkt, x5t)
+		tok, err := a.issue(grant{subject: clientID, clientID: clientID}, "read", resources, jkt, x5t)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func TestVerifyRequest(t *testing.T) {
 		return c
 	}
 	otherServer := NewAuthServer(t).a
-	otherToken, err := otherServer.issue(clientID, "", nil, "", "")
+	otherToken, err := otherServer.issue(grant{subject: clientID, clientID: clientID}, "", nil, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestVerifyRequestAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := as.a.issue(clientID, "", nil, thumbprint(must(publicJWK(key.Public()))), "")
+	tok, err := as.a.issue(grant{subject: clientID, clientID: clientID}, "", nil, thumbprint(must(publicJWK(key.Public()))), "")
 	if err != nil {
 		t.Fatal(err)
 	}
