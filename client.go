@@ -207,8 +207,10 @@ func NewClient(cfg Config) (*http.Client, error) {
 
 // Redacted returns err as it prints with the URL that http.Client quotes
 // in its *url.Error shown without userinfo, query and fragment, which may
-// hold an API key or a signature; errors.Is and errors.As see err as
-// before. Print a client's errors through it: log.Print(Redacted(err)).
+// hold an API key or a signature, wherever that *url.Error is in err (an
+// error wrapping it, or joining it with others); errors.Is and errors.As
+// see err as before. Print a client's errors through it:
+// log.Print(Redacted(err)).
 func Redacted(err error) error {
 	if err == nil {
 		return nil
@@ -220,12 +222,21 @@ func Redacted(err error) error {
 type redactedError struct{ err error }
 
 func (e redactedError) Error() string {
-	ue, ok := e.err.(*url.Error)
-	if !ok {
-		return e.err.Error()
+	msg := e.err.Error()
+	for _, inner := range errorTree(e.err) {
+		ue, ok := inner.(*url.Error)
+		if !ok {
+			continue
+		}
+		// *url.Error quotes its URL with %q; an error wrapping it repeats
+		// that text.
+		shown, hidden := hideURLSecrets(ue.URL)
+		if len(hidden) > 0 {
+			msg = strings.ReplaceAll(msg, strconv.Quote(ue.URL), strconv.Quote(shown))
+			msg = strings.ReplaceAll(msg, ue.URL, shown)
+		}
 	}
-	shown, _ := hideURLSecrets(ue.URL)
-	return fmt.Sprintf("%s %q: %s", ue.Op, shown, ue.Err)
+	return msg
 }
 
 func (e redactedError) Unwrap() error { return e.err }

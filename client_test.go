@@ -290,3 +290,43 @@ func TestRedactedHidesTheQuery(t *testing.T) {
 		t.Error("Redacted(nil) is not nil")
 	}
 }
+
+// TestRedactedHidesTheQueryOfAWrappedError: a program that wraps the
+// client's error before printing it, or joins it with others, still gets
+// every URL of a *url.Error in it printed without query, userinfo or
+// fragment.
+func TestRedactedHidesTheQueryOfAWrappedError(t *testing.T) {
+	t.Parallel()
+	c, err := NewClient(testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Get("http://USERNAME:PWSECRET@api.test/orders?api_key=QSECRET#FSECRET")
+	if err == nil {
+		t.Fatal("got no error for plain HTTP")
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"wrapped with %w", fmt.Errorf("fetching orders: %w", err)},
+		{"wrapped twice", fmt.Errorf("sync: %w", fmt.Errorf("fetching orders: %w", err))},
+		{"joined", errors.Join(errors.New("first failure"), err)},
+	} {
+		if !strings.Contains(tc.err.Error(), "QSECRET") {
+			t.Fatalf("%s: got %q, want the query quoted unredacted (else this test proves nothing)", tc.name, tc.err)
+		}
+		red := Redacted(tc.err).Error()
+		for _, secret := range []string{"USERNAME", "PWSECRET", "QSECRET", "FSECRET", "api_key"} {
+			if strings.Contains(red, secret) {
+				t.Errorf("%s: got %q, want no %s", tc.name, red, secret)
+			}
+		}
+		if !strings.Contains(red, "api.test/orders") || !strings.Contains(red, "plain-HTTP") {
+			t.Errorf("%s: got %q, want the host, path and cause kept", tc.name, red)
+		}
+		if !errors.Is(Redacted(tc.err), ErrInsecureScheme) {
+			t.Errorf("%s: got %v, want errors.Is to see the cause", tc.name, red)
+		}
+	}
+}

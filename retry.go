@@ -163,6 +163,20 @@ func (t *transport) send(x *exchange) (*http.Response, error) {
 	c.ErrorHandler = honestResult
 	// Logger stays nil: the engine's own logger writes URLs with their
 	// query strings to stderr. Resends are logged by backoff instead.
+	//
+	// The engine's inner http.Client makes the next hop of a 307 or 308
+	// that answers a resend, its body from GetBody, before its
+	// CheckRedirect declines to follow it, and never closes that body.
+	// Given a request without GetBody, it hands the redirect back as it
+	// is; the resends get GetBody back in RoundTrip, and prepare replays
+	// the body through e.getBody.
+	e.getBody = req.GetBody
+	if e.getBody != nil {
+		r := new(http.Request)
+		*r = *req
+		r.GetBody = nil
+		req = r
+	}
 	resp, err = c.Do(&retryablehttp.Request{Request: req})
 	if uerr, ok := err.(*url.Error); ok {
 		// The engine's inner *http.Client wraps errors in a *url.Error; the
@@ -174,14 +188,23 @@ func (t *transport) send(x *exchange) (*http.Response, error) {
 
 // engineRun is an exchange in go-retryablehttp's loop.
 type engineRun struct {
-	t      *transport
-	x      exchange
-	first  bool // the first outcome, already judged, is still to be replayed
-	engine retryablehttp.Client
+	t       *transport
+	x       exchange
+	first   bool                          // the first outcome, already judged, is still to be replayed
+	getBody func() (io.ReadCloser, error) // the request's GetBody, kept from the engine (see send)
+	engine  retryablehttp.Client
 }
 
-// RoundTrip sends one resend: the engine's inner client calls it.
+// RoundTrip sends one resend: the engine's inner client calls it. The
+// resend has its GetBody again, so that net/http can replay its body on a
+// connection that turns out to be dead.
 func (e *engineRun) RoundTrip(req *http.Request) (*http.Response, error) {
+	if e.getBody != nil && req.GetBody == nil {
+		r := new(http.Request)
+		*r = *req
+		r.GetBody = e.getBody
+		req = r
+	}
 	return e.t.attempt(&e.x, req)
 }
 
@@ -217,8 +240,8 @@ func (e *engineRun) prepare(req *http.Request) error {
 		return err
 	}
 	req.Header = out.Header
-	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
-		body, err := req.GetBody()
+	if e.getBody != nil && req.Body != nil && req.Body != http.NoBody {
+		body, err := e.getBody()
 		if err != nil {
 			return fmt.Errorf("securehttp: replaying the request body: %w", err)
 		}

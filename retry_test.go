@@ -1168,6 +1168,29 @@ func TestRetryRequestBodies(t *testing.T) {
 			t.Errorf("got %d bodies made and %d closed, want 3 and 3", made, closed)
 		}
 	})
+	t.Run("a redirect answering a retry leaves no body open", func(t *testing.T) {
+		t.Parallel()
+		for _, status := range []int{http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+			t.Run(strconv.Itoa(status), func(t *testing.T) {
+				t.Parallel()
+				srv := rtFaultServer(t, false, rtStep{status: 503}, rtStep{status: status, header: http.Header{"Location": {"/elsewhere"}}})
+				// The transport alone: http.Client itself calls GetBody for
+				// the hop it is about to follow, before its CheckRedirect.
+				_, tr := rtNewClient(t, testConfig(t))
+				tb := &rtTrackedBodies{payload: payload}
+				req := rtRequest(t, t.Context(), http.MethodPut, srv.url("/"), nil)
+				req.Body, req.GetBody, req.ContentLength = tb.body(), tb.getBody, int64(len(payload))
+				resp, err := tr.RoundTrip(req)
+				if err != nil || resp.StatusCode != status {
+					t.Fatalf("got %v, %v; want the %d", resp, err, status)
+				}
+				resp.Body.Close()
+				if made, closed := tb.made.Load(), tb.closed.Load(); closed != made {
+					t.Errorf("got %d bodies made and %d closed, want every one closed", made, closed)
+				}
+			})
+		}
+	})
 	t.Run("a body without GetBody is sent once", func(t *testing.T) {
 		t.Parallel()
 		for _, method := range []string{http.MethodPut, http.MethodPost} {

@@ -118,7 +118,7 @@ func getOptions(f *getFlags, stdout, stderr io.Writer) *options {
 	})
 	o.boolean(&f.blockPrivate, "", "block-private", "refuse to connect to loopback, private, link-local (cloud metadata) and other\n"+
 		"non-public addresses, judged on the address dialled after DNS")
-	o.str(&f.signKey, "", "sign-key", "FILE", "sign the request (RFC 9421, as FAPI 2.0 asks) with the private key in FILE (PEM:\n"+
+	o.str(&f.signKey, "", "sign-key", "FILE", "sign the request (RFC 9421, as FAPI 2.0 asks) with the private key in FILE (PEM, readable by you only:\n"+
 		"Ed25519, ECDSA P-256 or P-384, or RSA), for the URL's host and port only; needs --sign-keyid")
 	o.str(&f.signKeyID, "", "sign-keyid", "ID", "the keyid the server knows --sign-key by")
 	o.str(&f.verifyKey, "", "verify-key", "FILE", "refuse a response not signed by the public key (or certificate) in FILE (PEM),\n"+

@@ -85,6 +85,10 @@ Run "securehttp help COMMAND" for the options of a command.
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal cancels ctx, which ends a transfer cleanly. Reading
+	// stdin (-d @-) does not watch ctx, so the next signal ends the
+	// process, as it would in a program that handles none.
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -1,18 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -231,6 +235,64 @@ func TestExtraArguments(t *testing.T) {
 		code, out, errOut := runCmd(t, tt.args...)
 		if code != exitUsage || out != "" || !strings.Contains(errOut, tt.why) {
 			t.Errorf("%q: got exit code %d, stdout %q, stderr %q; want %d and %q", tt.args, code, out, errOut, exitUsage, tt.why)
+		}
+	}
+}
+
+// TestInterruptAgainEndsTheCommand: the first interrupt cancels the
+// command's context, which ends a transfer cleanly; a wait that does not
+// watch it (get -d @- reading a pipe that stays open, as a terminal does)
+// ends at the next interrupt, as in a program that handles no signal. It
+// runs main in a child process, interrupted until it ends.
+func TestInterruptAgainEndsTheCommand(t *testing.T) {
+	if os.Getenv("SECUREHTTP_MAIN_CHILD") != "" {
+		os.Args = []string{"securehttp", "get", "-d", "@-", "https://127.0.0.1:1/"}
+		fmt.Fprintln(os.Stderr, "ready")
+		main()
+		return
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestInterruptAgainEndsTheCommand$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SECUREHTTP_MAIN_CHILD=1")
+	stdin, err := cmd.StdinPipe() // held open: the child waits for it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(stderr).ReadString('\n'); err != nil || line != "ready\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("got %q, %v from the child, want ready", line, err)
+	}
+	go io.Copy(io.Discard, stderr)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	interrupts := 0
+	for {
+		select {
+		case <-done:
+			if interrupts == 0 {
+				t.Fatal("the child ended before any interrupt")
+			}
+			return
+		case <-tick.C:
+			cmd.Process.Signal(os.Interrupt)
+			interrupts++
+		case <-ctx.Done():
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("the child still waited for stdin after %d interrupts, want it ended by the second", interrupts)
 		}
 	}
 }

@@ -28,9 +28,15 @@ func signatures(f *getFlags, u *url.URL) (*securehttp.MessageSignatures, error) 
 	case f.signKeyID == "":
 		return nil, errors.New("--sign-key needs --sign-keyid, the keyid the server knows the key by")
 	}
-	key, err := loadPrivateKey(f.signKey)
+	// A signing key is held to the rules of --client-key's: readable by
+	// the user only, read from a file of bounded size.
+	data, err := readPrivatePath("--sign-key", f.signKey)
 	if err != nil {
-		return nil, fmt.Errorf("--sign-key: %w", err)
+		return nil, err
+	}
+	key, err := parsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("--sign-key %s: %v", f.signKey, err)
 	}
 	port := u.Port()
 	if port == "" {
@@ -48,42 +54,6 @@ func signatures(f *getFlags, u *url.URL) (*securehttp.MessageSignatures, error) 
 		}
 	}
 	return s, nil
-}
-
-// loadPrivateKey reads the first private key of a PEM file: PKCS #8,
-// PKCS #1 or SEC 1, not encrypted.
-func loadPrivateKey(name string) (crypto.Signer, error) {
-	rest, err := os.ReadFile(name)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		var block *pem.Block
-		if block, rest = pem.Decode(rest); block == nil {
-			return nil, fmt.Errorf("%s holds no PEM private key", name)
-		}
-		var key any
-		switch block.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		case "ENCRYPTED PRIVATE KEY":
-			return nil, fmt.Errorf("%s: an encrypted key is not supported; decrypt it first", name)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", name, err)
-		}
-		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("%s: a %T cannot sign", name, key)
-		}
-		return signer, nil
-	}
 }
 
 // loadPublicKey reads the first public key of a PEM file, or a

@@ -7,8 +7,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/securehttp/securehttp/internal/peers"
 	"github.com/securehttp/securehttp/internal/testpki"
@@ -76,5 +80,52 @@ func TestGetSignsAndVerifies(t *testing.T) {
 		if code != tc.want || errOut == "" {
 			t.Errorf("%s: got exit %d, stdout %q, stderr %q; want %d and an error", tc.name, code, out, errOut, tc.want)
 		}
+	}
+}
+
+// TestGetSignKeyFileCheckedAsClientKey: --sign-key is a private key like
+// --client-key, and its file is held to the same rules: one that others
+// may read, or a FIFO that no process writes to, is a usage error before
+// any connection, never used or waited for.
+func TestGetSignKeyFileCheckedAsClientKey(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := writeFile(t, "open.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o644)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"readable by others", open, "chmod 600"},
+		{"FIFO without a writer", fifo, "FIFO"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan struct{})
+			var code int
+			var errOut string
+			go func() {
+				defer close(done)
+				code, _, errOut = runCmd(t, "get", "--sign-key", tc.path, "--sign-keyid", "k", "https://127.0.0.1:1/")
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				// Let the command go on and end, leaving no goroutine.
+				if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					f.Close()
+				}
+				<-done
+				t.Fatalf("get waited for a writer of the FIFO, want a usage error at once")
+			}
+			if code != exitUsage || !strings.Contains(errOut, "--sign-key") || !strings.Contains(errOut, tc.want) {
+				t.Errorf("got exit %d and stderr %q, want %d naming --sign-key and %q", code, errOut, exitUsage, tc.want)
+			}
+		})
 	}
 }

@@ -12,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/securehttp/securehttp"
 )
@@ -213,31 +215,48 @@ func (f *tokenFlags) bearer(ctx context.Context, u *url.URL, tokenFile string, s
 }
 
 // readPrivateFile reads a secret or a key from path, or from stdin for "-".
-// A regular file that its group or others may access is refused, as ssh
-// refuses such a key: the secret is no longer the client's alone.
 func readPrivateFile(flagName, path string, stdin io.Reader) ([]byte, error) {
-	var r io.Reader = stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, usagef("%s: %v", flagName, err)
-		}
-		defer f.Close()
-		info, err := f.Stat()
-		if err != nil {
-			return nil, usagef("%s: %v", flagName, err)
-		}
-		if perm := info.Mode().Perm(); info.Mode().IsRegular() && perm&0o077 != 0 && runtime.GOOS != "windows" {
-			return nil, usagef("%s %s can be read by others (mode %#o): chmod 600 %s", flagName, path, perm, path)
-		}
-		r = f
+	if path == "-" {
+		return readPrivate(flagName, path, stdin, false)
 	}
+	return readPrivatePath(flagName, path)
+}
+
+// readPrivatePath reads a secret or a key from the file path. A regular
+// file that its group or others may access is refused, as ssh refuses
+// such a key: the secret is no longer the client's alone. A FIFO (a named
+// one, or a shell's <(command)) is opened without blocking, so that one no
+// process writes to is an error rather than a wait that neither
+// --max-time nor Ctrl-C ends, as -o's FIFO with no reader is.
+func readPrivatePath(flagName, path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, usagef("%s: %v", flagName, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, usagef("%s: %v", flagName, err)
+	}
+	if perm := info.Mode().Perm(); info.Mode().IsRegular() && perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return nil, usagef("%s %s can be read by others (mode %#o): chmod 600 %s", flagName, path, perm, path)
+	}
+	return readPrivate(flagName, path, f, info.Mode()&fs.ModeNamedPipe != 0)
+}
+
+// readPrivate reads at most maxSecretFile bytes of r, which path names.
+func readPrivate(flagName, path string, r io.Reader, fifo bool) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxSecretFile+1))
 	if err != nil {
 		return nil, usagef("%s %s: %v", flagName, path, err)
 	}
 	if len(data) > maxSecretFile {
 		return nil, usagef("%s %s: more than %d bytes", flagName, path, maxSecretFile)
+	}
+	if fifo && len(data) == 0 {
+		// Opened without blocking, a FIFO that no process has open for
+		// writing reads as empty at once.
+		return nil, usagef("%s %s is a FIFO with nothing in it and no process writing to it", flagName, path)
 	}
 	return data, nil
 }

@@ -9,10 +9,13 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -254,4 +257,42 @@ func TestGetClientCredentialsOIDCProvider(t *testing.T) {
 			t.Errorf("the resource server checked %d DPoP proofs, want 1", n)
 		}
 	})
+}
+
+// TestGetSecretFileFIFOWithoutWriterRefused: a --client-secret-file or
+// --client-key that is a FIFO no process writes to is a usage error at
+// once, as -o's FIFO with no reader is, rather than a wait that neither
+// --max-time nor Ctrl-C (which only cancels the context) can end.
+func TestGetSecretFileFIFOWithoutWriterRefused(t *testing.T) {
+	t.Parallel()
+	for _, flag := range []string{"--client-secret-file", "--client-key"} {
+		t.Run(flag, func(t *testing.T) {
+			t.Parallel()
+			fifo := filepath.Join(t.TempDir(), "fifo")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan int, 1)
+			var errOut string
+			go func() {
+				code, _, e := runCmd(t, "get", "-m", "1", "--client-id", "c", "--token-url", "https://127.0.0.1:1/token", flag, fifo, "https://127.0.0.1:1/")
+				errOut = e
+				done <- code
+			}()
+			select {
+			case code := <-done:
+				if code != exitUsage || !strings.Contains(errOut, flag) {
+					t.Errorf("got exit code %d and stderr %q, want %d naming %s", code, errOut, exitUsage, flag)
+				}
+			case <-time.After(10 * time.Second):
+				// Open the FIFO for writing, which lets the command go on
+				// and end, so that no goroutine is left behind.
+				if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					f.Close()
+				}
+				<-done
+				t.Fatalf("get waited for a writer of the FIFO %s, want a usage error at once", flag)
+			}
+		})
+	}
 }
