@@ -1,6 +1,7 @@
 package securehttp
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -564,31 +565,82 @@ func armDigest(resp *http.Response) error {
 	if err != nil {
 		return responseSignatureError(err.Error())
 	}
-	resp.Body = &digestedBody{rc: resp.Body, digests: digests}
+	// A body of up to maxEagerDigest bytes is checked whole before the
+	// response is handed on: a reader that stops at the end of a JSON value
+	// (json.Decoder) never makes the read that would report a mismatch at
+	// EOF, and over HTTP/2 or chunked encoding that read is not made at
+	// all. A larger body is checked as it is read, failing its last read.
+	head, err := io.ReadAll(io.LimitReader(resp.Body, maxEagerDigest+1))
+	if err != nil {
+		return err
+	}
+	b := &digestedBody{rc: resp.Body, digests: digests}
+	b.hash(head)
+	if len(head) <= maxEagerDigest {
+		if err := b.check(); err != nil {
+			return err
+		}
+		resp.Body = &checkedBody{Reader: bytes.NewReader(head), rc: resp.Body}
+		return nil
+	}
+	b.r = io.MultiReader(bytes.NewReader(head), resp.Body)
+	b.hashed = len(head)
+	resp.Body = b
 	return nil
 }
 
-// digestedBody checks a response body against its Content-Digest.
+// maxEagerDigest is the largest response body checked against its
+// Content-Digest before the response is handed on.
+const maxEagerDigest = 1 << 20
+
+// checkedBody is a response body already checked against its digest.
+type checkedBody struct {
+	*bytes.Reader
+	rc io.ReadCloser
+}
+
+func (b *checkedBody) Close() error { return b.rc.Close() }
+
+// digestedBody checks a large response body against its Content-Digest as
+// it is read.
 type digestedBody struct {
 	rc      io.ReadCloser
+	r       io.Reader // the bytes already read for the digest, then rc
+	hashed  int       // how many bytes of r were hashed before it was read
 	digests []contentDigest
 	err     error // the mismatch, once found
+}
+
+func (b *digestedBody) hash(p []byte) {
+	for _, d := range b.digests {
+		d.h.Write(p)
+	}
+}
+
+func (b *digestedBody) check() error {
+	for _, d := range b.digests {
+		if subtle.ConstantTimeCompare(d.h.Sum(nil), d.want) != 1 {
+			b.err = responseSignatureError("the body does not match its Content-Digest (" + d.alg + ")")
+			return b.err
+		}
+	}
+	return nil
 }
 
 func (b *digestedBody) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	n, err := b.rc.Read(p)
-	for _, d := range b.digests {
-		d.h.Write(p[:n])
+	n, err := b.r.Read(p)
+	fresh := p[:n]
+	if skip := min(b.hashed, n); skip > 0 {
+		fresh, b.hashed = fresh[skip:], b.hashed-skip
 	}
+	b.hash(fresh)
 	if err == io.EOF {
-		for _, d := range b.digests {
-			if subtle.ConstantTimeCompare(d.h.Sum(nil), d.want) != 1 {
-				b.err = responseSignatureError("the body does not match its Content-Digest (" + d.alg + ")")
-				return n, b.err
-			}
+		if cerr := b.check(); cerr != nil {
+			// The bytes of this read are withheld with the mismatch.
+			return 0, cerr
 		}
 	}
 	return n, err

@@ -404,10 +404,12 @@ func TestContentDigestRFC9530Examples(t *testing.T) {
 		{`{"hello": "world"}` + "\n", "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:, " + sha512HelloLF, false},
 	} {
 		resp := &http.Response{Header: http.Header{"Content-Digest": {tc.field}}, Body: io.NopCloser(strings.NewReader(tc.body))}
-		if err := armDigest(resp); err != nil {
-			t.Fatalf("%q: %v", tc.field, err)
+		// A small body is checked whole when the response is armed.
+		var got []byte
+		err := armDigest(resp)
+		if err == nil {
+			got, err = io.ReadAll(resp.Body)
 		}
-		got, err := io.ReadAll(resp.Body)
 		if tc.ok && (err != nil || string(got) != tc.body) {
 			t.Errorf("body %q, %s: got %q, %v; want the body and no error", tc.body, tc.field, got, err)
 		}
@@ -569,16 +571,17 @@ func TestSignaturesInteroperateWithHTTPMessageSignatures(t *testing.T) {
 						t.Errorf("%s: got %T, want a *url.Error", tamper, err)
 					}
 				}
+				// The signature holds, the content does not: a small body
+				// is refused before the response is handed on.
 				req, _ := http.NewRequest(http.MethodGet, url, nil)
 				req.Header.Set("X-Peer-Tamper", "body")
 				resp, err := client.Do(req)
-				if err != nil {
-					t.Fatalf("body: %v: the signature holds, the content does not", err)
+				if err == nil {
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
 				}
-				_, err = io.ReadAll(resp.Body)
-				resp.Body.Close()
 				if !errors.Is(err, ErrResponseSignature) {
-					t.Errorf("body: got read error %v, want ErrResponseSignature", err)
+					t.Errorf("body: got %v, want ErrResponseSignature", err)
 				}
 			})
 
@@ -1236,4 +1239,55 @@ func FuzzSignatureInput(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTamperedBodyRefusedToJSONDecoder: a reader that stops at the end of a
+// JSON value never makes the read that reports a mismatch at EOF, so a body
+// that does not match its Content-Digest is refused before the response is
+// handed on.
+func TestTamperedBodyRefusedToJSONDecoder(t *testing.T) {
+	t.Parallel()
+	a := sigAlgorithms[0]
+	p := startSigPeer(t, a.alg, a.gen)
+	client := &http.Client{Transport: newTestTransport(t, p.cfg)}
+	req, _ := http.NewRequest(http.MethodGet, p.peer.URL+"/accounts/1", nil)
+	req.Header.Set("X-Peer-Tamper", "body")
+	resp, err := client.Do(req)
+	if err == nil {
+		defer resp.Body.Close()
+		var got struct{ Tampered bool }
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		if err == nil && got.Tampered {
+			t.Fatalf("got the altered body decoded without error (%+v), want ErrResponseSignature", got)
+		}
+	}
+	if !errors.Is(err, ErrResponseSignature) {
+		t.Fatalf("got %v, want ErrResponseSignature", err)
+	}
+}
+
+// TestLargeBodyCheckedAsItIsRead: a body larger than what is checked whole
+// is checked as it is read: a match reads through, a mismatch fails the
+// read that reaches the end.
+func TestLargeBodyCheckedAsItIsRead(t *testing.T) {
+	t.Parallel()
+	body := strings.Repeat("x", maxEagerDigest+4096)
+	sum := sha256.Sum256([]byte(body))
+	field := "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+	for _, tc := range []struct {
+		name, body string
+		ok         bool
+	}{{"match", body, true}, {"mismatch", body[:len(body)-1] + "y", false}} {
+		resp := &http.Response{Header: http.Header{"Content-Digest": {field}}, Body: io.NopCloser(strings.NewReader(tc.body))}
+		if err := armDigest(resp); err != nil {
+			t.Fatalf("%s: armDigest: %v, want the check left to the reads", tc.name, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		if tc.ok && (err != nil || string(got) != tc.body) {
+			t.Errorf("%s: got %d bytes, %v; want the body and no error", tc.name, len(got), err)
+		}
+		if !tc.ok && !errors.Is(err, ErrResponseSignature) {
+			t.Errorf("%s: got %d of %d bytes and %v, want ErrResponseSignature", tc.name, len(got), len(tc.body), err)
+		}
+	}
 }

@@ -12,10 +12,9 @@ import (
 func defaultLogger() *slog.Logger { return slog.New(warnings{}) }
 
 // warnings is a slog.Handler that passes records of level Warn and above to
-// slog.Default()'s handler.
+// slog.Default()'s handler, with the attributes and groups it was given.
 type warnings struct {
-	attrs []slog.Attr
-	group string
+	with []func(slog.Handler) slog.Handler // WithAttrs and WithGroup, in order
 }
 
 func (warnings) Enabled(ctx context.Context, l slog.Level) bool {
@@ -24,29 +23,26 @@ func (warnings) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (w warnings) Handle(ctx context.Context, r slog.Record) error {
 	h := slog.Default().Handler()
-	if len(w.attrs) > 0 {
-		h = h.WithAttrs(w.attrs)
-	}
-	if w.group != "" {
-		h = h.WithGroup(w.group)
+	for _, f := range w.with {
+		h = f(h)
 	}
 	return h.Handle(ctx, r)
 }
 
 func (w warnings) WithAttrs(attrs []slog.Attr) slog.Handler {
-	if w.group != "" {
-		// Rare: attributes inside a group; resolve against the default
-		// handler now rather than keep a tree of them.
-		return slog.Default().Handler().WithGroup(w.group).WithAttrs(attrs)
-	}
-	w.attrs = append(w.attrs[:len(w.attrs):len(w.attrs)], attrs...)
-	return w
+	return w.then(func(h slog.Handler) slog.Handler { return h.WithAttrs(attrs) })
 }
 
 func (w warnings) WithGroup(name string) slog.Handler {
-	if w.group != "" {
-		return slog.Default().Handler().WithGroup(w.group).WithGroup(name)
+	if name == "" {
+		return w
 	}
-	w.group = name
+	return w.then(func(h slog.Handler) slog.Handler { return h.WithGroup(name) })
+}
+
+// then returns w with f applied after its own, sharing nothing it may
+// change.
+func (w warnings) then(f func(slog.Handler) slog.Handler) warnings {
+	w.with = append(w.with[:len(w.with):len(w.with)], f)
 	return w
 }

@@ -62,3 +62,21 @@ func loggerChild(mode string) {
 	t.logger.Debug("securehttp: a debug record")
 	t.CloseIdleConnections()
 }
+
+// TestDefaultLoggerKeepsItsFilterWithAttrsAndGroups: a logger derived from
+// the default one with With and WithGroup, in any order, still passes Warn
+// and above only.
+func TestDefaultLoggerKeepsItsFilterWithAttrsAndGroups(t *testing.T) {
+	t.Parallel()
+	for name, l := range map[string]*slog.Logger{
+		"plain":            defaultLogger(),
+		"attrs":            defaultLogger().With("a", 1),
+		"group":            defaultLogger().WithGroup("g"),
+		"group then attrs": defaultLogger().WithGroup("g").With("a", 1),
+		"two groups":       defaultLogger().WithGroup("g").WithGroup("h"),
+	} {
+		if l.Enabled(context.Background(), slog.LevelDebug) || l.Enabled(context.Background(), slog.LevelInfo) {
+			t.Errorf("%s: Debug or Info enabled, want Warn and above only", name)
+		}
+	}
+}

@@ -175,3 +175,18 @@ func TestTokenExchangeConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenExchangeIDTokenWithDPoPRefused: an ID token answers with
+// token_type N_A, which DPoP refuses at every refresh: the combination is a
+// ConfigError from NewClient, before any request.
+func TestTokenExchangeIDTokenWithDPoPRefused(t *testing.T) {
+	t.Parallel()
+	_, err := newTransport(Config{Bearer: &Bearer{Hosts: []string{hostAPI}, DPoP: &DPoP{},
+		TokenExchange: &TokenExchange{TokenURL: "https://as.test/token", RequestedTokenType: tokenTypeIDToken,
+			SubjectToken: func(context.Context) (string, error) { return "x", nil },
+			Client:       &ClientCredentials{ClientID: "c", ClientSecret: "s"}}}})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "Bearer.TokenExchange.RequestedTokenType" {
+		t.Fatalf("got %v, want a *ConfigError for RequestedTokenType", err)
+	}
+}

@@ -263,6 +263,12 @@ func checkBearer(b *Bearer, haveClientCert bool, now func() time.Time) (*bearerP
 		plan.client, err = checkJWTBearer(b.JWTBearer, haveClientCert)
 	case b.TokenExchange != nil:
 		plan.client, err = checkTokenExchange(b.TokenExchange, haveClientCert)
+		if err == nil && b.DPoP != nil && b.TokenExchange.RequestedTokenType == tokenTypeIDToken {
+			// An ID token is no access token bound to a key: the server
+			// answers token_type N_A, which DPoP refuses at every refresh.
+			err = &ConfigError{Field: "Bearer.TokenExchange.RequestedTokenType", Value: tokenTypeIDToken,
+				Err: errors.New("an ID token cannot be bound to Bearer.DPoP's key: ask for an access token or a JWT, or drop DPoP")}
+		}
 	}
 	if err != nil {
 		return nil, err
