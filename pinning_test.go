@@ -190,7 +190,14 @@ func TestPinsOnResumedConnections(t *testing.T) {
 			}
 
 			bad := testConfig(t)
-			bad.Pins = []PinSet{{Host: hostAPI, Pins: []string{p.leaf.Fingerprint()[:len(p.leaf.Fingerprint())-2] + "00"}}}
+			// The leaf's fingerprint with its last byte changed: a pin that
+			// can never match (setting it to 00 matched one leaf in 256).
+			fp := p.leaf.Fingerprint()
+			last := "00"
+			if strings.HasSuffix(fp, "00") {
+				last = "FF"
+			}
+			bad.Pins = []PinSet{{Host: hostAPI, Pins: []string{fp[:len(fp)-2] + last}}}
 			trBad := newTestTransport(t, bad)
 			trBad.conns.base.TLSClientConfig.ClientSessionCache = trGood.conns.base.TLSClientConfig.ClientSessionCache
 			var didResume atomic.Bool
