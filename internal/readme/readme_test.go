@@ -385,11 +385,13 @@ func startServe(t *testing.T, ctx context.Context) (env []string, stop func() st
 		t.Fatalf("demo --serve printed no quick start within the test's deadline")
 	}
 	mu.Lock()
-	defer mu.Unlock()
-	if len(env) == 0 {
-		t.Fatalf("demo --serve printed no export lines; stdout:\n%s\nstderr:\n%s", all.String(), stderr.String())
+	got := append([]string(nil), env...)
+	mu.Unlock()
+	if len(got) == 0 {
+		out := stop() // waits for the command, so that stderr is whole
+		t.Fatalf("demo --serve printed no export lines; stdout:\n%s\nstderr:\n%s", out, stderr.String())
 	}
-	return append([]string(nil), env...), stop
+	return got, stop
 }
 
 // quickStartOutput is what README says the quick start prints.
