@@ -15,10 +15,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/securehttp/securehttp/internal/pemkey"
 )
 
 const (
@@ -176,7 +177,7 @@ func (c *ClientCert) load() (*certPair, error) {
 	if err != nil {
 		return nil, fail(c.certFile, err)
 	}
-	key, err := parseKey(keyPEM)
+	key, err := pemkey.Signer(keyPEM)
 	if err != nil {
 		return nil, fail(c.keyFile, err)
 	}
@@ -254,11 +255,11 @@ func readBoundedFile(path string, limit int64, unfit error) ([]byte, fs.FileInfo
 var (
 	errCertFileUnfit = errors.New("not a certificate or key file")
 	errKeyMismatch   = errors.New("the private key does not match the certificate")
-	errEncryptedKey  = errors.New("the private key is encrypted; store it decrypted, readable only by this process (openssl pkey -in KEY -out KEY)")
+	errEncryptedKey  = pemkey.ErrEncrypted
 	errNoCertificate = errors.New("no CERTIFICATE block")
-	errTruncatedPEM  = errors.New("a PEM block is incomplete (file being written?)")
-	errNoKey         = errors.New("no PRIVATE KEY block")
-	errKeyType       = errors.New("not an RSA, ECDSA or Ed25519 signing key")
+	errTruncatedPEM  = pemkey.ErrTruncated
+	errNoKey         = pemkey.ErrNoKey
+	errKeyType       = pemkey.ErrKeyType
 	errNotClientAuth = errors.New("the certificate's extended key usage does not allow client authentication")
 	errNilClientCert = fmt.Errorf("%w: the method of a nil *ClientCert (did LoadClientCert fail?)", ErrClientCert)
 )
@@ -301,46 +302,6 @@ func parseChain(data []byte) ([]*x509.Certificate, error) {
 		return nil, errNoCertificate
 	}
 	return chain, nil
-}
-
-// parseKey reads the first private key block: PKCS #8, PKCS #1 (RSA) or
-// SEC 1 (EC). Its errors never quote the key.
-func parseKey(data []byte) (crypto.Signer, error) {
-	for {
-		block, rest := pem.Decode(data)
-		if block == nil {
-			if bytes.Contains(data, []byte("-----BEGIN")) {
-				return nil, errTruncatedPEM
-			}
-			return nil, errNoKey
-		}
-		data = rest
-		if !strings.HasSuffix(block.Type, "PRIVATE KEY") {
-			continue
-		}
-		// PKCS #8 encryption, or the legacy OpenSSL kind with a DEK-Info header.
-		if block.Type == "ENCRYPTED PRIVATE KEY" || block.Headers["DEK-Info"] != "" {
-			return nil, errEncryptedKey
-		}
-		var key any
-		var err error
-		switch block.Type {
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		default:
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("the %s block does not parse", block.Type)
-		}
-		// An X25519 key (*ecdh.PrivateKey) cannot sign, and is refused here.
-		if k, ok := key.(crypto.Signer); ok {
-			return k, nil
-		}
-		return nil, errKeyType
-	}
 }
 
 // clientAuthUsage reports whether leaf may authenticate a TLS client.

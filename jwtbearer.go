@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"strings"
 )
 
 // JWTBearer obtains tokens with the JWT bearer grant (RFC 7523 section
@@ -67,12 +66,7 @@ func checkJWTBearer(b *JWTBearer, haveClientCert bool) (*tokenClient, error) {
 			return nil, err
 		}
 		form := url.Values{"grant_type": {grantTypeJWTBearer}, "assertion": {s}}
-		if len(scopes) > 0 {
-			form.Set("scope", strings.Join(scopes, " "))
-		}
-		for _, r := range resource {
-			form.Add("resource", r)
-		}
+		addScopeAndResource(form, scopes, resource)
 		return form, nil
 	}
 	return tc, nil

@@ -147,15 +147,21 @@ func checkClientCredentials(c *ClientCredentials, haveClientCert bool) (*tokenCl
 	}
 	tc.params = func(context.Context, string) (url.Values, error) {
 		form := url.Values{"grant_type": {"client_credentials"}}
-		if len(scopes) > 0 {
-			form.Set("scope", strings.Join(scopes, " "))
-		}
-		for _, r := range resource {
-			form.Add("resource", r)
-		}
+		addScopeAndResource(form, scopes, resource)
 		return form, nil
 	}
 	return tc, nil
+}
+
+// addScopeAndResource adds the scope (RFC 6749 section 3.3) and resource
+// indicators (RFC 8707) of a token request to form.
+func addScopeAndResource(form url.Values, scopes, resource []string) {
+	if len(scopes) > 0 {
+		form.Set("scope", strings.Join(scopes, " "))
+	}
+	for _, r := range resource {
+		form.Add("resource", r)
+	}
 }
 
 // checkEndpoint checks a grant's Issuer and TokenURL, and returns a token

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"strings"
 )
 
 // TokenExchange obtains tokens with OAuth 2.0 token exchange (RFC 8693):
@@ -124,12 +123,7 @@ func checkTokenExchange(e *TokenExchange, haveClientCert bool) (*tokenClient, er
 		for _, a := range audience {
 			form.Add("audience", a)
 		}
-		for _, r := range resource {
-			form.Add("resource", r)
-		}
-		if len(scopes) > 0 {
-			form.Set("scope", strings.Join(scopes, " "))
-		}
+		addScopeAndResource(form, scopes, resource)
 		return form, nil
 	}
 	return tc, nil

@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"github.com/securehttp/securehttp"
+	"github.com/securehttp/securehttp/internal/pemkey"
 )
 
 // signatures builds get's MessageSignatures from --sign-key, --sign-keyid
@@ -34,7 +35,7 @@ func signatures(f *getFlags, u *url.URL) (*securehttp.MessageSignatures, error) 
 	if err != nil {
 		return nil, err
 	}
-	key, err := parsePrivateKey(data)
+	key, err := pemkey.Signer(data)
 	if err != nil {
 		return nil, fmt.Errorf("--sign-key %s: %v", f.signKey, err)
 	}

@@ -6,9 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/securehttp/securehttp"
+	"github.com/securehttp/securehttp/internal/pemkey"
 )
 
 // tokenFlags are get's client credentials flags.
@@ -201,7 +199,7 @@ func (f *tokenFlags) bearer(ctx context.Context, u *url.URL, tokenFile string, s
 		if err != nil {
 			return nil, err
 		}
-		key, err := parsePrivateKey(data)
+		key, err := pemkey.Signer(data)
 		if err != nil {
 			return nil, usagef("--client-key %s: %v", f.keyFile, err)
 		}
@@ -259,41 +257,4 @@ func readPrivate(flagName, path string, r io.Reader, fifo bool) ([]byte, error) 
 		return nil, usagef("%s %s is a FIFO with nothing in it and no process writing to it", flagName, path)
 	}
 	return data, nil
-}
-
-// parsePrivateKey reads the first private key of PEM data: PKCS #8,
-// PKCS #1 (RSA) or SEC 1 (EC), not encrypted. Its errors never quote the
-// data.
-func parsePrivateKey(data []byte) (crypto.Signer, error) {
-	for {
-		block, rest := pem.Decode(data)
-		if block == nil {
-			return nil, errors.New("no PEM private key in it: want -----BEGIN PRIVATE KEY-----")
-		}
-		data = rest
-		if !strings.HasSuffix(block.Type, "PRIVATE KEY") {
-			continue
-		}
-		if block.Type == "ENCRYPTED PRIVATE KEY" || block.Headers["DEK-Info"] != "" {
-			return nil, errors.New("the key is encrypted: store it decrypted, readable by you only (openssl pkey -in KEY -out KEY)")
-		}
-		var key any
-		var err error
-		switch block.Type {
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		default:
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("not a valid %s", block.Type)
-		}
-		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("a %T cannot sign", key)
-		}
-		return signer, nil
-	}
 }

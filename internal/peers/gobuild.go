@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +64,7 @@ func CacheDir() (string, error) {
 // test binaries too, are serialised by a lock file; the binary appears
 // under its final name only when complete.
 func (p GoPeer) Build(ctx context.Context) (string, error) {
-	dir, err := peerModuleDir(p.Name)
+	dir, err := peerDir(p.Name, "go.mod")
 	if err != nil {
 		return "", err
 	}
@@ -154,32 +153,6 @@ func (p GoPeer) key(dir string) (string, error) {
 		h.Write(data)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
-}
-
-// peerModuleDir finds internal/peers/NAME: next to this source file, or
-// from the working directory up to the root module.
-func peerModuleDir(name string) (string, error) {
-	var candidates []string
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		candidates = append(candidates, filepath.Join(filepath.Dir(file), name))
-	}
-	if wd, err := os.Getwd(); err == nil {
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "internal", "peers", name, "go.mod")); err == nil {
-				candidates = append(candidates, filepath.Join(d, "internal", "peers", name))
-				break
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	for _, dir := range candidates {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-	}
-	return "", fmt.Errorf("cannot find internal/peers/%s/go.mod (looked in %v): %w", name, candidates, fs.ErrNotExist)
 }
 
 // requireGoPeer builds p for a test, or finds it built. Without a Go

@@ -30,7 +30,7 @@ func TestGoPeerBuildIsCached(t *testing.T) {
 	if err != nil || again != first || !isExecutable(again) {
 		t.Fatalf("got %q, %v, want the cached %q", again, err, first)
 	}
-	dir, err := peerModuleDir(Zitadel.Name)
+	dir, err := peerDir(Zitadel.Name, "go.mod")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,7 @@
 package peers
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"net"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -23,9 +16,6 @@ import (
 // file, run from the module root. CI must run it before the tests (with
 // CI=true StartHTTPSig fails instead of installing).
 const HTTPSigNpmCICommand = "npm ci --prefix internal/peers/httpsig --ignore-scripts --no-audit --no-fund"
-
-// httpsigReadyTimeout bounds how long node may take to print READY.
-const httpsigReadyTimeout = 15 * time.Second
 
 // HTTPSigKey is a key of the peer's, with its RFC 9421 algorithm
 // ("ed25519", "ecdsa-p256-sha256", "ecdsa-p384-sha384", "rsa-pss-sha512")
@@ -73,13 +63,7 @@ func StartHTTPSig(t testing.TB, cfg HTTPSigConfig) *HTTPSigPeer {
 		maxAge = time.Minute
 	}
 	tmp := t.TempDir()
-	write := func(name string, data []byte) string {
-		path := filepath.Join(tmp, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatalf("peers: write %s: %v", name, err)
-		}
-		return path
-	}
+	write := func(name string, data []byte) string { return writeFile(t, tmp, name, data) }
 	key := func(k HTTPSigKey) map[string]string {
 		return map[string]string{"pem": string(k.PEM), "alg": k.Alg, "keyid": k.KeyID}
 	}
@@ -93,62 +77,17 @@ func StartHTTPSig(t testing.TB, cfg HTTPSigConfig) *HTTPSigPeer {
 		"maxAge":      int64(maxAge / time.Second),
 	}
 	confPath := filepath.Join(tmp, "httpsig.json")
-	spec := launchSpec{name: "http-message-signatures", bin: node, dir: tmp, scheme: "https", stopSig: syscall.SIGTERM}
-	args := []string{filepath.Join(dir, "server.mjs"), confPath}
-	for attempt := 1; ; attempt++ {
-		port := FreePort(t)
-		conf["port"] = port
-		data, err := json.Marshal(conf)
-		if err != nil {
-			t.Fatalf("peers: encode the httpsig configuration: %v", err)
-		}
-		if err := os.WriteFile(confPath, data, 0o600); err != nil {
-			t.Fatalf("peers: write the httpsig configuration: %v", err)
-		}
-		p, err := spawn(spec, port, args, "")
-		if err != nil {
-			t.Fatalf("peers: start the httpsig peer (%s): %v", node, err)
-		}
-		if err = p.waitNodeReady(httpsigReadyTimeout); err == nil {
-			t.Cleanup(func() {
-				p.Stop()
-				if t.Failed() {
-					t.Logf("peers: httpsig peer on %s after the failed test:\n%s", p.Addr, p.diagnostics())
-				}
-			})
-			return &HTTPSigPeer{Peer: p, URL: "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-		}
-		p.Stop()
-		if attempt < startAttempts && (errors.Is(err, errAddrInUse) || addrInUse(p)) {
-			continue
-		}
-		t.Fatalf("peers: the httpsig peer did not become ready on 127.0.0.1:%d: %v\n%s", port, err, p.diagnostics())
-		return nil
-	}
-}
-
-// waitNodeReady waits for a node peer's "READY <port>" line and a
-// successful dial, for at most timeout.
-func (p *Peer) waitNodeReady(timeout time.Duration) error {
-	marker := fmt.Sprintf("READY %d\n", p.Port)
-	deadline := time.Now().Add(timeout)
-	for {
-		if p.exited() {
-			if addrInUse(p) {
-				return fmt.Errorf("%w: exited early: %v", errAddrInUse, p.waitErr)
-			}
-			return fmt.Errorf("exited early: %v", p.waitErr)
-		}
-		if strings.Contains(p.out.String(), marker) {
-			c, err := net.DialTimeout("tcp", p.Addr, 250*time.Millisecond)
-			if err == nil {
-				_ = c.Close()
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w after %v%s", errNotReady, timeout, procState(p.cmd.Process.Pid))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	p := start(t, launchSpec{
+		name:    "http-message-signatures",
+		bin:     node,
+		dir:     tmp,
+		scheme:  "https",
+		stopSig: syscall.SIGTERM,
+		build: func(port int) (launch, error) {
+			conf["port"] = port
+			return launch{args: []string{filepath.Join(dir, "server.mjs"), confPath}}, writeJSON(confPath, conf)
+		},
+		wait: waitNode,
+	})
+	return &HTTPSigPeer{Peer: p, URL: p.URL("")}
 }

@@ -10,12 +10,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -62,71 +58,57 @@ func StartHydra(t testing.TB, cfg HydraConfig) *HydraPeer {
 		ttl = 10 * time.Minute
 	}
 	tmp := t.TempDir()
-	certFile, keyFile := filepath.Join(tmp, "cert.pem"), filepath.Join(tmp, "key.pem")
-	if err := os.WriteFile(certFile, cfg.CertPEM, 0o600); err != nil {
-		t.Fatalf("peers: %v", err)
-	}
-	if err := os.WriteFile(keyFile, cfg.KeyPEM, 0o600); err != nil {
-		t.Fatalf("peers: %v", err)
-	}
+	certFile, keyFile := writeFile(t, tmp, "cert.pem", cfg.CertPEM), writeFile(t, tmp, "key.pem", cfg.KeyPEM)
 	secret := make([]byte, 24)
 	_, _ = rand.Read(secret)
-	spec := launchSpec{name: "hydra", bin: bin, dir: tmp, scheme: "https", stopSig: syscall.SIGTERM}
-	for attempt := 1; ; attempt++ {
-		port, adminPort := FreePort(t), FreePort(t)
-		issuer := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		admin := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(adminPort))
-		vars := map[string]string{
-			"DSN":                        "memory",
-			"SECRETS_SYSTEM":             hex.EncodeToString(secret),
-			"URLS_SELF_ISSUER":           issuer,
-			"SERVE_PUBLIC_HOST":          "127.0.0.1",
-			"SERVE_PUBLIC_PORT":          strconv.Itoa(port),
-			"SERVE_PUBLIC_TLS_ENABLED":   "true",
-			"SERVE_PUBLIC_TLS_CERT_PATH": certFile,
-			"SERVE_PUBLIC_TLS_KEY_PATH":  keyFile,
-			"SERVE_ADMIN_HOST":           "127.0.0.1",
-			"SERVE_ADMIN_PORT":           strconv.Itoa(adminPort),
-			"SERVE_ADMIN_TLS_ENABLED":    "false",
-			"STRATEGIES_ACCESS_TOKEN":    "jwt",
-			"TTL_ACCESS_TOKEN":           ttl.String(),
-			"LOG_LEVEL":                  "warn",
-			"LOG_LEAK_SENSITIVE_VALUES":  "false",
-		}
-		spec.env = spec.env[:0]
-		for k, v := range vars {
-			spec.env = append(spec.env, k+"="+v)
-		}
-		p, err := spawn(spec, port, []string{"serve", "all", "--dev", "--sqa-opt-out"}, "")
-		if err != nil {
-			t.Fatalf("peers: start hydra (%s): %v", bin, err)
-		}
-		err = p.waitHTTPReady(admin+"/health/ready", hydraReadyTimeout, nil)
-		if err == nil {
-			// Hydra makes its signing keys (RSA 4096) at the first request
-			// that needs them, which takes seconds on a loaded machine:
-			// long enough for the first token of a short TTL to be issued
-			// already expired. Asking for its public keys makes them now.
-			err = p.waitHTTPReady(issuer+"/.well-known/jwks.json", hydraReadyTimeout, cfg.CertPEM)
-		}
-		if err == nil {
-			t.Cleanup(func() {
-				p.Stop()
-				if t.Failed() {
-					t.Logf("peers: hydra on %s after the failed test:\n%s", p.Addr, p.diagnostics())
-				}
-			})
-			return &HydraPeer{Peer: p, Issuer: issuer, TokenEndpoint: issuer + "/oauth2/token",
-				JWKSURI: issuer + "/.well-known/jwks.json", AdminURL: admin}
-		}
-		p.Stop()
-		if attempt < startAttempts && strings.Contains(p.Output(), "address already in use") {
-			t.Logf("peers: hydra: a port was taken, retrying with others (attempt %d of %d)", attempt+1, startAttempts)
-			continue
-		}
-		t.Fatalf("peers: hydra did not become ready: %v\n%s", err, p.diagnostics())
-		return nil
-	}
+	adminPort := 0 // of the last attempt
+	p := start(t, launchSpec{
+		name:    "hydra",
+		bin:     bin,
+		dir:     tmp,
+		scheme:  "https",
+		stopSig: syscall.SIGTERM,
+		build: func(port int) (launch, error) {
+			adminPort = FreePort(t)
+			vars := map[string]string{
+				"DSN":                        "memory",
+				"SECRETS_SYSTEM":             hex.EncodeToString(secret),
+				"URLS_SELF_ISSUER":           loopbackURL("https", port),
+				"SERVE_PUBLIC_HOST":          "127.0.0.1",
+				"SERVE_PUBLIC_PORT":          strconv.Itoa(port),
+				"SERVE_PUBLIC_TLS_ENABLED":   "true",
+				"SERVE_PUBLIC_TLS_CERT_PATH": certFile,
+				"SERVE_PUBLIC_TLS_KEY_PATH":  keyFile,
+				"SERVE_ADMIN_HOST":           "127.0.0.1",
+				"SERVE_ADMIN_PORT":           strconv.Itoa(adminPort),
+				"SERVE_ADMIN_TLS_ENABLED":    "false",
+				"STRATEGIES_ACCESS_TOKEN":    "jwt",
+				"TTL_ACCESS_TOKEN":           ttl.String(),
+				"LOG_LEVEL":                  "warn",
+				"LOG_LEAK_SENSITIVE_VALUES":  "false",
+			}
+			run := launch{args: []string{"serve", "all", "--dev", "--sqa-opt-out"}}
+			for k, v := range vars {
+				run.env = append(run.env, k+"="+v)
+			}
+			return run, nil
+		},
+		wait: func(p *Peer) error {
+			err := p.waitHTTPReady(loopbackURL("http", adminPort)+"/health/ready", hydraReadyTimeout, nil)
+			if err == nil {
+				// Hydra makes its signing keys (RSA 4096) at the first
+				// request that needs them, which takes seconds on a loaded
+				// machine: long enough for the first token of a short TTL
+				// to be issued already expired. Asking for its public keys
+				// makes them now.
+				err = p.waitHTTPReady(p.URL("/.well-known/jwks.json"), hydraReadyTimeout, cfg.CertPEM)
+			}
+			return err
+		},
+	})
+	issuer := p.URL("")
+	return &HydraPeer{Peer: p, Issuer: issuer, TokenEndpoint: issuer + "/oauth2/token",
+		JWKSURI: issuer + "/.well-known/jwks.json", AdminURL: loopbackURL("http", adminPort)}
 }
 
 // Admin sends body as JSON to the admin API at path with method, and

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,28 +25,11 @@ import (
 // from the working directory.
 func npmPeerDir(t testing.TB, name string) string {
 	t.Helper()
-	var candidates []string
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		candidates = append(candidates, filepath.Join(filepath.Dir(file), name))
+	dir, err := peerDir(name, "server.mjs")
+	if err != nil {
+		t.Fatalf("peers: %v", err)
 	}
-	if wd, err := os.Getwd(); err == nil {
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				candidates = append(candidates, filepath.Join(d, "internal", "peers", name))
-				break
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	for _, dir := range candidates {
-		if _, err := os.Stat(filepath.Join(dir, "server.mjs")); err == nil {
-			return dir
-		}
-	}
-	t.Fatalf("peers: cannot find internal/peers/%s/server.mjs (looked in %v)", name, candidates)
-	return ""
+	return dir
 }
 
 // npmModulesState reports whether dir/node_modules holds the version of

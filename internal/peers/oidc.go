@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,10 +22,10 @@ import (
 // https://127.0.0.1:PORT.
 
 const (
-	// oidcReadyTimeout bounds how long node may take to print READY. Node
-	// loads oidc-provider and generates an RSA key at start, which takes
-	// about a second on an idle machine.
-	oidcReadyTimeout = 15 * time.Second
+	// nodeReadyTimeout bounds how long a node peer may take to print
+	// READY. oidc-provider loads and generates an RSA key at start, which
+	// takes about a second on an idle machine.
+	nodeReadyTimeout = 15 * time.Second
 	// npmCITimeout bounds the local "npm ci" that StartOIDC runs when the
 	// node_modules directory is missing (never in CI).
 	npmCITimeout = 3 * time.Minute
@@ -194,13 +191,7 @@ func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDCPeer {
 	}
 
 	tmp := t.TempDir()
-	write := func(name string, data []byte) string {
-		path := filepath.Join(tmp, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatalf("peers: write %s: %v", name, err)
-		}
-		return path
-	}
+	write := func(name string, data []byte) string { return writeFile(t, tmp, name, data) }
 	conf := map[string]any{
 		"certFile":         write("cert.pem", cfg.CertPEM),
 		"keyFile":          write("key.pem", cfg.KeyPEM),
@@ -226,93 +217,44 @@ func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDCPeer {
 		conf["clientCAFile"] = write("client-ca.pem", cfg.ClientCAPEM)
 	}
 	confPath := filepath.Join(tmp, "oidc.json")
-	spec := launchSpec{
+	mtlsTokenEndpoint := "" // of the last attempt
+	p := start(t, launchSpec{
 		name:    "oidc-provider",
 		bin:     node,
 		dir:     tmp,
 		scheme:  "https",
 		stopSig: syscall.SIGTERM,
-	}
-	args := []string{filepath.Join(dir, "server.mjs"), confPath}
-
-	for attempt := 1; ; attempt++ {
-		port := FreePort(t)
-		issuer := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		conf["port"] = port
-		conf["issuer"] = issuer
-		mtlsTokenEndpoint := ""
-		if cfg.MTLSEndpointAliases {
-			aliasPort := FreePort(t)
-			conf["mtlsAliasPort"] = aliasPort
-			mtlsTokenEndpoint = "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(aliasPort)) + "/token"
-		}
-		data, err := json.MarshalIndent(conf, "", "  ")
-		if err != nil {
-			t.Fatalf("peers: encode oidc-provider configuration (are the Clients JSON values?): %v", err)
-		}
-		if err := os.WriteFile(confPath, data, 0o600); err != nil {
-			t.Fatalf("peers: write oidc-provider configuration: %v", err)
-		}
-		p, err := spawn(spec, port, args, "")
-		if err != nil {
-			t.Fatalf("peers: start oidc-provider (%s): %v", node, err)
-		}
-		err = p.waitOIDCReady()
-		if err == nil {
-			t.Cleanup(func() {
-				p.Stop()
-				if t.Failed() {
-					t.Logf("peers: oidc-provider on %s after the failed test:\n%s", p.Addr, p.diagnostics())
-				}
-			})
-			return &OIDCPeer{
-				Peer:              p,
-				Issuer:            issuer,
-				TokenEndpoint:     issuer + "/token",
-				MTLSTokenEndpoint: mtlsTokenEndpoint,
-				JWKSURI:           issuer + "/jwks",
+		build: func(port int) (launch, error) {
+			conf["port"] = port
+			conf["issuer"] = loopbackURL("https", port)
+			mtlsTokenEndpoint = ""
+			if cfg.MTLSEndpointAliases {
+				aliasPort := FreePort(t)
+				conf["mtlsAliasPort"] = aliasPort
+				mtlsTokenEndpoint = loopbackURL("https", aliasPort) + "/token"
 			}
-		}
-		p.Stop()
-		if attempt < startAttempts && (errors.Is(err, errAddrInUse) || addrInUse(p)) {
-			t.Logf("peers: oidc-provider: port %d taken, retrying with another port (attempt %d of %d)", port, attempt+1, startAttempts)
-			continue
-		}
-		t.Fatalf("peers: oidc-provider did not become ready on 127.0.0.1:%d: %v\n%s", port, err, p.diagnostics())
-		return nil
-	}
-}
-
-// waitOIDCReady waits for server.mjs's "READY <port>" line and a successful
-// dial, for at most oidcReadyTimeout.
-func (p *Peer) waitOIDCReady() error {
-	marker := fmt.Sprintf("READY %d\n", p.Port)
-	deadline := time.Now().Add(oidcReadyTimeout)
-	for {
-		if p.exited() {
-			if addrInUse(p) {
-				return fmt.Errorf("%w: exited early: %v", errAddrInUse, p.waitErr)
-			}
-			return fmt.Errorf("exited early: %v", p.waitErr)
-		}
-		if strings.Contains(p.out.String(), marker) {
-			c, err := net.DialTimeout("tcp", p.Addr, 250*time.Millisecond)
-			if err == nil {
-				_ = c.Close()
-				if !p.exited() {
-					return nil
-				}
-				continue
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w after %v%s", errNotReady, oidcReadyTimeout, procState(p.cmd.Process.Pid))
-		}
-		time.Sleep(20 * time.Millisecond)
+			return launch{args: []string{filepath.Join(dir, "server.mjs"), confPath}}, writeJSON(confPath, conf)
+		},
+		wait: waitNode,
+	})
+	issuer := p.URL("")
+	return &OIDCPeer{
+		Peer:              p,
+		Issuer:            issuer,
+		TokenEndpoint:     issuer + "/token",
+		MTLSTokenEndpoint: mtlsTokenEndpoint,
+		JWKSURI:           issuer + "/jwks",
 	}
 }
 
 // ------------------------------------------------------------------ node
+
+// waitNode waits, for at most nodeReadyTimeout, until a node peer has
+// printed "READY <port>" and listens.
+func waitNode(p *Peer) error {
+	marker := fmt.Sprintf("READY %d\n", p.Port)
+	return p.waitReady(func(p *Peer) bool { return strings.Contains(p.out.String(), marker) }, nodeReadyTimeout)
+}
 
 var (
 	nodeVersions sync.Map // binary path -> version

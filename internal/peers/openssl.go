@@ -2,8 +2,6 @@ package peers
 
 import (
 	"encoding/pem"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,13 +54,7 @@ func startOpenSSL(t testing.TB, cfg OpenSSLConfig, pick func(testing.TB) int) *P
 		t.Fatalf("peers: OpenSSLConfig.CertPEM holds no CERTIFICATE block")
 	}
 	dir := t.TempDir()
-	write := func(name string, data []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatalf("peers: write %s: %v", name, err)
-		}
-		return path
-	}
+	write := func(name string, data []byte) string { return writeFile(t, dir, name, data) }
 	base := []string{"s_server", "-www",
 		"-cert", write("cert.pem", certs[0]),
 		"-key", write("key.pem", cfg.KeyPEM),
@@ -85,10 +77,10 @@ func startOpenSSL(t testing.TB, cfg OpenSSLConfig, pick func(testing.TB) int) *P
 		scheme:   "https",
 		stopSig:  syscall.SIGTERM,
 		pickPort: pick,
-		build: func(port int) ([]string, string, error) {
+		build: func(port int) (launch, error) {
 			args := append([]string(nil), base...)
 			args = append(args, "-accept", "127.0.0.1:"+strconv.Itoa(port))
-			return append(args, extra...), "", nil
+			return launch{args: append(args, extra...)}, nil
 		},
 		ready: func(p *Peer) bool {
 			// s_server prints ACCEPT once it listens.

@@ -23,6 +23,7 @@ package peers
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -294,18 +295,26 @@ type launchSpec struct {
 	scheme  string
 	stopSig syscall.Signal
 	proxy   *url.URL // user info for a proxy peer; Host is filled in
-	// build writes the configuration for port and returns the command
-	// arguments and the peer's own log file ("" if it logs to stdout).
-	build func(port int) (args []string, logPath string, err error)
+	// build writes the configuration for port and says how to run the
+	// peer.
+	build func(port int) (launch, error)
 	// ready reports whether the peer itself says it has bound its socket
 	// (a marker in its log); it keeps a dial to a port that someone else
 	// grabbed from counting as ready.
 	ready func(p *Peer) bool
+	// wait, when set, waits for the peer in place of ready and
+	// readyTimeout: nil once it serves.
+	wait func(p *Peer) error
 	// pickPort picks the port for an attempt; FreePort unless a test
 	// overrides it.
 	pickPort func(t testing.TB) int
-	// env is added to the peer's environment, as "KEY=value".
-	env []string
+}
+
+// launch is how one attempt runs a peer.
+type launch struct {
+	args    []string
+	logPath string   // the peer's own log file, "" if it logs to stdout
+	env     []string // added to the peer's environment, as "KEY=value"
 }
 
 var (
@@ -315,7 +324,7 @@ var (
 
 // start launches the peer, waits until it is ready and registers Stop with
 // t.Cleanup. It retries with a new port when the port was taken, and once
-// when the peer was still not listening after readyTimeout.
+// when the peer was still not ready in time.
 func start(t testing.TB, spec launchSpec) *Peer {
 	t.Helper()
 	pick := spec.pickPort
@@ -325,20 +334,24 @@ func start(t testing.TB, spec launchSpec) *Peer {
 	timedOut := false
 	for attempt := 1; ; attempt++ {
 		port := pick(t)
-		args, logPath, err := spec.build(port)
+		run, err := spec.build(port)
 		if err != nil {
 			t.Fatalf("peers: prepare %s: %v", spec.name, err)
 		}
-		if logPath != "" {
-			if err := os.Remove(logPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if run.logPath != "" {
+			if err := os.Remove(run.logPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				t.Fatalf("peers: remove old %s log: %v", spec.name, err)
 			}
 		}
-		p, err := spawn(spec, port, args, logPath)
+		p, err := spawn(spec, port, run)
 		if err != nil {
 			t.Fatalf("peers: start %s (%s): %v", spec.name, spec.bin, err)
 		}
-		err = p.waitReady(spec.ready)
+		if spec.wait != nil {
+			err = spec.wait(p)
+		} else {
+			err = p.waitReady(spec.ready, readyTimeout)
+		}
 		if err == nil {
 			t.Cleanup(func() {
 				p.Stop()
@@ -365,15 +378,67 @@ func start(t testing.TB, spec launchSpec) *Peer {
 	}
 }
 
+// peerDir finds internal/peers/NAME, the directory that holds marker: next
+// to this source file, or found from the working directory up.
+func peerDir(name, marker string) (string, error) {
+	var candidates []string
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		candidates = append(candidates, filepath.Join(filepath.Dir(file), name))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			dir := filepath.Join(d, "internal", "peers", name)
+			if _, err := os.Stat(filepath.Join(dir, marker)); err == nil {
+				candidates = append(candidates, dir)
+				break
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	for _, dir := range candidates {
+		if _, err := os.Stat(filepath.Join(dir, marker)); err == nil {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("cannot find internal/peers/%s/%s (looked in %v): %w", name, marker, candidates, fs.ErrNotExist)
+}
+
+// writeFile writes data to name in dir, readable by its owner only, and
+// returns the file's path.
+func writeFile(t testing.TB, dir, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatalf("peers: write %s: %v", name, err)
+	}
+	return path
+}
+
+// writeJSON writes v as JSON to path, readable by its owner only.
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	return os.WriteFile(path, data, 0o600)
+}
+
+// loopbackURL is scheme://127.0.0.1:port.
+func loopbackURL(scheme string, port int) string {
+	return scheme + "://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
 // spawn starts the process in its own process group.
-func spawn(spec launchSpec, port int, args []string, logPath string) (*Peer, error) {
+func spawn(spec launchSpec, port int, run launch) (*Peer, error) {
 	p := &Peer{
 		Name:    spec.name,
 		Addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		Port:    port,
 		scheme:  spec.scheme,
 		dir:     spec.dir,
-		logPath: logPath,
+		logPath: run.logPath,
 		out:     &tailBuffer{limit: outputLimit},
 		done:    make(chan struct{}),
 		stopSig: spec.stopSig,
@@ -383,12 +448,12 @@ func spawn(spec launchSpec, port int, args []string, logPath string) (*Peer, err
 		u.Host = p.Addr
 		p.proxy = &u
 	}
-	cmd := exec.Command(spec.bin, args...)
+	cmd := exec.Command(spec.bin, run.args...)
 	cmd.Dir = spec.dir
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = p.out
 	cmd.Stderr = p.out
-	cmd.Env = append(peerEnv(), spec.env...)
+	cmd.Env = append(peerEnv(), run.env...)
 	cmd.SysProcAttr = sysProcAttr()
 	// Do not let a grandchild holding stdout keep Wait from returning.
 	cmd.WaitDelay = 2 * time.Second
@@ -430,9 +495,9 @@ func peerEnv() []string {
 }
 
 // waitReady polls until the peer's ready marker is present and a TCP dial to
-// its address succeeds, for at most readyTimeout.
-func (p *Peer) waitReady(ready func(*Peer) bool) error {
-	deadline := time.Now().Add(readyTimeout)
+// its address succeeds, for at most timeout.
+func (p *Peer) waitReady(ready func(*Peer) bool, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		if p.exited() {
 			if addrInUse(p) {
@@ -455,7 +520,7 @@ func (p *Peer) waitReady(ready func(*Peer) bool) error {
 			return errAddrInUse
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w after %v%s", errNotReady, readyTimeout, procState(p.cmd.Process.Pid))
+			return fmt.Errorf("%w after %v%s", errNotReady, timeout, procState(p.cmd.Process.Pid))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -592,10 +657,10 @@ func startNginx(t testing.TB, cfg NginxConfig, pick func(testing.TB) int) *Peer 
 		scheme:   "https",
 		stopSig:  syscall.SIGTERM, // fast shutdown; SIGQUIT would wait for idle connections
 		pickPort: pick,
-		build: func(port int) ([]string, string, error) {
+		build: func(port int) (launch, error) {
 			conf := nginxConf(dir, port, cfg, ver)
 			if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-				return nil, "", err
+				return launch{}, err
 			}
 			args := []string{"-p", dir + "/", "-c", confPath}
 			if !ver.less(1, 19, 5) {
@@ -604,7 +669,7 @@ func startNginx(t testing.TB, cfg NginxConfig, pick func(testing.TB) int) *Peer 
 				// configuration is read.
 				args = append(args, "-e", errorLog)
 			}
-			return args, errorLog, nil
+			return launch{args: args, logPath: errorLog}, nil
 		},
 		ready: func(p *Peer) bool {
 			// nginx logs its version at notice level after it has
@@ -803,7 +868,7 @@ func startTinyproxy(t testing.TB, cfg TinyproxyConfig, pick func(testing.TB) int
 		stopSig:  syscall.SIGTERM,
 		proxy:    proxy,
 		pickPort: pick,
-		build: func(port int) ([]string, string, error) {
+		build: func(port int) (launch, error) {
 			var b strings.Builder
 			b.WriteString("# generated by internal/peers\n")
 			fmt.Fprintf(&b, "Port %d\nListen 127.0.0.1\n", port)
@@ -815,9 +880,9 @@ func startTinyproxy(t testing.TB, cfg TinyproxyConfig, pick func(testing.TB) int
 			}
 			b.WriteString("# No ConnectPort line: CONNECT is allowed to every port.\n")
 			if err := os.WriteFile(confPath, []byte(b.String()), 0o600); err != nil {
-				return nil, "", err
+				return launch{}, err
 			}
-			return []string{"-d", "-c", confPath}, logPath, nil
+			return launch{args: []string{"-d", "-c", confPath}, logPath: logPath}, nil
 		},
 		ready: func(p *Peer) bool {
 			l := p.Log()

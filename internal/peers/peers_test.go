@@ -937,7 +937,7 @@ func TestStartNeverReady(t *testing.T) {
 		start(tb, launchSpec{
 			name: "sleeper", bin: sleepBin, dir: dir, scheme: "http", stopSig: syscall.SIGTERM,
 			pickPort: func(tb testing.TB) int { picks++; return FreePort(tb) },
-			build:    func(int) ([]string, string, error) { return []string{"60"}, "", nil },
+			build:    func(int) (launch, error) { return launch{args: []string{"60"}}, nil },
 			ready: func(p *Peer) bool {
 				if len(pids) == 0 || pids[len(pids)-1] != p.Pid() {
 					pids = append(pids, p.Pid())

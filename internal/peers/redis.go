@@ -37,8 +37,8 @@ func startRedis(t testing.TB, pick func(testing.TB) int, extra ...string) *Peer 
 		scheme:   "redis",
 		stopSig:  syscall.SIGTERM,
 		pickPort: pick,
-		build: func(port int) ([]string, string, error) {
-			return append(redisArgs(dir, port), extra...), "", nil
+		build: func(port int) (launch, error) {
+			return launch{args: append(redisArgs(dir, port), extra...)}, nil
 		},
 		ready: redisReady,
 	}

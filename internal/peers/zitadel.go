@@ -2,9 +2,6 @@ package peers
 
 import (
 	"encoding/json"
-	"errors"
-	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -58,20 +55,13 @@ func StartZitadel(t testing.TB, cfg ZitadelConfig) *ZitadelPeer {
 		t.Fatalf("peers: StartZitadel needs CertPEM, KeyPEM, ClientID and ClientSecret")
 	}
 	tmp := t.TempDir()
-	write := func(name string, data []byte) string {
-		path := filepath.Join(tmp, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatalf("peers: write %s: %v", name, err)
-		}
-		return path
-	}
 	jwks := cfg.SubjectJWKS
 	if len(jwks) == 0 {
 		jwks = json.RawMessage(`{"keys":[]}`)
 	}
 	conf := map[string]any{
-		"certFile":        write("cert.pem", cfg.CertPEM),
-		"keyFile":         write("key.pem", cfg.KeyPEM),
+		"certFile":        writeFile(t, tmp, "cert.pem", cfg.CertPEM),
+		"keyFile":         writeFile(t, tmp, "key.pem", cfg.KeyPEM),
 		"clientID":        cfg.ClientID,
 		"clientSecret":    cfg.ClientSecret,
 		"subjectIssuer":   cfg.SubjectIssuer,
@@ -80,40 +70,20 @@ func StartZitadel(t testing.TB, cfg ZitadelConfig) *ZitadelPeer {
 		"profileKeys":     cfg.ProfileKeys,
 	}
 	confPath := filepath.Join(tmp, "zitadel.json")
-	spec := launchSpec{name: "zitadel", bin: bin, dir: tmp, scheme: "https", stopSig: syscall.SIGTERM}
-	for attempt := 1; ; attempt++ {
-		port := FreePort(t)
-		issuer := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		conf["port"], conf["issuer"] = port, issuer
-		data, err := json.Marshal(conf)
-		if err != nil {
-			t.Fatalf("peers: encode the zitadel configuration: %v", err)
-		}
-		if err := os.WriteFile(confPath, data, 0o600); err != nil {
-			t.Fatalf("peers: %v", err)
-		}
-		p, err := spawn(spec, port, []string{confPath}, "")
-		if err != nil {
-			t.Fatalf("peers: start zitadel (%s): %v", bin, err)
-		}
-		err = p.waitOIDCReady()
-		if err == nil {
-			t.Cleanup(func() {
-				p.Stop()
-				if t.Failed() {
-					t.Logf("peers: zitadel on %s after the failed test:\n%s", p.Addr, p.diagnostics())
-				}
-			})
-			return &ZitadelPeer{Peer: p, Issuer: issuer, TokenEndpoint: issuer + "/oauth/token", JWKSURI: issuer + "/keys"}
-		}
-		p.Stop()
-		if attempt < startAttempts && (errors.Is(err, errAddrInUse) || addrInUse(p)) {
-			t.Logf("peers: zitadel: port %d taken, retrying with another port (attempt %d of %d)", port, attempt+1, startAttempts)
-			continue
-		}
-		t.Fatalf("peers: zitadel did not become ready on 127.0.0.1:%d: %v\n%s", port, err, p.diagnostics())
-		return nil
-	}
+	p := start(t, launchSpec{
+		name:    "zitadel",
+		bin:     bin,
+		dir:     tmp,
+		scheme:  "https",
+		stopSig: syscall.SIGTERM,
+		build: func(port int) (launch, error) {
+			conf["port"], conf["issuer"] = port, loopbackURL("https", port)
+			return launch{args: []string{confPath}}, writeJSON(confPath, conf)
+		},
+		wait: waitNode, // main.go prints READY <port> as server.mjs does
+	})
+	issuer := p.URL("")
+	return &ZitadelPeer{Peer: p, Issuer: issuer, TokenEndpoint: issuer + "/oauth/token", JWKSURI: issuer + "/keys"}
 }
 
 // SubjectToken is an outside subject token that the peer accepted: its
