@@ -1291,3 +1291,27 @@ func TestLargeBodyCheckedAsItIsRead(t *testing.T) {
 		}
 	}
 }
+
+// TestContentDigestOfResponsesWithoutContent: a HEAD or 304 response may
+// carry the Content-Digest of the content a GET or 200 would have (RFC 9110
+// lets it carry their header fields), and a response without content has
+// nothing to check against it: each is handed on, signature verified.
+func TestContentDigestOfResponsesWithoutContent(t *testing.T) {
+	t.Parallel()
+	key := mustKey(t, sigAlgorithms[0].gen)
+	srv := startSigServer(t, key.Public())
+	srv.respond = func(_ int, r *http.Request) (int, string, string) {
+		status, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		return status, `"@status" "content-digest" "@method";req "@target-uri";req`, `;created=NOW;keyid="server"`
+	}
+	client := &http.Client{Transport: newTestTransport(t, srv.config(t, key))}
+	for _, tc := range []struct {
+		method string
+		status int
+	}{{http.MethodHead, http.StatusOK}, {http.MethodGet, http.StatusNotModified}, {http.MethodGet, http.StatusNoContent}} {
+		resp, _, err := do(t, client, tc.method, srv.url+"/"+strconv.Itoa(tc.status), "")
+		if err != nil || resp.StatusCode != tc.status {
+			t.Errorf("%s answered %d: got %v, %v; want the response", tc.method, tc.status, resp, err)
+		}
+	}
+}
