@@ -1315,3 +1315,36 @@ func TestContentDigestOfResponsesWithoutContent(t *testing.T) {
 		}
 	}
 }
+
+// TestResponseSignatureErrorHidesAnEchoedToken: a response whose signature
+// parameters quote the token the request carried (as keyid, tag or alg)
+// fails without the token in the error, which callers log.
+func TestResponseSignatureErrorHidesAnEchoedToken(t *testing.T) {
+	t.Parallel()
+	key := mustKey(t, sigAlgorithms[0].gen)
+	srv := startSigServer(t, key.Public())
+	srv.respond = func(_ int, r *http.Request) (int, string, string) {
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		params := map[string]string{
+			"/keyid": `;created=NOW;keyid="` + tok + `";tag="api"`,
+			"/tag":   `;created=NOW;keyid="server";tag="` + tok + `"`,
+			"/alg":   `;created=NOW;keyid="server";tag="api";alg="` + tok + `"`,
+		}[r.URL.Path]
+		return http.StatusOK, `"@status" "content-digest" "@method";req "@target-uri";req`, params
+	}
+	cfg := srv.config(t, key)
+	tok := tokOpaque("echoed")
+	cfg.Bearer.Store = NewMemoryStore(Token{Value: tok, Expiry: time.Now().Add(time.Hour)})
+	cfg.Signatures.Responses.Tag = "api"
+	client := &http.Client{Transport: newTestTransport(t, cfg)}
+	for _, path := range []string{"/keyid", "/tag", "/alg"} {
+		_, _, err := do(t, client, http.MethodGet, srv.url+path, "")
+		if !errors.Is(err, ErrResponseSignature) {
+			t.Errorf("%s: got %v, want ErrResponseSignature", path, err)
+			continue
+		}
+		if strings.Contains(err.Error(), tok) {
+			t.Errorf("%s: got %q, want an error without the token", path, err)
+		}
+	}
+}
