@@ -467,7 +467,7 @@ func (c *responseCheck) check(req *http.Request, resp *http.Response, now time.T
 	}
 	sigs, err := parseSignatures(inputs, sigFields)
 	if err != nil {
-		return responseSignatureError(err.Error())
+		return responseSignatureError(echoFree(req, err.Error()))
 	}
 	m := message{req: req, resp: resp}
 	var why string
@@ -483,7 +483,15 @@ func (c *responseCheck) check(req *http.Request, resp *http.Response, now time.T
 			why = fmt.Sprintf("signature %q: %v", p.label, err)
 		}
 	}
-	return responseSignatureError(why)
+	return responseSignatureError(echoFree(req, why))
+}
+
+// echoFree returns why, the reason a response's signature failed, or
+// echoRedacted when it quotes a credential that req carried: the server's
+// text in it (a label, a keyid, a tag, an alg) could, and callers log
+// errors.
+func echoFree(req *http.Request, why string) string {
+	return sentCredentials(req).text(why, len(why))
 }
 
 func responseSignatureError(why string) error {
