@@ -220,7 +220,12 @@ func (t *transport) explain(x *exchange, err error) error {
 // pin, err with the address it was for (its role when it was not the
 // request's own host, as "the token endpoint") and a command that shows the
 // chain as printed: with --cacert when the client trusts roots of its own.
+// An error that already says so, as a failed token refresh does for the
+// token endpoint, is returned as it is: it did not happen at u.
 func (t *transport) wayOut(u *url.URL, role string, err error) error {
+	if isHinted(err) {
+		return err
+	}
 	addr := hostPort(u)
 	where := addr
 	if role != "" {
@@ -243,12 +248,16 @@ func (t *transport) wayOut(u *url.URL, role string, err error) error {
 	return err
 }
 
-// isHinted reports whether err already says where it happened and the way
-// out (wayOut did).
+// isHinted reports whether err, or an error it wraps, already says where
+// it happened and the way out (wayOut did).
 func isHinted(err error) bool {
-	_, hint := err.(*hintError)
-	_, verify := err.(*verifyError)
-	return hint || verify
+	for _, e := range errorTree(err) {
+		switch e.(type) {
+		case *hintError, *verifyError:
+			return true
+		}
+	}
+	return false
 }
 
 // hintError is err, said where it happened and with the way out.

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/securehttp/securehttp/internal/testutil"
 )
@@ -88,5 +90,40 @@ func TestTLSErrorExplained(t *testing.T) {
 	var hne x509.HostnameError
 	if !errors.As(err, &hne) || !strings.Contains(err.Error(), "wrong.test") || strings.Contains(err.Error(), "RootCAs") {
 		t.Errorf("got %v, want an x509.HostnameError naming wrong.test without the RootCAs hint", err)
+	}
+}
+
+// TestPinHintNamesTheTokenEndpointOnARetry: a retry whose token refresh
+// meets a pin mismatch at the token endpoint says so, and points at the
+// token endpoint's pins, not at the API host's.
+func TestPinHintNamesTheTokenEndpointOnARetry(t *testing.T) {
+	t.Parallel()
+	base := time.Now().Truncate(time.Second)
+	clock := testutil.NewClock(base)
+	// The first attempt outlives the token, so that the retry refreshes.
+	srv := rtFaultServer(t, false, rtStep{status: 503, do: func() { clock.Add(2 * time.Hour) }}, rtStep{})
+	cfg := testConfig(t)
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.Pins = []PinSet{{Host: hostOther, Pins: []string{fakePin('A'), fakePin('B')}}}
+	cfg.Bearer = &Bearer{
+		Store: NewMemoryStore(Token{Value: "first", Expiry: base.Add(time.Hour)}),
+		Hosts: []string{hostAPI},
+		ClientCredentials: &ClientCredentials{TokenURL: testutil.HostURL(srv.Server, hostOther, "/token"),
+			ClientID: "client", ClientSecret: "secret"},
+	}
+	c, tr := rtNewClient(t, cfg)
+	tr.now = clock.Now
+	_, _, err := rtDo(t, c, rtRequest(t, t.Context(), http.MethodGet, srv.url("/"), nil))
+	if !errors.Is(err, ErrPinMismatch) {
+		t.Fatalf("got %v, want ErrPinMismatch", err)
+	}
+	api := strings.TrimPrefix(testutil.HostURL(srv.Server, hostAPI, ""), "https://")
+	tokenEndpoint := strings.TrimPrefix(testutil.HostURL(srv.Server, hostOther, ""), "https://")
+	msg := err.Error()
+	if !strings.Contains(msg, "https://"+tokenEndpoint+"/\" prints the chain's pins") {
+		t.Errorf("got %q, want the way to the pins of the token endpoint %s", msg, tokenEndpoint)
+	}
+	if strings.Contains(msg, "(at "+api+")") || strings.Contains(msg, "https://"+api+"/\" prints") {
+		t.Errorf("got %q, want no pin mismatch said to be at the API host %s", msg, api)
 	}
 }

@@ -467,14 +467,14 @@ func (c *responseCheck) check(req *http.Request, resp *http.Response, now time.T
 	}
 	sigs, err := parseSignatures(inputs, sigFields)
 	if err != nil {
-		return responseSignatureError(err.Error())
+		return responseSignatureError(echoFree(req, err.Error()))
 	}
 	m := message{req: req, resp: resp}
 	var why string
 	for _, p := range sigs {
 		err := c.verifyOne(req.Context(), m, p, now)
 		if err == nil {
-			if p.covers(compContentDigest) {
+			if p.covers(compContentDigest) && !noContent(req, resp) {
 				return armDigest(resp)
 			}
 			return nil
@@ -483,7 +483,15 @@ func (c *responseCheck) check(req *http.Request, resp *http.Response, now time.T
 			why = fmt.Sprintf("signature %q: %v", p.label, err)
 		}
 	}
-	return responseSignatureError(why)
+	return responseSignatureError(echoFree(req, why))
+}
+
+// echoFree returns why, the reason a response's signature failed, or
+// echoRedacted when it quotes a credential that req carried: the server's
+// text in it (a label, a keyid, a tag, an alg) could, and callers log
+// errors.
+func echoFree(req *http.Request, why string) string {
+	return sentCredentials(req).text(why, len(why))
 }
 
 func responseSignatureError(why string) error {
@@ -550,12 +558,17 @@ func (c *responseCheck) lookup(ctx context.Context, keyID string) (key crypto.Pu
 
 // responseHasBody reports whether resp, the answer to req, has content.
 func responseHasBody(req *http.Request, resp *http.Response) bool {
-	switch {
-	case req.Method == http.MethodHead, resp.StatusCode < 200, resp.StatusCode == http.StatusNoContent,
-		resp.StatusCode == http.StatusNotModified, resp.ContentLength == 0:
-		return false
-	}
-	return true
+	return !noContent(req, resp) && resp.ContentLength != 0
+}
+
+// noContent reports whether resp, the answer to req, is one that never has
+// content. A HEAD or 304 response may carry the Content-Digest of the
+// content a GET or 200 would have (RFC 9110 sections 9.3.2 and 15.4.5), and
+// there is nothing to check it against. An empty 200 is still checked: a
+// body removed on the way must not pass for an empty one.
+func noContent(req *http.Request, resp *http.Response) bool {
+	return req.Method == http.MethodHead || resp.StatusCode < 200 ||
+		resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 }
 
 // armDigest makes resp's body check its Content-Digest as it is read: the

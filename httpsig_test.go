@@ -1291,3 +1291,60 @@ func TestLargeBodyCheckedAsItIsRead(t *testing.T) {
 		}
 	}
 }
+
+// TestContentDigestOfResponsesWithoutContent: a HEAD or 304 response may
+// carry the Content-Digest of the content a GET or 200 would have (RFC 9110
+// lets it carry their header fields), and a response without content has
+// nothing to check against it: each is handed on, signature verified.
+func TestContentDigestOfResponsesWithoutContent(t *testing.T) {
+	t.Parallel()
+	key := mustKey(t, sigAlgorithms[0].gen)
+	srv := startSigServer(t, key.Public())
+	srv.respond = func(_ int, r *http.Request) (int, string, string) {
+		status, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		return status, `"@status" "content-digest" "@method";req "@target-uri";req`, `;created=NOW;keyid="server"`
+	}
+	client := &http.Client{Transport: newTestTransport(t, srv.config(t, key))}
+	for _, tc := range []struct {
+		method string
+		status int
+	}{{http.MethodHead, http.StatusOK}, {http.MethodGet, http.StatusNotModified}, {http.MethodGet, http.StatusNoContent}} {
+		resp, _, err := do(t, client, tc.method, srv.url+"/"+strconv.Itoa(tc.status), "")
+		if err != nil || resp.StatusCode != tc.status {
+			t.Errorf("%s answered %d: got %v, %v; want the response", tc.method, tc.status, resp, err)
+		}
+	}
+}
+
+// TestResponseSignatureErrorHidesAnEchoedToken: a response whose signature
+// parameters quote the token the request carried (as keyid, tag or alg)
+// fails without the token in the error, which callers log.
+func TestResponseSignatureErrorHidesAnEchoedToken(t *testing.T) {
+	t.Parallel()
+	key := mustKey(t, sigAlgorithms[0].gen)
+	srv := startSigServer(t, key.Public())
+	srv.respond = func(_ int, r *http.Request) (int, string, string) {
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		params := map[string]string{
+			"/keyid": `;created=NOW;keyid="` + tok + `";tag="api"`,
+			"/tag":   `;created=NOW;keyid="server";tag="` + tok + `"`,
+			"/alg":   `;created=NOW;keyid="server";tag="api";alg="` + tok + `"`,
+		}[r.URL.Path]
+		return http.StatusOK, `"@status" "content-digest" "@method";req "@target-uri";req`, params
+	}
+	cfg := srv.config(t, key)
+	tok := tokOpaque("echoed")
+	cfg.Bearer.Store = NewMemoryStore(Token{Value: tok, Expiry: time.Now().Add(time.Hour)})
+	cfg.Signatures.Responses.Tag = "api"
+	client := &http.Client{Transport: newTestTransport(t, cfg)}
+	for _, path := range []string{"/keyid", "/tag", "/alg"} {
+		_, _, err := do(t, client, http.MethodGet, srv.url+path, "")
+		if !errors.Is(err, ErrResponseSignature) {
+			t.Errorf("%s: got %v, want ErrResponseSignature", path, err)
+			continue
+		}
+		if strings.Contains(err.Error(), tok) {
+			t.Errorf("%s: got %q, want an error without the token", path, err)
+		}
+	}
+}
