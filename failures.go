@@ -31,7 +31,8 @@ const (
 // "connection_reset", "connection_closed", "stream_reset", "goaway", "dns",
 // "certificate", "tls", "weak_key", "pin_mismatch", "not_pinned", "revoked",
 // "ocsp_staple", "insecure_scheme", "host_not_allowed", "blocked_address",
-// "token_unavailable", "oauth_error", "request_body", "response_signature",
+// "token_unavailable", "oauth_error", "request_body", "response_body" (the
+// server answered, then its body failed), "response_signature",
 // "canceled", or "error" for any other. It returns "" for nil.
 func ErrorClass(err error) string {
 	if err == nil {
@@ -71,6 +72,7 @@ func classify(err error) failure {
 		refreshErr *RefreshError
 		oauthErr   *OAuthError
 		bodyErr    *bodyError
+		answered   *answeredError
 		dnsErr     *net.DNSError
 		streamErr  h2StreamError
 		netErr     net.Error
@@ -112,6 +114,10 @@ func classify(err error) failure {
 		return failure{"oauth_error", false}
 	case errors.As(err, &bodyErr):
 		return failure{"request_body", false}
+	case errors.As(err, &answered) && !errors.Is(err, context.DeadlineExceeded):
+		// Not transient: the server answered, and the request may have
+		// taken effect. A deadline that ended the read is a timeout.
+		return failure{"response_body", false}
 	case errors.As(err, &dnsErr):
 		return failure{"dns", dnsErr.Timeout()}
 	case errors.Is(err, syscall.ECONNREFUSED):

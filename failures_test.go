@@ -44,6 +44,10 @@ func TestErrorClass(t *testing.T) {
 		{"alert from the server", &net.OpError{Op: "remote error", Err: errors.New("tls: handshake failure")}, "tls"},
 		{"HTTP/2 stream reset", h2StreamError{StreamID: 1, Code: h2RefusedStream}, "stream_reset"},
 		{"not pinned", &notPinnedError{addr: "api.test:443"}, "not_pinned"},
+		{"answered, body cut", &answeredError{status: 200, err: io.ErrUnexpectedEOF}, "response_body"},
+		{"answered, body reset", &answeredError{status: 200, err: h2StreamError{StreamID: 1, Code: h2Internal}}, "response_body"},
+		{"answered, body past the deadline", &answeredError{status: 200, err: context.DeadlineExceeded}, "timeout"},
+		{"answered, canceled", &answeredError{status: 200, err: context.Canceled}, "canceled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

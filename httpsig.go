@@ -585,7 +585,7 @@ func armDigest(resp *http.Response) error {
 	// all. A larger body is checked as it is read, failing its last read.
 	head, err := io.ReadAll(io.LimitReader(resp.Body, maxEagerDigest+1))
 	if err != nil {
-		return err
+		return &answeredError{status: resp.StatusCode, err: err}
 	}
 	b := &digestedBody{rc: resp.Body, digests: digests}
 	b.hash(head)
@@ -601,6 +601,20 @@ func armDigest(resp *http.Response) error {
 	resp.Body = b
 	return nil
 }
+
+// answeredError is a response whose body failed while it was read to be
+// checked against its Content-Digest: the server answered, so the request
+// may have taken effect.
+type answeredError struct {
+	status int
+	err    error
+}
+
+func (e *answeredError) Error() string {
+	return fmt.Sprintf("securehttp: the server answered %d, but its body failed before it could be checked: %v", e.status, e.err)
+}
+
+func (e *answeredError) Unwrap() error { return e.err }
 
 // maxEagerDigest is the largest response body checked against its
 // Content-Digest before the response is handed on.

@@ -741,6 +741,14 @@ func (s *sigServer) serve(w http.ResponseWriter, r *http.Request) {
 		h.Set("Signature-Input", input)
 		h.Set("Signature", "srv=:"+base64.StdEncoding.EncodeToString(sig)+":")
 	}
+	if r.Header.Get("X-Case") == "cut-body" {
+		// The answer's head, then half its body, then no more.
+		h.Set("Content-Length", strconv.Itoa(len(out)))
+		w.WriteHeader(status)
+		w.Write(out[:len(out)/2])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
 	w.WriteHeader(status)
 	w.Write(out)
 }
@@ -1345,6 +1353,38 @@ func TestResponseSignatureErrorHidesAnEchoedToken(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), tok) {
 			t.Errorf("%s: got %q, want an error without the token", path, err)
+		}
+	}
+}
+
+// TestBodyCutBeforeItsDigestIsCheckedSaysTheServerAnswered: a body that
+// is cut off while it is read for its Content-Digest fails the request as
+// response_body, not as a stream or connection that got no answer: the
+// server did answer, and a POST must not look safe to send again. It is
+// not retried, as the failed read of a larger body is not.
+func TestBodyCutBeforeItsDigestIsCheckedSaysTheServerAnswered(t *testing.T) {
+	t.Parallel()
+	key := mustKey(t, sigAlgorithms[0].gen)
+	srv := startSigServer(t, key.Public())
+	client := &http.Client{Transport: newTestTransport(t, srv.config(t, key))}
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		path := "/cut-" + strings.ToLower(method)
+		req, _ := http.NewRequest(method, srv.url+path, strings.NewReader("{}"))
+		req.Header.Set("X-Case", "cut-body")
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Errorf("%s: got %d, want an error", method, resp.StatusCode)
+			continue
+		}
+		if got := ErrorClass(err); got != "response_body" {
+			t.Errorf("%s: ErrorClass(%v) = %q, want response_body", method, err, got)
+		}
+		if !strings.Contains(err.Error(), "answered 200") {
+			t.Errorf("%s: got %q, want it to say the server answered 200", method, err)
+		}
+		if _, n := srv.last(path); n != 1 {
+			t.Errorf("%s: the server got %d requests, want 1", method, n)
 		}
 	}
 }
